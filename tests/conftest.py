@@ -1,0 +1,41 @@
+"""Shared pytest fixtures: paths to the project's reference data and small helpers."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` (real DICOM and reference feature values; see its README)."""
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"reference data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def sts_ct_dir(shared_data: Path) -> Path:
+    """Real soft-tissue-sarcoma CT series (60 slices) from the IBSI validation set."""
+    return shared_data / "ibsi" / "ibsi_validation" / "dicom" / "STS_001" / "CT"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def require_tool(name: str) -> str:
+    """Path of an external tool the test needs; fails (never skips) when it is missing."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} not found on PATH: the test command installs it (scripts/test.sh)")
+    return path
