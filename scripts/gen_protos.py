@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import filecmp
 import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -66,8 +65,10 @@ def main() -> int:
             p.name for p in committed.iterdir() if p.is_file() and p.suffix in {".py", ".pyi"}
         }
         differ = sorted(
-            n for n in names
-            if not (fresh / n).exists() or not (committed / n).exists()
+            n
+            for n in names
+            if not (fresh / n).exists()
+            or not (committed / n).exists()
             or not filecmp.cmp(fresh / n, committed / n, shallow=False)
         )
     if differ:

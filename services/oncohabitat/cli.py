@@ -1,0 +1,123 @@
+"""The ``oncohabitat`` command line: run the platform, check it, generate phantoms, run demos."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import oncohabitat
+from oncohabitat.common.health_client import check_health
+from oncohabitat.common.topology import SERVICES
+
+app = typer.Typer(help="OncoHabitat: DCE-MRI habitat radiomics inference platform.", no_args_is_help=True)
+console = Console()
+
+
+def _mount_optional_apps() -> None:
+    """Sub-apps whose modules need optional extras (DICOM) are mounted only when importable."""
+    try:
+        from oncohabitat.phantom.cli import app as phantom_app
+    except ImportError:
+        return
+    app.add_typer(phantom_app, name="phantom", help="Write synthetic DCE-MRI / CT studies with ground truth.")
+
+
+@app.command()
+def version() -> None:
+    """Print the platform version."""
+    console.print(f"oncohabitat {oncohabitat.__version__}")
+
+
+@app.command()
+def up(
+    data_dir: Annotated[Path, typer.Option(help="Local state: databases, DICOM store, study store.")] = Path(
+        ".oncohabitat"
+    ),
+    config: Annotated[
+        Path | None, typer.Option(help="Env-style file of ONCOHABITAT_* settings applied to every service.")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Interface every service binds to.")] = "127.0.0.1",
+    ready_timeout_s: Annotated[float, typer.Option(help="Seconds to wait for every service to serve.")] = 90.0,
+) -> None:
+    """Start every service as its own process on localhost (SQLite, local disk); Ctrl-C stops them all."""
+    from oncohabitat.launcher import (
+        dicom_port,
+        platform_environment,
+        read_env_file,
+        start_services,
+        stop_services,
+        wait_until_serving,
+    )
+
+    overrides = read_env_file(config) if config else {}
+    env = platform_environment(data_dir.resolve(), host, overrides)
+    stop_requested = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop_requested.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log_dir = data_dir / "logs"
+    running = start_services(env, log_dir)
+    states = wait_until_serving(running, ready_timeout_s)
+    table = Table(title=f"OncoHabitat {oncohabitat.__version__} — logs in {log_dir}")
+    for column in ("service", "gRPC", "metrics", "state"):
+        table.add_column(column)
+    for service in running:
+        table.add_row(service.spec.name, service.address, service.metrics_address, states[service.spec.name])
+    console.print(table)
+    console.print(f"DICOM (C-STORE/C-ECHO): AE ONCOHABITAT at {host}:{dicom_port(env)}")
+    if any(state != "SERVING" for state in states.values()):
+        console.print("[red]not every service started; see the logs above. Stopping.[/red]")
+        stop_services(running)
+        raise typer.Exit(1)
+    console.print("All services SERVING. Press Ctrl-C to stop.")
+    while not stop_requested.wait(0.5):
+        for service in running:
+            if service.process.poll() is not None:
+                console.print(f"[red]{service.spec.name} exited ({service.process.returncode}); stopping.[/red]")
+                stop_requested.set()
+    codes = stop_services(running)
+    console.print("stopped: " + ", ".join(f"{name}={code}" for name, code in codes.items()))
+
+
+@app.command()
+def status(
+    host: Annotated[str, typer.Option(help="Host the services listen on.")] = "127.0.0.1",
+    timeout_s: Annotated[float, typer.Option(help="Health-check deadline per service, s.")] = 2.0,
+) -> None:
+    """Health-check every service (standard gRPC health protocol); exit 1 unless all are SERVING."""
+    table = Table(title="OncoHabitat services")
+    for column in ("service", "address", "health"):
+        table.add_column(column)
+    healthy = True
+    for spec in SERVICES:
+        port = int(os.environ.get(f"{spec.env_prefix}PORT", spec.default_port))
+        address = f"{host}:{port}"
+        state = check_health(address, spec.grpc_service, timeout_s)
+        healthy &= state == "SERVING"
+        table.add_row(spec.name, address, state)
+    console.print(table)
+    if not healthy:
+        raise typer.Exit(1)
+
+
+_mount_optional_apps()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Shared runtime used by every OncoHabitat service: settings, gRPC bootstrap, errors, codec, logging."""

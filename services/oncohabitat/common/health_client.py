@@ -1,0 +1,20 @@
+"""Client side of the standard gRPC health protocol (used by ``oncohabitat status`` and tests)."""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+def check_health(address: str, service: str = "", timeout_s: float = 2.0) -> str:
+    """Health status name of ``service`` at ``address`` (``SERVING``, ``NOT_SERVING``, ``UNREACHABLE``...)."""
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)
+        except grpc.RpcError as exc:
+            code = exc.code() if isinstance(exc, grpc.Call) else None
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                return "UNREACHABLE"
+            return code.name if code is not None else "UNKNOWN"
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))

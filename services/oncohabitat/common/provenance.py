@@ -1,0 +1,75 @@
+"""Provenance helpers: component versions and stable hashes of parameters and inputs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from collections.abc import Iterable, Mapping
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+import oncohabitat
+from oncohabitat.v1 import common_pb2
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no whitespace: equal settings give equal text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def sha256_json(value: Any) -> str:
+    """SHA-256 hex of :func:`canonical_json`."""
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()
+
+
+def sha256_image(image: sitk.Image) -> str:
+    """SHA-256 hex over voxels (native little-endian bytes, (z, y, x)), dtype and geometry."""
+    digest = hashlib.sha256()
+    array = sitk.GetArrayViewFromImage(image)
+    digest.update(str(array.dtype).encode())
+    digest.update(repr((array.shape, image.GetSpacing(), image.GetOrigin(), image.GetDirection())).encode())
+    digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def package_version(name: str) -> str:
+    """Installed version of a distribution, or ``"not-installed"``."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not-installed"
+
+
+def component_versions(extra_distributions: Iterable[str] = ()) -> list[common_pb2.ComponentVersion]:
+    """Versions of the platform, Python and the numerical libraries (plus ``extra_distributions``)."""
+    versions = {
+        "oncohabitat": oncohabitat.__version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "SimpleITK": sitk.Version.VersionString(),
+    }
+    for name in extra_distributions:
+        versions[name] = package_version(name)
+    return [common_pb2.ComponentVersion(name=k, version=v) for k, v in sorted(versions.items())]
+
+
+def make_provenance(
+    *,
+    parameter_hashes: Mapping[str, str] | None = None,
+    input_hashes: Mapping[str, str] | None = None,
+    model_id: str = "",
+    model_version: str = "",
+    extra_distributions: Iterable[str] = (),
+) -> common_pb2.Provenance:
+    """A Provenance message for one result."""
+    return common_pb2.Provenance(
+        components=component_versions(extra_distributions),
+        parameter_hashes=dict(parameter_hashes or {}),
+        input_hashes=dict(input_hashes or {}),
+        model_id=model_id,
+        model_version=model_version,
+    )

@@ -1,0 +1,58 @@
+"""Prometheus metrics of the DICOM listener (default registry).
+
+Labels only carry fixed vocabularies (rejection reasons, duplicate kinds); never study,
+series, instance or patient identifiers.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+INSTANCES_STORED = Counter(
+    "oncohabitat_listener_instances_stored_total",
+    "DICOM instances written durably and acknowledged with success.",
+)
+INSTANCES_REJECTED = Counter(
+    "oncohabitat_listener_instances_rejected_total",
+    "C-STORE requests answered with a failure status, by reason.",
+    ["reason"],
+)
+BYTES_STORED = Counter(
+    "oncohabitat_listener_bytes_stored_total",
+    "Bytes of Part-10 files written (new instances only).",
+)
+DUPLICATES = Counter(
+    "oncohabitat_listener_duplicate_instances_total",
+    "Instances received again: 'identical' (same bytes) or 'conflict' (different bytes, first kept).",
+    ["kind"],
+)
+STORE_SECONDS = Histogram(
+    "oncohabitat_listener_store_seconds",
+    "Time to store one instance durably (write, fsync, rename, index commit), in seconds.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+STUDIES_COMPLETED = Counter(
+    "oncohabitat_listener_studies_completed_total",
+    "Studies whose quiet period elapsed (RECEIVING -> COMPLETE).",
+)
+STUDIES_REOPENED = Counter(
+    "oncohabitat_listener_studies_reopened_total",
+    "Studies moved back to RECEIVING because a new instance arrived after completion.",
+)
+HANDOFFS = Counter(
+    "oncohabitat_listener_handoffs_total",
+    "Successful hand-offs to the orchestrator (COMPLETE -> HANDED_OFF).",
+)
+HANDOFF_FAILURES = Counter(
+    "oncohabitat_listener_handoff_failures_total",
+    "Failed hand-off attempts ('transient': retried with backoff, 'rejected': not retried).",
+    ["kind"],
+)
+OUTBOX_PENDING = Gauge(
+    "oncohabitat_listener_outbox_pending",
+    "Studies COMPLETE and waiting for hand-off (as of the outbox's last poll).",
+)
+TEMP_FILES_REMOVED = Counter(
+    "oncohabitat_listener_orphan_temp_files_removed_total",
+    "Partial temporary files removed at start-up (left by a crash during a write).",
+)
