@@ -23,11 +23,7 @@ KEY_LENGTH = 32
 
 def is_valid_uid(value: object) -> bool:
     """True when ``value`` is a single string UID: digits and dots, at most 64 characters."""
-    return (
-        isinstance(value, str)
-        and 0 < len(value) <= MAX_UID_LENGTH
-        and _UID_PATTERN.fullmatch(value) is not None
-    )
+    return isinstance(value, str) and 0 < len(value) <= MAX_UID_LENGTH and _UID_PATTERN.fullmatch(value) is not None
 
 
 def uid_key(uid: str) -> str:

@@ -191,9 +191,7 @@ class StudyIndex:
         self.db_path = db_path
         self._lock = threading.Lock()
         try:
-            self._conn = sqlite3.connect(
-                db_path, check_same_thread=False, isolation_level=None, timeout=busy_timeout_s
-            )
+            self._conn = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None, timeout=busy_timeout_s)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA foreign_keys=ON")
@@ -250,14 +248,10 @@ class StudyIndex:
             if existing is not None:
                 if existing[0] == record.sha256:
                     return AddResult(AddOutcome.IDENTICAL)
-                cur.execute(
-                    "UPDATE studies SET conflicts = conflicts + 1 WHERE study_key = ?", (existing[1],)
-                )
+                cur.execute("UPDATE studies SET conflicts = conflicts + 1 WHERE study_key = ?", (existing[1],))
                 return AddResult(AddOutcome.CONFLICT)
             now = record.received_at
-            study = cur.execute(
-                "SELECT state FROM studies WHERE study_key = ?", (record.study_key,)
-            ).fetchone()
+            study = cur.execute("SELECT state FROM studies WHERE study_key = ?", (record.study_key,)).fetchone()
             reopened: StudyState | None = None
             if study is None:
                 cur.execute(
@@ -316,13 +310,10 @@ class StudyIndex:
     def list_studies(self, state: StudyState | None = None, limit: int = 100) -> list[StudyRecord]:
         """Studies (optionally in one state), most recently received first, at most ``limit``."""
         if state is None:
-            rows = self._query(
-                f"SELECT {_STUDY_COLUMNS} FROM studies ORDER BY last_received_at DESC LIMIT ?", (limit,)
-            )
+            rows = self._query(f"SELECT {_STUDY_COLUMNS} FROM studies ORDER BY last_received_at DESC LIMIT ?", (limit,))
         else:
             rows = self._query(
-                f"SELECT {_STUDY_COLUMNS} FROM studies WHERE state = ?"
-                " ORDER BY last_received_at DESC LIMIT ?",
+                f"SELECT {_STUDY_COLUMNS} FROM studies WHERE state = ? ORDER BY last_received_at DESC LIMIT ?",
                 (state.value, limit),
             )
         return [_study(row) for row in rows]
@@ -330,8 +321,7 @@ class StudyIndex:
     def studies_due_for_completion(self, cutoff: float) -> list[str]:
         """Keys of RECEIVING studies whose last instance arrived at or before ``cutoff`` (epoch s)."""
         rows = self._query(
-            "SELECT study_key FROM studies WHERE state = ? AND last_received_at <= ?"
-            " ORDER BY last_received_at",
+            "SELECT study_key FROM studies WHERE state = ? AND last_received_at <= ? ORDER BY last_received_at",
             (StudyState.RECEIVING.value, cutoff),
         )
         return [str(row[0]) for row in rows]
@@ -348,9 +338,7 @@ class StudyIndex:
             ).fetchone()
             if row is None or row[0] != StudyState.RECEIVING.value or row[1] > cutoff:
                 return None
-            pairs = cur.execute(
-                "SELECT sop_uid, sha256 FROM instances WHERE study_key = ?", (study_key,)
-            ).fetchall()
+            pairs = cur.execute("SELECT sop_uid, sha256 FROM instances WHERE study_key = ?", (study_key,)).fetchall()
             digest = content_digest((str(sop), str(sha)) for sop, sha in pairs)
             cur.execute(
                 "UPDATE studies SET state = ?, completed_at = ?, content_digest = ?, handoff_attempts = 0,"
@@ -382,9 +370,7 @@ class StudyIndex:
             )
             return cur.rowcount == 1
 
-    def record_handoff_failure(
-        self, study_key: str, digest: str, reason: str, next_attempt_at: float
-    ) -> int | None:
+    def record_handoff_failure(self, study_key: str, digest: str, reason: str, next_attempt_at: float) -> int | None:
         """Count a failed hand-off and schedule the next attempt (epoch s); returns attempts so far.
 
         Returns None when the study is no longer COMPLETE with this digest.
@@ -397,9 +383,7 @@ class StudyIndex:
             )
             if cur.rowcount != 1:
                 return None
-            row = cur.execute(
-                "SELECT handoff_attempts FROM studies WHERE study_key = ?", (study_key,)
-            ).fetchone()
+            row = cur.execute("SELECT handoff_attempts FROM studies WHERE study_key = ?", (study_key,)).fetchone()
             return int(row[0])
 
     def mark_rejected(self, study_key: str, reason: str, digest: str | None = None) -> bool:
@@ -428,9 +412,7 @@ class StudyIndex:
             row = cur.execute("SELECT state FROM studies WHERE study_key = ?", (study_key,)).fetchone()
             if row is None or row[0] == StudyState.RECEIVING.value:
                 return None
-            pairs = cur.execute(
-                "SELECT sop_uid, sha256 FROM instances WHERE study_key = ?", (study_key,)
-            ).fetchall()
+            pairs = cur.execute("SELECT sop_uid, sha256 FROM instances WHERE study_key = ?", (study_key,)).fetchall()
             digest = content_digest((str(sop), str(sha)) for sop, sha in pairs)
             cur.execute(
                 "UPDATE studies SET state = ?, completed_at = COALESCE(completed_at, ?), content_digest = ?,"

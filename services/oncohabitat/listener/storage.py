@@ -26,6 +26,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import sqlite3
 import struct
 import threading
 import time
@@ -34,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
@@ -82,16 +83,13 @@ class StoreResult:
     reason: str = ""
 
 
-class _StoreRequest(Protocol):
-    AffectedSOPClassUID: object
-    AffectedSOPInstanceUID: object
-
-
 class StoreEvent(Protocol):
-    """The part of ``pynetdicom.events.Event`` that :meth:`InstanceStore.handle_store` uses."""
+    """The part of ``pynetdicom.events.Event`` that :meth:`InstanceStore.handle_store` uses.
 
-    @property
-    def request(self) -> _StoreRequest: ...  # pragma: no cover
+    ``request`` is the C-STORE primitive (``AffectedSOPClassUID``, ``AffectedSOPInstanceUID``).
+    """
+
+    request: Any
 
     def encoded_dataset(self, include_meta: bool = True) -> bytes: ...  # pragma: no cover
 
@@ -191,10 +189,10 @@ class InstanceStore:
 
         Never raises for bad input or write errors; they map to failure statuses.
         """
-        request = event.request
-        for value in (request.AffectedSOPClassUID, request.AffectedSOPInstanceUID):
-            if not is_valid_uid(str(value) if value is not None else None):
-                return self._reject("invalid_uid", status.INVALID_UID).status
+        sop_class_uid = getattr(event.request, "AffectedSOPClassUID", None)
+        sop_uid = getattr(event.request, "AffectedSOPInstanceUID", None)
+        if not (is_valid_uid(sop_class_uid) and is_valid_uid(sop_uid)):
+            return self._reject("invalid_uid", status.INVALID_UID).status
         try:
             data = event.encoded_dataset(include_meta=True)
         except (AttributeError, ValueError, TypeError) as exc:
@@ -202,8 +200,8 @@ class InstanceStore:
             return self._reject("unreadable", status.CANNOT_PARSE).status
         return self.store_part10(
             data,
-            expected_sop_class_uid=str(request.AffectedSOPClassUID),
-            expected_sop_uid=str(request.AffectedSOPInstanceUID),
+            expected_sop_class_uid=str(sop_class_uid),
+            expected_sop_uid=str(sop_uid),
         ).status
 
     def store_part10(
@@ -256,7 +254,7 @@ class InstanceStore:
             )
             try:
                 result = self.index.add_instance(record, identity.study_uid)
-            except Exception as exc:  # noqa: BLE001 - sqlite3.Error and friends: never acknowledge
+            except sqlite3.Error as exc:
                 _LOG.error("instance %s of study %s not indexed: %s", sop_key, study_key, type(exc).__name__)
                 return self._reject("index_error", status.OUT_OF_RESOURCES)
         if result.outcome is not AddOutcome.STORED:

@@ -1,0 +1,168 @@
+"""Loading, verifying and sealing one model bundle directory (``<root>/<id>/<version>/``)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from oncohabitat.bundles import errors
+from oncohabitat.bundles.errors import BundleError
+from oncohabitat.bundles.hashing import sha256_bytes, sha256_file
+from oncohabitat.bundles.manifest import MANIFEST_NAME, Manifest
+from oncohabitat.bundles.semver import SemVer
+
+_MAX_SCHEMA_ERRORS = 5
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A verified bundle: its directory, parsed manifest and the SHA-256 of ``manifest.json`` as read.
+
+    The manifest hash identifies the exact model (coefficients, cutoffs, feature settings, and through
+    ``files`` every other file) and is what results record as provenance.
+    """
+
+    path: Path
+    manifest: Manifest
+    manifest_sha256: str
+
+    @property
+    def id(self) -> str:
+        """Model id, e.g. ``"seed003-ct-dfs"``."""
+        return self.manifest.id
+
+    @property
+    def version(self) -> str:
+        """Model version string (semver), e.g. ``"1.0.0"``."""
+        return self.manifest.version
+
+    @property
+    def semver(self) -> SemVer:
+        """Parsed :attr:`version`."""
+        return SemVer.parse(self.manifest.version)
+
+    @property
+    def feature_keys(self) -> list[str]:
+        """Keys a scoring request must carry, in model order."""
+        return self.manifest.feature_keys
+
+    def file_path(self, relative: str) -> Path:
+        """Absolute path of a file listed under ``files``.
+
+        Raises:
+            BundleError: ``FILE_MISSING`` when ``relative`` is not listed in the manifest.
+        """
+        if relative not in self.manifest.files:
+            raise BundleError(errors.FILE_MISSING, f"{relative!r} is not a file of bundle {self.id} {self.version}")
+        return self.path / relative
+
+
+def _schema_message(exc: ValidationError) -> str:
+    """Curated summary of a pydantic error: field locations and messages, never the offending input."""
+    parts = []
+    for error in exc.errors()[:_MAX_SCHEMA_ERRORS]:
+        location = ".".join(str(item) for item in error["loc"]) or "<manifest>"
+        parts.append(f"{location}: {error['msg']}")
+    more = exc.error_count() - _MAX_SCHEMA_ERRORS
+    if more > 0:
+        parts.append(f"... and {more} more")
+    return "; ".join(parts)
+
+
+def _parse_manifest(text: str | bytes) -> Manifest:
+    try:
+        return Manifest.model_validate_json(text)
+    except ValidationError as exc:
+        raise BundleError(errors.SCHEMA_INVALID, _schema_message(exc)) from exc
+
+
+def _bundle_files(path: Path) -> dict[str, Path]:
+    """Every regular file under ``path`` except the manifest, keyed by bundle-relative POSIX path.
+
+    Raises:
+        BundleError: ``LAYOUT_INVALID`` on a symbolic link or a special file anywhere in the bundle.
+    """
+    found: dict[str, Path] = {}
+    for directory, subdirs, filenames in os.walk(path, followlinks=False):
+        base = Path(directory)
+        for name in [*subdirs, *filenames]:
+            entry = base / name
+            relative = entry.relative_to(path).as_posix()
+            if entry.is_symlink():
+                raise BundleError(errors.LAYOUT_INVALID, f"symbolic links are not allowed in a bundle: {relative!r}")
+            if name in filenames:
+                if not entry.is_file():
+                    raise BundleError(errors.LAYOUT_INVALID, f"not a regular file: {relative!r}")
+                if relative != MANIFEST_NAME:
+                    found[relative] = entry
+    return found
+
+
+def load_bundle(path: Path | str) -> Bundle:
+    """Load and fully verify the bundle in directory ``path``.
+
+    Checks, in order: ``manifest.json`` exists; it matches the v1 schema; the directory is
+    ``.../<id>/<version>`` as the manifest says; no symbolic link or special file; every file listed under
+    ``files`` exists with the recorded SHA-256; no file exists that is not listed.
+
+    Raises:
+        BundleError: reason ``MANIFEST_MISSING``, ``SCHEMA_INVALID``, ``LAYOUT_INVALID``, ``FILE_MISSING``,
+            ``HASH_MISMATCH`` or ``FILE_UNLISTED``.
+    """
+    path = Path(path)
+    manifest_path = path / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise BundleError(errors.MANIFEST_MISSING, f"no {MANIFEST_NAME} in bundle directory {path.name!r}")
+    raw = manifest_path.read_bytes()
+    manifest = _parse_manifest(raw)
+    if path.name != manifest.version or path.parent.name != manifest.id:
+        raise BundleError(
+            errors.LAYOUT_INVALID,
+            f"bundle {manifest.id} {manifest.version} must live in a directory <root>/{manifest.id}/{manifest.version}",
+        )
+    present = _bundle_files(path)
+    for relative, expected in manifest.files.items():
+        if relative not in present:
+            raise BundleError(errors.FILE_MISSING, f"listed file {relative!r} is missing")
+        if sha256_file(present[relative]) != expected:
+            raise BundleError(errors.HASH_MISMATCH, f"file {relative!r} does not match its recorded SHA-256")
+    unlisted = sorted(set(present) - set(manifest.files))
+    if unlisted:
+        raise BundleError(errors.FILE_UNLISTED, f"files not listed in the manifest: {unlisted}")
+    return Bundle(path=path, manifest=manifest, manifest_sha256=sha256_bytes(raw))
+
+
+def seal_bundle(path: Path | str) -> Bundle:
+    """(Re)write the ``files`` hashes of the manifest in ``path`` for authoring, then verify the bundle.
+
+    Every regular file of the bundle except ``manifest.json`` is listed with its SHA-256 (sorted by path);
+    all other keys of the manifest are kept as written (key order included). The manifest is rewritten
+    (2-space indented UTF-8 JSON) only if the result passes the v1 schema.
+
+    Returns:
+        The verified bundle, whose ``manifest_sha256`` is the hash of the rewritten manifest.
+
+    Raises:
+        BundleError: as :func:`load_bundle`; ``SCHEMA_INVALID`` also when the manifest is not a JSON object.
+    """
+    path = Path(path)
+    manifest_path = path / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise BundleError(errors.MANIFEST_MISSING, f"no {MANIFEST_NAME} in bundle directory {path.name!r}")
+    try:
+        document = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(errors.SCHEMA_INVALID, f"{MANIFEST_NAME} is not valid UTF-8 JSON") from exc
+    if not isinstance(document, dict):
+        raise BundleError(errors.SCHEMA_INVALID, f"{MANIFEST_NAME} must hold a JSON object")
+    document["files"] = {relative: sha256_file(file) for relative, file in sorted(_bundle_files(path).items())}
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    _parse_manifest(text)
+    temporary = manifest_path.with_name(MANIFEST_NAME + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(manifest_path)
+    return load_bundle(path)
