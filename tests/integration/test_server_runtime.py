@@ -98,7 +98,10 @@ def test_metrics_count_rpcs_by_method_and_code(runtime: ServiceRuntime) -> None:
     with pytest.raises(grpc.RpcError):
         stub.Score(scoring_pb2.ScoreRequest(model_id="bad-input"))
     text = urllib.request.urlopen(f"http://127.0.0.1:{runtime.metrics_port}/metrics", timeout=5).read().decode()
-    ok = 'oncohabitat_grpc_server_handled_total{grpc_code="OK",grpc_method="Score",grpc_service="oncohabitat.v1.Scoring"}'
+    ok = (
+        'oncohabitat_grpc_server_handled_total{grpc_code="OK",grpc_method="Score",'
+        'grpc_service="oncohabitat.v1.Scoring"}'
+    )
     bad = ok.replace('"OK"', '"INVALID_ARGUMENT"')
     assert ok in text and bad in text
     assert 'oncohabitat_grpc_server_handling_seconds_count{grpc_method="Score"' in text

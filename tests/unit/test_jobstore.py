@@ -324,4 +324,4 @@ def test_timestamps_are_fixed_width_utc() -> None:
     assert format_rfc3339(moment) == "2024-01-02T03:04:05.000006Z"
     assert parse_rfc3339(format_rfc3339(moment)) == moment
     with pytest.raises(ValueError, match="naive"):
-        format_rfc3339(datetime(2024, 1, 1))  # noqa: DTZ001
+        format_rfc3339(datetime(2024, 1, 1))

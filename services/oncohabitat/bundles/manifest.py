@@ -12,13 +12,14 @@ cross-field rules listed on :class:`Manifest`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
+from itertools import pairwise
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, model_validator
 
+from oncohabitat.bundles.hashing import canonical_json_sha256
 from oncohabitat.bundles.names import FeatureName, parse_feature_name
 from oncohabitat.bundles.semver import SEMVER_PATTERN
 
@@ -137,6 +138,10 @@ class FeatureSettings(_Strict):
         """A fresh deep copy in pyradiomics' layout (``{"setting": ..., "imageType": ..., "featureClass": ...}``)."""
         return self.model_dump(mode="json", by_alias=True)
 
+    def sha256(self) -> str:
+        """SHA-256 of the canonical JSON of :meth:`to_pyradiomics`: identifies the extraction configuration."""
+        return canonical_json_sha256(self.to_pyradiomics())
+
     def produces(self, name: FeatureName) -> bool:
         """Whether a pyradiomics run with these settings computes the feature ``name``.
 
@@ -247,17 +252,15 @@ class BaselineSurvival(_Strict):
     """Cox baseline survival ``S0(t)`` at increasing times (in ``time_unit``); ``S(t|x) = S0(t)^exp(lp)``."""
 
     times: list[Annotated[float, Field(strict=True, ge=0.0, allow_inf_nan=False)]] = Field(min_length=1)
-    survival: list[Annotated[float, Field(strict=True, ge=0.0, le=1.0, allow_inf_nan=False)]] = Field(
-        min_length=1
-    )
+    survival: list[Annotated[float, Field(strict=True, ge=0.0, le=1.0, allow_inf_nan=False)]] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _monotone(self) -> BaselineSurvival:
         if len(self.times) != len(self.survival):
             raise ValueError("baseline_survival: times and survival differ in length")
-        if any(b <= a for a, b in zip(self.times, self.times[1:], strict=False)):
+        if any(b <= a for a, b in pairwise(self.times)):
             raise ValueError("baseline_survival: times must be strictly increasing")
-        if any(b > a for a, b in zip(self.survival, self.survival[1:], strict=False)):
+        if any(b > a for a, b in pairwise(self.survival)):
             raise ValueError("baseline_survival: survival must be non-increasing")
         return self
 
@@ -338,9 +341,9 @@ class Manifest(_Strict):
     @model_validator(mode="after")
     def _cutoffs(self) -> Manifest:
         cutoffs = self.cutoffs
-        if any(b.value <= a.value for a, b in zip(cutoffs, cutoffs[1:], strict=False)):
+        if any(b.value <= a.value for a, b in pairwise(cutoffs)):
             raise ValueError("cutoffs must be strictly increasing")
-        if any(a.high_label != b.low_label for a, b in zip(cutoffs, cutoffs[1:], strict=False)):
+        if any(a.high_label != b.low_label for a, b in pairwise(cutoffs)):
             raise ValueError("consecutive cutoffs must chain labels (high_label of one = low_label of the next)")
         if len({c.applies_to for c in cutoffs}) > 1:
             raise ValueError("all cutoffs must apply to the same quantity")
@@ -348,6 +351,6 @@ class Manifest(_Strict):
             if cutoff.applies_to == "probability":
                 if self.model.type not in ("logistic", "random_forest"):
                     raise ValueError("probability cutoffs need a logistic or random_forest model")
-                if not 0.0 <= cutoff.value <= 1.0 or not math.isfinite(cutoff.value):
+                if not 0.0 <= cutoff.value <= 1.0:
                     raise ValueError("a probability cutoff must lie in [0, 1]")
         return self

@@ -1,7 +1,7 @@
 """Durable job store: the :class:`JobStore` protocol and its SQLite implementation.
 
 Three tables: ``jobs`` (one row per (study_key, content_digest)), ``stage_results`` (one row per finished
-stage, primary key (job_id, stage), so each stage result is persisted exactly once) and ``job_events``
+stage, primary key (job_id, stage), so each stage result is persisted exactly once; ``seq`` keeps their order) and ``job_events``
 (numbered state/stage changes for ``WatchJob``). A worker *claims* a job with a time-limited lease; a job
 whose lease expired (its worker died, e.g. ``kill -9``) is claimable again, which is how work resumes after a
 crash. Fenced calls (``worker_id=...``) refuse to touch a job the caller no longer owns.
@@ -92,6 +92,7 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             CREATE TABLE IF NOT EXISTS stage_results (
                 job_id TEXT NOT NULL REFERENCES jobs (job_id) ON DELETE CASCADE,
                 stage TEXT NOT NULL,
+                seq INTEGER NOT NULL,
                 result_json TEXT NOT NULL,
                 finished_at TEXT NOT NULL,
                 PRIMARY KEY (job_id, stage)
@@ -476,10 +477,13 @@ class SqliteJobStore:
         with self._write() as conn:
             row = self._lock_job(conn, job_id)
             self._fence(row, worker_id)
+            seq = conn.execute(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM stage_results WHERE job_id = ?", (job_id,)
+            ).fetchone()[0]
             cursor = conn.execute(
-                "INSERT INTO stage_results (job_id, stage, result_json, finished_at) VALUES (?, ?, ?, ?) "
+                "INSERT INTO stage_results (job_id, stage, seq, result_json, finished_at) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (job_id, stage) DO NOTHING",
-                (job_id, name, result_json, now),
+                (job_id, name, seq, result_json, now),
             )
             if cursor.rowcount != 1:
                 return False
@@ -491,7 +495,7 @@ class SqliteJobStore:
         """Persisted stage results by stage name, in the order they finished (empty for unknown jobs)."""
         with self._read() as conn:
             rows = conn.execute(
-                "SELECT stage, result_json FROM stage_results WHERE job_id = ? ORDER BY finished_at, stage",
+                "SELECT stage, result_json FROM stage_results WHERE job_id = ? ORDER BY seq",
                 (job_id,),
             ).fetchall()
         return {str(row["stage"]): json.loads(row["result_json"]) for row in rows}

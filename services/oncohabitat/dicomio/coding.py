@@ -1,0 +1,57 @@
+"""Coded concepts used in OncoHabitat's DICOM output.
+
+Standard codes come from pydicom's code dictionary (SNOMED CT, DCM, UCUM).  Concepts that have no
+standard code (radiomic feature names, the risk score) use the private coding scheme ``99ONCOHAB``
+whose code values are the names themselves (long names travel in LongCodeValue).
+"""
+
+from __future__ import annotations
+
+import re
+
+import highdicom as hd
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+
+from oncohabitat.dicomio.errors import ExportError
+
+SCHEME = "99ONCOHAB"
+MANUFACTURER = "OncoHabitat"
+ALGORITHM_NAME = "OncoHabitat"
+#: DICOM limit of Code Meaning (LO).
+_MAX_MEANING = 64
+
+ALGORITHM_FAMILY = codes.cid7162.ArtificialIntelligence
+UNITLESS = hd.sr.CodedConcept("1", "UCUM", "no units")
+TUMOUR_CATEGORY = codes.SCT.MorphologicallyAbnormalStructure
+TUMOUR_TYPE = codes.SCT.Neoplasm
+PROCEDURE_IMAGING = codes.SCT.ImagingProcedure
+
+RISK_SCORE = hd.sr.CodedConcept("RISK_SCORE", SCHEME, "Prognostic risk score")
+RISK_CUTOFF = hd.sr.CodedConcept("RISK_CUTOFF", SCHEME, "Risk group cut-off")
+RISK_GROUP = hd.sr.CodedConcept("RISK_GROUP", SCHEME, "Prognostic risk group")
+CONTRIBUTION = hd.sr.CodedConcept("CONTRIBUTION", SCHEME, "Contribution to risk score")
+
+
+def private_concept(name: str) -> hd.sr.CodedConcept:
+    """``99ONCOHAB`` concept whose code value is ``name`` (e.g. a pyradiomics feature name)."""
+    if not name or not name.isprintable() or "\\" in name:
+        raise ExportError("INVALID_NAME", f"{name!r} cannot be a code value")
+    return hd.sr.CodedConcept(name, SCHEME, name[:_MAX_MEANING])
+
+
+def risk_group_concept(risk_group: str) -> hd.sr.CodedConcept:
+    """``99ONCOHAB`` code for a risk group label such as "high" (code value "HIGH")."""
+    value = re.sub(r"[^A-Z0-9]+", "_", risk_group.strip().upper()).strip("_")[:16]
+    if not value:
+        raise ExportError("INVALID_RISK_GROUP", "risk group label is empty")
+    return hd.sr.CodedConcept(value, SCHEME, risk_group.strip()[:_MAX_MEANING])
+
+
+def coding_scheme_identification() -> Dataset:
+    """CodingSchemeIdentificationSequence item describing ``99ONCOHAB``."""
+    item = Dataset()
+    item.CodingSchemeDesignator = SCHEME
+    item.CodingSchemeName = "OncoHabitat private concepts"
+    item.CodingSchemeResponsibleOrganization = MANUFACTURER
+    return item

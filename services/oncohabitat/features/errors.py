@@ -1,0 +1,30 @@
+"""Domain error of feature extraction; carries a stable reason code for ``ErrorDetail``."""
+
+from __future__ import annotations
+
+from typing import Final
+
+FEATURE_NAME_INVALID: Final = "FEATURE_NAME_INVALID"
+FEATURE_NOT_PRODUCED: Final = "FEATURE_NOT_PRODUCED"
+SETTINGS_INVALID: Final = "SETTINGS_INVALID"
+IMAGE_INVALID: Final = "IMAGE_INVALID"
+MASK_INVALID: Final = "MASK_INVALID"
+LABEL_EMPTY: Final = "LABEL_EMPTY"
+GEOMETRY_MISMATCH: Final = "GEOMETRY_MISMATCH"
+EXTRACTION_FAILED: Final = "EXTRACTION_FAILED"
+
+
+class FeatureExtractionError(Exception):
+    """Features cannot be extracted for this request.
+
+    Attributes:
+        reason: stable machine-readable code (module constants, e.g. ``"FEATURE_NOT_PRODUCED"``).
+        feature: the offending feature name, or None when the error is not about one feature.
+        message: curated human-readable explanation (never voxel data or patient identifiers).
+    """
+
+    def __init__(self, reason: str, feature: str | None, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.feature = feature
+        self.message = message
