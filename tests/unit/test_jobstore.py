@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(db_path: Path, clock: FakeClock) -> SqliteJobStore:
+def store(db_path: Path, clock: FakeClock) -> Iterator[SqliteJobStore]:
     with SqliteJobStore(db_path, clock=clock) as opened:
         yield opened
 

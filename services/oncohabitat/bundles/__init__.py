@@ -5,9 +5,10 @@ A bundle is a directory ``<root>/<id>/<version>/`` with a ``manifest.json`` (see
 Used by the scoring service (to run models) and the orchestrator (to know what a model needs).
 """
 
+from oncohabitat.bundles.authoring import write_bundle
 from oncohabitat.bundles.errors import BundleError
 from oncohabitat.bundles.hashing import canonical_json, canonical_json_sha256, sha256_bytes, sha256_file
-from oncohabitat.bundles.loader import Bundle, load_bundle, seal_bundle
+from oncohabitat.bundles.loader import Bundle, load_bundle, parse_manifest, seal_bundle
 from oncohabitat.bundles.manifest import (
     FORMAT_VERSION,
     MANIFEST_NAME,
@@ -51,7 +52,9 @@ __all__ = [
     "load_bundle",
     "load_bundles",
     "parse_feature_name",
+    "parse_manifest",
     "seal_bundle",
     "sha256_bytes",
     "sha256_file",
+    "write_bundle",
 ]

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Final
 
+import grpc
+
+from oncohabitat.common.errors import DomainError
+
 #: Stable reason codes carried by :class:`BundleError` (mirrored into ``ErrorDetail.reason``).
 MANIFEST_MISSING: Final = "MANIFEST_MISSING"
 SCHEMA_INVALID: Final = "SCHEMA_INVALID"
@@ -16,7 +20,7 @@ VERSION_NOT_FOUND: Final = "VERSION_NOT_FOUND"
 DUPLICATE_BUNDLE: Final = "DUPLICATE_BUNDLE"
 
 
-class BundleError(Exception):
+class BundleError(DomainError):
     """A bundle is invalid, tampered with, or not available.
 
     Attributes:
@@ -24,7 +28,13 @@ class BundleError(Exception):
         message: curated human-readable explanation (bundle-relative paths only, never file contents).
     """
 
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
     def __init__(self, reason: str, message: str) -> None:
-        super().__init__(f"{reason}: {message}")
-        self.reason = reason
+        super().__init__(reason, message)
         self.message = message
+        if reason in (MODEL_NOT_FOUND, VERSION_NOT_FOUND):
+            self.code = grpc.StatusCode.NOT_FOUND
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.message}"

@@ -73,7 +73,12 @@ def _schema_message(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _parse_manifest(text: str | bytes) -> Manifest:
+def parse_manifest(text: str | bytes) -> Manifest:
+    """Validate manifest JSON text against the v1 schema.
+
+    Raises:
+        BundleError: ``SCHEMA_INVALID`` with a curated summary of the first problems.
+    """
     try:
         return Manifest.model_validate_json(text)
     except ValidationError as exc:
@@ -102,12 +107,14 @@ def _bundle_files(path: Path) -> dict[str, Path]:
     return found
 
 
-def load_bundle(path: Path | str) -> Bundle:
+def load_bundle(path: Path | str, expected_manifest_sha256: str | None = None) -> Bundle:
     """Load and fully verify the bundle in directory ``path``.
 
-    Checks, in order: ``manifest.json`` exists; it matches the v1 schema; the directory is
-    ``.../<id>/<version>`` as the manifest says; no symbolic link or special file; every file listed under
-    ``files`` exists with the recorded SHA-256; no file exists that is not listed.
+    Checks, in order: ``manifest.json`` exists; its SHA-256 equals ``expected_manifest_sha256`` when one is
+    pinned (the manifest cannot vouch for itself: pinning is how a deployment detects an edited manifest);
+    it matches the v1 schema; the directory is ``.../<id>/<version>`` as the manifest says; no symbolic link
+    or special file; every file listed under ``files`` exists with the recorded SHA-256; no file exists
+    that is not listed.
 
     Raises:
         BundleError: reason ``MANIFEST_MISSING``, ``SCHEMA_INVALID``, ``LAYOUT_INVALID``, ``FILE_MISSING``,
@@ -118,7 +125,10 @@ def load_bundle(path: Path | str) -> Bundle:
     if not manifest_path.is_file():
         raise BundleError(errors.MANIFEST_MISSING, f"no {MANIFEST_NAME} in bundle directory {path.name!r}")
     raw = manifest_path.read_bytes()
-    manifest = _parse_manifest(raw)
+    manifest_sha256 = sha256_bytes(raw)
+    if expected_manifest_sha256 is not None and manifest_sha256 != expected_manifest_sha256.lower():
+        raise BundleError(errors.HASH_MISMATCH, f"{MANIFEST_NAME} does not match its pinned SHA-256")
+    manifest = parse_manifest(raw)
     if path.name != manifest.version or path.parent.name != manifest.id:
         raise BundleError(
             errors.LAYOUT_INVALID,
@@ -133,7 +143,7 @@ def load_bundle(path: Path | str) -> Bundle:
     unlisted = sorted(set(present) - set(manifest.files))
     if unlisted:
         raise BundleError(errors.FILE_UNLISTED, f"files not listed in the manifest: {unlisted}")
-    return Bundle(path=path, manifest=manifest, manifest_sha256=sha256_bytes(raw))
+    return Bundle(path=path, manifest=manifest, manifest_sha256=manifest_sha256)
 
 
 def seal_bundle(path: Path | str) -> Bundle:
@@ -161,7 +171,7 @@ def seal_bundle(path: Path | str) -> Bundle:
         raise BundleError(errors.SCHEMA_INVALID, f"{MANIFEST_NAME} must hold a JSON object")
     document["files"] = {relative: sha256_file(file) for relative, file in sorted(_bundle_files(path).items())}
     text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
-    _parse_manifest(text)
+    parse_manifest(text)
     temporary = manifest_path.with_name(MANIFEST_NAME + ".tmp")
     temporary.write_text(text, encoding="utf-8")
     temporary.replace(manifest_path)

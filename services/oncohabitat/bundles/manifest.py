@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from oncohabitat.bundles.hashing import canonical_json_sha256
-from oncohabitat.bundles.names import FeatureName, parse_feature_name
+from oncohabitat.bundles.names import SHAPE_CLASSES, FeatureName, parse_feature_name
 from oncohabitat.bundles.semver import SEMVER_PATTERN
 
 FORMAT_VERSION = "1"
@@ -53,7 +53,7 @@ _KNOWN_IMAGE_TYPES = frozenset(
 )
 
 
-def _check_relative_path(value: str) -> str:
+def check_relative_path(value: str) -> str:
     """A bundle-relative POSIX path without ``..``, empty parts or backslashes, and not the manifest."""
     if not value or value.startswith("/") or "\\" in value:
         raise ValueError(f"{value!r} is not a relative POSIX path")
@@ -65,7 +65,7 @@ def _check_relative_path(value: str) -> str:
     return value
 
 
-RelativePath = Annotated[str, AfterValidator(_check_relative_path)]
+RelativePath = Annotated[str, AfterValidator(check_relative_path)]
 
 
 def _check_unique(values: Sequence[str], what: str) -> None:
@@ -146,13 +146,13 @@ class FeatureSettings(_Strict):
         """Whether a pyradiomics run with these settings computes the feature ``name``.
 
         Image types are checked by family only (e.g. ``Wavelet``): the exact filtered-image names also depend
-        on filter settings, which only the extractor run can confirm.
+        on filter settings (and ``shape2D`` on ``force2D``), which only the extractor run can confirm.
         """
         enabled_types = set(self.image_type) or {"Original"}
-        if name.image_type not in enabled_types:
-            return False
+        if name.feature_class not in SHAPE_CLASSES and name.image_type not in enabled_types:
+            return False  # shape is computed on the original mask whatever image types are enabled
         if not self.feature_class:
-            return name.feature_class != "shape2D"
+            return True
         if name.feature_class not in self.feature_class:
             return False
         listed = self.feature_class[name.feature_class]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -92,17 +93,20 @@ class BundleRegistry:
         return versions
 
 
-def load_bundles(root: Path | str, *, strict: bool = True) -> BundleRegistry:
+def load_bundles(root: Path | str, *, strict: bool = True, pinned: Mapping[str, str] | None = None) -> BundleRegistry:
     """Load every bundle ``<root>/<id>/<version>/`` (hidden directories and loose files are ignored).
 
     Args:
         root: directory of bundles, e.g. the project's ``models/``.
         strict: raise on the first invalid bundle (default, so a tampered bundle stops a service from
             starting); when False, skip it with a warning and record it in ``registry.rejected``.
+        pinned: optional ``"<id>/<version>"`` -> expected SHA-256 of that bundle's ``manifest.json``
+            (see :func:`~oncohabitat.bundles.loader.load_bundle`); bundles not named are not pinned.
 
     Raises:
         BundleError: ``LAYOUT_INVALID`` when ``root`` is not a directory; with ``strict``, any error of
-            :func:`~oncohabitat.bundles.loader.load_bundle`; ``DUPLICATE_BUNDLE``.
+            :func:`~oncohabitat.bundles.loader.load_bundle` and ``MODEL_NOT_FOUND`` for a pinned bundle
+            that is absent; ``DUPLICATE_BUNDLE``.
     """
     root = Path(root)
     if not root.is_dir():
@@ -112,11 +116,40 @@ def load_bundles(root: Path | str, *, strict: bool = True) -> BundleRegistry:
     for id_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         for version_dir in sorted(p for p in id_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
             try:
-                bundles.append(load_bundle(version_dir))
+                key = f"{id_dir.name}/{version_dir.name}"
+                bundles.append(load_bundle(version_dir, (pinned or {}).get(key)))
             except BundleError as exc:
                 if strict:
                     raise
-                relative = version_dir.relative_to(root).as_posix()
-                logger.warning("bundle rejected", extra={"bundle": relative, "reason": exc.reason})
-                rejected[relative] = exc
+                logger.warning("bundle rejected", extra={"bundle": key, "reason": exc.reason})
+                rejected[key] = exc
+    missing = sorted(set(pinned or {}) - {f"{b.id}/{b.version}" for b in bundles} - set(rejected))
+    if missing and strict:
+        raise BundleError(errors.MODEL_NOT_FOUND, f"pinned bundles not found under the root: {missing}")
     return BundleRegistry(bundles, rejected)
+
+
+LOCK_FILE_NAME = "bundles.lock.json"
+"""Lock file beside the bundles: ``{"<id>/<version>": "<manifest sha256>"}``, written at release time."""
+
+
+def read_lock(root: Path | str) -> dict[str, str] | None:
+    """The pinned manifest hashes of ``<root>/bundles.lock.json``, or None when there is no lock file."""
+    path = Path(root) / LOCK_FILE_NAME
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BundleError(errors.SCHEMA_INVALID, f"{LOCK_FILE_NAME} is not valid JSON") from exc
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise BundleError(errors.SCHEMA_INVALID, f"{LOCK_FILE_NAME} must map 'id/version' to a sha256")
+    return data
+
+
+def write_lock(root: Path | str) -> dict[str, str]:
+    """Verify every bundle under ``root`` and pin its manifest hash in ``<root>/bundles.lock.json``."""
+    registry = load_bundles(root)
+    lock = {f"{b.id}/{b.version}": b.manifest_sha256 for b in registry}
+    (Path(root) / LOCK_FILE_NAME).write_text(json.dumps(lock, indent=2, sort_keys=True) + "\n")
+    return lock

@@ -2,11 +2,12 @@
 
 Standard codes come from pydicom's code dictionary (SNOMED CT, DCM, UCUM).  Concepts that have no
 standard code (radiomic feature names, the risk score) use the private coding scheme ``99ONCOHAB``
-whose code values are the names themselves (long names travel in LongCodeValue).
+whose code meanings are the names themselves.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import highdicom as hd
@@ -34,10 +35,20 @@ CONTRIBUTION = hd.sr.CodedConcept("CONTRIBUTION", SCHEME, "Contribution to risk 
 
 
 def private_concept(name: str) -> hd.sr.CodedConcept:
-    """``99ONCOHAB`` concept whose code value is ``name`` (e.g. a pyradiomics feature name)."""
-    if not name or not name.isprintable() or "\\" in name:
-        raise ExportError("INVALID_NAME", f"{name!r} cannot be a code value")
-    return hd.sr.CodedConcept(name, SCHEME, name[:_MAX_MEANING])
+    """``99ONCOHAB`` concept for ``name`` (e.g. a pyradiomics feature name).
+
+    The code meaning is the name itself; the code value is a stable 16-character digest of it ("F" +
+    15 hex digits of SHA-256), because code values are limited to 16 characters and highdicom 0.28.2
+    cannot parse measurement groups holding LongCodeValue concepts back.
+    """
+    if not name or len(name) > _MAX_MEANING or not name.isprintable() or "\\" in name:
+        raise ExportError("INVALID_NAME", f"{name!r} cannot be a code meaning (1-{_MAX_MEANING} printable characters)")
+    return hd.sr.CodedConcept(private_code_value(name), SCHEME, name)
+
+
+def private_code_value(name: str) -> str:
+    """The ``99ONCOHAB`` code value of ``name`` (see :func:`private_concept`)."""
+    return "F" + hashlib.sha256(name.encode("utf-8")).hexdigest()[:15].upper()
 
 
 def risk_group_concept(risk_group: str) -> hd.sr.CodedConcept:

@@ -8,7 +8,6 @@ The fixes here never log values (they are PHI), only keywords.
 
 from __future__ import annotations
 
-import copy
 import logging
 import warnings
 from collections.abc import Iterator
@@ -36,8 +35,13 @@ _MAX_LENGTH = {"AE": 16, "CS": 16, "SH": 16, "LO": 64, "DA": 8, "TM": 14, "DT": 
 
 
 def with_type2_defaults(ds: Dataset) -> Dataset:
-    """Shallow copy of ``ds`` in which missing type 2 patient/study attributes are present and empty."""
-    result = copy.copy(ds)
+    """Copy of ``ds`` (sharing its data elements) in which missing type 2 patient/study attributes are
+    present and empty; ``ds`` itself is left unchanged."""
+    result = Dataset()
+    for element in ds:
+        result.add(element)
+    if "file_meta" in ds.__dict__:
+        result.file_meta = ds.file_meta
     for keyword in TYPE2_PATIENT_STUDY_KEYWORDS:
         if keyword not in result:
             setattr(result, keyword, "")

@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import generate_uid
 from rt_utils import RTStruct
 
 from oncohabitat.dicomio.errors import MaskError
@@ -134,7 +135,8 @@ def rasterise_seg(
     """
     ds = _as_dataset(seg)
     try:
-        segmentation = hd.seg.Segmentation.from_dataset(ds, copy=False)
+        # highdicom converts the dataset in place unless copying; never alter a caller's dataset.
+        segmentation = hd.seg.Segmentation.from_dataset(ds, copy=isinstance(seg, Dataset))
     except (AttributeError, ValueError, TypeError, KeyError) as exc:
         raise MaskError(MaskErrorReason.INVALID_SEG, "dataset is not a valid DICOM Segmentation") from exc
     numbers = list(segmentation.segment_numbers)
@@ -148,11 +150,14 @@ def rasterise_seg(
         )
     referenced = {uids[2] for uids in segmentation.get_source_image_uids()}
     if referenced.intersection(series.sop_instance_uids):
-        pixels = segmentation.get_pixels_by_source_instance(
-            source_sop_instance_uids=list(series.sop_instance_uids),
-            segment_numbers=[number],
-            assert_missing_frames_are_empty=True,
-        )[..., 0]
+        try:
+            pixels = segmentation.get_pixels_by_source_instance(
+                source_sop_instance_uids=list(series.sop_instance_uids),
+                segment_numbers=[number],
+                assert_missing_frames_are_empty=True,
+            )[..., 0]
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise MaskError(MaskErrorReason.INVALID_SEG, f"segment {label!r} cannot be read per source image") from exc
     else:
         pixels = _seg_volume_on_series_grid(segmentation, number, series)
     zyx = (np.asarray(pixels) >= 0.5).astype(np.uint8)
@@ -195,7 +200,9 @@ def _link_contours_to_slices(contours: Sequence[Dataset], series: LoadedSeries) 
             continue
         linked.append((nearest, data))
     if dropped:
-        logger.warning("ignored %d of %d contours (not closed planar or off the series' slices)", dropped, len(contours))
+        logger.warning(
+            "ignored %d of %d contours (not closed planar or off the series' slices)", dropped, len(contours)
+        )
     return linked
 
 
@@ -220,7 +227,7 @@ def _fill_with_rt_utils(
         slice_headers.append(view)
     structure = Dataset()
     frame = Dataset()
-    frame.FrameOfReferenceUID = series.frame_of_reference_uid or "1.2.3"
+    frame.FrameOfReferenceUID = series.frame_of_reference_uid or generate_uid()
     structure.ReferencedFrameOfReferenceSequence = [frame]
     roi = Dataset()
     roi.ROINumber = 1
@@ -247,9 +254,7 @@ def _fill_with_rt_utils(
     return np.asarray(filled[:rows, :columns, :], dtype=bool)
 
 
-def _seg_volume_on_series_grid(
-    segmentation: hd.seg.Segmentation, number: int, series: LoadedSeries
-) -> NDArray[Any]:
+def _seg_volume_on_series_grid(segmentation: hd.seg.Segmentation, number: int, series: LoadedSeries) -> NDArray[Any]:
     """(z, y, x) segment values resampled-free onto the series grid (pure pad/crop/axis permutation)."""
     try:
         volume = segmentation.get_volume(segment_numbers=[number], combine_segments=True)
@@ -271,4 +276,3 @@ def _as_result(zyx: NDArray[Any], series: LoadedSeries, roi_name: str, kind: str
     image.CopyInformation(series.image)
     logger.debug("rasterised %s ROI %r: %d voxels", kind, roi_name, count)
     return RasterisedMask(image=image, roi_name=roi_name, source_kind=kind, voxel_count=count)
-

@@ -58,6 +58,4 @@ def select_roi(roi_names: Sequence[str], selection: RoiSelection | None = None) 
     listed = ", ".join(repr(n) for n in names) or "none"
     if not hits:
         raise MaskSelectionError(SelectionReason.NO_ROI, f"no ROI {what}; available: {listed}", names)
-    raise MaskSelectionError(
-        SelectionReason.AMBIGUOUS_ROI, f"{len(hits)} ROIs {what}; available: {listed}", names
-    )
+    raise MaskSelectionError(SelectionReason.AMBIGUOUS_ROI, f"{len(hits)} ROIs {what}; available: {listed}", names)

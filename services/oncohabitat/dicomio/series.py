@@ -75,8 +75,8 @@ class SeriesLoadOptions:
 
     Attributes:
         min_slices: fewest slices accepted.
-        spacing_relative_tolerance: a gap between neighbouring slices may deviate from the mean slice
-            spacing by at most this fraction ...
+        spacing_relative_tolerance: the largest and smallest gap between neighbouring slices may differ
+            by at most this fraction of the mean gap ...
         spacing_absolute_tolerance_mm: ... and by at most this many mm (both must hold).
         orientation_tolerance: largest difference between direction cosines of two slices.
         pixel_spacing_tolerance_mm: largest difference of in-plane pixel spacing between slices (mm).
@@ -119,9 +119,7 @@ class LoadedSeries:
         return np.asarray([position_along_normal(slice_geometry(ds)) for ds in self.headers])
 
 
-def load_series(
-    paths: Sequence[str | PathLike[str]], options: SeriesLoadOptions | None = None
-) -> LoadedSeries:
+def load_series(paths: Sequence[str | PathLike[str]], options: SeriesLoadOptions | None = None) -> LoadedSeries:
     """Read the files of one series and assemble them (see :func:`assemble_series`).
 
     Raises:
@@ -129,9 +127,7 @@ def load_series(
     """
     opts = options or SeriesLoadOptions()
     if len(paths) < opts.min_slices:
-        raise SeriesError(
-            SeriesErrorReason.TOO_FEW_SLICES, f"{len(paths)} file(s), at least {opts.min_slices} needed"
-        )
+        raise SeriesError(SeriesErrorReason.TOO_FEW_SLICES, f"{len(paths)} file(s), at least {opts.min_slices} needed")
     datasets: list[Dataset] = []
     for index, path in enumerate(paths):
         try:
@@ -197,9 +193,7 @@ def _check_instances(datasets: Sequence[Dataset]) -> None:
         )
     sop_uids = [str(ds.get("SOPInstanceUID", "")) for ds in datasets]
     if "" in sop_uids or len(set(sop_uids)) != len(sop_uids):
-        raise SeriesError(
-            SeriesErrorReason.MIXED_SERIES, "slices lack a SOP Instance UID or share one (duplicates)"
-        )
+        raise SeriesError(SeriesErrorReason.MIXED_SERIES, "slices lack a SOP Instance UID or share one (duplicates)")
     for index, ds in enumerate(datasets):
         if int(ds.get("NumberOfFrames", 1) or 1) > 1:
             raise SeriesError(
@@ -212,9 +206,7 @@ def _check_instances(datasets: Sequence[Dataset]) -> None:
             "MONOCHROME1",
             "MONOCHROME2",
         ):
-            raise SeriesError(
-                SeriesErrorReason.UNSUPPORTED_PIXEL_FORMAT, f"slice #{index} is not a greyscale image"
-            )
+            raise SeriesError(SeriesErrorReason.UNSUPPORTED_PIXEL_FORMAT, f"slice #{index} is not a greyscale image")
 
 
 def _check_consistent_planes(geometries: Sequence[SliceGeometry], opts: SeriesLoadOptions) -> None:
@@ -249,7 +241,7 @@ def _check_slice_spacing(ordered: Sequence[SliceGeometry], opts: SeriesLoadOptio
             f"slice origins shift in-plane by up to {np.max(in_plane):.2f} mm (gantry tilt or sheared stack)",
         )
     mean_spacing = float(np.mean(along))
-    deviation = float(np.max(np.abs(along - mean_spacing)))
+    deviation = float(np.max(along) - np.min(along))
     if deviation > opts.spacing_relative_tolerance * mean_spacing or deviation > opts.spacing_absolute_tolerance_mm:
         raise SeriesError(
             SeriesErrorReason.INCONSISTENT_SPACING,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from oncohabitat.common.blobstore import BlobStore
+from oncohabitat.common.codec import VolumeCodec
 from oncohabitat.common.service_main import ServiceParts, run_service
 from oncohabitat.features.servicer import FeaturesServicer
 from oncohabitat.features.settings import FeaturesSettings
@@ -12,7 +14,7 @@ from oncohabitat.v1 import features_pb2_grpc
 
 def build(settings: FeaturesSettings) -> ServiceParts:
     """Servicers of the features service."""
-    servicer = FeaturesServicer()
+    servicer = FeaturesServicer(VolumeCodec(BlobStore(settings.blob_dir)))
     return ServiceParts(
         registrations=[lambda server: features_pb2_grpc.add_FeaturesServicer_to_server(servicer, server)],
         service_names=["oncohabitat.v1.Features"],

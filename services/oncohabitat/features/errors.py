@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from oncohabitat.common.errors import InvalidInputError
+
 FEATURE_NAME_INVALID: Final = "FEATURE_NAME_INVALID"
 FEATURE_NOT_PRODUCED: Final = "FEATURE_NOT_PRODUCED"
 SETTINGS_INVALID: Final = "SETTINGS_INVALID"
@@ -14,7 +16,7 @@ GEOMETRY_MISMATCH: Final = "GEOMETRY_MISMATCH"
 EXTRACTION_FAILED: Final = "EXTRACTION_FAILED"
 
 
-class FeatureExtractionError(Exception):
+class FeatureExtractionError(InvalidInputError):
     """Features cannot be extracted for this request.
 
     Attributes:
@@ -24,7 +26,9 @@ class FeatureExtractionError(Exception):
     """
 
     def __init__(self, reason: str, feature: str | None, message: str) -> None:
-        super().__init__(f"{reason}: {message}")
-        self.reason = reason
+        super().__init__(reason, message, feature or "")
         self.feature = feature
         self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.message}"

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from radiomics import featureextractor, getFeatureClasses
 
 from oncohabitat.bundles.manifest import FeatureSettings
-from oncohabitat.bundles.names import FeatureName, parse_feature_name
+from oncohabitat.bundles.names import SHAPE_CLASSES, FeatureName, parse_feature_name
 from oncohabitat.features import errors
 from oncohabitat.features.errors import FeatureExtractionError
 from oncohabitat.features.provenance import component_versions, image_sha256
@@ -60,6 +60,8 @@ class FeatureExtraction:
 
 
 def _parse_settings(settings: Mapping[str, Any]) -> FeatureSettings:
+    if not isinstance(settings, Mapping):
+        raise FeatureExtractionError(errors.SETTINGS_INVALID, None, "feature settings must be a JSON object")
     try:
         return FeatureSettings.model_validate(dict(settings))
     except ValidationError as exc:
@@ -97,17 +99,27 @@ def _parse_names(feature_names: Sequence[str], settings: FeatureSettings) -> lis
     return parsed
 
 
-def pyradiomics_params(settings: FeatureSettings, names: Sequence[FeatureName]) -> dict[str, Any]:
-    """The pyradiomics parameter dict that computes exactly ``names``' image types, classes and features.
+def pyradiomics_params(settings: Mapping[str, Any], feature_names: Sequence[str]) -> dict[str, Any]:
+    """The pyradiomics parameter dict that :func:`extract_features` runs for these settings and names.
 
     ``setting`` is kept as given except ``additionalInfo``, forced off (the diagnostics it adds do not
-    change feature values; provenance is recorded here instead). ``imageType`` keeps only the needed types,
-    each with its custom settings; ``featureClass`` lists only the needed features of the needed classes.
+    change feature values; provenance is recorded here instead). ``imageType`` keeps only the image types
+    the names need, each with its custom settings; ``featureClass`` lists only the requested features of
+    the needed classes, so pyradiomics computes nothing else (except that every enabled class runs on every
+    enabled image type).
+
+    Raises:
+        FeatureExtractionError: ``SETTINGS_INVALID``, ``FEATURE_NAME_INVALID`` or ``FEATURE_NOT_PRODUCED``.
     """
+    parsed = _parse_settings(settings)
+    return _restricted_params(parsed, _parse_names(feature_names, parsed))
+
+
+def _restricted_params(settings: FeatureSettings, names: Sequence[FeatureName]) -> dict[str, Any]:
     params = settings.to_pyradiomics()
     params["setting"]["additionalInfo"] = False
     enabled_types = params["imageType"] or {"Original": {}}
-    needed_types = {name.image_type for name in names}
+    needed_types = {name.image_type for name in names if name.feature_class not in SHAPE_CLASSES}
     params["imageType"] = {key: value for key, value in enabled_types.items() if key in needed_types}
     feature_classes: dict[str, list[str]] = {}
     for name in names:
@@ -184,7 +196,7 @@ def extract_features(
     """
     parsed_settings = _parse_settings(settings)
     names = _parse_names(feature_names, parsed_settings)
-    params = pyradiomics_params(parsed_settings, names)
+    params = _restricted_params(parsed_settings, names)
     extractor = build_extractor(params)
     _check_inputs(image, mask, label, bool(params["setting"].get("correctMask", False)))
 

@@ -15,7 +15,8 @@ _LOG = logging.getLogger(__name__)
 class PollingWorker:
     """Calls ``step()`` at start and then every ``interval_s`` seconds (or on :meth:`wake`).
 
-    Index errors raised by ``step`` are logged and the loop goes on; the thread is a daemon.
+    Errors raised by ``step`` are logged and the loop goes on (the next step runs after the
+    interval); the thread is a daemon.
     """
 
     def __init__(self, name: str, step: Callable[[], object], interval_s: float) -> None:
@@ -59,5 +60,7 @@ class PollingWorker:
                 self._step()
             except (sqlite3.Error, StudyIndexError) as exc:
                 _LOG.error("%s: study index error: %s", self._name, type(exc).__name__)
+            except Exception:  # noqa: BLE001 - a background loop must survive a failing step
+                _LOG.error("%s: step failed unexpectedly", self._name, exc_info=True)
             self._wake.wait(self._interval_s)
             self._wake.clear()

@@ -192,7 +192,9 @@ class StudyIndex:
         self._lock = threading.Lock()
         try:
             self._conn = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None, timeout=busy_timeout_s)
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            mode = str(self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+            if mode.lower() != "wal":
+                _LOG.warning("study index cannot use WAL on this file system (journal mode %s)", mode)
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA foreign_keys=ON")
             version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
@@ -291,6 +293,11 @@ class StudyIndex:
                 (record.size, now, record.study_key),
             )
         return AddResult(AddOutcome.STORED, reopened)
+
+    def record_conflict(self, study_key: str) -> None:
+        """Count one re-sent instance whose bytes differ from the stored first version."""
+        with self._transaction() as cur:
+            cur.execute("UPDATE studies SET conflicts = conflicts + 1 WHERE study_key = ?", (study_key,))
 
     def instances(self, study_key: str) -> list[InstanceRecord]:
         """All instances of a study, ordered by series key then SOP Instance UID."""

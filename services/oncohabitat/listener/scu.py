@@ -1,8 +1,9 @@
 """C-STORE SCU: send instances (files or pydicom datasets) to a PACS, with retries.
 
-One association per batch of at most 128 presentation contexts. Each context is one SOP class
-with its transfer syntax; for uncompressed (little endian) objects explicit and implicit VR
-little endian are proposed as well, and the data set is re-encoded if the peer prefers the other.
+One association per batch of at most 128 presentation contexts. For each SOP class and transfer
+syntax a context with exactly that syntax is proposed (objects go out unchanged when it is
+accepted); for uncompressed little-endian objects a second context offers the other little-endian
+syntax, and pynetdicom re-encodes the data set when only that one is accepted.
 Association failures, aborted associations, missing responses and failure statuses are retried
 (only the instances still pending) after ``backoff_s * 2 ** (attempt - 1)`` s, capped at
 ``max_backoff_s``. Success and warning statuses count as stored.
@@ -64,12 +65,15 @@ class _Item:
     transfer_syntax: str
 
     @property
-    def context_key(self) -> tuple[str, tuple[str, ...]]:
-        if self.transfer_syntax in _UNCOMPRESSED_LE:
-            syntaxes = (self.transfer_syntax, *(ts for ts in _UNCOMPRESSED_LE if ts != self.transfer_syntax))
-        else:
-            syntaxes = (self.transfer_syntax,)
-        return self.sop_class_uid, syntaxes
+    def context_keys(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """Contexts to propose: the object's own transfer syntax alone, so that a peer accepting
+        it receives the object unchanged, plus (uncompressed only) a fallback context with the
+        other little-endian syntax, into which the data set is re-encoded if needed."""
+        own = (self.sop_class_uid, (self.transfer_syntax,))
+        if self.transfer_syntax not in _UNCOMPRESSED_LE:
+            return (own,)
+        others = tuple(ts for ts in _UNCOMPRESSED_LE if ts != self.transfer_syntax)
+        return own, (self.sop_class_uid, others)
 
     def load(self) -> Dataset:
         return self.source if isinstance(self.source, Dataset) else dcmread(self.source)
@@ -100,18 +104,19 @@ def _batches(items: Sequence[_Item]) -> list[list[_Item]]:
     """Split items into batches needing at most MAX_CONTEXTS presentation contexts each."""
     batches: list[list[_Item]] = []
     keys: set[tuple[str, tuple[str, ...]]] = set()
-    for item in sorted(items, key=lambda it: it.context_key):
-        if not batches or (item.context_key not in keys and len(keys) >= MAX_CONTEXTS):
+    for item in sorted(items, key=lambda it: it.context_keys):
+        needed = set(item.context_keys) - keys
+        if not batches or len(keys) + len(needed) > MAX_CONTEXTS:
             batches.append([])
             keys = set()
-        keys.add(item.context_key)
+        keys.update(item.context_keys)
         batches[-1].append(item)
     return batches
 
 
 def _contexts(batch: Sequence[_Item]) -> list[PresentationContext]:
     contexts: list[PresentationContext] = []
-    for sop_class, syntaxes in sorted({item.context_key for item in batch}):
+    for sop_class, syntaxes in sorted({key for item in batch for key in item.context_keys}):
         context = PresentationContext()
         context.abstract_syntax = UID(sop_class)
         context.transfer_syntax = [UID(ts) for ts in syntaxes]

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from pydicom import dcmread
+from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from oncohabitat.listener import metrics, status
@@ -94,6 +95,22 @@ class StoreEvent(Protocol):
     def encoded_dataset(self, include_meta: bool = True) -> bytes: ...  # pragma: no cover
 
 
+def _raw_text(ds: Dataset, keyword: str) -> str | None:
+    """An element's text without pydicom's value conversion/validation (which logs bad values).
+
+    Trailing NUL/space padding is removed; bytes that are not ASCII become U+FFFD (invalid UID).
+    """
+    element = ds.get_item(keyword)
+    if element is None:
+        return None
+    value = element.value
+    if isinstance(value, bytes):
+        value = value.decode("ascii", errors="replace")
+    if not isinstance(value, str):
+        return ""  # multi-valued or otherwise not a single text value
+    return value.rstrip("\x00 ")
+
+
 def read_identity(part10: bytes) -> InstanceIdentity:
     """Parse and validate the identifying UIDs of a Part-10 byte string.
 
@@ -103,25 +120,23 @@ def read_identity(part10: bytes) -> InstanceIdentity:
     """
     try:
         ds = dcmread(BytesIO(part10), stop_before_pixels=True, specific_tags=list(_IDENTITY_TAGS))
-        values = {name: ds.get(name) for name in _IDENTITY_TAGS}
+        values = {name: _raw_text(ds, name) for name in _IDENTITY_TAGS}
     except (InvalidDicomError, ValueError, TypeError, KeyError, EOFError, OSError, struct.error) as exc:
         raise InvalidInstanceError("unreadable", status.CANNOT_PARSE, "data set could not be parsed") from exc
     for name in _REQUIRED_UIDS:
         value = values[name]
-        if value is None or value == "":
+        if not value:
             raise InvalidInstanceError("missing_uid", status.MISSING_UID, f"{name} is missing")
         if not is_valid_uid(value):
             raise InvalidInstanceError(
                 "invalid_uid", status.INVALID_UID, f"{name} is not a conformant UID (digits and dots, <= 64)"
             )
-    modality = values["Modality"]
-    modality_text = modality if isinstance(modality, str) else ""
     return InstanceIdentity(
         sop_class_uid=str(values["SOPClassUID"]),
         sop_uid=str(values["SOPInstanceUID"]),
         study_uid=str(values["StudyInstanceUID"]),
         series_uid=str(values["SeriesInstanceUID"]),
-        modality=modality_text.strip()[:_MAX_MODALITY_LENGTH],
+        modality=(values["Modality"] or "").strip()[:_MAX_MODALITY_LENGTH],
     )
 
 
@@ -232,9 +247,15 @@ class InstanceStore:
         sha = hashlib.sha256(data).hexdigest()
         relative = f"{INSTANCES_DIR}/{study_key}/{series_key}/{sop_key}.dcm"
         with self._stripes[int(sop_key[:8], 16) % _LOCK_STRIPES]:
-            existing = self.index.get_instance(identity.sop_uid)
+            try:
+                existing = self.index.get_instance(identity.sop_uid)
+                if existing is not None and existing.sha256 != sha:
+                    self.index.record_conflict(existing.study_key)
+            except sqlite3.Error as exc:
+                _LOG.error("instance %s of study %s not indexed: %s", sop_key, study_key, type(exc).__name__)
+                return self._reject("index_error", status.OUT_OF_RESOURCES)
             if existing is not None:
-                return self._duplicate(existing.sha256 == sha, study_key, sop_key)
+                return self._duplicate(existing.sha256 == sha, existing.study_key, sop_key)
             try:
                 self._write_durably(self.root / relative, data)
             except OSError as exc:

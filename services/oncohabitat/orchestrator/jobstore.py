@@ -1,10 +1,11 @@
 """Durable job store: the :class:`JobStore` protocol and its SQLite implementation.
 
 Three tables: ``jobs`` (one row per (study_key, content_digest)), ``stage_results`` (one row per finished
-stage, primary key (job_id, stage), so each stage result is persisted exactly once; ``seq`` keeps their order) and ``job_events``
-(numbered state/stage changes for ``WatchJob``). A worker *claims* a job with a time-limited lease; a job
-whose lease expired (its worker died, e.g. ``kill -9``) is claimable again, which is how work resumes after a
-crash. Fenced calls (``worker_id=...``) refuse to touch a job the caller no longer owns.
+stage, primary key (job_id, stage), so each stage result is persisted exactly once; ``seq`` keeps their
+order) and ``job_events`` (numbered state/stage changes for ``WatchJob``). A worker *claims* a job with a
+time-limited lease; a job whose lease expired (its worker died, e.g. ``kill -9``) is claimable again, which
+is how work resumes after a crash. Fenced calls (``worker_id=...``) refuse to touch a job the caller no
+longer owns.
 
 Portability: the SQL is plain (TEXT/INTEGER columns, ``ON CONFLICT ... DO NOTHING``, timestamps as
 fixed-width RFC 3339 text compared lexicographically). The SQLite specifics are confined to

@@ -27,7 +27,6 @@ class LeaseKeeper:
         self._lease_s = lease_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"lease-{job_id[:8]}", daemon=True)
-        self.lost = False
 
     def __enter__(self) -> LeaseKeeper:
         self._thread.start()
@@ -48,6 +47,5 @@ class LeaseKeeper:
                 logger.warning("job %s: lease renewal failed (%s); will retry", self._job_id, exc.public_message)
                 continue
             if not renewed:
-                self.lost = True
                 logger.warning("job %s: lease lost while a stage was running", self._job_id)
                 return

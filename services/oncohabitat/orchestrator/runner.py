@@ -35,7 +35,7 @@ from oncohabitat.orchestrator.jobs import (
     JobStoreUnavailableError,
     LeaseLostError,
 )
-from oncohabitat.orchestrator.jobstore import JobStore
+from oncohabitat.orchestrator.jobstore import MAX_KEY_CHARS, JobStore
 from oncohabitat.orchestrator.lease import LeaseKeeper
 from oncohabitat.orchestrator.retry import RetryPolicy, describe_error, is_transient
 
@@ -137,6 +137,8 @@ class JobRunner:
         names = [stage.name for stage in stages]
         if not names:
             raise InvalidJobError("a runner needs at least one stage", "stages")
+        if not all(isinstance(name, str) and name.strip() and len(name) <= MAX_KEY_CHARS for name in names):
+            raise InvalidJobError(f"stage names must be non-empty strings of at most {MAX_KEY_CHARS} characters")
         if len(set(names)) != len(names):
             raise InvalidJobError("stage names must be unique", "stages")
         if not worker_id:
@@ -243,18 +245,8 @@ class JobRunner:
             if outcome is None:
                 return
             if outcome.kind is OutcomeKind.OK:
-                try:
-                    stored = store.save_stage_result(job.job_id, stage.name, outcome.result, worker_id=worker)
-                except InvalidJobError as exc:
-                    store.finish(
-                        job.job_id, JobState.FAILED, f"stage {stage.name!r}: {exc.public_message}", worker_id=worker
-                    )
+                if not self._persist(job, stage.name, outcome, results):
                     return
-                if not stored:  # another execution persisted first: keep using its result (exactly once)
-                    logger.warning("job %s: stage %s result was already stored; keeping it", job.job_id, stage.name)
-                    results = dict(store.load_stage_results(job.job_id))
-                else:
-                    results[stage.name] = dict(outcome.result)
                 continue
             state = JobState.NEEDS_REVIEW if outcome.kind is OutcomeKind.NEEDS_REVIEW else JobState.FAILED
             store.finish(job.job_id, state, f"stage {stage.name!r}: {outcome.reason}", worker_id=worker)
@@ -262,6 +254,21 @@ class JobRunner:
             return
         store.finish(job.job_id, JobState.DONE, "", worker_id=worker)
         logger.info("job %s: done", job.job_id)
+
+    def _persist(self, job: Job, stage_name: str, outcome: StageOutcome, results: dict[str, Mapping[str, Any]]) -> bool:
+        """Store an OK stage's result and add it to ``results``; False when the job failed instead."""
+        try:
+            stored = self._store.save_stage_result(job.job_id, stage_name, outcome.result, worker_id=self._worker_id)
+        except InvalidJobError as exc:
+            reason = f"stage {stage_name!r}: {exc.public_message}"
+            self._store.finish(job.job_id, JobState.FAILED, reason, worker_id=self._worker_id)
+            return False
+        if stored:
+            results[stage_name] = dict(outcome.result)
+        else:  # another execution persisted first (cannot happen under fencing): its result is the one kept
+            logger.warning("job %s: stage %s result was already stored; keeping it", job.job_id, stage_name)
+            results.update(self._store.load_stage_results(job.job_id))
+        return True
 
     def _run_stage(self, stage: Stage, job: Job, results: Mapping[str, Mapping[str, Any]]) -> StageOutcome | None:
         """Run one stage; returns its outcome, or None when the job was already moved on (retry / failure)."""

@@ -1,9 +1,113 @@
-"""gRPC servicer of the orchestrator service (proto <-> domain only)."""
+"""gRPC servicer of the public Pipeline API (proto <-> domain only)."""
 
 from __future__ import annotations
 
-from oncohabitat.v1 import pipeline_pb2_grpc
+import threading
+from collections.abc import Callable, Iterator
+
+import grpc
+
+from oncohabitat.common.errors import InvalidInputError, PreconditionError
+from oncohabitat.orchestrator.jobs import Job, JobNotFoundError, JobState
+from oncohabitat.orchestrator.jobstore import JobStore
+from oncohabitat.orchestrator.results import job_result_from_stages
+from oncohabitat.orchestrator.submission import validate_submission
+from oncohabitat.v1 import pipeline_pb2, pipeline_pb2_grpc
+
+WATCH_POLL_S = 0.2
+MAX_PAGE = 1000
+
+
+def job_to_proto(job: Job) -> pipeline_pb2.Job:
+    """Domain job -> public message (no request payload, no lease internals)."""
+    return pipeline_pb2.Job(
+        job_id=job.job_id,
+        study_key=job.study_key,
+        state=pipeline_pb2.JobState.Value(job.state.proto_name),
+        stage=job.stage,
+        reason=job.reason,
+        attempts=job.attempts,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+    )
+
+
+def _state_from_proto(state: int) -> JobState | None:
+    if state == pipeline_pb2.JOB_STATE_UNSPECIFIED:
+        return None
+    return JobState(pipeline_pb2.JobState.Name(state).removeprefix("JOB_STATE_"))  # type: ignore[arg-type]
 
 
 class PipelineServicer(pipeline_pb2_grpc.PipelineServicer):
-    """Every RPC answers UNIMPLEMENTED until the vertical slice lands."""
+    """SubmitStudy, GetJob, WatchJob, ListJobs, GetResult, CancelJob over a :class:`JobStore`.
+
+    Args:
+        store: The durable job store shared with the runner.
+        on_submit: Called after a new job was created (wakes the runner).
+        stopping: Set when the server stops, so WatchJob streams end promptly.
+    """
+
+    def __init__(
+        self, store: JobStore, on_submit: Callable[[], None] | None = None, stopping: threading.Event | None = None
+    ) -> None:
+        self._store = store
+        self._on_submit = on_submit or (lambda: None)
+        self._stopping = stopping or threading.Event()
+
+    def _job(self, job_id: str) -> Job:
+        if not job_id:
+            raise InvalidInputError("JOB_ID_MISSING", "job_id is required", "job_id")
+        job = self._store.get(job_id)
+        if job is None:
+            raise JobNotFoundError()
+        return job
+
+    def SubmitStudy(  # noqa: N802
+        self, request: pipeline_pb2.SubmitStudyRequest, context: grpc.ServicerContext
+    ) -> pipeline_pb2.SubmitStudyResponse:
+        payload = validate_submission(request)
+        job_id, created = self._store.submit(request.study_key, request.content_digest, payload)
+        if created:
+            self._on_submit()
+        return pipeline_pb2.SubmitStudyResponse(job_id=job_id, created=created)
+
+    def GetJob(self, request: pipeline_pb2.GetJobRequest, context: grpc.ServicerContext) -> pipeline_pb2.Job:  # noqa: N802
+        return job_to_proto(self._job(request.job_id))
+
+    def WatchJob(  # noqa: N802
+        self, request: pipeline_pb2.WatchJobRequest, context: grpc.ServicerContext
+    ) -> Iterator[pipeline_pb2.Job]:
+        job = self._job(request.job_id)
+        yield job_to_proto(job)
+        last_seq = max((event.seq for event in self._store.events_since(job.job_id, 0)), default=0)
+        while not job.state.is_terminal and context.is_active() and not self._stopping.is_set():
+            events = self._store.events_since(job.job_id, last_seq)
+            if not events:
+                self._stopping.wait(WATCH_POLL_S)
+                continue
+            last_seq = events[-1].seq
+            job = self._job(job.job_id)
+            yield job_to_proto(job)
+
+    def ListJobs(  # noqa: N802
+        self, request: pipeline_pb2.ListJobsRequest, context: grpc.ServicerContext
+    ) -> pipeline_pb2.ListJobsResponse:
+        limit = min(request.page_size or 100, MAX_PAGE)
+        jobs = self._store.list(_state_from_proto(request.state), limit)
+        return pipeline_pb2.ListJobsResponse(jobs=[job_to_proto(job) for job in jobs])
+
+    def GetResult(  # noqa: N802
+        self, request: pipeline_pb2.GetResultRequest, context: grpc.ServicerContext
+    ) -> pipeline_pb2.JobResult:
+        job = self._job(request.job_id)
+        if job.state != JobState.DONE:
+            raise PreconditionError(
+                "JOB_NOT_DONE", f"job is {job.state.value}, results exist only for DONE jobs", "job_id"
+            )
+        result = job_result_from_stages(self._store.load_stage_results(job.job_id))
+        result.job.CopyFrom(job_to_proto(job))
+        return result
+
+    def CancelJob(self, request: pipeline_pb2.CancelJobRequest, context: grpc.ServicerContext) -> pipeline_pb2.Job:  # noqa: N802
+        self._job(request.job_id)
+        return job_to_proto(self._store.cancel(request.job_id))

@@ -1,6 +1,8 @@
-"""Deployment settings of the orchestrator service (environment prefix ``ONCOHABITAT_ORCHESTRATOR_``)."""
+"""Deployment settings of the orchestrator (environment prefix ``ONCOHABITAT_ORCHESTRATOR_``)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -13,5 +15,34 @@ class OrchestratorSettings(ServiceSettings):
 
     model_config = SettingsConfigDict(env_prefix="ONCOHABITAT_ORCHESTRATOR_", extra="ignore", frozen=True)
 
-    port: int = Field(50050, ge=0, le=65535, description="gRPC port.")
+    port: int = Field(50050, ge=0, le=65535, description="gRPC port of the public Pipeline API.")
     metrics_port: int = Field(9100, ge=0, le=65535, description="Prometheus /metrics port.")
+    segmentation_address: str = Field("127.0.0.1:50052", description="Segmentation service HOST:PORT (or list).")
+    regions_address: str = Field("127.0.0.1:50053", description="Regions service HOST:PORT (or list).")
+    features_address: str = Field("127.0.0.1:50054", description="Features service HOST:PORT (or list).")
+    scoring_address: str = Field("127.0.0.1:50055", description="Scoring service HOST:PORT (or list).")
+    rpc_timeout_s: float = Field(600.0, gt=0, description="Deadline of each call to a worker service, s.")
+    models_dir: Path = Field(Path("models"), description="Root of the model bundles (models/<id>/<version>/).")
+    dicom_store_dir: Path | None = Field(
+        None, description="Root of the listener's DICOM store (shared volume); default <data_dir>/dicom."
+    )
+    database_path: Path | None = Field(None, description="SQLite job database; default <data_dir>/jobs.sqlite3.")
+    export_destination: str = Field(
+        "", description="Where results go, AE@HOST:PORT (e.g. PACS@10.0.0.5:104); empty = no export."
+    )
+    export_calling_ae: str = Field("ONCOHABITAT", max_length=16, description="Our AE title when exporting.")
+    export_retries: int = Field(3, ge=0, description="C-STORE attempts beyond the first, per export.")
+    lease_s: float = Field(120.0, gt=0, description="Job lease: how soon a crashed worker's job is taken over, s.")
+    poll_interval_s: float = Field(0.5, gt=0, description="Idle wait between job claims, s.")
+    max_attempts: int = Field(5, ge=1, description="Attempts per job for transient errors before FAILED.")
+    workers: int = Field(1, ge=1, le=16, description="Job runner threads in this process.")
+
+    @property
+    def resolved_dicom_store_dir(self) -> Path:
+        """The DICOM store root actually used."""
+        return self.dicom_store_dir or self.data_dir / "dicom"
+
+    @property
+    def resolved_database_path(self) -> Path:
+        """The job database actually used."""
+        return self.database_path or self.data_dir / "jobs.sqlite3"

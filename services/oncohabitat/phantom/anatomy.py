@@ -122,7 +122,9 @@ class BodyShape:
         """Inside the heart ellipsoid."""
         s = self.scale
         return np.asarray(
-            ((x - 25.0 * s) / (60.0 * s)) ** 2 + ((y - 110.0 * s) / (45.0 * s)) ** 2 + ((z + 15.0 * s) / (55.0 * s)) ** 2
+            ((x - 25.0 * s) / (60.0 * s)) ** 2
+            + ((y - 110.0 * s) / (45.0 * s)) ** 2
+            + ((z + 15.0 * s) / (55.0 * s)) ** 2
             <= 1.0
         )
 
@@ -158,7 +160,7 @@ def build_anatomy(geometry: VolumeGeometry, shape: BodyShape, rng: np.random.Gen
         out[body] = Tissue.SKIN
         out[thorax_inner] = Tissue.CHEST_FAT
         out[breast] = Tissue.BREAST_FAT
-        density = glandular.slice(k) * 0.45 + 1.6 * (1.0 - radius_inner) - 0.55
+        density = glandular.plane(k) * 0.45 + 1.6 * (1.0 - radius_inner) - 0.55
         out[breast & (density > 0.0) & (radius_inner < 0.85)] = Tissue.FIBROGLANDULAR
         out[thorax_muscle] = Tissue.MUSCLE
         out[thorax_cavity] = Tissue.LUNG

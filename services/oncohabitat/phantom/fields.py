@@ -45,7 +45,7 @@ class SmoothField:
         n_controls: list[int] = []
         for axis in axes_mm:
             extent = float(axis[-1] - axis[0]) if axis.size > 1 else 0.0
-            n_control = int(math.ceil(extent / cell_mm)) + 4
+            n_control = math.ceil(extent / cell_mm) + 4
             positions = (axis - axis[0]) / cell_mm + 1.5
             weights.append(_bspline_weights(positions, n_control))
             n_controls.append(n_control)
@@ -55,7 +55,7 @@ class SmoothField:
         self._control = control  # (z, y, x)
         self._wx, self._wy, self._wz = weights
 
-    def slice(self, k: int) -> FloatArray:
+    def plane(self, k: int) -> FloatArray:
         """Field on slice ``k``, shape (y, x)."""
         plane = np.tensordot(self._wz[k], self._control, axes=(0, 0))  # (cy, cx)
         return (self._wy @ plane @ self._wx.T).astype(np.float32)

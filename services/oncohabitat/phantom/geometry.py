@@ -67,7 +67,10 @@ class VolumeGeometry:
 
     def local_axes(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """Voxel-centre coordinates (mm) along x, y and z relative to the grid centre (1-D arrays)."""
-        axes = [(np.arange(n) - (n - 1) / 2.0) * s for n, s in zip(self.size, self.spacing, strict=True)]
+        axes = [
+            (np.arange(n, dtype=np.float64) - (n - 1) / 2.0) * np.float64(s)
+            for n, s in zip(self.size, self.spacing, strict=True)
+        ]
         return axes[0], axes[1], axes[2]
 
     def index_to_lps(self, index_zyx: npt.ArrayLike) -> npt.NDArray[np.float64]:

@@ -1,14 +1,14 @@
 """One irregular breast lesion with three kinetic compartments and an optional necrotic core.
 
 Shape (FOV-local mm, centre c, nominal radius R): a voxel at offset d from c belongs to the lesion when
-``|d| <= R * (1 + 0.2 * lobes(d/|d|)) + 0.06 * R * roughness(x)`` (``lobes`` is a sum of six random
-plane waves on the unit sphere, ``roughness`` a smooth random field with cell R/2.5), or when it lies in
-one of 3-6 tapering spicules (length 1.3-1.8 R). The mask is clipped to the breast parenchyma/fat and the
-connected component holding the centre is kept.
+``|d| <= R * (1 + 0.25 * lobes(d/|d|)) + 0.12 * R * roughness(x)`` (``lobes`` is a sum of six random
+plane waves on the unit sphere, ``roughness`` a smooth random field with cell R/3), or when it lies in
+one of 4-8 spicules (rods tapering to a point at 1.4-2.0 R). The mask is clipped to the breast
+parenchyma/fat and the connected component holding the centre is kept.
 
-Compartments: with ``rho = |d| / (R * (1 + 0.2 * lobes))`` (0 at the centre, ~1 at the border) and two
+Compartments: with ``rho = |d| / (R * (1 + 0.25 * lobes))`` (0 at the centre, ~1 at the border) and two
 more smooth fields, the necrotic core is the lowest ``necrosis_fraction`` of ``rho + 0.15 * field`` and
-the remaining (enhancing) voxels are ranked by ``rho + 0.25 * field``: the inner ``fractions[0]`` are
+the remaining (enhancing) voxels are ranked by ``rho + 0.35 * field``: the inner ``fractions[0]`` are
 persistent (1), the next ``fractions[1]`` plateau (2) and the outer rest wash-out (3), i.e. a highly
 perfused rim around a poorly perfused centre with irregular interfaces.
 """
@@ -30,8 +30,9 @@ from oncohabitat.phantom.geometry import VolumeGeometry
 LabelArray = npt.NDArray[np.uint8]
 FloatArray = npt.NDArray[np.float64]
 
-_LOBE_AMPLITUDE = 0.2
-_ROUGHNESS = 0.06
+_LOBE_AMPLITUDE = 0.25
+_ROUGHNESS = 0.12
+_COMPARTMENT_MIXING = 0.35
 _N_LOBES = 6
 
 
@@ -81,7 +82,7 @@ def _lobes(directions: FloatArray, rng: np.random.Generator) -> FloatArray:
     """Smooth random function on the unit sphere, ~N(0, 1); ``directions`` is (..., 3)."""
     vectors = rng.standard_normal((_N_LOBES, 3))
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    frequencies = rng.uniform(1.5, 3.5, _N_LOBES)
+    frequencies = rng.uniform(2.0, 5.0, _N_LOBES)
     phases = rng.uniform(0.0, 2.0 * math.pi, _N_LOBES)
     total = np.zeros(directions.shape[:-1])
     for vector, frequency, phase in zip(vectors, frequencies, phases, strict=True):
@@ -90,16 +91,21 @@ def _lobes(directions: FloatArray, rng: np.random.Generator) -> FloatArray:
 
 
 def _spicules(offsets: FloatArray, radius: float, rng: np.random.Generator) -> npt.NDArray[np.bool_]:
-    """Union of 3-6 tapering spicules leaving the centre; ``offsets`` is (..., 3) mm from the centre."""
+    """Union of 4-8 spicules leaving the centre; ``offsets`` is (..., 3) mm from the centre.
+
+    Each is a rod of half-width 0.12-0.2 R out to the nominal border that tapers linearly to a point at
+    1.4-2.0 R.
+    """
     inside = np.zeros(offsets.shape[:-1], dtype=bool)
-    for _ in range(int(rng.integers(3, 7))):
+    for _ in range(int(rng.integers(4, 9))):
         axis = rng.standard_normal(3)
         axis /= np.linalg.norm(axis)
-        length = radius * rng.uniform(1.3, 1.8)
+        length = radius * rng.uniform(1.4, 2.0)
         half_width = radius * rng.uniform(0.12, 0.2)
         along = offsets @ axis
         across = np.linalg.norm(offsets - along[..., np.newaxis] * axis, axis=-1)
-        inside |= (along > 0.0) & (along < length) & (across < half_width * (1.0 - along / length))
+        taper = 1.0 - np.clip((along - radius) / (length - radius), 0.0, 1.0)
+        inside |= (along > 0.0) & (along < length) & (across < half_width * taper)
     return inside
 
 
@@ -128,7 +134,7 @@ def place_lesion(
     radius = params.radius_mm if params.radius_mm is not None else float(rng.uniform(12.0, 15.0))
     side = params.side if params.side is not None else ("L" if rng.random() < 0.5 else "R")
     sign = 1.0 if side == "L" else -1.0
-    depth = float(rng.uniform(0.3, 0.45))
+    depth = float(rng.uniform(0.4, 0.55))
     centre = np.array(
         [
             sign * shape.breast_centre_x + rng.uniform(-0.08, 0.08) * shape.breast_semi_x,
@@ -137,8 +143,10 @@ def place_lesion(
         ]
     )
     x_axis, y_axis, z_axis = geometry.local_axes()
-    reach = 1.9 * radius + 2.0 * max(geometry.spacing)
-    window = [np.flatnonzero(np.abs(axis - c) <= reach) for axis, c in zip((x_axis, y_axis, z_axis), centre, strict=True)]
+    reach = 2.1 * radius + 2.0 * max(geometry.spacing)
+    window = [
+        np.flatnonzero(np.abs(axis - c) <= reach) for axis, c in zip((x_axis, y_axis, z_axis), centre, strict=True)
+    ]
     if any(w.size == 0 for w in window):
         raise PhantomError("lesion lies outside the field of view")
     xs, ys, zs = (slice(int(w[0]), int(w[-1]) + 1) for w in window)
@@ -149,7 +157,7 @@ def place_lesion(
     distance = np.linalg.norm(offsets, axis=-1)
     directions = offsets / np.maximum(distance, 1e-9)[..., np.newaxis]
     border = radius * (1.0 + _LOBE_AMPLITUDE * _lobes(directions, rng))
-    cell = max(radius / 2.5, 1.5)
+    cell = max(radius / 3.0, 1.5)
     roughness = SmoothField(geometry, cell, rng).block(zs, ys, xs)
     rho = distance / border
     inside = (distance <= border + _ROUGHNESS * radius * roughness) | _spicules(offsets, radius, rng)
@@ -168,9 +176,11 @@ def place_lesion(
     necrotic = np.zeros(n_voxels, dtype=bool)
     necrosis_field = SmoothField(geometry, cell, rng).block(zs, ys, xs)[inside]
     if params.necrosis:
-        necrotic = _rank_split(rho_in + 0.15 * necrosis_field, (params.necrosis_fraction, 1.0 - params.necrosis_fraction)) == 0
+        necrotic = (
+            _rank_split(rho_in + 0.15 * necrosis_field, (params.necrosis_fraction, 1.0 - params.necrosis_fraction)) == 0
+        )
     compartment_field = SmoothField(geometry, cell, rng).block(zs, ys, xs)[inside]
-    enhancing_score = (rho_in + 0.25 * compartment_field)[~necrotic]
+    enhancing_score = (rho_in + _COMPARTMENT_MIXING * compartment_field)[~necrotic]
     compartments = _rank_split(enhancing_score, params.fractions) + 1
     values = np.full(n_voxels, Tissue.NECROSIS, dtype=np.uint8)
     values[~necrotic] = (compartments + Tissue.LESION_PERSISTENT - 1).astype(np.uint8)

@@ -43,8 +43,8 @@ def static_signal(
     out = np.empty(geometry.shape_zyx, dtype=np.float32)
     for k in range(geometry.size[2]):
         lab = labels[k]
-        coil = np.clip(1.0 + 0.08 * bias.slice(k) + gradient, 0.75, 1.3)
-        out[k] = s0[lab] * (1.0 + amp[lab] * texture.slice(k)) * coil
+        coil = np.clip(1.0 + 0.08 * bias.plane(k) + gradient, 0.75, 1.3)
+        out[k] = s0[lab] * (1.0 + amp[lab] * texture.plane(k)) * coil
     return out
 
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Final
 
+import grpc
+
+from oncohabitat.common.errors import InvalidInputError
+
 FEATURE_MISSING: Final = "FEATURE_MISSING"
 FEATURE_NOT_NUMERIC: Final = "FEATURE_NOT_NUMERIC"
 FEATURE_NOT_FINITE: Final = "FEATURE_NOT_FINITE"
@@ -12,7 +16,7 @@ SCORE_NOT_FINITE: Final = "SCORE_NOT_FINITE"
 UNSUPPORTED_MODEL_TYPE: Final = "UNSUPPORTED_MODEL_TYPE"
 
 
-class ScoringError(Exception):
+class ScoringError(InvalidInputError):
     """A score cannot be computed.
 
     Attributes:
@@ -22,10 +26,12 @@ class ScoringError(Exception):
     """
 
     def __init__(self, reason: str, feature: str | None, message: str) -> None:
-        super().__init__(f"{reason}: {message}")
-        self.reason = reason
+        super().__init__(reason, message, feature or "")
         self.feature = feature
         self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.message}"
 
 
 class FeatureValidationError(ScoringError):
@@ -34,6 +40,8 @@ class FeatureValidationError(ScoringError):
 
 class UnsupportedModelError(ScoringError):
     """The bundle declares a model type this engine version cannot execute (v1: ``random_forest``)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
 
     def __init__(self, model_type: str) -> None:
         super().__init__(

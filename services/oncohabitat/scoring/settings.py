@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -15,3 +17,8 @@ class ScoringSettings(ServiceSettings):
 
     port: int = Field(50055, ge=0, le=65535, description="gRPC port.")
     metrics_port: int = Field(9105, ge=0, le=65535, description="Prometheus /metrics port.")
+    models_dir: Path = Field(Path("models"), description="Root of the model bundles (models/<id>/<version>/).")
+    require_lock: bool = Field(
+        True,
+        description="Refuse to start unless <models_dir>/bundles.lock.json pins every bundle's manifest hash.",
+    )

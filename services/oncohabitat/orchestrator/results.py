@@ -1,0 +1,64 @@
+"""Assembling the public JobResult from persisted stage results.
+
+Stage result layout (JSON, written by :mod:`oncohabitat.orchestrator.stages`):
+
+- ``segment``: ``{"method": str, ...}``
+- ``score``: ``{"models": [{"model_id", "model_version", "score", "risk_group", "cutoff", "features": {name:
+  value}, "contributions": {name: value}, "provenance": {...}}]}``
+- ``export``: ``{"sent": [opaque SOP keys], ...}``
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from oncohabitat.v1 import common_pb2, pipeline_pb2
+
+SEGMENT_STAGE = "segment"
+SCORE_STAGE = "score"
+EXPORT_STAGE = "export"
+
+
+def provenance_from_json(data: Mapping[str, Any]) -> common_pb2.Provenance:
+    """The JSON form written by the stages -> Provenance message."""
+    return common_pb2.Provenance(
+        components=[common_pb2.ComponentVersion(name=k, version=v) for k, v in data.get("components", {}).items()],
+        parameter_hashes=data.get("parameter_hashes", {}),
+        input_hashes=data.get("input_hashes", {}),
+        model_id=data.get("model_id", ""),
+        model_version=data.get("model_version", ""),
+    )
+
+
+def provenance_to_json(provenance: common_pb2.Provenance) -> dict[str, Any]:
+    """Provenance message -> JSON-serialisable dict (inverse of :func:`provenance_from_json`)."""
+    return {
+        "components": {c.name: c.version for c in provenance.components},
+        "parameter_hashes": dict(provenance.parameter_hashes),
+        "input_hashes": dict(provenance.input_hashes),
+        "model_id": provenance.model_id,
+        "model_version": provenance.model_version,
+    }
+
+
+def job_result_from_stages(results: Mapping[str, Mapping[str, Any]]) -> pipeline_pb2.JobResult:
+    """Build the JobResult (without ``job``) from a DONE job's stage results."""
+    result = pipeline_pb2.JobResult(
+        segmentation_method=str(results.get(SEGMENT_STAGE, {}).get("method", "")),
+        exported_sop_instance_keys=list(results.get(EXPORT_STAGE, {}).get("sent", [])),
+    )
+    for model in results.get(SCORE_STAGE, {}).get("models", []):
+        result.models.append(
+            pipeline_pb2.ModelResult(
+                model_id=model["model_id"],
+                model_version=model["model_version"],
+                score=float(model["score"]),
+                risk_group=model["risk_group"],
+                cutoff=float(model.get("cutoff", 0.0)),
+                features={k: float(v) for k, v in model.get("features", {}).items()},
+                contributions={k: float(v) for k, v in model.get("contributions", {}).items()},
+                provenance=provenance_from_json(model.get("provenance", {})),
+            )
+        )
+    return result

@@ -1,0 +1,48 @@
+"""Validation of SubmitStudy requests before they become durable jobs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+from typing import Any
+
+from oncohabitat.common.errors import InvalidInputError
+from oncohabitat.v1 import pipeline_pb2
+
+_STUDY_KEY = re.compile(r"^[0-9a-f]{16,64}$")
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+_DESTINATION = re.compile(r"^[ -~]{1,16}@[A-Za-z0-9.\-:\[\]]+:\d{1,5}$")
+MAX_INSTANCES = 20_000
+
+
+def validate_submission(request: pipeline_pb2.SubmitStudyRequest) -> dict[str, Any]:
+    """Check a submission and return the JSON request stored with the job.
+
+    Raises:
+        InvalidInputError: naming the offending field (study_key, content_digest, instance_paths, ...).
+    """
+    if not _STUDY_KEY.match(request.study_key):
+        raise InvalidInputError("STUDY_KEY_INVALID", "study_key must be 16-64 lowercase hex characters", "study_key")
+    if not _DIGEST.match(request.content_digest):
+        raise InvalidInputError(
+            "CONTENT_DIGEST_INVALID", "content_digest must be a lowercase hex SHA-256", "content_digest"
+        )
+    if not request.instance_paths:
+        raise InvalidInputError("INSTANCES_MISSING", "instance_paths must list the study's instances", "instance_paths")
+    if len(request.instance_paths) > MAX_INSTANCES:
+        raise InvalidInputError("TOO_MANY_INSTANCES", f"at most {MAX_INSTANCES} instances per study", "instance_paths")
+    for raw in request.instance_paths:
+        path = PurePosixPath(raw)
+        if path.is_absolute() or ".." in path.parts or not raw or "\x00" in raw:
+            raise InvalidInputError(
+                "INSTANCE_PATH_INVALID", "instance paths must be relative to the DICOM store", "instance_paths"
+            )
+    if request.export_destination and not _DESTINATION.match(request.export_destination):
+        raise InvalidInputError(
+            "EXPORT_DESTINATION_INVALID", "export_destination must be AE@HOST:PORT", "export_destination"
+        )
+    return {
+        "instance_paths": sorted(request.instance_paths),
+        "model_ids": list(request.model_ids),
+        "export_destination": request.export_destination,
+    }

@@ -1,0 +1,290 @@
+"""Study completion after a quiet period, hand-off outbox with backoff, and restart recovery."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from oncohabitat.listener import status
+from oncohabitat.listener._worker import PollingWorker
+from oncohabitat.listener.completion import CompletionMonitor
+from oncohabitat.listener.errors import HandoffRejectedError
+from oncohabitat.listener.identifiers import uid_key
+from oncohabitat.listener.index import StudyIndex, StudyState
+from oncohabitat.listener.outbox import Outbox
+from oncohabitat.listener.storage import INDEX_FILE, InstanceStore
+
+QUIET_S = 0.5
+
+
+class FakeClock:
+    """Settable wall clock (epoch seconds)."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class RecordingHandoff:
+    """Hand-off that fails ``failures`` times with ConnectionError, then returns job ids."""
+
+    def __init__(self, failures: int = 0, exc: Exception | None = None) -> None:
+        self.failures = failures
+        self.exc = exc or ConnectionError("orchestrator unavailable")
+        self.calls: list[tuple[str, str, list[Path]]] = []
+
+    def __call__(self, study_key: str, content_digest: str, instance_paths: Sequence[Path]) -> str:
+        self.calls.append((study_key, content_digest, list(instance_paths)))
+        if self.failures > 0:
+            self.failures -= 1
+            raise self.exc
+        return f"job-{len(self.calls)}"
+
+
+class Listener:
+    """Index + store on one root with a fake clock; ``reopen`` simulates a process restart."""
+
+    def __init__(self, root: Path, clock: FakeClock) -> None:
+        self.root = root
+        self.clock = clock
+        root.mkdir(parents=True, exist_ok=True)
+        self.index = StudyIndex(root / INDEX_FILE)
+        self.store = InstanceStore(root, self.index, clock=clock)
+
+    def close(self) -> None:
+        self.store.close()
+        self.index.close()
+
+    def reopen(self) -> Listener:
+        self.close()
+        return Listener(self.root, self.clock)
+
+    def ingest(self, path: Path) -> str:
+        result = self.store.store_part10(path.read_bytes())
+        assert result.status == status.SUCCESS and result.study_key is not None
+        return result.study_key
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def listener(tmp_path: Path, clock: FakeClock) -> Iterator[Listener]:
+    handle = Listener(tmp_path / "root", clock)
+    yield handle
+    handle.close()
+
+
+@pytest.fixture
+def ct_files(sts_ct_dir: Path) -> list[Path]:
+    return sorted((sts_ct_dir / "image").glob("*.dcm"))[:4]
+
+
+def expected_digest(files: Sequence[Path], listener: Listener) -> str:
+    """Independent computation of the documented content digest from the stored files."""
+    pairs = []
+    for path in files:
+        sop_uid = str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
+        record = listener.index.get_instance(sop_uid)
+        assert record is not None
+        pairs.append((sop_uid, hashlib.sha256(listener.store.path_of(record).read_bytes()).hexdigest()))
+    text = "".join(f"{sop} {sha}\n" for sop, sha in sorted(pairs))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_study_completes_only_after_quiet_period(listener: Listener, clock: FakeClock, ct_files: list[Path]) -> None:
+    completed: list[tuple[str, str]] = []
+    monitor = CompletionMonitor(
+        listener.index, quiet_period_s=QUIET_S, clock=clock, on_complete=lambda k, d: completed.append((k, d))
+    )
+    key = listener.ingest(ct_files[0])
+    clock.advance(0.4)
+    key_again = listener.ingest(ct_files[1])  # restarts the quiet period
+    assert key_again == key
+    clock.advance(0.4)
+    assert monitor.run_once() == []
+    for path in ct_files[2:]:
+        listener.ingest(path)
+    clock.advance(QUIET_S + 0.01)
+    assert monitor.run_once() == [key]
+    study = listener.index.get_study(key)
+    assert study is not None
+    assert study.state is StudyState.COMPLETE
+    assert study.instance_count == len(ct_files)
+    assert study.content_digest == expected_digest(ct_files, listener)
+    assert completed == [(key, study.content_digest)]
+    assert monitor.run_once() == []  # completes once
+
+
+def test_new_instance_reopens_a_completed_study(listener: Listener, clock: FakeClock, ct_files: list[Path]) -> None:
+    monitor = CompletionMonitor(listener.index, quiet_period_s=QUIET_S, clock=clock)
+    key = listener.ingest(ct_files[0])
+    clock.advance(1.0)
+    monitor.run_once()
+    first = listener.index.get_study(key)
+    assert first is not None and first.state is StudyState.COMPLETE
+    listener.ingest(ct_files[1])
+    reopened = listener.index.get_study(key)
+    assert reopened is not None
+    assert reopened.state is StudyState.RECEIVING and reopened.content_digest is None
+    assert reopened.reason.startswith("reopened")
+    clock.advance(1.0)
+    assert monitor.run_once() == [key]
+    again = listener.index.get_study(key)
+    assert again is not None and again.content_digest not in (None, first.content_digest)
+
+
+def test_identical_resend_does_not_reopen_a_handed_off_study(
+    listener: Listener, clock: FakeClock, ct_files: list[Path]
+) -> None:
+    handoff = RecordingHandoff()
+    monitor = CompletionMonitor(listener.index, quiet_period_s=QUIET_S, clock=clock)
+    outbox = Outbox(listener.index, listener.root, handoff, clock=clock)
+    key = listener.ingest(ct_files[0])
+    clock.advance(1.0)
+    monitor.run_once()
+    assert outbox.run_once() == 1
+    listener.ingest(ct_files[0])
+    study = listener.index.get_study(key)
+    assert study is not None and study.state is StudyState.HANDED_OFF and study.job_id == "job-1"
+
+
+def test_completion_thread_completes_in_real_time(tmp_path: Path, ct_files: list[Path]) -> None:
+    index = StudyIndex(tmp_path / INDEX_FILE)
+    store = InstanceStore(tmp_path, index)
+    monitor = CompletionMonitor(index, quiet_period_s=QUIET_S, poll_interval_s=0.05)
+    monitor.start()
+    try:
+        key = store.store_part10(ct_files[0].read_bytes()).study_key
+        assert key is not None
+        started = time.monotonic()
+        states = [index.get_study(key).state]  # type: ignore[union-attr]
+        while states[-1] is not StudyState.COMPLETE and time.monotonic() - started < 5.0:
+            time.sleep(0.02)
+            states.append(index.get_study(key).state)  # type: ignore[union-attr]
+        elapsed = time.monotonic() - started
+        assert states[0] is StudyState.RECEIVING
+        assert states[-1] is StudyState.COMPLETE
+        assert QUIET_S * 0.8 <= elapsed < 3.0
+    finally:
+        monitor.stop()
+        store.close()
+        index.close()
+
+
+def test_outbox_retries_with_capped_exponential_backoff(
+    listener: Listener, clock: FakeClock, ct_files: list[Path]
+) -> None:
+    handoff = RecordingHandoff(failures=3)
+    monitor = CompletionMonitor(listener.index, quiet_period_s=QUIET_S, clock=clock)
+    outbox = Outbox(listener.index, listener.root, handoff, base_backoff_s=2.0, max_backoff_s=5.0, clock=clock)
+    key = ""
+    for path in ct_files:
+        key = listener.ingest(path)
+    clock.advance(1.0)
+    monitor.run_once()
+    digest = listener.index.get_study(key).content_digest  # type: ignore[union-attr]
+
+    delays = []
+    for _ in range(3):
+        assert outbox.run_once() == 0
+        study = listener.index.get_study(key)
+        assert study is not None and study.state is StudyState.COMPLETE
+        assert study.next_handoff_at is not None
+        delays.append(round(study.next_handoff_at - clock.now, 6))
+        calls = len(handoff.calls)
+        assert outbox.run_once() == 0 and len(handoff.calls) == calls  # not due yet
+        clock.advance(delays[-1])
+    assert delays == [2.0, 4.0, 5.0]
+    assert outbox.run_once() == 1
+    study = listener.index.get_study(key)
+    assert study is not None
+    assert (study.state, study.job_id, study.handoff_attempts) == (StudyState.HANDED_OFF, "job-4", 3)
+    assert len(handoff.calls) == 4
+    study_key, sent_digest, paths = handoff.calls[-1]
+    assert (study_key, sent_digest) == (key, digest)
+    assert len(paths) == len(ct_files) and all(p.is_file() and p.is_relative_to(listener.root) for p in paths)
+    assert outbox.run_once() == 0 and len(handoff.calls) == 4
+
+
+def test_rejected_handoff_is_not_retried(listener: Listener, clock: FakeClock, ct_files: list[Path]) -> None:
+    handoff = RecordingHandoff(failures=1, exc=HandoffRejectedError("no eligible model"))
+    outbox = Outbox(listener.index, listener.root, handoff, clock=clock)
+    key = listener.ingest(ct_files[0])
+    clock.advance(1.0)
+    CompletionMonitor(listener.index, quiet_period_s=QUIET_S, clock=clock).run_once()
+    outbox.run_once()
+    clock.advance(1000.0)
+    outbox.run_once()
+    study = listener.index.get_study(key)
+    assert study is not None and study.state is StudyState.REJECTED
+    assert "no eligible model" in study.reason
+    assert len(handoff.calls) == 1
+    assert outbox.resubmit(key) == "job-2"
+    study = listener.index.get_study(key)
+    assert study is not None and study.state is StudyState.HANDED_OFF and study.job_id == "job-2"
+
+
+def test_restart_completes_and_hands_off_from_the_database(
+    listener: Listener, clock: FakeClock, ct_files: list[Path]
+) -> None:
+    key = ""
+    for path in ct_files:
+        key = listener.ingest(path)
+    restarted = listener.reopen()  # "crash" while RECEIVING
+    try:
+        clock.advance(60.0)  # the quiet period elapsed while the listener was down
+        monitor = CompletionMonitor(restarted.index, quiet_period_s=QUIET_S, clock=clock)
+        assert monitor.run_once() == [key]
+        failing = Outbox(restarted.index, restarted.root, RecordingHandoff(failures=1), clock=clock)
+        assert failing.run_once() == 0
+        restarted = restarted.reopen()  # restart with a pending, failed hand-off
+        handoff = RecordingHandoff()
+        outbox = Outbox(restarted.index, restarted.root, handoff, base_backoff_s=1.0, clock=clock)
+        assert outbox.run_once() == 0 and handoff.calls == []  # backoff survives the restart
+        clock.advance(1.0)
+        assert outbox.run_once() == 1
+        study = restarted.index.get_study(key)
+        assert study is not None and study.state is StudyState.HANDED_OFF
+        assert study.content_digest == expected_digest(ct_files, restarted)
+        assert [call[0] for call in handoff.calls] == [key]
+    finally:
+        restarted.close()
+
+
+def test_study_key_is_an_opaque_hash(listener: Listener, ct_files: list[Path]) -> None:
+    key = listener.ingest(ct_files[0])
+    uid = str(pydicom.dcmread(ct_files[0], stop_before_pixels=True).StudyInstanceUID)
+    assert key == hashlib.sha256(uid.encode()).hexdigest()[:32] == uid_key(uid)
+
+
+def test_polling_worker_survives_a_failing_step() -> None:
+    calls: list[int] = []
+
+    def step() -> None:
+        calls.append(len(calls))
+        if len(calls) == 1:
+            raise RuntimeError("transient")
+
+    worker = PollingWorker("test-worker", step, 0.01)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 5.0
+        while len(calls) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(calls) >= 3 and worker.running
+    finally:
+        worker.stop()
+    assert not worker.running
