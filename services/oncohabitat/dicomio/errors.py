@@ -9,14 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from oncohabitat.common.errors import InvalidInputError
 
-class DicomIOError(Exception):
-    """Base class: bad DICOM input or a request that cannot be honoured."""
+
+class DicomIOError(InvalidInputError):
+    """Base class: bad DICOM input or a request that cannot be honoured (INVALID_ARGUMENT over gRPC)."""
 
     def __init__(self, reason: str, message: str) -> None:
-        super().__init__(f"{reason}: {message}")
-        self.reason = reason
+        super().__init__(reason, message)
         self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.message}"
 
 
 class SeriesError(DicomIOError):

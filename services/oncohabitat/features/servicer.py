@@ -21,7 +21,7 @@ class FeaturesServicer(features_pb2_grpc.FeaturesServicer):
     def __init__(self, codec: VolumeCodec) -> None:
         self._codec = codec
 
-    def ExtractFeatures(  # noqa: N802
+    def ExtractFeatures(
         self, request: features_pb2.ExtractFeaturesRequest, context: grpc.ServicerContext
     ) -> features_pb2.ExtractFeaturesResponse:
         if not request.feature_names:

@@ -1,9 +1,107 @@
-"""gRPC servicer of the listener service (proto <-> domain only)."""
+"""gRPC servicer of the listener's admin API (proto <-> domain only)."""
 
 from __future__ import annotations
 
-from oncohabitat.v1 import listener_pb2_grpc
+import re
+from collections import defaultdict
+from datetime import UTC, datetime
+
+import grpc
+
+from oncohabitat.common.errors import InvalidInputError, NotFoundError, PreconditionError
+from oncohabitat.listener.index import InstanceRecord, StudyIndex, StudyRecord, StudyState
+from oncohabitat.listener.outbox import Outbox
+from oncohabitat.v1 import listener_pb2, listener_pb2_grpc
+
+_STUDY_KEY = re.compile(r"^[0-9a-f]{32}$")
+MAX_PAGE = 1000
+_SOP_CLASS_KINDS = {
+    "1.2.840.10008.5.1.4.1.1.481.3": "rtstruct",
+    "1.2.840.10008.5.1.4.1.1.66.4": "seg",
+}
+
+
+def _rfc3339(epoch_s: float | None) -> str:
+    if epoch_s is None:
+        return ""
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _series(instances: list[InstanceRecord]) -> list[listener_pb2.SeriesSummary]:
+    grouped: dict[str, list[InstanceRecord]] = defaultdict(list)
+    for record in instances:
+        grouped[record.series_key].append(record)
+    summaries = []
+    for series_key, records in sorted(grouped.items()):
+        first = records[0]
+        kind = _SOP_CLASS_KINDS.get(first.sop_class_uid, "image")
+        summaries.append(
+            listener_pb2.SeriesSummary(
+                series_key=series_key,
+                modality=first.modality,
+                sop_class=first.sop_class_uid,
+                instance_count=len(records),
+                classification=kind,
+                reason="by SOP class",
+            )
+        )
+    return summaries
+
+
+def study_summary(record: StudyRecord, instances: list[InstanceRecord] | None = None) -> listener_pb2.StudySummary:
+    """Index row (+ instances) -> StudySummary. Never carries UIDs or patient data."""
+    return listener_pb2.StudySummary(
+        study_key=record.study_key,
+        state=f"STUDY_STATE_{record.state.value}",
+        instance_count=record.instance_count,
+        bytes_stored=record.bytes_stored,
+        first_received_at=_rfc3339(record.first_received_at),
+        last_received_at=_rfc3339(record.last_received_at),
+        reason=record.reason,
+        series=_series(instances or []),
+        job_id=record.job_id or "",
+    )
 
 
 class ListenerAdminServicer(listener_pb2_grpc.ListenerAdminServicer):
-    """Every RPC answers UNIMPLEMENTED until the vertical slice lands."""
+    """List studies, show one study's series, re-submit a study to the orchestrator."""
+
+    def __init__(self, index: StudyIndex, outbox: Outbox) -> None:
+        self._index = index
+        self._outbox = outbox
+
+    def _record(self, study_key: str) -> StudyRecord:
+        if not _STUDY_KEY.match(study_key):
+            raise InvalidInputError("STUDY_KEY_INVALID", "study_key must be 32 lowercase hex characters", "study_key")
+        record = self._index.get_study(study_key)
+        if record is None:
+            raise NotFoundError("STUDY_NOT_FOUND", "no study with this study_key", "study_key")
+        return record
+
+    def ListStudies(
+        self, request: listener_pb2.ListStudiesRequest, context: grpc.ServicerContext
+    ) -> listener_pb2.ListStudiesResponse:
+        state = None
+        if request.state != listener_pb2.STUDY_STATE_UNSPECIFIED:
+            state = StudyState(listener_pb2.StudyState.Name(request.state).removeprefix("STUDY_STATE_"))
+        records = self._index.list_studies(state, min(request.page_size or 100, MAX_PAGE))
+        return listener_pb2.ListStudiesResponse(studies=[study_summary(r) for r in records])
+
+    def GetStudy(
+        self, request: listener_pb2.GetStudyRequest, context: grpc.ServicerContext
+    ) -> listener_pb2.StudySummary:
+        record = self._record(request.study_key)
+        return study_summary(record, self._index.instances(record.study_key))
+
+    def ResubmitStudy(
+        self, request: listener_pb2.ResubmitStudyRequest, context: grpc.ServicerContext
+    ) -> listener_pb2.ResubmitStudyResponse:
+        record = self._record(request.study_key)
+        if record.state == StudyState.RECEIVING:
+            raise PreconditionError("STUDY_RECEIVING", "the study is still receiving instances", "study_key")
+        job_id = self._outbox.resubmit(record.study_key)
+        if job_id is None:
+            raise PreconditionError(
+                "HANDOFF_PENDING", "hand-off failed for now; it is queued and retried automatically", "study_key"
+            )
+        return listener_pb2.ResubmitStudyResponse(job_id=job_id)

@@ -23,7 +23,7 @@ def job_to_proto(job: Job) -> pipeline_pb2.Job:
     return pipeline_pb2.Job(
         job_id=job.job_id,
         study_key=job.study_key,
-        state=pipeline_pb2.JobState.Value(job.state.proto_name),
+        state=job.state.proto_name,
         stage=job.stage,
         reason=job.reason,
         attempts=job.attempts,
@@ -35,7 +35,7 @@ def job_to_proto(job: Job) -> pipeline_pb2.Job:
 def _state_from_proto(state: int) -> JobState | None:
     if state == pipeline_pb2.JOB_STATE_UNSPECIFIED:
         return None
-    return JobState(pipeline_pb2.JobState.Name(state).removeprefix("JOB_STATE_"))  # type: ignore[arg-type]
+    return JobState(pipeline_pb2.JobState.Name(state).removeprefix("JOB_STATE_"))
 
 
 class PipelineServicer(pipeline_pb2_grpc.PipelineServicer):
@@ -62,7 +62,7 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServicer):
             raise JobNotFoundError()
         return job
 
-    def SubmitStudy(  # noqa: N802
+    def SubmitStudy(
         self, request: pipeline_pb2.SubmitStudyRequest, context: grpc.ServicerContext
     ) -> pipeline_pb2.SubmitStudyResponse:
         payload = validate_submission(request)
@@ -71,10 +71,10 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServicer):
             self._on_submit()
         return pipeline_pb2.SubmitStudyResponse(job_id=job_id, created=created)
 
-    def GetJob(self, request: pipeline_pb2.GetJobRequest, context: grpc.ServicerContext) -> pipeline_pb2.Job:  # noqa: N802
+    def GetJob(self, request: pipeline_pb2.GetJobRequest, context: grpc.ServicerContext) -> pipeline_pb2.Job:
         return job_to_proto(self._job(request.job_id))
 
-    def WatchJob(  # noqa: N802
+    def WatchJob(
         self, request: pipeline_pb2.WatchJobRequest, context: grpc.ServicerContext
     ) -> Iterator[pipeline_pb2.Job]:
         job = self._job(request.job_id)
@@ -89,14 +89,14 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServicer):
             job = self._job(job.job_id)
             yield job_to_proto(job)
 
-    def ListJobs(  # noqa: N802
+    def ListJobs(
         self, request: pipeline_pb2.ListJobsRequest, context: grpc.ServicerContext
     ) -> pipeline_pb2.ListJobsResponse:
         limit = min(request.page_size or 100, MAX_PAGE)
         jobs = self._store.list(_state_from_proto(request.state), limit)
         return pipeline_pb2.ListJobsResponse(jobs=[job_to_proto(job) for job in jobs])
 
-    def GetResult(  # noqa: N802
+    def GetResult(
         self, request: pipeline_pb2.GetResultRequest, context: grpc.ServicerContext
     ) -> pipeline_pb2.JobResult:
         job = self._job(request.job_id)
@@ -108,6 +108,6 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServicer):
         result.job.CopyFrom(job_to_proto(job))
         return result
 
-    def CancelJob(self, request: pipeline_pb2.CancelJobRequest, context: grpc.ServicerContext) -> pipeline_pb2.Job:  # noqa: N802
+    def CancelJob(self, request: pipeline_pb2.CancelJobRequest, context: grpc.ServicerContext) -> pipeline_pb2.Job:
         self._job(request.job_id)
         return job_to_proto(self._store.cancel(request.job_id))

@@ -8,6 +8,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from oncohabitat.common.settings import ServiceSettings
+from oncohabitat.dicomio.roi_selection import DEFAULT_ROI_PATTERN
 
 
 class OrchestratorSettings(ServiceSettings):
@@ -32,6 +33,10 @@ class OrchestratorSettings(ServiceSettings):
     )
     export_calling_ae: str = Field("ONCOHABITAT", max_length=16, description="Our AE title when exporting.")
     export_retries: int = Field(3, ge=0, description="C-STORE attempts beyond the first, per export.")
+    roi_name: str = Field("", description="Exact ROI/segment name to use from supplied masks; empty = pattern rule.")
+    roi_name_pattern: str = Field(
+        DEFAULT_ROI_PATTERN, description="Regex selecting the tumour ROI when several exist (default GTV/tumour)."
+    )
     lease_s: float = Field(120.0, gt=0, description="Job lease: how soon a crashed worker's job is taken over, s.")
     poll_interval_s: float = Field(0.5, gt=0, description="Idle wait between job claims, s.")
     max_attempts: int = Field(5, ge=1, description="Attempts per job for transient errors before FAILED.")

@@ -85,6 +85,12 @@ def linear_predictor(washout_fraction: float, volume_ml: float, age: float) -> f
     )
 
 
+def survival_outcome(eta: float, u_event: float, censor_months: float) -> tuple[float, int]:
+    """Observed (time_months, event) for linear predictor ``eta``, uniform draw ``u_event`` and censoring time."""
+    event_time = WEIBULL_SCALE_MONTHS * (-math.log(max(u_event, 1e-12)) * math.exp(-eta)) ** (1.0 / WEIBULL_SHAPE)
+    return max(round(min(event_time, censor_months), 1), 0.1), int(event_time <= censor_months)
+
+
 def _case_params(rng: np.random.Generator) -> tuple[LesionParams, int]:
     washout = float(rng.uniform(0.15, 0.65))
     plateau = min(float(rng.uniform(0.15, 0.35)), 0.9 - washout)
@@ -142,7 +148,7 @@ def generate_cohort(
         if lesion is None:  # pragma: no cover - generate_study always draws a lesion when params are given
             raise PhantomError("cohort study without lesion")
         eta = linear_predictor(lesion.compartment_fractions[3], lesion.volume_ml, age)
-        event_time = WEIBULL_SCALE_MONTHS * (-math.log(max(u_event, 1e-12)) * math.exp(-eta)) ** (1.0 / WEIBULL_SHAPE)
+        time_months, event = survival_outcome(eta, u_event, censor)
         studies.append(study)
         rows.append(
             {
@@ -150,8 +156,8 @@ def generate_cohort(
                 "seed": study.seed,
                 "study_instance_uid": study.study_instance_uid,
                 "age": age,
-                "time_months": max(round(min(event_time, censor), 1), 0.1),
-                "event": int(event_time <= censor),
+                "time_months": time_months,
+                "event": event,
                 "lesion_volume_ml": round(lesion.volume_ml, 4),
                 "washout_fraction": round(lesion.compartment_fractions[3], 4),
                 "plateau_fraction": round(lesion.compartment_fractions[2], 4),

@@ -8,6 +8,7 @@ the order of the CT files passed in.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import highdicom as hd
@@ -37,7 +38,10 @@ _CREATION_TIME_S = STUDY_START_S + 3600.0
 
 def write_rtstruct(ct_dir: Path, out_dir: Path, identity: StudyIdentity, mask: npt.NDArray[np.bool_]) -> Path:
     """RTSTRUCT with one ROI "Tumour" drawn from ``mask`` (z, y, x) on the CT series in ``ct_dir``."""
-    rtstruct = RTStructBuilder.create_new(dicom_series_path=str(ct_dir))
+    with warnings.catch_warnings():
+        # rt-utils sets FileDataset.is_little_endian / is_implicit_VR, deprecated in pydicom 3
+        warnings.filterwarnings("ignore", message=r".*FileDataset\.is_", category=DeprecationWarning)
+        rtstruct = RTStructBuilder.create_new(dicom_series_path=str(ct_dir))
     rtstruct.add_roi(mask=np.transpose(mask, (1, 2, 0)), name=ROI_NAME, color=[255, 0, 0])
     ds = rtstruct.ds
     uid = identity.uid("rtstruct-instance")

@@ -43,12 +43,12 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
     def __init__(self, registry: BundleRegistry) -> None:
         self._registry = registry
 
-    def Score(self, request: scoring_pb2.ScoreRequest, context: grpc.ServicerContext) -> scoring_pb2.ScoreResponse:  # noqa: N802
+    def Score(self, request: scoring_pb2.ScoreRequest, context: grpc.ServicerContext) -> scoring_pb2.ScoreResponse:
         bundle = self._registry.get(request.model_id, request.model_version or None)
         result = score(bundle, dict(request.features))
         return score_response(result, bundle.manifest.feature_settings.sha256())
 
-    def ListModels(  # noqa: N802
+    def ListModels(
         self, request: scoring_pb2.ListModelsRequest, context: grpc.ServicerContext
     ) -> scoring_pb2.ListModelsResponse:
         return scoring_pb2.ListModelsResponse(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from oncohabitat.common.blobstore import BlobStore
+from oncohabitat.common.codec import VolumeCodec
 from oncohabitat.common.service_main import ServiceParts, run_service
 from oncohabitat.segmentation.servicer import SegmentationServicer
 from oncohabitat.segmentation.settings import SegmentationSettings
@@ -12,7 +14,7 @@ from oncohabitat.v1 import segmentation_pb2_grpc
 
 def build(settings: SegmentationSettings) -> ServiceParts:
     """Servicers of the segmentation service."""
-    servicer = SegmentationServicer()
+    servicer = SegmentationServicer(VolumeCodec(BlobStore(settings.blob_dir)))
     return ServiceParts(
         registrations=[lambda server: segmentation_pb2_grpc.add_SegmentationServicer_to_server(servicer, server)],
         service_names=["oncohabitat.v1.Segmentation"],

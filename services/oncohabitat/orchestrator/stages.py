@@ -1,0 +1,324 @@
+"""The pipeline stages of a job, in order: load_study -> segment -> features -> score -> export.
+
+Each stage reads earlier results (JSON), calls one worker service or library, and returns a small JSON result;
+volumes are kept in the content-addressed study store and referenced by digest. Every stage is safe to run
+again after a crash (the runner gives at-least-once execution): results are recomputed identically, and the
+export derives its DICOM UIDs from the job id, so a re-sent SEG/SR replaces itself in PACS instead of
+duplicating.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pydicom
+from pydicom.uid import generate_uid
+
+import oncohabitat
+from oncohabitat.bundles import Bundle, BundleRegistry
+from oncohabitat.common.blobstore import BlobStore
+from oncohabitat.common.codec import VolumeCodec
+from oncohabitat.common.errors import error_detail_from
+from oncohabitat.dicomio import ExportError, RoiSelection
+from oncohabitat.dicomio.export import ResultForSR, build_result_sr, build_seg
+from oncohabitat.listener.errors import ExportError as SendError
+from oncohabitat.listener.scu import send_instances
+from oncohabitat.orchestrator.jobs import Job
+from oncohabitat.orchestrator.results import SCORE_STAGE, SEGMENT_STAGE, provenance_to_json
+from oncohabitat.orchestrator.retry import TransientStageError
+from oncohabitat.orchestrator.runner import FunctionStage, StageOutcome, StageResults
+from oncohabitat.orchestrator.study_loading import ReviewNeeded, load_study, resolve_instance_paths, series_key
+from oncohabitat.v1 import (
+    common_pb2,
+    features_pb2,
+    features_pb2_grpc,
+    scoring_pb2,
+    scoring_pb2_grpc,
+    segmentation_pb2,
+    segmentation_pb2_grpc,
+)
+
+logger = logging.getLogger(__name__)
+
+LOAD_STAGE = "load_study"
+FEATURES_STAGE = "features"
+EXPORT_STAGE = "export"
+SUPPORTED_REGIONS = frozenset({"tumour"})
+#: Worker answers that mean "this input cannot be processed": a person must look at the study.
+REVIEW_CODES = frozenset(
+    {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND}
+)
+
+
+class ExportFailedError(TransientStageError):
+    """PACS did not accept the result objects this time (the job is retried with backoff)."""
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A DICOM peer: AE title, host, port."""
+
+    ae_title: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> Destination:
+        """``AE@HOST:PORT`` -> Destination."""
+        ae_title, _, address = text.partition("@")
+        host, _, port = address.rpartition(":")
+        return cls(ae_title, host.strip("[]"), int(port))
+
+
+@dataclass
+class PipelineContext:
+    """What the stages share: the study store, worker stubs, bundles and deployment choices."""
+
+    blobs: BlobStore
+    dicom_store: Path
+    exports_dir: Path
+    registry: BundleRegistry
+    segmentation: segmentation_pb2_grpc.SegmentationStub
+    features: features_pb2_grpc.FeaturesStub
+    scoring: scoring_pb2_grpc.ScoringStub
+    roi_selection: RoiSelection
+    default_destination: str = ""
+    calling_ae: str = "ONCOHABITAT"
+    export_retries: int = 3
+    rpc_timeout_s: float = 600.0
+
+    @property
+    def codec(self) -> VolumeCodec:
+        """Volumes above 1 MiB travel as references to the study store."""
+        return VolumeCodec(self.blobs)
+
+    def save_message(self, message: Any) -> str:
+        """Persist a (small) proto message in the study store; returns its digest."""
+        return self.blobs.put(message.SerializeToString())
+
+    def load_volume(self, digest: str) -> common_pb2.Volume:
+        """A Volume message saved by :meth:`save_message`."""
+        return common_pb2.Volume.FromString(self.blobs.get(digest))
+
+
+def _applicable_bundles(context: PipelineContext, modality: str, model_ids: Sequence[str]) -> list[Bundle]:
+    if model_ids:
+        return [context.registry.get(model_id) for model_id in model_ids]
+    return [b for b in context.registry if b.manifest.required_inputs.modality == modality]
+
+
+def _study_message(context: PipelineContext, image_digest: str) -> common_pb2.Study:
+    phase = common_pb2.Phase(role=common_pb2.PHASE_ROLE_SINGLE, volume=context.load_volume(image_digest))
+    return common_pb2.Study(phases=[phase])
+
+
+def load_study_stage(context: PipelineContext, job: Job, _previous: StageResults) -> StageOutcome:
+    """Assemble the image series and rasterise the supplied mask; both go to the study store."""
+    paths = resolve_instance_paths(context.dicom_store, job.request.get("instance_paths", []))
+    try:
+        study = load_study(paths, context.roi_selection)
+    except ReviewNeeded as review:
+        return StageOutcome.needs_review(review.reason)
+    modality = study.series.modality
+    if study.mask is None:
+        return StageOutcome.needs_review(
+            f"NO_MASK: the {modality} study carries no RTSTRUCT/SEG and automatic segmentation is not deployed"
+        )
+    return StageOutcome.ok(
+        {
+            "modality": modality,
+            "series_key": series_key(study.series.series_instance_uid),
+            "series_paths": [str(p.relative_to(context.dicom_store.resolve())) for p in study.series_paths],
+            "image_volume": context.save_message(context.codec.encode_image(study.series.image)),
+            "supplied_mask_volume": context.save_message(context.codec.encode_image(study.mask.image)),
+            "mask_kind": study.mask_kind,
+            "roi_name": study.mask.roi_name,
+        }
+    )
+
+
+def segment_stage(context: PipelineContext, _job: Job, previous: StageResults) -> StageOutcome:
+    """Tumour mask from the segmentation service (supplied masks pass through, resampled if needed)."""
+    loaded = previous[LOAD_STAGE]
+    request = segmentation_pb2.SegmentRequest(
+        study=_study_message(context, loaded["image_volume"]),
+        supplied_mask=common_pb2.LabelMap(
+            volume=context.load_volume(loaded["supplied_mask_volume"]),
+            labels=[common_pb2.Label(value=1, name="tumour", description=loaded["mask_kind"])],
+        ),
+    )
+    response = context.segmentation.Segment(request, timeout=context.rpc_timeout_s)
+    if response.outcome != segmentation_pb2.SEGMENTATION_OUTCOME_OK:
+        outcome = segmentation_pb2.SegmentationOutcome.Name(response.outcome).removeprefix("SEGMENTATION_OUTCOME_")
+        return StageOutcome.needs_review(f"SEGMENTATION_{outcome}: {response.reason}")
+    return StageOutcome.ok(
+        {
+            "method": response.method,
+            "mask_volume": context.save_message(response.mask.volume),
+            "volume_ml": response.qc.volume_ml,
+            "component_count": response.qc.component_count,
+        }
+    )
+
+
+def features_stage(context: PipelineContext, job: Job, previous: StageResults) -> StageOutcome:
+    """Features each applicable bundle needs, one Features call per (region, image) group."""
+    loaded, segmented = previous[LOAD_STAGE], previous[SEGMENT_STAGE]
+    bundles = _applicable_bundles(context, loaded["modality"], job.request.get("model_ids", []))
+    if not bundles:
+        return StageOutcome.needs_review(f"NO_MODEL: no deployed model accepts {loaded['modality']} studies")
+    image = context.load_volume(loaded["image_volume"])
+    mask = common_pb2.LabelMap(
+        volume=context.load_volume(segmented["mask_volume"]), labels=[common_pb2.Label(value=1, name="tumour")]
+    )
+    per_model: dict[str, Any] = {}
+    for bundle in bundles:
+        unsupported = {f.region for f in bundle.manifest.features} - SUPPORTED_REGIONS
+        if unsupported or any(f.image != "original" for f in bundle.manifest.features):
+            return StageOutcome.needs_review(
+                f"MODEL_INPUTS_UNSUPPORTED: {bundle.id} needs regions/images this release does not build"
+            )
+        response = context.features.ExtractFeatures(
+            features_pb2.ExtractFeaturesRequest(
+                image=image,
+                mask=mask,
+                label=1,
+                settings_json=json.dumps(bundle.manifest.feature_settings.to_pyradiomics()),
+                feature_names=[f.name for f in bundle.manifest.features],
+            ),
+            timeout=context.rpc_timeout_s,
+        )
+        per_model[f"{bundle.id}@{bundle.version}"] = {
+            "model_id": bundle.id,
+            "model_version": bundle.version,
+            "features": {f.request_key: response.values[f.name] for f in bundle.manifest.features},
+            "provenance": provenance_to_json(response.provenance),
+        }
+    return StageOutcome.ok({"models": per_model})
+
+
+def score_stage(context: PipelineContext, _job: Job, previous: StageResults) -> StageOutcome:
+    """Score each model's features with the scoring service."""
+    models = []
+    for entry in previous[FEATURES_STAGE]["models"].values():
+        response = context.scoring.Score(
+            scoring_pb2.ScoreRequest(
+                model_id=entry["model_id"], model_version=entry["model_version"], features=entry["features"]
+            ),
+            timeout=context.rpc_timeout_s,
+        )
+        provenance = provenance_to_json(response.provenance)
+        provenance["input_hashes"] = entry["provenance"].get("input_hashes", {})
+        provenance["components"] = {**entry["provenance"].get("components", {}), **provenance["components"]}
+        models.append(
+            {
+                "model_id": response.model_id,
+                "model_version": response.model_version,
+                "score": response.score,
+                "risk_group": response.risk_group,
+                "cutoff": response.cutoff,
+                "features": entry["features"],
+                "contributions": {c.name: c.contribution for c in response.contributions},
+                "provenance": provenance,
+            }
+        )
+    return StageOutcome.ok({"models": models})
+
+
+def _deterministic_uid(job: Job, what: str) -> str:
+    return str(generate_uid(entropy_srcs=[job.job_id, what]))
+
+
+def export_stage(context: PipelineContext, job: Job, previous: StageResults) -> StageOutcome:
+    """DICOM SEG (tumour) + one SR (TID 1500) per model, written under exports/ and C-STOREd to PACS."""
+    destination_text = job.request.get("export_destination") or context.default_destination
+    if not destination_text:
+        return StageOutcome.ok({"sent": [], "skipped": "no export destination configured"})
+    loaded = previous[LOAD_STAGE]
+    sources = [pydicom.dcmread(context.dicom_store / p, stop_before_pixels=True) for p in loaded["series_paths"]]
+    mask = context.codec.decode_image(context.load_volume(previous[SEGMENT_STAGE]["mask_volume"]))
+    version = oncohabitat.__version__
+    try:
+        seg = build_seg(
+            sources,
+            mask,
+            {1: "Tumour"},
+            algorithm_version=version,
+            series_instance_uid=_deterministic_uid(job, "seg-series"),
+            sop_instance_uid=_deterministic_uid(job, "seg"),
+        )
+        reports: list[pydicom.Dataset] = [seg]
+        for model in previous[SCORE_STAGE]["models"]:
+            result = ResultForSR(
+                model_id=model["model_id"],
+                model_version=model["model_version"],
+                score=model["score"],
+                risk_group=model["risk_group"],
+                cutoff=model["cutoff"],
+                features=model["features"],
+                contributions=model["contributions"],
+                algorithm_version=version,
+            )
+            reports.append(
+                build_result_sr(
+                    sources,
+                    seg,
+                    result,
+                    series_instance_uid=_deterministic_uid(job, "sr-series"),
+                    sop_instance_uid=_deterministic_uid(job, f"sr-{model['model_id']}-{model['model_version']}"),
+                )
+            )
+    except ExportError as exc:
+        return StageOutcome.failed(f"EXPORT_BUILD_FAILED: {exc.reason}")
+    out_dir = context.exports_dir / job.job_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = []
+    for number, dataset in enumerate(reports):
+        path = out_dir / f"{number:02d}-{dataset.Modality.lower()}.dcm"
+        dataset.save_as(path, enforce_file_format=True)
+        files.append(path)
+    destination = Destination.parse(destination_text)
+    try:
+        report = send_instances(
+            files,
+            destination.ae_title,
+            destination.host,
+            destination.port,
+            calling_ae=context.calling_ae,
+            retries=context.export_retries,
+        )
+    except SendError as exc:
+        raise ExportFailedError("PACS did not accept the result objects") from exc
+    return StageOutcome.ok({"sent": list(report.sent_keys), "destination_ae": destination.ae_title})
+
+
+def build_stages(context: PipelineContext) -> list[FunctionStage]:
+    """The stage list the runner executes, in order."""
+
+    def bind(name: str, function: Callable[[PipelineContext, Job, StageResults], StageOutcome]) -> FunctionStage:
+        def run(job: Job, previous: StageResults) -> StageOutcome:
+            try:
+                return function(context, job, previous)
+            except grpc.RpcError as exc:
+                code = exc.code() if isinstance(exc, grpc.Call) else None
+                if code not in REVIEW_CODES:
+                    raise  # transient codes are retried by the runner, others fail the job
+                detail = error_detail_from(exc)
+                reason = detail.reason if detail is not None and detail.reason else str(code.name)  # type: ignore[union-attr]
+                return StageOutcome.needs_review(f"{name.upper()}_REFUSED: {reason}")
+
+        return FunctionStage(name, run)
+
+    return [
+        bind(LOAD_STAGE, load_study_stage),
+        bind(SEGMENT_STAGE, segment_stage),
+        bind(FEATURES_STAGE, features_stage),
+        bind(SCORE_STAGE, score_stage),
+        bind(EXPORT_STAGE, export_stage),
+    ]

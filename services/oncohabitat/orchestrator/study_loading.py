@@ -1,0 +1,110 @@
+"""Turn a submitted study (instance files in the shared DICOM store) into an image volume and a supplied mask.
+
+Series choice: when the study carries an RTSTRUCT or SEG, the image series it references; otherwise the only
+image series. Several candidate series without a mask, a series that does not assemble, or a mask whose ROI
+cannot be chosen uniquely are reported as review reasons, never guessed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from oncohabitat.common.errors import InvalidInputError
+from oncohabitat.dicomio import (
+    InstanceInfo,
+    InstanceKind,
+    LoadedSeries,
+    MaskError,
+    MaskSelectionError,
+    RasterisedMask,
+    RoiSelection,
+    SeriesError,
+    group_by_series,
+    load_mask,
+    load_series,
+    scan_instances,
+)
+
+
+class ReviewNeeded(Exception):  # noqa: N818 - an outcome, not an error
+    """The study cannot be processed automatically; ``reason`` is curated and free of patient data."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class LoadedStudy:
+    """The chosen image series, its supplied mask (if any) and the files it came from."""
+
+    series: LoadedSeries
+    series_paths: tuple[Path, ...]
+    mask: RasterisedMask | None
+    mask_kind: str
+
+
+def resolve_instance_paths(store_root: Path, relative_paths: Sequence[str]) -> list[Path]:
+    """Absolute paths inside ``store_root``; anything escaping the root is refused."""
+    root = store_root.resolve()
+    resolved = []
+    for relative in relative_paths:
+        path = (root / relative).resolve()
+        if not path.is_relative_to(root):
+            raise InvalidInputError("INSTANCE_PATH_INVALID", "instance path escapes the DICOM store", "instance_paths")
+        resolved.append(path)
+    return resolved
+
+
+def series_key(series_uid: str) -> str:
+    """Opaque key of a series (same scheme as the listener's)."""
+    return hashlib.sha256(series_uid.encode()).hexdigest()[:32]
+
+
+def _choose_series(images: dict[str, list[InstanceInfo]], masks: list[InstanceInfo]) -> tuple[str, list[InstanceInfo]]:
+    referenced = [uid for m in masks for uid in m.referenced_series_uids if uid in images]
+    if referenced:
+        return referenced[0], [m for m in masks if referenced[0] in m.referenced_series_uids]
+    if masks:
+        raise ReviewNeeded("MASK_REFERENCES_UNKNOWN_SERIES: the supplied mask references no received image series")
+    if len(images) == 1:
+        uid = next(iter(images))
+        return uid, []
+    if not images:
+        raise ReviewNeeded("NO_IMAGE_SERIES: the study holds no image series")
+    raise ReviewNeeded(f"AMBIGUOUS_SERIES: {len(images)} image series and no mask saying which one to use")
+
+
+def load_study(paths: Sequence[Path], selection: RoiSelection) -> LoadedStudy:
+    """Scan, choose the image series, assemble it and rasterise its supplied mask.
+
+    Raises:
+        ReviewNeeded: the study cannot be processed without a person (reason code first).
+    """
+    infos = scan_instances(paths)
+    groups = group_by_series(infos)
+    images = {uid: group for uid, group in groups.items() if group[0].kind == InstanceKind.IMAGE}
+    masks = [info for info in infos if info.kind in (InstanceKind.RTSTRUCT, InstanceKind.SEG)]
+    uid, candidate_masks = _choose_series(images, masks)
+    series_paths = tuple(sorted(info.path for info in images[uid]))
+    try:
+        series = load_series(series_paths)
+    except SeriesError as exc:
+        raise ReviewNeeded(f"SERIES_REFUSED: {exc.reason}") from None
+    if not candidate_masks:
+        return LoadedStudy(series, series_paths, None, "")
+    if len(candidate_masks) > 1:
+        raise ReviewNeeded(f"AMBIGUOUS_MASK: {len(candidate_masks)} RTSTRUCT/SEG objects reference the series")
+    mask_info = candidate_masks[0]
+    try:
+        mask = load_mask(mask_info.path, series, selection)
+    except MaskSelectionError as exc:
+        names = ", ".join(exc.roi_names) or "none"
+        raise ReviewNeeded(f"{exc.reason}: cannot choose the tumour ROI (candidates: {names})") from None
+    except MaskError as exc:
+        raise ReviewNeeded(f"MASK_REFUSED: {exc.reason}") from None
+    kind = "rtstruct" if mask_info.kind == InstanceKind.RTSTRUCT else "seg"
+    return LoadedStudy(series, series_paths, mask, kind)
