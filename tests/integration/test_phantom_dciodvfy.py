@@ -35,9 +35,7 @@ def _sample(phase_files: tuple[tuple[Path, ...], ...]) -> list[Path]:
     return [files[i] for files in phase_files for i in sorted({0, len(files) // 2, len(files) - 1})]
 
 
-@pytest.mark.parametrize(
-    ("size", "layout"), [("small", "per-phase"), ("small", "multi-phase"), ("ispy", "per-phase")]
-)
+@pytest.mark.parametrize(("size", "layout"), [("small", "per-phase"), ("small", "multi-phase"), ("ispy", "per-phase")])
 def test_mr_files_have_no_errors_except_the_documented_trigger_time(tmp_path: Path, size: str, layout: str) -> None:
     study = generate_study(tmp_path / "mr", size=size, seed=21, layout=layout, necrosis=True)
     errors, warnings = _validate(_sample(study.phase_files))

@@ -44,7 +44,6 @@ class FeaturesServicer(features_pb2_grpc.FeaturesServicer):
             provenance=make_provenance(
                 parameter_hashes={"feature_settings": provenance.settings_sha256},
                 input_hashes={"image": provenance.image_sha256, "mask": provenance.mask_sha256},
-                extra_distributions=["pyradiomics-bhklab"],
             ),
         )
         for component in response.provenance.components:

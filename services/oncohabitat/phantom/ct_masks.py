@@ -11,13 +11,11 @@ import logging
 import warnings
 from pathlib import Path
 
-import highdicom as hd
 import numpy as np
 import numpy.typing as npt
 from pydicom import dcmread
 from pydicom.sr.codedict import codes
 from pydicom.valuerep import DA, TM
-from rt_utils import RTStructBuilder
 
 import oncohabitat
 from oncohabitat.phantom.dicom_common import (
@@ -38,6 +36,8 @@ _CREATION_TIME_S = STUDY_START_S + 3600.0
 
 def write_rtstruct(ct_dir: Path, out_dir: Path, identity: StudyIdentity, mask: npt.NDArray[np.bool_]) -> Path:
     """RTSTRUCT with one ROI "Tumour" drawn from ``mask`` (z, y, x) on the CT series in ``ct_dir``."""
+    from rt_utils import RTStructBuilder  # heavy (OpenCV): imported only when a CT mask is written
+
     with warnings.catch_warnings():
         # rt-utils sets FileDataset.is_little_endian / is_implicit_VR, deprecated in pydicom 3
         warnings.filterwarnings("ignore", message=r".*FileDataset\.is_", category=DeprecationWarning)
@@ -71,6 +71,8 @@ def write_rtstruct(ct_dir: Path, out_dir: Path, identity: StudyIdentity, mask: n
 
 def write_seg(ct_files: tuple[Path, ...], out_dir: Path, identity: StudyIdentity, mask: npt.NDArray[np.bool_]) -> Path:
     """Binary DICOM SEG with one segment "Tumour" from ``mask`` (z, y, x) aligned with ``ct_files``."""
+    import highdicom as hd  # heavy: imported only when a SEG is written
+
     sources = [dcmread(path) for path in ct_files]
     description = hd.seg.SegmentDescription(
         segment_number=1,

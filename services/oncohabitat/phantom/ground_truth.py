@@ -14,6 +14,7 @@ SimpleITK's ImageSeriesReader: same size, spacing, origin and direction):
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,15 +71,15 @@ def write_label_volumes(gt_dir: Path, geometry: VolumeGeometry, labels: LabelArr
         breast_mask=gt_dir / "breast_mask.nrrd",
         tissue_labels=gt_dir / "tissue_labels.nrrd",
     )
-    volumes = {
-        paths.tumour_mask: tumour_mask(labels),
-        paths.compartments: compartment_map(labels),
-        paths.necrosis_mask: _lookup(labels, {Tissue.NECROSIS: 1}),
-        paths.breast_mask: _lookup(labels, dict.fromkeys(BREAST_LABELS, 1)),
-        paths.tissue_labels: labels,
-    }
-    for path, volume in volumes.items():
-        sitk.WriteImage(geometry.to_sitk(volume), str(path), useCompression=True)
+    derived: list[tuple[Path, Callable[[LabelArray], LabelArray]]] = [
+        (paths.tumour_mask, tumour_mask),
+        (paths.compartments, compartment_map),
+        (paths.necrosis_mask, lambda lab: _lookup(lab, {Tissue.NECROSIS: 1})),
+        (paths.breast_mask, lambda lab: _lookup(lab, dict.fromkeys(BREAST_LABELS, 1))),
+        (paths.tissue_labels, lambda lab: lab),
+    ]
+    for path, derive in derived:  # one volume at a time keeps memory bounded
+        sitk.WriteImage(geometry.to_sitk(derive(labels)), str(path), useCompression=True)
     return paths
 
 

@@ -26,6 +26,7 @@ from oncohabitat.phantom.anatomy import BodyShape, Tissue
 from oncohabitat.phantom.errors import PhantomError
 from oncohabitat.phantom.fields import SmoothField
 from oncohabitat.phantom.geometry import VolumeGeometry
+from oncohabitat.phantom.kinetics import COMPARTMENT_TISSUE
 
 LabelArray = npt.NDArray[np.uint8]
 FloatArray = npt.NDArray[np.float64]
@@ -122,15 +123,10 @@ def _rank_split(score: FloatArray, fractions: tuple[float, ...]) -> npt.NDArray[
     return classes
 
 
-def place_lesion(
-    geometry: VolumeGeometry,
-    shape: BodyShape,
-    labels: LabelArray,
-    params: LesionParams,
-    rng: np.random.Generator,
-) -> LesionTruth:
-    """Draw the lesion into ``labels`` (z, y, x; modified in place) and return its realised truth."""
-    params.validate()
+def _centre_radius_side(
+    shape: BodyShape, params: LesionParams, rng: np.random.Generator
+) -> tuple[FloatArray, float, str]:
+    """Lesion centre (FOV-local mm, x/y/z), nominal radius (mm) and breast side."""
     radius = params.radius_mm if params.radius_mm is not None else float(rng.uniform(12.0, 15.0))
     side = params.side if params.side is not None else ("L" if rng.random() < 0.5 else "R")
     sign = 1.0 if side == "L" else -1.0
@@ -142,6 +138,33 @@ def place_lesion(
             rng.uniform(-0.1, 0.1) * shape.breast_semi_z,
         ]
     )
+    return centre, radius, side
+
+
+def _compartment_labels(
+    rho: FloatArray, necrosis_field: FloatArray, compartment_field: FloatArray, params: LesionParams
+) -> npt.NDArray[np.uint8]:
+    """Tissue label of every lesion voxel from its normalised radius ``rho`` and two smooth fields."""
+    necrotic = np.zeros(rho.size, dtype=bool)
+    if params.necrosis:
+        split = (params.necrosis_fraction, 1.0 - params.necrosis_fraction)
+        necrotic = _rank_split(rho + 0.15 * necrosis_field, split) == 0
+    enhancing_score = (rho + _COMPARTMENT_MIXING * compartment_field)[~necrotic]
+    values = np.full(rho.size, Tissue.NECROSIS, dtype=np.uint8)
+    values[~necrotic] = (_rank_split(enhancing_score, params.fractions) + Tissue.LESION_PERSISTENT).astype(np.uint8)
+    return values
+
+
+def place_lesion(
+    geometry: VolumeGeometry,
+    shape: BodyShape,
+    labels: LabelArray,
+    params: LesionParams,
+    rng: np.random.Generator,
+) -> LesionTruth:
+    """Draw the lesion into ``labels`` (z, y, x; modified in place) and return its realised truth."""
+    params.validate()
+    centre, radius, side = _centre_radius_side(shape, params, rng)
     x_axis, y_axis, z_axis = geometry.local_axes()
     reach = 2.1 * radius + 2.0 * max(geometry.spacing)
     window = [
@@ -159,36 +182,25 @@ def place_lesion(
     border = radius * (1.0 + _LOBE_AMPLITUDE * _lobes(directions, rng))
     cell = max(radius / 3.0, 1.5)
     roughness = SmoothField(geometry, cell, rng).block(zs, ys, xs)
-    rho = distance / border
     inside = (distance <= border + _ROUGHNESS * radius * roughness) | _spicules(offsets, radius, rng)
     block = labels[zs, ys, xs]
     inside &= (block == Tissue.BREAST_FAT) | (block == Tissue.FIBROGLANDULAR)
     components, _ = ndimage.label(inside)
-    centre_index = np.unravel_index(int(np.argmin(distance)), distance.shape)
-    keep = components[centre_index]
+    keep = components[np.unravel_index(int(np.argmin(distance)), distance.shape)]
     if keep == 0:
         raise PhantomError("lesion centre is not inside breast tissue")
     inside = components == keep
     n_voxels = int(inside.sum())
     if n_voxels < 8:
         raise PhantomError(f"lesion too small for this voxel size ({n_voxels} voxels); use a larger radius")
-    rho_in = rho[inside]
-    necrotic = np.zeros(n_voxels, dtype=bool)
     necrosis_field = SmoothField(geometry, cell, rng).block(zs, ys, xs)[inside]
-    if params.necrosis:
-        necrotic = (
-            _rank_split(rho_in + 0.15 * necrosis_field, (params.necrosis_fraction, 1.0 - params.necrosis_fraction)) == 0
-        )
     compartment_field = SmoothField(geometry, cell, rng).block(zs, ys, xs)[inside]
-    enhancing_score = (rho_in + _COMPARTMENT_MIXING * compartment_field)[~necrotic]
-    compartments = _rank_split(enhancing_score, params.fractions) + 1
-    values = np.full(n_voxels, Tissue.NECROSIS, dtype=np.uint8)
-    values[~necrotic] = (compartments + Tissue.LESION_PERSISTENT - 1).astype(np.uint8)
+    values = _compartment_labels((distance / border)[inside], necrosis_field, compartment_field, params)
     block[inside] = values
     labels[zs, ys, xs] = block
 
     voxel_ml = geometry.voxel_volume_ml
-    counts = {code: int((compartments == code).sum()) for code in (1, 2, 3)}
+    counts = {code: int((values == tissue).sum()) for code, tissue in COMPARTMENT_TISSUE.items()}
     n_enhancing = max(sum(counts.values()), 1)
     index = np.argwhere(inside).mean(axis=0) + np.array([zs.start, ys.start, xs.start])
     centre_lps = geometry.index_to_lps(index)[0]
@@ -201,5 +213,5 @@ def place_lesion(
         compartment_fractions={code: n / n_enhancing for code, n in counts.items()},
         compartment_volumes_ml={code: n * voxel_ml for code, n in counts.items()},
         necrosis=params.necrosis,
-        necrosis_volume_ml=int(necrotic.sum()) * voxel_ml,
+        necrosis_volume_ml=int((values == Tissue.NECROSIS).sum()) * voxel_ml,
     )

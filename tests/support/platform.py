@@ -1,0 +1,99 @@
+"""The whole platform as separate processes on free ports, for end-to-end tests.
+
+Each service can be killed (SIGKILL) and restarted individually, which is what the crash tests need;
+``oncohabitat up`` itself is covered by ``tests/integration/test_cli_up.py``.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import grpc
+
+from oncohabitat.common.health_client import check_health
+from oncohabitat.common.topology import SERVICES, spec
+from oncohabitat.launcher import RunningService, platform_environment, start_services, stop_services
+from oncohabitat.v1 import pipeline_pb2, pipeline_pb2_grpc
+from tests.conftest import free_port
+
+
+class Platform:
+    """All six services with a shared data directory under ``workdir``."""
+
+    def __init__(self, workdir: Path, overrides: dict[str, str] | None = None) -> None:
+        self.workdir = workdir
+        self.data_dir = workdir / "data"
+        ports: dict[str, str] = {}
+        for service in SERVICES:
+            ports[f"{service.env_prefix}PORT"] = str(free_port())
+            ports[f"{service.env_prefix}METRICS_PORT"] = str(free_port())
+        self.dicom_port = free_port()
+        ports["ONCOHABITAT_LISTENER_DICOM_PORT"] = str(self.dicom_port)
+        ports["ONCOHABITAT_LISTENER_QUIET_PERIOD_S"] = "1.0"
+        ports["ONCOHABITAT_ORCHESTRATOR_POLL_INTERVAL_S"] = "0.2"
+        for name in ("segmentation", "regions", "features", "scoring"):
+            ports[f"ONCOHABITAT_ORCHESTRATOR_{name.upper()}_ADDRESS"] = f"127.0.0.1:{ports[spec(name).env_prefix + 'PORT']}"
+        ports["ONCOHABITAT_LISTENER_ORCHESTRATOR_ADDRESS"] = f"127.0.0.1:{ports['ONCOHABITAT_ORCHESTRATOR_PORT']}"
+        self.env = platform_environment(self.data_dir.resolve(), "127.0.0.1", {**ports, **(overrides or {})})
+        self.running: dict[str, RunningService] = {}
+
+    def address(self, name: str) -> str:
+        """gRPC address of a service."""
+        return f"127.0.0.1:{self.env[spec(name).env_prefix + 'PORT']}"
+
+    def start(self, names: list[str] | None = None, timeout_s: float = 60.0) -> None:
+        """Start the named services (default all) and wait until each is SERVING."""
+        selected = [s for s in SERVICES if names is None or s.name in names]
+        for service in start_services(self.env, self.data_dir / "logs", selected):
+            self.running[service.spec.name] = service
+        deadline = time.monotonic() + timeout_s
+        for service in selected:
+            while check_health(self.address(service.name), timeout_s=1.0) != "SERVING":
+                process = self.running[service.name].process
+                if process.poll() is not None:
+                    raise RuntimeError(f"{service.name} exited with {process.returncode}: {self.log(service.name)}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{service.name} not SERVING: {self.log(service.name)}")
+                time.sleep(0.1)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one service (a crash: no cleanup at all)."""
+        process = self.running.pop(name).process
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+
+    def stop(self) -> None:
+        """SIGTERM everything still running."""
+        stop_services(list(self.running.values()))
+        self.running.clear()
+
+    def log(self, name: str) -> str:
+        """The last lines of a service's log."""
+        path = self.data_dir / "logs" / f"{name}.log"
+        return path.read_text()[-4000:] if path.exists() else ""
+
+    def pipeline(self) -> pipeline_pb2_grpc.PipelineStub:
+        """A stub for the public API (plain channel: tests see failures as they are)."""
+        return pipeline_pb2_grpc.PipelineStub(grpc.insecure_channel(self.address("orchestrator")))
+
+    def wait_for_jobs(self, count: int, timeout_s: float = 60.0) -> list[pipeline_pb2.Job]:
+        """Wait until ``count`` jobs exist and all are finished; returns them."""
+        deadline = time.monotonic() + timeout_s
+        terminal = {
+            pipeline_pb2.JOB_STATE_DONE,
+            pipeline_pb2.JOB_STATE_NEEDS_REVIEW,
+            pipeline_pb2.JOB_STATE_FAILED,
+            pipeline_pb2.JOB_STATE_CANCELLED,
+        }
+        jobs: list[pipeline_pb2.Job] = []
+        while time.monotonic() < deadline:
+            try:
+                jobs = list(self.pipeline().ListJobs(pipeline_pb2.ListJobsRequest(), timeout=5).jobs)
+            except grpc.RpcError:
+                jobs = []
+            if len(jobs) >= count and all(job.state in terminal for job in jobs):
+                return jobs
+            time.sleep(0.3)
+        raise TimeoutError(f"jobs not finished: {jobs}\n{self.log('orchestrator')}\n{self.log('listener')}")
