@@ -111,6 +111,39 @@ def status(
         raise typer.Exit(1)
 
 
+demo_app = typer.Typer(help="Demonstrations against a running platform (start it with `oncohabitat up`).")
+app.add_typer(demo_app, name="demo")
+
+
+@demo_app.command("ct")
+def demo_ct(
+    study_dir: Annotated[Path | None, typer.Option(help="Folder with the CT series and its RTSTRUCT.")] = None,
+    host: Annotated[str, typer.Option(help="Host the platform runs on.")] = "127.0.0.1",
+    timeout_s: Annotated[float, typer.Option(help="Seconds to wait for the result.")] = 300.0,
+) -> None:
+    """Push the real STS_001 CT + RTSTRUCT over C-STORE, follow the job, print the seed-003 result."""
+    from oncohabitat.common.topology import DEFAULT_DICOM_PORT, spec
+    from oncohabitat.demo import DEFAULT_CT_STUDY, DemoError, Endpoints, run_ct_demo
+
+    def port(name: str) -> int:
+        service = spec(name)
+        return int(os.environ.get(f"{service.env_prefix}PORT", service.default_port))
+
+    endpoints = Endpoints(
+        dicom_host=host,
+        dicom_port=int(os.environ.get("ONCOHABITAT_LISTENER_DICOM_PORT", DEFAULT_DICOM_PORT)),
+        ae_title=os.environ.get("ONCOHABITAT_LISTENER_AE_TITLE", "ONCOHABITAT"),
+        listener_admin=f"{host}:{port('listener')}",
+        pipeline=f"{host}:{port('orchestrator')}",
+    )
+    try:
+        code = run_ct_demo(study_dir or DEFAULT_CT_STUDY, endpoints, console, timeout_s)
+    except DemoError as exc:
+        console.print(f"[red]demo failed: {exc}[/red]")
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
+
+
 _mount_optional_apps()
 
 

@@ -38,7 +38,7 @@ def test_orthanc_pushes_the_study_and_receives_the_sr(
     orthanc_and_platform: tuple[OrthancServer, Platform], sts_ct_dir: Path
 ) -> None:
     orthanc, platform = orthanc_and_platform
-    files = sorted((sts_ct_dir / "image").glob("*.dcm")) + [sts_ct_dir / "mask" / "RS.dcm"]
+    files = [*sorted((sts_ct_dir / "image").glob("*.dcm")), sts_ct_dir / "mask" / "RS.dcm"]
     (study_id,) = orthanc.upload(files)
     assert sorted(orthanc.series_modalities()) == ["CT", "RTSTRUCT"]
     orthanc.store_to("oncohabitat", study_id)  # Orthanc acts as the PACS: C-STORE to our listener

@@ -153,9 +153,11 @@ def test_scoring_refuses_a_tampered_bundle(tmp_path: Path) -> None:
     target.mkdir(parents=True)
     (models / "bundles.lock.json").write_bytes((PROJECT_ROOT / "models" / "bundles.lock.json").read_bytes())
     manifest = json.loads((BUNDLE_DIR / "manifest.json").read_text())
-    manifest["coefficients"] = [c * 2 for c in manifest["coefficients"]] if isinstance(
-        manifest["coefficients"], list
-    ) else {k: v * 2 for k, v in manifest["coefficients"].items()}
+    manifest["coefficients"] = (
+        [c * 2 for c in manifest["coefficients"]]
+        if isinstance(manifest["coefficients"], list)
+        else {k: v * 2 for k, v in manifest["coefficients"].items()}
+    )
     (target / "manifest.json").write_text(json.dumps(manifest))
     started = time.monotonic()
     result = subprocess.run(
@@ -174,3 +176,23 @@ def test_scoring_refuses_a_tampered_bundle(tmp_path: Path) -> None:
     assert result.returncode == 3, result.stderr
     assert "cannot start" in result.stderr and "HASH_MISMATCH" in result.stderr
     assert time.monotonic() - started < 30
+
+
+def test_demo_ct_prints_the_result_and_a_resend_reuses_the_job(
+    platform: Platform, ct_job: pipeline_pb2.JobResult
+) -> None:
+    env = {**platform.env, "COLUMNS": "200"}
+    demo = subprocess.run(
+        [sys.executable, "-m", "oncohabitat.cli", "demo", "ct", "--timeout-s", "120"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    (model,) = ct_job.models
+    assert "seed003-ct-dfs" in demo.stdout and f"{model.score:.6g}" in demo.stdout
+    assert "not a breast cancer" in demo.stdout
+    assert f"job {ct_job.job.job_id}" in demo.stdout  # byte-identical re-send: same job, no new run
+    jobs = platform.pipeline().ListJobs(pipeline_pb2.ListJobsRequest(), timeout=5).jobs
+    assert [j.job_id for j in jobs].count(ct_job.job.job_id) == 1

@@ -34,7 +34,9 @@ class Platform:
         ports["ONCOHABITAT_LISTENER_QUIET_PERIOD_S"] = "1.0"
         ports["ONCOHABITAT_ORCHESTRATOR_POLL_INTERVAL_S"] = "0.2"
         for name in ("segmentation", "regions", "features", "scoring"):
-            ports[f"ONCOHABITAT_ORCHESTRATOR_{name.upper()}_ADDRESS"] = f"127.0.0.1:{ports[spec(name).env_prefix + 'PORT']}"
+            ports[f"ONCOHABITAT_ORCHESTRATOR_{name.upper()}_ADDRESS"] = (
+                f"127.0.0.1:{ports[spec(name).env_prefix + 'PORT']}"
+            )
         ports["ONCOHABITAT_LISTENER_ORCHESTRATOR_ADDRESS"] = f"127.0.0.1:{ports['ONCOHABITAT_ORCHESTRATOR_PORT']}"
         self.env = platform_environment(self.data_dir.resolve(), "127.0.0.1", {**ports, **(overrides or {})})
         self.running: dict[str, RunningService] = {}

@@ -84,8 +84,13 @@ def phantom(
     lesion: Annotated[bool, typer.Option("--lesion/--no-lesion", help="Draw a lesion.")] = True,
     necrosis: Annotated[bool, typer.Option("--necrosis/--no-necrosis", help="Non-enhancing core.")] = False,
     trigger_time: Annotated[
-        bool, typer.Option("--trigger-time/--no-trigger-time", help="Write TriggerTime (ms since pre-contrast).")
-    ] = True,
+        bool,
+        typer.Option(
+            "--trigger-time/--no-trigger-time",
+            help="Also write TriggerTime (ms since pre-contrast) as some vendors do; dciodvfy flags it (Type 2C "
+            "in the MR Image module applies to gated scans only).",
+        ),
+    ] = False,
 ) -> None:
     """Write one synthetic breast DCE-MRI study (DICOM + ground truth) when no subcommand is given."""
     if ctx.invoked_subcommand is not None:

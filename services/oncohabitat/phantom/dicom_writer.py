@@ -59,7 +59,7 @@ class DceTiming:
 
     phase_times_s: tuple[float, ...]
     injection_time_s: float
-    trigger_time: bool = True
+    trigger_time: bool = False
 
 
 @dataclass(frozen=True)

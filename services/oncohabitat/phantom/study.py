@@ -151,7 +151,7 @@ def generate_study(
     *,
     lesion_params: LesionParams | None = None,
     patient_age_years: int | None = None,
-    trigger_time: bool = True,
+    trigger_time: bool = False,
     progress: ProgressCallback | None = None,
 ) -> PhantomStudy:
     """Write a synthetic prone breast DCE-MRI study to ``out_dir`` (created; must be empty).
