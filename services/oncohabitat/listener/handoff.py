@@ -44,7 +44,8 @@ class GrpcHandoff:
                 raise HandoffRejectedError(f"orchestrator refused the study ({code.name})") from None  # type: ignore[union-attr]
             raise
         logger.info(
-            "study handed off", extra={"study_key": study_key, "job_id": response.job_id, "job_created": response.created}
+            "study handed off",
+            extra={"study_key": study_key, "job_id": response.job_id, "job_created": response.created},
         )
         return response.job_id
 
