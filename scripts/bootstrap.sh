@@ -28,7 +28,8 @@ if [ ! -x .venv/bin/python ]; then
   echo "bootstrap: creating .venv with $($PYTHON --version)"
   "$PYTHON" -m venv .venv
 fi
-stamp=.venv/.installed-$(cat pyproject.toml training/pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)-$WITH_DEV
+requirements_digest=$( { cat pyproject.toml; if [ -f training/pyproject.toml ]; then cat training/pyproject.toml; fi; } | sha256sum | cut -c1-16)
+stamp=.venv/.installed-$requirements_digest-$WITH_DEV
 if [ ! -f "$stamp" ]; then
   echo "bootstrap: installing Python dependencies into .venv"
   .venv/bin/python -m pip install -q --upgrade pip==25.3
