@@ -52,6 +52,18 @@ class InvalidInputError(DomainError):
     code = grpc.StatusCode.INVALID_ARGUMENT
 
 
+class FeatureInputError(InvalidInputError):
+    """A request's feature-level content is unusable; ``feature`` names it (None when not about one feature)."""
+
+    def __init__(self, reason: str, feature: str | None, message: str) -> None:
+        super().__init__(reason, message, feature or "")
+        self.feature = feature
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.message}"
+
+
 class NotFoundError(DomainError):
     """A referenced job, study, model or blob does not exist (NOT_FOUND)."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from oncohabitat.common.errors import InvalidInputError
+from oncohabitat.common.errors import FeatureInputError
 
 FEATURE_NAME_INVALID: Final = "FEATURE_NAME_INVALID"
 FEATURE_NOT_PRODUCED: Final = "FEATURE_NOT_PRODUCED"
@@ -16,7 +16,7 @@ GEOMETRY_MISMATCH: Final = "GEOMETRY_MISMATCH"
 EXTRACTION_FAILED: Final = "EXTRACTION_FAILED"
 
 
-class FeatureExtractionError(InvalidInputError):
+class FeatureExtractionError(FeatureInputError):
     """Features cannot be extracted for this request.
 
     Attributes:
@@ -24,11 +24,3 @@ class FeatureExtractionError(InvalidInputError):
         feature: the offending feature name, or None when the error is not about one feature.
         message: curated human-readable explanation (never voxel data or patient identifiers).
     """
-
-    def __init__(self, reason: str, feature: str | None, message: str) -> None:
-        super().__init__(reason, message, feature or "")
-        self.feature = feature
-        self.message = message
-
-    def __str__(self) -> str:
-        return f"{self.reason}: {self.message}"

@@ -6,7 +6,7 @@ from typing import Final
 
 import grpc
 
-from oncohabitat.common.errors import InvalidInputError
+from oncohabitat.common.errors import FeatureInputError
 
 FEATURE_MISSING: Final = "FEATURE_MISSING"
 FEATURE_NOT_NUMERIC: Final = "FEATURE_NOT_NUMERIC"
@@ -16,7 +16,7 @@ SCORE_NOT_FINITE: Final = "SCORE_NOT_FINITE"
 UNSUPPORTED_MODEL_TYPE: Final = "UNSUPPORTED_MODEL_TYPE"
 
 
-class ScoringError(InvalidInputError):
+class ScoringError(FeatureInputError):
     """A score cannot be computed.
 
     Attributes:
@@ -24,14 +24,6 @@ class ScoringError(InvalidInputError):
         feature: the offending feature key, or None when the error is not about one feature.
         message: curated human-readable explanation.
     """
-
-    def __init__(self, reason: str, feature: str | None, message: str) -> None:
-        super().__init__(reason, message, feature or "")
-        self.feature = feature
-        self.message = message
-
-    def __str__(self) -> str:
-        return f"{self.reason}: {self.message}"
 
 
 class FeatureValidationError(ScoringError):
