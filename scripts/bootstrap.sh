@@ -30,13 +30,15 @@ if [ ! -x .venv/bin/python ]; then
 fi
 requirements_digest=$( { cat pyproject.toml; if [ -f training/pyproject.toml ]; then cat training/pyproject.toml; fi; } | sha256sum | cut -c1-16)
 stamp=.venv/.installed-$requirements_digest-$WITH_DEV
+# pip warns about local index folders of this machine's pip.conf that do not exist; drop only that noise.
+pip_install() { .venv/bin/python -m pip install -q "$@" 2> >(grep -v "is ignored: it is neither a file" >&2); }
 if [ ! -f "$stamp" ]; then
   echo "bootstrap: installing Python dependencies into .venv"
-  .venv/bin/python -m pip install -q --upgrade pip==25.3
+  pip_install --upgrade pip==25.3
   if [ "$WITH_DEV" = 1 ]; then
-    .venv/bin/python -m pip install -q -e ".[dev]"
+    pip_install -e ".[dev]"
   else
-    .venv/bin/python -m pip install -q -e ".[all]"
+    pip_install -e ".[all]"
   fi
   rm -f .venv/.installed-*
   touch "$stamp"

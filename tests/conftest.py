@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,8 +36,16 @@ def free_port() -> int:
 
 
 def require_tool(name: str) -> str:
-    """Path of an external tool the test needs; fails (never skips) when it is missing."""
-    path = shutil.which(name)
+    """Path of an external (Debian) tool the test needs; fails (never skips) when it is missing.
+
+    The virtualenv's own bin folder is skipped: pynetdicom installs console scripts named like dcmtk's tools
+    (storescu, storescp, ...), and the tests mean the real dcmtk peers.
+    """
+    venv_bin = Path(sys.prefix) / "bin"
+    search = os.pathsep.join(
+        p for p in os.environ.get("PATH", "").split(os.pathsep) if p and Path(p).resolve() != venv_bin.resolve()
+    )
+    path = shutil.which(name, path=search)
     if path is None:
         pytest.fail(f"{name} not found on PATH: the test command installs it (scripts/test.sh)")
     return path

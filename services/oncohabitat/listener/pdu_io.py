@@ -1,0 +1,131 @@
+"""Bounded reading and writing of DICOM Upper Layer PDUs on a blocking socket (PS3.8 section 9.3).
+
+Every PDU starts with a 6-byte header: type (1 byte), reserved (1), big-endian length (4) of the
+rest. :func:`read_pdu` checks the announced length against a per-type limit *before* reading or
+allocating anything, so a peer announcing a 4 GiB PDU costs 6 bytes and gets
+:class:`PduTooLargeError` (the caller aborts and closes). pynetdicom's own reader instead appends
+whatever arrives to an unbounded ``bytearray`` (a 4 GiB announcement is read until the peer stops).
+
+P-DATA-TF bodies are split into presentation data values by :func:`iter_pdvs` without copying
+(``memoryview`` slices); the association-level PDUs (A-ASSOCIATE-RQ/AC/RJ) are encoded and decoded
+with pynetdicom's PDU classes in :mod:`.negotiation`.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from oncohabitat.listener.errors import ListenerError
+
+ASSOCIATE_RQ = 0x01
+ASSOCIATE_AC = 0x02
+ASSOCIATE_RJ = 0x03
+P_DATA_TF = 0x04
+RELEASE_RQ = 0x05
+RELEASE_RP = 0x06
+ABORT = 0x07
+KNOWN_TYPES = frozenset(range(0x01, 0x08))
+
+HEADER = struct.Struct(">BBL")
+_PDV_HEADER = struct.Struct(">LBB")
+
+#: Message control header bits of a presentation data value (PS3.8 annex E.2).
+CONTROL_COMMAND = 0x01
+CONTROL_LAST = 0x02
+
+#: A-RELEASE-RP PDU (always the same 10 bytes).
+RELEASE_RP_PDU = HEADER.pack(RELEASE_RP, 0, 4) + b"\x00\x00\x00\x00"
+
+
+class PduError(ListenerError):
+    """The peer violated the Upper Layer protocol; the association is aborted."""
+
+
+class PduTooLargeError(PduError):
+    """A PDU announced more bytes than allowed for its type (``announced``/``limit`` in bytes)."""
+
+    def __init__(self, pdu_type: int, announced: int, limit: int) -> None:
+        super().__init__(f"PDU type 0x{pdu_type:02X} announces {announced} bytes, limit {limit}")
+        self.pdu_type = pdu_type
+        self.announced = announced
+        self.limit = limit
+
+
+class ConnectionClosedError(ListenerError):
+    """The peer closed the TCP connection (possibly in the middle of a PDU)."""
+
+
+@dataclass(frozen=True)
+class Pdu:
+    """One received PDU: its type and its body (everything after the 6-byte header)."""
+
+    pdu_type: int
+    body: bytearray
+
+
+def recv_exact(sock: socket.socket, size: int) -> bytearray:
+    """Read exactly ``size`` bytes (the caller has bounded ``size``).
+
+    Raises:
+        ConnectionClosedError: the peer closed the connection first.
+        TimeoutError: the socket's timeout elapsed while waiting for data.
+    """
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    received = 0
+    while received < size:
+        count = sock.recv_into(view[received:])
+        if count == 0:
+            raise ConnectionClosedError(f"connection closed after {received} of {size} bytes")
+        received += count
+    return buffer
+
+
+def read_pdu(sock: socket.socket, limits: dict[int, int]) -> Pdu:
+    """Read one PDU whose body length must not exceed ``limits[pdu_type]`` bytes.
+
+    Raises:
+        PduError: unknown PDU type (``limits`` lacks it).
+        PduTooLargeError: announced length above the type's limit (nothing more is read).
+        ConnectionClosedError, TimeoutError: see :func:`recv_exact`.
+    """
+    pdu_type, _, length = HEADER.unpack(recv_exact(sock, HEADER.size))
+    limit = limits.get(pdu_type)
+    if limit is None:
+        raise PduError(f"unexpected PDU type 0x{pdu_type:02X}")
+    if length > limit:
+        raise PduTooLargeError(pdu_type, length, limit)
+    return Pdu(pdu_type, recv_exact(sock, length))
+
+
+def iter_pdvs(body: bytearray) -> Iterator[tuple[int, int, memoryview]]:
+    """Split a P-DATA-TF body into ``(context_id, control_header, data)`` without copying.
+
+    Raises:
+        PduError: an item length runs past the PDU or is shorter than its 2-byte header.
+    """
+    view = memoryview(body)
+    offset, end = 0, len(body)
+    if end == 0:
+        raise PduError("P-DATA-TF without presentation data values")
+    while offset < end:
+        if end - offset < _PDV_HEADER.size:
+            raise PduError("truncated presentation data value item")
+        item_length, context_id, control = _PDV_HEADER.unpack_from(body, offset)
+        if item_length < 2 or offset + 4 + item_length > end:
+            raise PduError("presentation data value item length out of range")
+        yield context_id, control, view[offset + 6 : offset + 4 + item_length]
+        offset += 4 + item_length
+
+
+def encode_pdata(context_id: int, control: int, data: bytes) -> bytes:
+    """One P-DATA-TF PDU carrying a single presentation data value."""
+    return HEADER.pack(P_DATA_TF, 0, 6 + len(data)) + _PDV_HEADER.pack(2 + len(data), context_id, control) + data
+
+
+def encode_abort(source: int = 0x02, reason: int = 0x00) -> bytes:
+    """An A-ABORT PDU (source 0x00 = service user, 0x02 = service provider; PS3.8 9.3.8)."""
+    return HEADER.pack(ABORT, 0, 4) + bytes((0, 0, source, reason))
