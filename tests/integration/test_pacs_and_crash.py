@@ -88,7 +88,14 @@ def test_orchestrator_killed_mid_job_finishes_the_job_exactly_once(tmp_path: Pat
         platform.stop()
         receiver.stop()
     database = platform.data_dir / "jobs.sqlite3"
-    assert _stage_rows(database) == [("export", 1), ("features", 1), ("load_study", 1), ("score", 1), ("segment", 1)]
+    assert _stage_rows(database) == [
+        ("export", 1),
+        ("features", 1),
+        ("load_study", 1),
+        ("regions", 1),
+        ("score", 1),
+        ("segment", 1),
+    ]
     assert _done_events(database) == 1
     sop_uids = {str(ds.SOPInstanceUID) for ds in receiver.received()}
     assert len(sop_uids) == 2  # one SEG + one SR, however often the export stage ran

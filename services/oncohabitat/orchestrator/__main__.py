@@ -21,7 +21,13 @@ from oncohabitat.orchestrator.runner import JobRunner
 from oncohabitat.orchestrator.servicer import PipelineServicer
 from oncohabitat.orchestrator.settings import OrchestratorSettings
 from oncohabitat.orchestrator.stages import PipelineContext, build_stages
-from oncohabitat.v1 import features_pb2_grpc, pipeline_pb2_grpc, scoring_pb2_grpc, segmentation_pb2_grpc
+from oncohabitat.v1 import (
+    features_pb2_grpc,
+    pipeline_pb2_grpc,
+    regions_pb2_grpc,
+    scoring_pb2_grpc,
+    segmentation_pb2_grpc,
+)
 
 
 def build_context(settings: OrchestratorSettings) -> PipelineContext:
@@ -36,6 +42,7 @@ def build_context(settings: OrchestratorSettings) -> PipelineContext:
         exports_dir=settings.data_dir / "exports",
         registry=load_bundles(settings.models_dir, pinned=read_lock(settings.models_dir)),
         segmentation=segmentation_pb2_grpc.SegmentationStub(channel(settings.segmentation_address, "Segmentation")),
+        regions=regions_pb2_grpc.RegionsStub(channel(settings.regions_address, "Regions")),
         features=features_pb2_grpc.FeaturesStub(channel(settings.features_address, "Features")),
         scoring=scoring_pb2_grpc.ScoringStub(channel(settings.scoring_address, "Scoring")),
         roi_selection=RoiSelection(name=settings.roi_name or None, pattern=settings.roi_name_pattern),

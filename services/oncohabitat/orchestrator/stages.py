@@ -1,4 +1,4 @@
-"""The pipeline stages of a job, in order: load_study -> segment -> features -> score -> export.
+"""The pipeline stages of a job, in order: load_study -> segment -> regions -> features -> score -> export.
 
 Each stage reads earlier results (JSON), calls one worker service or library, and returns a small JSON result;
 volumes are kept in the content-addressed study store and referenced by digest. Every stage is safe to run
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,8 @@ from oncohabitat.v1 import (
     common_pb2,
     features_pb2,
     features_pb2_grpc,
+    regions_pb2,
+    regions_pb2_grpc,
     scoring_pb2,
     scoring_pb2_grpc,
     segmentation_pb2,
@@ -47,6 +49,7 @@ from oncohabitat.v1 import (
 logger = logging.getLogger(__name__)
 
 LOAD_STAGE = "load_study"
+REGIONS_STAGE = "regions"
 FEATURES_STAGE = "features"
 EXPORT_STAGE = "export"
 SUPPORTED_REGIONS = frozenset({"tumour"})
@@ -85,6 +88,7 @@ class PipelineContext:
     exports_dir: Path
     registry: BundleRegistry
     segmentation: segmentation_pb2_grpc.SegmentationStub
+    regions: regions_pb2_grpc.RegionsStub
     features: features_pb2_grpc.FeaturesStub
     scoring: scoring_pb2_grpc.ScoringStub
     roi_selection: RoiSelection
@@ -113,9 +117,23 @@ def _applicable_bundles(context: PipelineContext, modality: str, model_ids: Sequ
     return [b for b in context.registry if b.manifest.required_inputs.modality == modality]
 
 
-def _study_message(context: PipelineContext, image_digest: str) -> common_pb2.Study:
-    phase = common_pb2.Phase(role=common_pb2.PHASE_ROLE_SINGLE, volume=context.load_volume(image_digest))
-    return common_pb2.Study(phases=[phase])
+def _study_message(context: PipelineContext, loaded: Mapping[str, Any]) -> common_pb2.Study:
+    """The Study message of a loaded study: its DCE phases, or its single image."""
+    if not loaded.get("phases"):
+        phase = common_pb2.Phase(role=common_pb2.PHASE_ROLE_SINGLE, volume=context.load_volume(loaded["image_volume"]))
+        return common_pb2.Study(study_key="", modality=loaded["modality"], phases=[phase])
+    return common_pb2.Study(
+        modality=loaded["modality"],
+        phases=[
+            common_pb2.Phase(
+                role=common_pb2.PHASE_ROLE_PRE_CONTRAST if p["pre_contrast"] else common_pb2.PHASE_ROLE_POST_CONTRAST,
+                index=p["index"],
+                time_offset_s=p["time_from_pre_s"],
+                volume=context.load_volume(p["volume"]),
+            )
+            for p in loaded["phases"]
+        ],
+    )
 
 
 def load_study_stage(context: PipelineContext, job: Job, _previous: StageResults) -> StageOutcome:
@@ -126,33 +144,45 @@ def load_study_stage(context: PipelineContext, job: Job, _previous: StageResults
     except ReviewNeeded as review:
         return StageOutcome.needs_review(review.reason)
     modality = study.series.modality
-    if study.mask is None:
+    if study.mask is None and not study.phases:
         return StageOutcome.needs_review(
-            f"NO_MASK: the {modality} study carries no RTSTRUCT/SEG and automatic segmentation is not deployed"
+            f"NO_MASK: the {modality} study carries no RTSTRUCT/SEG and automatic segmentation needs a DCE study"
         )
-    return StageOutcome.ok(
-        {
-            "modality": modality,
-            "series_key": series_key(study.series.series_instance_uid),
-            "series_paths": [str(p.relative_to(context.dicom_store.resolve())) for p in study.series_paths],
-            "image_volume": context.save_message(context.codec.encode_image(study.series.image)),
-            "supplied_mask_volume": context.save_message(context.codec.encode_image(study.mask.image)),
-            "mask_kind": study.mask_kind,
-            "roi_name": study.mask.roi_name,
-        }
-    )
+    result: dict[str, Any] = {
+        "modality": modality,
+        "series_key": series_key(study.series.series_instance_uid),
+        "series_paths": [str(p.relative_to(context.dicom_store.resolve())) for p in study.series_paths],
+        "image_volume": context.save_message(context.codec.encode_image(study.series.image)),
+        "supplied_mask_volume": "",
+        "mask_kind": study.mask_kind,
+        "roi_name": "",
+        "phases": [
+            {
+                "index": phase.index,
+                "pre_contrast": phase.pre_contrast,
+                "time_from_pre_s": phase.time_from_pre_s,
+                "volume": context.save_message(context.codec.encode_image(phase.image)),
+            }
+            for phase in study.phases
+        ],
+    }
+    if study.mask is not None:
+        result["supplied_mask_volume"] = context.save_message(context.codec.encode_image(study.mask.image))
+        result["roi_name"] = study.mask.roi_name
+    return StageOutcome.ok(result)
 
 
 def segment_stage(context: PipelineContext, _job: Job, previous: StageResults) -> StageOutcome:
     """Tumour mask from the segmentation service (supplied masks pass through, resampled if needed)."""
     loaded = previous[LOAD_STAGE]
-    request = segmentation_pb2.SegmentRequest(
-        study=_study_message(context, loaded["image_volume"]),
-        supplied_mask=common_pb2.LabelMap(
-            volume=context.load_volume(loaded["supplied_mask_volume"]),
-            labels=[common_pb2.Label(value=1, name="tumour", description=loaded["mask_kind"])],
-        ),
-    )
+    request = segmentation_pb2.SegmentRequest(study=_study_message(context, loaded))
+    if loaded["supplied_mask_volume"]:
+        request.supplied_mask.CopyFrom(
+            common_pb2.LabelMap(
+                volume=context.load_volume(loaded["supplied_mask_volume"]),
+                labels=[common_pb2.Label(value=1, name="tumour", description=loaded["mask_kind"])],
+            )
+        )
     response = context.segmentation.Segment(request, timeout=context.rpc_timeout_s)
     if response.outcome != segmentation_pb2.SEGMENTATION_OUTCOME_OK:
         outcome = segmentation_pb2.SegmentationOutcome.Name(response.outcome).removeprefix("SEGMENTATION_OUTCOME_")
@@ -163,6 +193,36 @@ def segment_stage(context: PipelineContext, _job: Job, previous: StageResults) -
             "mask_volume": context.save_message(response.mask.volume),
             "volume_ml": response.qc.volume_ml,
             "component_count": response.qc.component_count,
+        }
+    )
+
+
+def regions_stage(context: PipelineContext, _job: Job, previous: StageResults) -> StageOutcome:
+    """Habitats, peritumoral ring, stroma band and MSI features of DCE studies (default region profile)."""
+    loaded, segmented = previous[LOAD_STAGE], previous[SEGMENT_STAGE]
+    if not loaded.get("phases"):
+        return StageOutcome.ok({"skipped": "single-phase study: no kinetic regions"})
+    response = context.regions.BuildRegions(
+        regions_pb2.BuildRegionsRequest(
+            study=_study_message(context, loaded),
+            tumour_mask=common_pb2.LabelMap(
+                volume=context.load_volume(segmented["mask_volume"]), labels=[common_pb2.Label(value=1, name="tumour")]
+            ),
+            profile_json="{}",
+        ),
+        timeout=context.rpc_timeout_s,
+    )
+    return StageOutcome.ok(
+        {
+            "label_maps": {
+                (label_map.labels[0].name if label_map.labels else f"map_{n}"): context.save_message(label_map)
+                for n, label_map in enumerate(response.regions)
+            },
+            "statistics": {
+                stat.region: {"voxel_count": stat.voxel_count, "volume_ml": stat.volume_ml, **dict(stat.mean_values)}
+                for stat in response.statistics
+            },
+            "msi_features": dict(response.msi_features),
         }
     )
 
@@ -318,6 +378,7 @@ def build_stages(context: PipelineContext) -> list[FunctionStage]:
     return [
         bind(LOAD_STAGE, load_study_stage),
         bind(SEGMENT_STAGE, segment_stage),
+        bind(REGIONS_STAGE, regions_stage),
         bind(FEATURES_STAGE, features_stage),
         bind(SCORE_STAGE, score_stage),
         bind(EXPORT_STAGE, export_stage),

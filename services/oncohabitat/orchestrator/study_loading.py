@@ -1,8 +1,14 @@
-"""Turn a submitted study (instance files in the shared DICOM store) into an image volume and a supplied mask.
+"""Turn a submitted study (instance files in the shared DICOM store) into volumes and a supplied mask.
 
-Series choice: when the study carries an RTSTRUCT or SEG, the image series it references; otherwise the only
-image series. Several candidate series without a mask, a series that does not assemble, or a mask whose ROI
-cannot be chosen uniquely are reported as review reasons, never guessed.
+Two kinds of study:
+- **MR** (no CT image series): a dynamic contrast-enhanced breast study. The dynamic series and its phase order
+  come from :func:`oncohabitat.dicomio.dce.classify_dce`, every phase is assembled on one grid
+  (:func:`oncohabitat.dicomio.phases.assemble_phases`); the reference phase (first post-contrast) carries the
+  supplied mask, if any. A study that is not an eligible DCE study is a review reason with the classifier's code.
+- **Single-phase** (e.g. venous CT): when the study carries an RTSTRUCT or SEG, the image series it references;
+  otherwise the only image series.
+Several candidate series without a mask, a series that does not assemble, or a mask whose ROI cannot be chosen
+uniquely are reported as review reasons, never guessed.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import SimpleITK as sitk
 
 from oncohabitat.common.errors import InvalidInputError
 from oncohabitat.dicomio import (
@@ -27,6 +35,12 @@ from oncohabitat.dicomio import (
     load_series,
     scan_instances,
 )
+from oncohabitat.dicomio.dce import DceRules, classify_dce
+from oncohabitat.dicomio.dce import PhaseRole as DcePhaseRole
+from oncohabitat.dicomio.phases import PhaseAssemblyError, assemble_phases
+
+#: The phase masks are drawn on and segmentation runs on: the first post-contrast phase (seed 001).
+REFERENCE_PHASE_INDEX = 1
 
 
 class ReviewNeeded(Exception):  # noqa: N818 - an outcome, not an error
@@ -38,13 +52,24 @@ class ReviewNeeded(Exception):  # noqa: N818 - an outcome, not an error
 
 
 @dataclass(frozen=True)
+class LoadedPhase:
+    """One DCE phase: index (0 = pre-contrast), time after the pre-contrast acquisition (s), volume."""
+
+    index: int
+    pre_contrast: bool
+    time_from_pre_s: float
+    image: sitk.Image
+
+
+@dataclass(frozen=True)
 class LoadedStudy:
-    """The chosen image series, its supplied mask (if any) and the files it came from."""
+    """The reference image series, its supplied mask (if any), the files it came from, and DCE phases."""
 
     series: LoadedSeries
     series_paths: tuple[Path, ...]
     mask: RasterisedMask | None
     mask_kind: str
+    phases: tuple[LoadedPhase, ...] = ()
 
 
 def resolve_instance_paths(store_root: Path, relative_paths: Sequence[str]) -> list[Path]:
@@ -78,24 +103,11 @@ def _choose_series(images: dict[str, list[InstanceInfo]], masks: list[InstanceIn
     raise ReviewNeeded(f"AMBIGUOUS_SERIES: {len(images)} image series and no mask saying which one to use")
 
 
-def load_study(paths: Sequence[Path], selection: RoiSelection) -> LoadedStudy:
-    """Scan, choose the image series, assemble it and rasterise its supplied mask.
-
-    Raises:
-        ReviewNeeded: the study cannot be processed without a person (reason code first).
-    """
-    infos = scan_instances(paths)
-    groups = group_by_series(infos)
-    images = {uid: group for uid, group in groups.items() if group[0].kind == InstanceKind.IMAGE}
-    masks = [info for info in infos if info.kind in (InstanceKind.RTSTRUCT, InstanceKind.SEG)]
-    uid, candidate_masks = _choose_series(images, masks)
-    series_paths = tuple(sorted(info.path for info in images[uid]))
-    try:
-        series = load_series(series_paths)
-    except SeriesError as exc:
-        raise ReviewNeeded(f"SERIES_REFUSED: {exc.reason}") from None
+def _rasterise(
+    candidate_masks: list[InstanceInfo], series: LoadedSeries, selection: RoiSelection
+) -> tuple[RasterisedMask | None, str]:
     if not candidate_masks:
-        return LoadedStudy(series, series_paths, None, "")
+        return None, ""
     if len(candidate_masks) > 1:
         raise ReviewNeeded(f"AMBIGUOUS_MASK: {len(candidate_masks)} RTSTRUCT/SEG objects reference the series")
     mask_info = candidate_masks[0]
@@ -106,5 +118,50 @@ def load_study(paths: Sequence[Path], selection: RoiSelection) -> LoadedStudy:
         raise ReviewNeeded(f"{exc.reason}: cannot choose the tumour ROI (candidates: {names})") from None
     except MaskError as exc:
         raise ReviewNeeded(f"MASK_REFUSED: {exc.reason}") from None
-    kind = "rtstruct" if mask_info.kind == InstanceKind.RTSTRUCT else "seg"
+    return mask, "rtstruct" if mask_info.kind == InstanceKind.RTSTRUCT else "seg"
+
+
+def _load_dce(
+    infos: list[InstanceInfo], masks: list[InstanceInfo], selection: RoiSelection, rules: DceRules | None
+) -> LoadedStudy:
+    classification = classify_dce(infos, rules)
+    if not classification.eligible:
+        raise ReviewNeeded(f"NOT_DCE_STUDY: {classification.reason_code.value}: {classification.reason}")
+    try:
+        volumes = assemble_phases(classification)
+    except PhaseAssemblyError as exc:
+        raise ReviewNeeded(f"PHASES_REFUSED: {exc.reason}") from None
+    reference = volumes.phases[REFERENCE_PHASE_INDEX]
+    phase_series = {p.info.series_uid for p in volumes.phases}
+    candidate_masks = [m for m in masks if phase_series & set(m.referenced_series_uids)]
+    if masks and not candidate_masks:
+        raise ReviewNeeded("MASK_REFERENCES_UNKNOWN_SERIES: the supplied mask references no dynamic phase")
+    mask, kind = _rasterise(candidate_masks, reference.series, selection)
+    phases = tuple(
+        LoadedPhase(p.info.index, p.info.role == DcePhaseRole.PRE_CONTRAST, p.info.time_from_pre_s, p.image)
+        for p in volumes.phases
+    )
+    return LoadedStudy(reference.series, tuple(reference.info.paths), mask, kind, phases)
+
+
+def load_study(paths: Sequence[Path], selection: RoiSelection, dce_rules: DceRules | None = None) -> LoadedStudy:
+    """Scan, choose and assemble the image series (or DCE phases) and rasterise the supplied mask.
+
+    Raises:
+        ReviewNeeded: the study cannot be processed without a person (reason code first).
+    """
+    infos = scan_instances(paths)
+    groups = group_by_series(infos)
+    images = {uid: group for uid, group in groups.items() if group[0].kind == InstanceKind.IMAGE}
+    masks = [info for info in infos if info.kind in (InstanceKind.RTSTRUCT, InstanceKind.SEG)]
+    modalities = {group[0].modality for group in images.values()}
+    if "MR" in modalities and "CT" not in modalities:
+        return _load_dce(infos, masks, selection, dce_rules)
+    uid, candidate_masks = _choose_series(images, masks)
+    series_paths = tuple(sorted(info.path for info in images[uid]))
+    try:
+        series = load_series(series_paths)
+    except SeriesError as exc:
+        raise ReviewNeeded(f"SERIES_REFUSED: {exc.reason}") from None
+    mask, kind = _rasterise(candidate_masks, series, selection)
     return LoadedStudy(series, series_paths, mask, kind)
