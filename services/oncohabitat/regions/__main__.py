@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from oncohabitat.common.blobstore import BlobStore
+from oncohabitat.common.codec import VolumeCodec
 from oncohabitat.common.service_main import ServiceParts, run_service
 from oncohabitat.regions.servicer import RegionsServicer
 from oncohabitat.regions.settings import RegionsSettings
@@ -12,7 +14,7 @@ from oncohabitat.v1 import regions_pb2_grpc
 
 def build(settings: RegionsSettings) -> ServiceParts:
     """Servicers of the regions service."""
-    servicer = RegionsServicer()
+    servicer = RegionsServicer(VolumeCodec(BlobStore(settings.blob_dir)), settings.models_dir)
     return ServiceParts(
         registrations=[lambda server: regions_pb2_grpc.add_RegionsServicer_to_server(servicer, server)],
         service_names=["oncohabitat.v1.Regions"],

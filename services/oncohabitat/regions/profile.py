@@ -41,9 +41,7 @@ def is_derived_name(name: str) -> bool:
 def _check_derived_names(names: list[str]) -> list[str]:
     unknown = [name for name in names if not is_derived_name(name)]
     if unknown:
-        raise ValueError(
-            f"unknown derived image(s) {unknown}; known: {', '.join(FIXED_DERIVED_NAMES)}, P<k>, SUB<k>"
-        )
+        raise ValueError(f"unknown derived image(s) {unknown}; known: {', '.join(FIXED_DERIVED_NAMES)}, P<k>, SUB<k>")
     if len(set(names)) != len(names):
         raise ValueError(f"derived image names must be unique, got {names}")
     return names

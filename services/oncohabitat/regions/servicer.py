@@ -2,16 +2,119 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import grpc
 
-from oncohabitat.common.errors import NotImplementedYetError
-from oncohabitat.v1 import regions_pb2, regions_pb2_grpc
+from oncohabitat.common.codec import Geometry, VolumeCodec
+from oncohabitat.common.errors import InvalidInputError
+from oncohabitat.common.provenance import canonical_json, make_provenance
+from oncohabitat.regions import errors
+from oncohabitat.regions.frozen import FrozenHabitats, load_frozen_habitats
+from oncohabitat.regions.grid import map_mask_to_grid
+from oncohabitat.regions.phases import PhaseInput, PhaseRole, select_phases
+from oncohabitat.regions.pipeline import RegionsResult, build_regions
+from oncohabitat.regions.profile import parse_profile
+from oncohabitat.v1 import common_pb2, regions_pb2, regions_pb2_grpc
+
+_ROLES: dict[int, PhaseRole] = {
+    common_pb2.PHASE_ROLE_PRE_CONTRAST: "pre",
+    common_pb2.PHASE_ROLE_POST_CONTRAST: "post",
+    common_pb2.PHASE_ROLE_SINGLE: "single",
+    common_pb2.PHASE_ROLE_SUBTRACTION: "subtraction",
+}
+_EXTRA_DISTRIBUTIONS = ("scipy", "scikit-learn", "pydantic")
+
+
+def volume_sha256(volume: common_pb2.Volume) -> str:
+    """SHA-256 identifying a Volume message's voxels and geometry without re-hashing stored blobs.
+
+    Hashes the canonical JSON of the header (shape (z, y, x), spacing, origin, direction, dtype code and
+    the payload's own SHA-256: the blob reference, or the hash of the inline bytes).
+    """
+    payload = volume.blob.sha256 if volume.WhichOneof("payload") == "blob" else hashlib.sha256(volume.data).hexdigest()
+    header = {
+        "shape_zyx": list(volume.shape),
+        "spacing_xyz": list(volume.spacing),
+        "origin_xyz": list(volume.origin),
+        "direction": list(volume.direction),
+        "dtype": int(volume.dtype),
+        "payload_sha256": payload,
+    }
+    return hashlib.sha256(canonical_json(header).encode()).hexdigest()
 
 
 class RegionsServicer(regions_pb2_grpc.RegionsServicer):
-    """Habitats, peritumoral ring, stroma band and breast mask arrive with the regions issue."""
+    """Tumour, habitats, peritumoral ring, stroma band and breast mask of one DCE study."""
+
+    def __init__(self, codec: VolumeCodec, models_dir: Path | None = None) -> None:
+        self._codec = codec
+        self._models_dir = models_dir
+
+    def _phases(self, study: common_pb2.Study) -> list[PhaseInput]:
+        phases = []
+        for phase in study.phases:
+            role = _ROLES.get(phase.role)
+            if role is None:
+                raise InvalidInputError(errors.PHASES_INVALID, "every phase needs a role", "study.phases")
+            array, geometry = self._codec.decode_array(phase.volume)
+            phases.append(PhaseInput(role, int(phase.index), float(phase.time_offset_s), array, geometry))
+        return phases
+
+    def _mask(self, request: regions_pb2.BuildRegionsRequest) -> common_pb2.LabelMap:
+        if request.tumour_mask.volume.shape:
+            return request.tumour_mask
+        if request.study.supplied_mask.volume.shape:
+            return request.study.supplied_mask
+        raise InvalidInputError(errors.MASK_MISSING, "a tumour mask is required", "tumour_mask")
 
     def BuildRegions(
         self, request: regions_pb2.BuildRegionsRequest, context: grpc.ServicerContext
     ) -> regions_pb2.BuildRegionsResponse:
-        raise NotImplementedYetError("NOT_IMPLEMENTED", "BuildRegions is not implemented in this release")
+        profile = parse_profile(request.profile_json)
+        phase_set = select_phases(self._phases(request.study))
+        mask_message = self._mask(request)
+        mask_array, mask_geometry = self._codec.decode_array(mask_message.volume)
+        tumour = map_mask_to_grid(mask_array, mask_geometry, phase_set.grid)
+        frozen: FrozenHabitats | None = None
+        parameter_hashes = {"region_profile": profile.sha256()}
+        reference = profile.habitats.frozen_centroids
+        if profile.habitats.enabled and profile.habitats.mode == "frozen" and reference is not None:
+            frozen = load_frozen_habitats(self._models_dir, reference)
+            parameter_hashes["frozen_centroids"] = reference.sha256
+        result = build_regions(phase_set, tumour, profile, frozen)
+        input_hashes = {f"phase_{phase.index}": volume_sha256(phase.volume) for phase in request.study.phases}
+        input_hashes["tumour_mask"] = volume_sha256(mask_message.volume)
+        return self._response(result, parameter_hashes, input_hashes)
+
+    def _response(
+        self, result: RegionsResult, parameter_hashes: dict[str, str], input_hashes: dict[str, str]
+    ) -> regions_pb2.BuildRegionsResponse:
+        geometry: Geometry = result.grid.geometry
+        response = regions_pb2.BuildRegionsResponse(
+            msi_features=dict(result.msi_features),
+            provenance=make_provenance(
+                parameter_hashes=parameter_hashes,
+                input_hashes=input_hashes,
+                extra_distributions=_EXTRA_DISTRIBUTIONS,
+            ),
+        )
+        for region_map in result.maps:
+            response.regions.add(
+                volume=self._codec.encode_array(region_map.array, geometry),
+                labels=[
+                    common_pb2.Label(value=entry.value, name=entry.name, description=entry.description)
+                    for entry in region_map.labels
+                ],
+            )
+        for name, array in result.derived_images.items():
+            response.derived_images.add(name=name, volume=self._codec.encode_array(array, geometry))
+        for stats in result.statistics:
+            response.statistics.add(
+                region=stats.region,
+                voxel_count=stats.voxel_count,
+                volume_ml=stats.volume_ml,
+                mean_values=dict(stats.mean_values),
+            )
+        return response

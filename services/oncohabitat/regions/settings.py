@@ -1,6 +1,13 @@
-"""Deployment settings of the regions service (environment prefix ``ONCOHABITAT_REGIONS_``)."""
+"""Deployment settings of the regions service (environment prefix ``ONCOHABITAT_REGIONS_``).
+
+Scientific parameters (ring width, K, kinetic phases) are not settings: they arrive with each request's
+region profile. ``models_dir`` only locates bundle files a profile references (frozen habitat centroids),
+whose SHA-256 the profile carries.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -15,3 +22,6 @@ class RegionsSettings(ServiceSettings):
 
     port: int = Field(50053, ge=0, le=65535, description="gRPC port.")
     metrics_port: int = Field(9103, ge=0, le=65535, description="Prometheus /metrics port.")
+    models_dir: Path = Field(
+        Path("models"), description="Root of the model bundles; frozen-centroid files are resolved inside it."
+    )

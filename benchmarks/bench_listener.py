@@ -1,0 +1,281 @@
+"""DICOM listener throughput against dcmtk ``storescp`` on loopback, 1 and 4 concurrent associations.
+
+The same 1,000 MR instances (168 x 168 x 16 bit, ~57 KB each) are pushed with dcmtk ``storescu``
+(``TCP_NODELAY=1``) to (a) ``storescp`` writing every object to disk (no fsync) and (b) our listener
+(``python -m oncohabitat.listener.testserver``) with its durability on: every instance is fsynced
+(file and directory) and its index row committed with ``synchronous=FULL`` before the success
+response. For 4 associations, 4 storescu processes push 250 instances each at the same time.
+Reported: instances/s and MB/s for both, our/storescp ratios (target >= 0.5x), our 4-association
+over 1-association ratio (target >= 1x), our listener without fsync, and the durability cost
+measured in-process on the same disk (where the time goes). Medians of ``REPEATS`` runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+from benchmarks.runner import Measurement, register
+
+N_INSTANCES = 1000
+ASSOCIATIONS = 4
+REPEATS = 3
+SIDE = 168
+DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_instances(directory: Path) -> list[Path]:
+    """1,000 synthetic MR instances (one series) of ~57 KB each."""
+    rng = np.random.default_rng(0)
+    study, series = generate_uid(), generate_uid()
+    paths = []
+    for i in range(N_INSTANCES):
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
+        ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = study, series, "MR"
+        ds.SeriesDescription, ds.InstanceNumber = "benchmark", i + 1
+        ds.ImagePositionPatient, ds.ImageOrientationPatient = [0, 0, float(i)], [1, 0, 0, 0, 1, 0]
+        ds.PixelSpacing, ds.SliceThickness = [1, 1], 1
+        ds.Rows = ds.Columns = SIDE
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        ds.PixelData = rng.integers(0, 4000, (SIDE, SIDE), dtype=np.uint16).tobytes()
+        path = directory / f"{i:04d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
+
+
+def _wait_port(port: int, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def push(port: int, called_ae: str, groups: list[Path]) -> float:
+    """Seconds for ``len(groups)`` concurrent storescu processes to send their directories."""
+    started = time.perf_counter()
+    processes = [
+        subprocess.Popen(
+            ["storescu", "-aec", called_ae, "+sd", "127.0.0.1", str(port), str(group)],
+            env=DCMTK_ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for group in groups
+    ]
+    for process in processes:
+        _, err = process.communicate(timeout=600)
+        if process.returncode != 0:
+            raise RuntimeError(f"storescu failed: {err.decode(errors='replace')[-500:]}")
+    return time.perf_counter() - started
+
+
+def run_storescp(work: Path, groups: list[Path]) -> float:
+    """One timed push to a fresh storescp writing into ``work/out``."""
+    out = work / "storescp-out"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    port = _free_port()
+    server = subprocess.Popen(
+        ["storescp", "-od", str(out), "-aet", "BENCH", str(port)],
+        env=DCMTK_ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_port(port)
+        seconds = push(port, "BENCH", groups)
+    finally:
+        server.terminate()
+        server.wait(30)
+    if len(list(out.iterdir())) != N_INSTANCES:
+        raise RuntimeError("storescp did not store every instance")
+    return seconds
+
+
+def run_listener(work: Path, groups: list[Path], fsync: bool) -> float:
+    """One timed push to a fresh listener (new store root: every instance is new work)."""
+    root = work / f"listener-{uuid.uuid4().hex[:8]}"
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "oncohabitat.listener.testserver",
+            "--root",
+            str(root),
+            "--port",
+            str(port),
+            "--handoff-log",
+            str(work / "handoffs.jsonl"),
+            "--quiet-period-s",
+            "600",
+            "--set",
+            f"fsync={str(fsync).lower()}",
+            "--set",
+            f"max_associations={ASSOCIATIONS + 2}",
+        ],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        if not server.stdout.readline().startswith("READY"):
+            raise RuntimeError("listener did not start")
+        seconds = push(port, "ONCOHABITAT", groups)
+    finally:
+        server.terminate()
+        server.wait(30)
+    stored = len(list((root / "instances").rglob("*.dcm")))
+    shutil.rmtree(root, ignore_errors=True)
+    if stored != N_INSTANCES:
+        raise RuntimeError(f"listener stored {stored} of {N_INSTANCES} instances")
+    return seconds
+
+
+def durability_cost_ms(work: Path, size: int) -> tuple[float, float]:
+    """Per-instance ms of (temp file write + fsync + rename + directory fsync) and of one
+    ``synchronous=FULL`` index commit, on the benchmark's file system."""
+    directory = work / "fsync-probe"
+    directory.mkdir(exist_ok=True)
+    data = os.urandom(size)
+    n = 200
+    started = time.perf_counter()
+    for i in range(n):
+        temp = directory / f"{i}.tmp"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+        os.write(fd, data)
+        os.fsync(fd)
+        os.close(fd)
+        os.replace(temp, directory / f"{i}.dcm")
+        dir_fd = os.open(directory, os.O_RDONLY)
+        os.fsync(dir_fd)
+        os.close(dir_fd)
+    file_ms = (time.perf_counter() - started) / n * 1000
+    conn = sqlite3.connect(directory / "probe.sqlite3", isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT)")
+    started = time.perf_counter()
+    for i in range(n):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO t VALUES (?, ?)", (str(i), "x" * 200))
+        conn.execute("COMMIT")
+    index_ms = (time.perf_counter() - started) / n * 1000
+    conn.close()
+    return file_ms, index_ms
+
+
+def _median(repeats: int, run: Callable[[], float]) -> float:
+    return statistics.median(run() for _ in range(repeats))
+
+
+@register("listener")
+def bench_listener() -> list[Measurement]:
+    """storescp vs our listener (durable), 1 and 4 associations; see module doc."""
+    if shutil.which("storescu") is None or shutil.which("storescp") is None:
+        raise SystemExit("bench listener needs dcmtk (storescu, storescp) on PATH")
+    rows: list[Measurement] = []
+    with tempfile.TemporaryDirectory(prefix="bench-listener-") as tmp:
+        work = Path(tmp)
+        source = work / "source"
+        source.mkdir()
+        paths = write_instances(source)
+        megabytes = sum(p.stat().st_size for p in paths) / 1e6
+        groups = [work / f"assoc{k}" for k in range(ASSOCIATIONS)]
+        for k, group in enumerate(groups):
+            group.mkdir()
+            for path in paths[k::ASSOCIATIONS]:
+                os.link(path, group / path.name)
+        layouts = {1: [source], ASSOCIATIONS: groups}
+        results: dict[tuple[str, int], float] = {}
+        for count, dirs in layouts.items():  # interleave runs so load changes hit both sides alike
+            storescp, ours, ours_nofsync = [], [], []
+            for _ in range(REPEATS):
+                storescp.append(run_storescp(work, dirs))
+                ours.append(run_listener(work, dirs, fsync=True))
+                ours_nofsync.append(run_listener(work, dirs, fsync=False))
+            results[("storescp", count)] = statistics.median(storescp)
+            results[("ours", count)] = statistics.median(ours)
+            results[("ours-nofsync", count)] = statistics.median(ours_nofsync)
+        for count in layouts:
+            base_s = results[("storescp", count)]
+            label = f"storescp {count} assoc"
+            rows.append(Measurement("listener", f"storescp {count} assoc", N_INSTANCES / base_s, "inst/s"))
+            rows.append(Measurement("listener", f"storescp {count} assoc", megabytes / base_s, "MB/s"))
+            for name, title, target in (
+                ("ours", "ours durable", ">= 0.5x"),
+                ("ours-nofsync", "ours without fsync", ""),
+            ):
+                seconds = results[(name, count)]
+                rows.append(
+                    Measurement(
+                        "listener",
+                        f"{title} {count} assoc",
+                        N_INSTANCES / seconds,
+                        "inst/s",
+                        N_INSTANCES / base_s,
+                        label,
+                        target,
+                    )
+                )
+                rows.append(
+                    Measurement(
+                        "listener", f"{title} {count} assoc", megabytes / seconds, "MB/s", megabytes / base_s, label
+                    )
+                )
+        rows.append(
+            Measurement(
+                "listener",
+                f"ours durable {ASSOCIATIONS} vs 1 assoc",
+                N_INSTANCES / results[("ours", ASSOCIATIONS)],
+                "inst/s",
+                N_INSTANCES / results[("ours", 1)],
+                "ours durable 1 assoc",
+                ">= 1x",
+            )
+        )
+        file_ms, index_ms = durability_cost_ms(work, int(megabytes * 1e6 / N_INSTANCES))
+        rows.append(Measurement("listener", "fsync file+dir per instance", file_ms, "ms"))
+        rows.append(Measurement("listener", "index commit (synchronous=FULL)", index_ms, "ms"))
+        rows.append(
+            Measurement("listener", "storescp time per instance", results[("storescp", 1)] / N_INSTANCES * 1000, "ms")
+        )
+    return rows
+
+
+if __name__ == "__main__":
+    for row in bench_listener():
+        print(row)

@@ -1,0 +1,126 @@
+"""Segmentation: Dice, time per study and peak memory on held-out phantom studies (ispy and duke sizes).
+
+Each study is segmented in a fresh spawned process (so its peak RSS is the study's alone, imports included):
+phantom DICOM -> SimpleITK -> Study message -> servicer.Segment (decode, segment, encode), once with the ONNX
+demonstration model and once with seeded fuzzy c-means (seed = lesion centre jittered by up to 3 mm).
+Held-out seeds (8001+) were never used in training (the demo model saw seeds 0-39).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import resource
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.runner import Measurement, register
+
+ISPY_SEEDS = (8001, 8002, 8003)
+DUKE_SEED = 8101
+MAX_SEED_JITTER_MM = 3.0
+
+
+@dataclass(frozen=True)
+class StudyRun:
+    """What one worker measured (seconds, MiB, Dice)."""
+
+    onnx_s: float
+    onnx_peak_mib: float
+    onnx_dice: float
+    fcm_s: float
+    fcm_dice: float
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * float(np.logical_and(a, b).sum()) / float(a.sum() + b.sum())
+
+
+def _worker(out_dir: str, size: str, seed: int) -> StudyRun:
+    """Generate one study here, then segment it in a fresh spawned process (the measured one)."""
+    from oncohabitat.phantom import generate_study
+
+    phantom = generate_study(Path(out_dir) / f"{size}-{seed}", size=size, seed=seed)
+    assert phantom.lesion is not None
+    # the generator's memory must not count: the worker only loads the study and segments it
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_segment, (str(phantom.out_dir), phantom.phase_files, phantom.lesion.centre_lps_mm, seed))
+
+
+def _segment(
+    study_dir: str, phase_files: tuple[tuple[Path, ...], ...], centre: tuple[float, float, float], seed: int
+) -> StudyRun:
+    """Load, ONNX-segment (timed, peak RSS), then seeded-FCM-segment (timed) one study; spawned process."""
+    import SimpleITK as sitk
+
+    from oncohabitat.common.codec import VolumeCodec
+    from oncohabitat.segmentation.segmenter import Segmenter
+    from oncohabitat.segmentation.servicer import SegmentationServicer
+    from oncohabitat.segmentation.settings import default_models_dir
+    from oncohabitat.segmentation.study_message import build_study
+    from oncohabitat.v1 import segmentation_pb2
+
+    codec = VolumeCodec(None)
+    models = default_models_dir()
+    servicer = SegmentationServicer(codec, Segmenter.load(models, models / "profiles.json"))
+    phases = {k: sitk.ReadImage([str(p) for p in files]) for k, files in enumerate(phase_files)}
+    study = build_study(phases, codec)
+    del phases
+    truth = sitk.GetArrayFromImage(sitk.ReadImage(str(Path(study_dir) / "ground_truth" / "tumour_mask.nrrd"))) != 0
+
+    started = time.perf_counter()
+    response = servicer.Segment(segmentation_pb2.SegmentRequest(study=study), None)  # type: ignore[arg-type]
+    onnx_s = time.perf_counter() - started
+    onnx_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    onnx_dice = _dice(sitk.GetArrayFromImage(codec.decode_image(response.mask.volume)) != 0, truth)
+
+    rng = np.random.default_rng(seed)
+    direction = rng.normal(size=3)
+    x, y, z = np.asarray(centre) + direction / np.linalg.norm(direction) * rng.uniform(0.0, MAX_SEED_JITTER_MM)
+    request = segmentation_pb2.SegmentRequest(study=study, seed=segmentation_pb2.PointMm(x=x, y=y, z=z), has_seed=True)
+    started = time.perf_counter()
+    seeded = servicer.Segment(request, None)  # type: ignore[arg-type]
+    fcm_s = time.perf_counter() - started
+    fcm_dice = _dice(sitk.GetArrayFromImage(codec.decode_image(seeded.mask.volume)) != 0, truth)
+    return StudyRun(onnx_s, onnx_peak, onnx_dice, fcm_s, fcm_dice)
+
+
+@register("segmentation")
+def bench_segmentation() -> list[Measurement]:
+    """ONNX and seeded-FCM Dice, time per study and peak RSS on ispy- and duke-sized held-out phantoms."""
+    with tempfile.TemporaryDirectory(prefix="bench-seg-") as tmp:
+        ispy = [_worker(tmp, "ispy", seed) for seed in ISPY_SEEDS]
+        duke = _worker(tmp, "duke", DUKE_SEED)
+    name = "segmentation"
+    return [
+        Measurement(
+            name,
+            f"ispy ONNX Dice, mean of {len(ispy)}",
+            statistics.mean(r.onnx_dice for r in ispy),
+            "",
+            target=">= 0.85",
+        ),
+        Measurement(name, "ispy ONNX Dice, worst", min(r.onnx_dice for r in ispy), "", target=">= 0.85"),
+        Measurement(
+            name,
+            f"ispy seeded-FCM Dice, mean of {len(ispy)}",
+            statistics.mean(r.fcm_dice for r in ispy),
+            "",
+            target=">= 0.85",
+        ),
+        Measurement(name, "ispy seeded-FCM Dice, worst", min(r.fcm_dice for r in ispy), "", target=">= 0.85"),
+        Measurement(
+            name, "ispy ONNX time per study (median)", statistics.median(r.onnx_s for r in ispy), "s", target="<= 5 s"
+        ),
+        Measurement(name, "ispy ONNX peak RSS (max)", max(r.onnx_peak_mib for r in ispy), "MiB", target="<= 2048 MiB"),
+        Measurement(name, "ispy seeded-FCM time per study (median)", statistics.median(r.fcm_s for r in ispy), "s"),
+        Measurement(name, "duke ONNX Dice", duke.onnx_dice, "", target=">= 0.85"),
+        Measurement(name, "duke seeded-FCM Dice", duke.fcm_dice, "", target=">= 0.85"),
+        Measurement(name, "duke ONNX time per study", duke.onnx_s, "s", target="<= 30 s"),
+        Measurement(name, "duke ONNX peak RSS", duke.onnx_peak_mib, "MiB", target="<= 4096 MiB"),
+        Measurement(name, "duke seeded-FCM time per study", duke.fcm_s, "s"),
+    ]
