@@ -2,8 +2,9 @@
 
 The same 1,000 MR instances (168 x 168 x 16 bit, ~57 KB each) are pushed with dcmtk ``storescu``
 (``TCP_NODELAY=1``) to (a) ``storescp`` writing every object to disk (no fsync) and (b) our listener
-(``python -m oncohabitat.listener.testserver``) with its durability on: every instance is fsynced
-(file and directory) and its index row committed with ``synchronous=FULL`` before the success
+(``python -m oncohabitat.listener.testserver``) with its durability on (the service defaults): every
+instance file is fsynced (file and directory) and its index row committed (WAL, ``synchronous=NORMAL``;
+the fsynced files are the durable record, re-indexed after an unclean stop) before the success
 response. For 4 associations, 4 storescu processes push 250 instances each at the same time.
 Reported: instances/s and MB/s for both, our/storescp ratios (target >= 0.5x), our 4-association
 over 1-association ratio (target >= 1x), our listener without fsync, and the durability cost
@@ -22,7 +23,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +81,12 @@ def _wait_port(port: int, timeout_s: float = 30.0) -> None:
     raise RuntimeError(f"nothing listens on port {port}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process (Linux /proc), in s."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def push(port: int, called_ae: str, groups: list[Path]) -> float:
     """Seconds for ``len(groups)`` concurrent storescu processes to send their directories."""
     started = time.perf_counter()
@@ -100,8 +106,8 @@ def push(port: int, called_ae: str, groups: list[Path]) -> float:
     return time.perf_counter() - started
 
 
-def run_storescp(work: Path, groups: list[Path]) -> float:
-    """One timed push to a fresh storescp writing into ``work/out``."""
+def run_storescp(work: Path, groups: list[Path]) -> tuple[float, float]:
+    """One timed push to a fresh storescp writing into ``work/out``: (wall s, server CPU s)."""
     out = work / "storescp-out"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
@@ -114,17 +120,19 @@ def run_storescp(work: Path, groups: list[Path]) -> float:
     )
     try:
         _wait_port(port)
+        cpu = cpu_seconds(server.pid)
         seconds = push(port, "BENCH", groups)
+        cpu = cpu_seconds(server.pid) - cpu
     finally:
         server.terminate()
         server.wait(30)
     if len(list(out.iterdir())) != N_INSTANCES:
         raise RuntimeError("storescp did not store every instance")
-    return seconds
+    return seconds, cpu
 
 
-def run_listener(work: Path, groups: list[Path], fsync: bool) -> float:
-    """One timed push to a fresh listener (new store root: every instance is new work)."""
+def run_listener(work: Path, groups: list[Path], fsync: bool) -> tuple[float, float]:
+    """One timed push to a fresh listener (new store root: every instance is new work): (wall s, CPU s)."""
     root = work / f"listener-{uuid.uuid4().hex[:8]}"
     port = _free_port()
     server = subprocess.Popen(
@@ -154,7 +162,9 @@ def run_listener(work: Path, groups: list[Path], fsync: bool) -> float:
         assert server.stdout is not None
         if not server.stdout.readline().startswith("READY"):
             raise RuntimeError("listener did not start")
+        cpu = cpu_seconds(server.pid)
         seconds = push(port, "ONCOHABITAT", groups)
+        cpu = cpu_seconds(server.pid) - cpu
     finally:
         server.terminate()
         server.wait(30)
@@ -162,7 +172,7 @@ def run_listener(work: Path, groups: list[Path], fsync: bool) -> float:
     shutil.rmtree(root, ignore_errors=True)
     if stored != N_INSTANCES:
         raise RuntimeError(f"listener stored {stored} of {N_INSTANCES} instances")
-    return seconds
+    return seconds, cpu
 
 
 def durability_cost_ms(work: Path, size: int) -> tuple[float, float]:
@@ -198,10 +208,6 @@ def durability_cost_ms(work: Path, size: int) -> tuple[float, float]:
     return file_ms, index_ms
 
 
-def _median(repeats: int, run: Callable[[], float]) -> float:
-    return statistics.median(run() for _ in range(repeats))
-
-
 @register("listener")
 def bench_listener() -> list[Measurement]:
     """storescp vs our listener (durable), 1 and 4 associations; see module doc."""
@@ -221,15 +227,16 @@ def bench_listener() -> list[Measurement]:
                 os.link(path, group / path.name)
         layouts = {1: [source], ASSOCIATIONS: groups}
         results: dict[tuple[str, int], float] = {}
+        cpu: dict[tuple[str, int], float] = {}
         for count, dirs in layouts.items():  # interleave runs so load changes hit both sides alike
-            storescp, ours, ours_nofsync = [], [], []
+            runs: dict[str, list[tuple[float, float]]] = {"storescp": [], "ours": [], "ours-nofsync": []}
             for _ in range(REPEATS):
-                storescp.append(run_storescp(work, dirs))
-                ours.append(run_listener(work, dirs, fsync=True))
-                ours_nofsync.append(run_listener(work, dirs, fsync=False))
-            results[("storescp", count)] = statistics.median(storescp)
-            results[("ours", count)] = statistics.median(ours)
-            results[("ours-nofsync", count)] = statistics.median(ours_nofsync)
+                runs["storescp"].append(run_storescp(work, dirs))
+                runs["ours"].append(run_listener(work, dirs, fsync=True))
+                runs["ours-nofsync"].append(run_listener(work, dirs, fsync=False))
+            for name, values in runs.items():
+                results[(name, count)] = statistics.median(v[0] for v in values)
+                cpu[(name, count)] = statistics.median(v[1] for v in values)
         for count in layouts:
             base_s = results[("storescp", count)]
             label = f"storescp {count} assoc"
@@ -273,6 +280,12 @@ def bench_listener() -> list[Measurement]:
         rows.append(
             Measurement("listener", "storescp time per instance", results[("storescp", 1)] / N_INSTANCES * 1000, "ms")
         )
+        for name in ("storescp", "ours", "ours-nofsync"):
+            rows.append(
+                Measurement(
+                    "listener", f"{name} server CPU per instance (1 assoc)", cpu[(name, 1)] / N_INSTANCES * 1000, "ms"
+                )
+            )
     return rows
 
 

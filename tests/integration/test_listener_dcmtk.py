@@ -1,4 +1,5 @@
-"""Listener against dcmtk: storescu push -> stored, complete, handed off once; kill -9 durability."""
+"""Listener against dcmtk storescu: real CT, phantom DCE studies of both layouts and the real MR series are
+stored, classified (phases and times), completed and handed off exactly once."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from pathlib import Path
 import pydicom
 import pytest
 
+from oncohabitat.listener.identifiers import uid_key
 from oncohabitat.listener.index import StudyIndex, StudyState
-from oncohabitat.listener.storage import INDEX_FILE, TEMP_SUFFIX
+from oncohabitat.listener.storage import INDEX_FILE
+from oncohabitat.phantom import PhantomStudy, generate_study
 from tests.conftest import PROJECT_ROOT, free_port, require_tool
 
 pytestmark = [
@@ -33,7 +36,7 @@ DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 class ListenerProcess:
     """``python -m oncohabitat.listener.testserver`` in a subprocess."""
 
-    def __init__(self, root: Path, handoff_log: Path, *extra: str) -> None:
+    def __init__(self, root: Path, handoff_log: Path, *extra: str, quiet_period_s: float = 0.5) -> None:
         self.port = free_port()
         self.process = subprocess.Popen(
             [
@@ -47,7 +50,7 @@ class ListenerProcess:
                 "--ae-title",
                 AE_TITLE,
                 "--quiet-period-s",
-                "0.5",
+                str(quiet_period_s),
                 "--handoff-log",
                 str(handoff_log),
                 *extra,
@@ -73,6 +76,13 @@ class ListenerProcess:
     def kill9(self) -> None:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=30)
+
+    def rss_kib(self) -> int:
+        """Resident set size of the listener process, KiB."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError("VmRSS not found")
 
 
 @pytest.fixture
@@ -178,68 +188,57 @@ def test_storescu_push_is_stored_completed_and_handed_off_once(
         index.close()
 
 
-def test_kill9_mid_push_loses_no_acknowledged_instance(
-    sts_ct_dir: Path, sources: dict[str, Path], server_dirs: tuple[Path, Path]
-) -> None:
-    root, log = server_dirs
-    kill_after = 15
-    server = ListenerProcess(root, log, "--store-delay-s", "0.02")
-    push = subprocess.Popen(
-        storescu_command(server.port, sts_ct_dir / "image"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=DCMTK_ENV,
-    )
-    assert push.stdout is not None
-    lines: list[str] = []
-    try:
-        for line in push.stdout:
-            lines.append(line)
-            if server.process.poll() is None and len(acknowledged_files(lines)) >= kill_after:
-                server.kill9()
-        push.wait(timeout=60)
-    finally:
-        if push.poll() is None:
-            push.kill()
-        server.stop()
-    acked = acknowledged_files(lines)
-    n_images = len(list((sts_ct_dir / "image").glob("*.dcm")))
-    assert kill_after <= len(acked) < n_images, "the kill must interrupt the push"
-    assert push.returncode != 0
-
-    index = StudyIndex(root / INDEX_FILE)  # recovers the WAL left by the killed process
-    try:
-        by_path = {path: sop for sop, path in sources.items()}
-        for path in acked:
-            assert_stored_like_source(root, index, by_path[path], path)
-    finally:
-        index.close()
-
-    # a crash mid-write leaves a temporary file; plant one in case the kill missed that window
-    instance_dirs = [p for p in (root / "instances").glob("*/*") if p.is_dir()]
-    planted = instance_dirs[0] / f"{'0' * 32}.dcm.deadbeef{TEMP_SUFFIX}"
-    planted.write_bytes(b"partial write")
-
-    restarted = ListenerProcess(root, log)
-    try:
-        assert list(root.rglob(f"*{TEMP_SUFFIX}")) == []
-        push_again = subprocess.run(
-            storescu_command(restarted.port, sts_ct_dir / "image"),
-            capture_output=True,
-            text=True,
-            env=DCMTK_ENV,
-            timeout=120,
-        )
-        assert push_again.returncode == 0, push_again.stderr[-2000:]
-        handoffs = wait_for_handoffs(log, 1)
-    finally:
-        restarted.stop()
-    assert len(handoffs) == 1 and handoffs[0]["instances"] == n_images
+def classification_of(root: Path) -> dict[str, dict[str, object]]:
+    """study_key -> stored classification JSON of every study of a stopped listener."""
     index = StudyIndex(root / INDEX_FILE)
     try:
-        (study,) = index.list_studies()
-        assert study.instance_count == n_images and study.conflicts == 0
-        assert study.state is StudyState.HANDED_OFF
+        return {s.study_key: json.loads(s.classification or "{}") for s in index.list_studies()}
     finally:
         index.close()
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory: pytest.TempPathFactory) -> dict[str, PhantomStudy]:
+    base = tmp_path_factory.mktemp("phantoms")
+    return {
+        "per-phase": generate_study(base / "per", size="small", seed=21, layout="per-phase"),
+        "multi-phase": generate_study(base / "multi", size="small", seed=22, layout="multi-phase", trigger_time=True),
+    }
+
+
+def assert_phases_match(classification: dict[str, object], phantom: PhantomStudy) -> None:
+    assert classification["eligible"] is True and classification["layout"] == phantom.layout
+    phases = classification["phases"]
+    assert isinstance(phases, list)
+    assert [p["time_from_pre_s"] for p in phases] == pytest.approx(list(phantom.phase_times_s))
+    expected = [t - phantom.injection_time_s for t in phantom.phase_times_s]
+    assert [p["time_after_injection_s"] for p in phases] == pytest.approx(expected)
+    assert [p["role"] for p in phases] == ["pre-contrast"] + ["post-contrast"] * (len(expected) - 1)
+    assert {p["slices"] for p in phases} == {phantom.geometry.size[2]}
+
+
+def test_storescu_pushes_dce_studies_of_both_layouts_and_the_real_mr(
+    phantoms: dict[str, PhantomStudy], sts_ct_dir: Path, server_dirs: tuple[Path, Path]
+) -> None:
+    root, log = server_dirs
+    real_mr = sts_ct_dir.parent / "MR_T1"
+    server = ListenerProcess(root, log)
+    try:
+        for directory in (phantoms["per-phase"].dicom_dir, phantoms["multi-phase"].dicom_dir, real_mr):
+            push = subprocess.run(
+                storescu_command(server.port, directory), capture_output=True, text=True, env=DCMTK_ENV, timeout=120
+            )
+            assert push.returncode == 0, push.stderr[-2000:]
+        handoffs = wait_for_handoffs(log, 3)
+        time.sleep(1.0)
+        assert len(read_handoffs(log)) == 3  # once per study
+    finally:
+        server.stop()
+    by_key = classification_of(root)
+
+    for phantom in phantoms.values():
+        key = uid_key(phantom.study_instance_uid)
+        assert_phases_match(by_key[key], phantom)
+        assert any(h["study_key"] == key and h["instances"] == sum(map(len, phantom.phase_files)) for h in handoffs)
+    (mr_key,) = set(by_key) - {uid_key(p.study_instance_uid) for p in phantoms.values()}
+    assert by_key[mr_key]["reason_code"] == "NO_DYNAMIC_SERIES" and by_key[mr_key]["eligible"] is False

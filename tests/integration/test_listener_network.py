@@ -1,15 +1,18 @@
-"""ListenerSCP over real associations (pynetdicom SCU) and send_instances against dcmtk storescp."""
+"""ListenerSCP over real associations with pynetdicom as the peer: phantom and pydicom-data pushes,
+DICOM TLS, access control, association limits and timeouts; send_instances against dcmtk storescp."""
 
 from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
@@ -25,6 +28,7 @@ from oncohabitat.listener.index import StudyIndex
 from oncohabitat.listener.scp import ListenerSCP
 from oncohabitat.listener.scu import send_instances
 from oncohabitat.listener.storage import INDEX_FILE, InstanceStore
+from oncohabitat.listener.testpeer import AssociationRejectedError, RawPeer
 from tests.conftest import free_port, require_tool
 
 pytestmark = [
@@ -175,3 +179,329 @@ def test_send_instances_refuses_a_dataset_without_transfer_syntax() -> None:
     ds.SOPInstanceUID = "1.2.3.4"
     with pytest.raises(ExportError, match="Transfer Syntax"):
         send_instances([ds], "PACS", "127.0.0.1", 1, retries=0)
+
+
+# ---- pushes with pynetdicom ------------------------------------------------------------------
+
+
+def test_pynetdicom_push_of_a_multiphase_vendor_style_study_is_classified(
+    scp: tuple[ListenerSCP, InstanceStore], tmp_path: Path
+) -> None:
+    from oncohabitat.listener.classify import DceStudyClassifier
+    from oncohabitat.phantom import generate_study
+
+    listener, store = scp
+    phantom = generate_study(tmp_path / "mp", size="small", seed=31, layout="multi-phase", trigger_time=True)
+    files = sorted(phantom.dicom_dir.rglob("*.dcm"))
+    report = send_instances(files, "ONCOTEST", "127.0.0.1", listener.port, retries=0)
+    assert report.sent == len(files)
+    key = uid_key(phantom.study_instance_uid)
+    verdict = DceStudyClassifier(store.index, store.root)(key)
+    assert verdict.eligible, verdict.reason
+    import json
+
+    phases = json.loads(verdict.classification_json)["phases"]
+    assert [p["time_from_pre_s"] for p in phases] == pytest.approx(list(phantom.phase_times_s))
+    assert [p["time_after_injection_s"] for p in phases] == pytest.approx(
+        [t - phantom.injection_time_s for t in phantom.phase_times_s]
+    )
+
+
+# name -> (accepted?, reason when refused); every accepted file must decode like its source
+PYDICOM_DATA = {
+    "MR_small.dcm": (True, ""),
+    "MR_small_jp2klossless.dcm": (True, ""),
+    "MR_small_RLE.dcm": (True, ""),
+    "MR_small_jpeg_ls_lossless.dcm": (True, ""),
+    "MR_small_bigendian.dcm": (True, ""),
+    "emri_small.dcm": (True, ""),  # Enhanced MR, 10 frames: stored; never a DCE phase (see classification)
+    "emri_small_jpeg_2k_lossless.dcm": (True, ""),
+    "emri_small_RLE.dcm": (True, ""),
+    "CT_small.dcm": (True, ""),
+    "liver.dcm": (True, ""),  # SEG
+    "JPEG2000.dcm": (False, "sop_class_not_accepted"),  # Secondary Capture: no presentation context
+    "SC_rgb_rle.dcm": (False, "sop_class_not_accepted"),
+}
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("name", sorted(PYDICOM_DATA))
+def test_pydicom_data_files_are_accepted_or_refused_with_the_documented_reason(
+    scp: tuple[ListenerSCP, InstanceStore], name: str
+) -> None:
+    from pydicom.data import get_testdata_file
+
+    listener, store = scp
+    path = get_testdata_file(name)
+    assert path is not None
+    source = pydicom.dcmread(path)
+    accepted, reason = PYDICOM_DATA[name]
+    ae = AE(ae_title="TESTSCU")
+    ae.add_requested_context(source.SOPClassUID, source.file_meta.TransferSyntaxUID)
+    assoc = ae.associate("127.0.0.1", listener.port, ae_title="ONCOTEST")
+    if not accepted:
+        # the listener answers the context "abstract syntax not supported"; pynetdicom then aborts
+        assert reason == "sop_class_not_accepted"
+        assert not assoc.is_established and assoc.accepted_contexts == []
+        assert store.index.list_studies() == []
+        return
+    try:
+        assert assoc.is_established
+        assert assoc.send_c_store(source).Status == status.SUCCESS  # type: ignore[attr-defined]
+    finally:
+        assoc.release()
+    record = store.index.get_instance(str(source.SOPInstanceUID))
+    assert record is not None and record.transfer_syntax == source.file_meta.TransferSyntaxUID
+    stored = pydicom.dcmread(store.path_of(record))
+    assert stored.PixelData == source.PixelData  # stored as received, compressed or not
+    assert np.array_equal(stored.pixel_array, source.pixel_array)
+
+
+def test_deflated_transfer_syntax_is_accepted_within_budget(scp: tuple[ListenerSCP, InstanceStore]) -> None:
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    listener, store = scp
+    source = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    ae = AE(ae_title="TESTSCU")
+    ae.add_requested_context(MRImageStorage, DeflatedExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", listener.port, ae_title="ONCOTEST")
+    try:
+        source.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+        assert assoc.send_c_store(source).Status == status.SUCCESS  # type: ignore[attr-defined]
+    finally:
+        assoc.release()
+    record = store.index.get_instance(str(source.SOPInstanceUID))
+    assert record is not None and record.transfer_syntax == DeflatedExplicitVRLittleEndian
+    assert np.array_equal(pydicom.dcmread(store.path_of(record)).pixel_array, source.pixel_array)
+
+
+# ---- TLS, access control, limits, timeouts ---------------------------------------------------
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run([require_tool("openssl"), *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate (openssl, EC P-256)."""
+    d = tmp_path_factory.mktemp("pki")
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        str(d / "ca.key"),
+        "-out",
+        str(d / "ca.pem"),
+    )
+    for name, extra in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "extendedKeyUsage=clientAuth")):
+        _openssl(
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            f"/CN={name}",
+            "-keyout",
+            str(d / f"{name}.key"),
+            "-out",
+            str(d / f"{name}.csr"),
+        )
+        (d / f"{name}.ext").write_text(extra + "\n")
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            str(d / f"{name}.csr"),
+            "-CA",
+            str(d / "ca.pem"),
+            "-CAkey",
+            str(d / "ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            str(d / f"{name}.ext"),
+            "-out",
+            str(d / f"{name}.pem"),
+        )
+    return {p.stem + p.suffix: p for p in d.iterdir()}
+
+
+def _tls_scp(tmp_path: Path, pki: dict[str, Path], require_client: bool) -> tuple[ListenerSCP, InstanceStore]:
+    from oncohabitat.listener.tlsconfig import TlsConfig, server_context
+
+    index = StudyIndex(tmp_path / INDEX_FILE)
+    store = InstanceStore(tmp_path, index)
+    config = TlsConfig(pki["server.pem"], pki["server.key"], pki["ca.pem"], require_client)
+    listener = ListenerSCP(store, ae_title="ONCOTEST", host="127.0.0.1", port=0, tls=server_context(config))
+    listener.start()
+    return listener, store
+
+
+def _client_context(pki: dict[str, Path], with_cert: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(pki["ca.pem"]))
+    if with_cert:
+        context.load_cert_chain(pki["client.pem"], pki["client.key"])
+    return context
+
+
+@pytest.mark.parametrize("require_client", [False, True])
+def test_dicom_tls_with_optional_or_required_client_certificates(
+    tmp_path: Path, pki: dict[str, Path], require_client: bool, sts_ct_dir: Path
+) -> None:
+    listener, store = _tls_scp(tmp_path, pki, require_client)
+    try:
+        ae = AE(ae_title="TESTSCU")
+        ae.add_requested_context(Verification)
+        ae.add_requested_context(CTImageStorage)
+        ok = ae.associate(
+            "127.0.0.1", listener.port, ae_title="ONCOTEST", tls_args=(_client_context(pki, True), "127.0.0.1")
+        )
+        assert ok.is_established
+        assert ok.send_c_store(pydicom.dcmread(sts_ct_dir / "image" / "000003.dcm")).Status == 0  # type: ignore[attr-defined]
+        ok.release()
+        anonymous = ae.associate(
+            "127.0.0.1", listener.port, ae_title="ONCOTEST", tls_args=(_client_context(pki, False), "127.0.0.1")
+        )
+        assert anonymous.is_established is (not require_client)
+        if anonymous.is_established:
+            anonymous.release()
+        plain = ae.associate("127.0.0.1", listener.port, ae_title="ONCOTEST")  # no TLS at all
+        assert not plain.is_established
+        assert len(list((tmp_path / "instances").rglob("*.dcm"))) == 1
+    finally:
+        listener.stop()
+        store.close()
+        store.index.close()
+
+
+def _access_scp(tmp_path: Path, **kwargs: object) -> tuple[ListenerSCP, InstanceStore]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    index = StudyIndex(tmp_path / INDEX_FILE)
+    store = InstanceStore(tmp_path, index)
+    listener = ListenerSCP(store, ae_title="ONCOTEST", host="127.0.0.1", port=0, **kwargs)  # type: ignore[arg-type]
+    listener.start()
+    return listener, store
+
+
+def test_calling_ae_and_peer_allow_lists_reject_unknown_callers(tmp_path: Path) -> None:
+    from oncohabitat.listener.access import AccessPolicy, parse_networks
+
+    listener, store = _access_scp(
+        tmp_path / "ae", access=AccessPolicy(calling_ae_titles=frozenset({"PACS"})), require_called_aet=True
+    )
+    try:
+        ae = AE(ae_title="INTRUDER")
+        ae.add_requested_context(Verification)
+        rejected = ae.associate("127.0.0.1", listener.port, ae_title="ONCOTEST")
+        assert rejected.is_rejected
+        pacs = AE(ae_title="PACS")
+        pacs.add_requested_context(Verification)
+        wrong_called = pacs.associate("127.0.0.1", listener.port, ae_title="SOMEONE")
+        assert wrong_called.is_rejected
+        allowed = pacs.associate("127.0.0.1", listener.port, ae_title="ONCOTEST")
+        assert allowed.is_established and allowed.send_c_echo().Status == 0  # type: ignore[attr-defined]
+        allowed.release()
+    finally:
+        listener.stop()
+        store.close()
+        store.index.close()
+    listener, store = _access_scp(tmp_path / "ip", access=AccessPolicy(peer_networks=parse_networks(["10.0.0.0/8"])))
+    try:
+        peer = RawPeer("127.0.0.1", listener.port, timeout_s=5)
+        assert peer.closed_by_peer(5.0)  # dropped before any byte is read
+        peer.close()
+    finally:
+        listener.stop()
+        store.close()
+        store.index.close()
+
+
+def test_association_limit_rejects_transiently_and_recovers(tmp_path: Path) -> None:
+    listener, store = _access_scp(tmp_path, maximum_associations=2)
+    try:
+        ae = AE(ae_title="TESTSCU")
+        ae.add_requested_context(Verification)
+        first = ae.associate("127.0.0.1", listener.port, ae_title="ONCOTEST")
+        second = ae.associate("127.0.0.1", listener.port, ae_title="ONCOTEST")
+        assert first.is_established and second.is_established
+        peer = RawPeer("127.0.0.1", listener.port, timeout_s=5)
+        with pytest.raises(AssociationRejectedError) as busy:
+            peer.associate([(Verification, [ImplicitVRLittleEndian])], called_ae="ONCOTEST")
+        assert (busy.value.result, busy.value.source, busy.value.diagnostic) == (2, 3, 2)
+        peer.close()
+        first.release()
+        deadline = time.monotonic() + 5
+        while listener.active_associations > 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        third = ae.associate("127.0.0.1", listener.port, ae_title="ONCOTEST")
+        assert third.is_established
+        third.release()
+        second.release()
+    finally:
+        listener.stop()
+        store.close()
+        store.index.close()
+
+
+def test_silent_and_idle_peers_are_cut_off_by_the_timeouts(tmp_path: Path) -> None:
+    listener, store = _access_scp(tmp_path, acse_timeout_s=0.5, network_timeout_s=0.5)
+    try:
+        silent = RawPeer("127.0.0.1", listener.port, timeout_s=5)
+        started = time.monotonic()
+        assert silent.closed_by_peer(5.0)  # never sent A-ASSOCIATE-RQ
+        assert time.monotonic() - started < 3.0
+        idle = RawPeer("127.0.0.1", listener.port, timeout_s=5)
+        idle.associate([(Verification, [ImplicitVRLittleEndian])], called_ae="ONCOTEST")
+        started = time.monotonic()
+        assert idle.closed_by_peer(5.0)  # established, then silent: aborted after the network timeout
+        assert time.monotonic() - started < 3.0
+        for peer in (silent, idle):
+            peer.close()
+        ae = AE(ae_title="TESTSCU")
+        ae.add_requested_context(Verification)
+        alive = ae.associate("127.0.0.1", listener.port, ae_title="ONCOTEST")
+        assert alive.is_established and alive.send_c_echo().Status == 0  # type: ignore[attr-defined]
+        alive.release()
+    finally:
+        listener.stop()
+        store.close()
+        store.index.close()
+
+
+def test_audit_events_name_ae_ip_and_instances_per_study_without_patient_data(
+    scp: tuple[ListenerSCP, InstanceStore], sts_ct_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import json
+    import logging
+
+    listener, _ = scp
+    files = sorted((sts_ct_dir / "image").glob("*.dcm"))[:3]
+    patient_id = str(pydicom.dcmread(files[0], stop_before_pixels=True).PatientID)
+    with caplog.at_level(logging.INFO, logger="oncohabitat.listener.audit"):
+        send_instances(files, "ONCOTEST", "127.0.0.1", listener.port, calling_ae="MODALITY1", retries=0)
+        deadline = time.monotonic() + 5
+        while not any(getattr(r, "audit_event", "") == "association_closed" for r in caplog.records):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    (accepted,) = [r for r in caplog.records if getattr(r, "audit_event", "") == "association_accepted"]
+    assert (accepted.audit_calling_ae, accepted.audit_peer_ip) == ("MODALITY1", "127.0.0.1")  # type: ignore[attr-defined]
+    closed = [r for r in caplog.records if getattr(r, "audit_event", "") == "association_closed"]
+    stored = json.loads(closed[0].audit_instances_by_study)  # type: ignore[attr-defined]
+    study = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
+    assert stored == {uid_key(study): 3}
+    text = " ".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+    assert patient_id not in text and study not in text

@@ -280,3 +280,8 @@ def _rescale_is_integral(ds: Dataset) -> bool:
     slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
     intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
     return slope.is_integer() and intercept.is_integer()
+
+
+#: Public names of the geometry checks, shared with :mod:`oncohabitat.dicomio.phases` (header-only validation).
+check_consistent_planes = _check_consistent_planes
+check_slice_spacing = _check_slice_spacing

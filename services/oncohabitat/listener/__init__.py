@@ -1,12 +1,17 @@
-"""DICOM listener: durable C-STORE SCP, study completion, hand-off outbox and C-STORE SCU.
+"""DICOM listener: durable C-STORE SCP, study completion and classification, hand-off outbox, C-STORE SCU.
 
 Data flow::
 
-    PACS --C-STORE--> ListenerSCP (scp.py) --> InstanceStore (storage.py) --> StudyIndex (index.py)
-    CompletionMonitor (completion.py): RECEIVING --quiet period--> COMPLETE
+    PACS --TLS?/TCP--> ListenerSCP (scp.py: peer allow-list, association limit)
+         --> Association (association.py: AE allow-list, timeouts, bounded PDUs, DIMSE C-ECHO/C-STORE)
+         --> DatasetSpool (spool.py) --> checks.py (UIDs, deflate/pixel budgets, truncation)
+         --> InstanceStore (storage.py: fsync, duplicates, disk watermark) --> StudyIndex (index.py)
+    CompletionMonitor (completion.py): RECEIVING --quiet period / expected series-->
+        classify.py (oncohabitat.dicomio.dce: DCE series and phases) --> COMPLETE | REJECTED
     Outbox (outbox.py): COMPLETE --handoff(study_key, digest, paths)--> HANDED_OFF
     send_instances (scu.py): results back to PACS
 
-Only opaque keys (truncated SHA-256 of UIDs) name files and appear in logs/metrics; patient
-names, IDs, birth dates and accession numbers are never read into the index.
+Wiring from settings: :mod:`.wiring`; DIMSE statuses: :mod:`.status`; audit events: :mod:`.audit`;
+metrics: :mod:`.metrics`. Only opaque keys (truncated SHA-256 of UIDs) name files and appear in
+logs/metrics; patient names, IDs, birth dates and accession numbers are never read into the index.
 """

@@ -7,53 +7,42 @@ from __future__ import annotations
 
 import sys
 
+from oncohabitat.common.errors import InvalidInputError
 from oncohabitat.common.server import ServiceRuntime
 from oncohabitat.common.service_main import ServiceParts, run_service
-from oncohabitat.listener.completion import CompletionMonitor
+from oncohabitat.listener.errors import ListenerError
 from oncohabitat.listener.handoff import GrpcHandoff
-from oncohabitat.listener.index import StudyIndex
-from oncohabitat.listener.outbox import Outbox
-from oncohabitat.listener.scp import ListenerSCP
 from oncohabitat.listener.servicer import ListenerAdminServicer
 from oncohabitat.listener.settings import ListenerSettings
-from oncohabitat.listener.storage import INDEX_FILE, InstanceStore
+from oncohabitat.listener.wiring import build_parts
 from oncohabitat.v1 import listener_pb2_grpc
 
 
 def build(settings: ListenerSettings) -> ServiceParts:
-    """Wire store, index, completion, outbox and SCP; the SCP starts once the admin API serves."""
+    """Wire store, index, completion, outbox and SCP; the SCP starts once the admin API serves.
+
+    Raises:
+        InvalidInputError: an unusable setting (allow-list, TLS files, rules) or store root.
+    """
     root = settings.resolved_store_dir
     root.mkdir(parents=True, exist_ok=True)
-    index = StudyIndex(root / INDEX_FILE)
-    store = InstanceStore(root, index)
     handoff = GrpcHandoff(settings.orchestrator_address, root, settings.handoff_timeout_s)
-    outbox = Outbox(index, root, handoff, max_backoff_s=settings.handoff_max_backoff_s)
-    completion = CompletionMonitor(
-        index, quiet_period_s=settings.quiet_period_s, on_complete=lambda _key, _digest: outbox.wake()
-    )
-    scp = ListenerSCP(
-        store,
-        ae_title=settings.ae_title,
-        host=settings.dicom_host,
-        port=settings.dicom_port,
-        require_called_aet=settings.require_called_ae_title,
-        maximum_associations=settings.max_associations,
-        network_timeout_s=settings.network_timeout_s,
-    )
-    servicer = ListenerAdminServicer(index, outbox)
+    try:
+        parts = build_parts(settings, handoff)
+    except ListenerError as exc:
+        handoff.close()
+        raise InvalidInputError("LISTENER_CONFIG_INVALID", str(exc)) from exc
+    except InvalidInputError:
+        handoff.close()
+        raise
+    servicer = ListenerAdminServicer(parts.index, parts.outbox)
 
     def start(_runtime: ServiceRuntime) -> None:
-        outbox.start()
-        completion.start()
-        scp.start()
+        parts.start()
 
     def stop() -> None:
-        scp.stop()
-        completion.stop()
-        outbox.stop()
+        parts.stop()
         handoff.close()
-        store.close()
-        index.close()
 
     return ServiceParts(
         registrations=[lambda server: listener_pb2_grpc.add_ListenerAdminServicer_to_server(servicer, server)],

@@ -1,27 +1,81 @@
-"""Study completion: a study is COMPLETE once no new instance arrived for a quiet period.
+"""Study completion: quiet period, optional expected-series rules, classification, eligibility.
 
-The state lives in the index, so completion survives a restart: RECEIVING studies whose quiet
-period elapsed while the listener was down complete on the monitor's first poll.
+A RECEIVING study completes when no new instance arrived for ``quiet_period_s``, or earlier, once
+every :class:`ExpectedSeriesRule` is satisfied and it has been quiet for ``settle_period_s``. At
+completion the study is classified (:mod:`.classify`: DCE series/phase roles and eligibility);
+under :attr:`HandoffPolicy.ELIGIBLE` an ineligible study ends REJECTED with the classification's
+reason code, under :attr:`HandoffPolicy.ALL` (default: the orchestrator also serves CT and
+masked single-series studies) it is handed off with its classification recorded.
+
+The state lives in the index (epoch-second times), so completion survives a restart: RECEIVING
+studies whose quiet period elapsed while the listener was down complete on the first poll.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
 
-from oncohabitat.listener import metrics
+from oncohabitat.listener import audit, metrics
 from oncohabitat.listener._worker import PollingWorker
-from oncohabitat.listener.index import StudyIndex
+from oncohabitat.listener.classify import StudyVerdict
+from oncohabitat.listener.errors import ListenerConfigError
+from oncohabitat.listener.index import SeriesCount, StudyIndex
 
 _LOG = logging.getLogger(__name__)
 
 #: Called with ``(study_key, content_digest)`` after a study became COMPLETE.
 CompletionCallback = Callable[[str, str], None]
+#: Classifies a study by key at completion.
+Classifier = Callable[[str], StudyVerdict]
+
+
+class HandoffPolicy(StrEnum):
+    """Which completed studies are handed off (see module doc)."""
+
+    ALL = "all"
+    ELIGIBLE = "eligible"
+
+
+@dataclass(frozen=True)
+class ExpectedSeriesRule:
+    """A series the study is expected to contain: SeriesDescription matching ``pattern``
+    (case-insensitive regular expression) with at least ``min_instances`` instances."""
+
+    pattern: str
+    min_instances: int = 1
+
+    def satisfied_by(self, series: Sequence[SeriesCount]) -> bool:
+        """True when one series of the study matches."""
+        return any(
+            s.instance_count >= self.min_instances and re.search(self.pattern, s.series_description, re.IGNORECASE)
+            for s in series
+        )
+
+
+def parse_expected_series(text: str) -> tuple[ExpectedSeriesRule, ...]:
+    """``"pattern[:min_instances];..."`` (e.g. ``"dyn|dce:100;t2"``) as rules.
+
+    Raises:
+        ListenerConfigError: a pattern is not a valid regular expression or the count is not an integer.
+    """
+    rules = []
+    for item in filter(None, (part.strip() for part in text.split(";"))):
+        pattern, _, count = item.rpartition(":") if re.fullmatch(r".*:\d+", item) else (item, "", "1")
+        try:
+            re.compile(pattern)
+            rules.append(ExpectedSeriesRule(pattern, int(count)))
+        except (re.error, ValueError) as exc:
+            raise ListenerConfigError(f"expected-series rule {item!r} is invalid") from exc
+    return tuple(rules)
 
 
 class CompletionMonitor:
-    """Marks quiet RECEIVING studies COMPLETE (content digest: :func:`identifiers.content_digest`).
+    """Completes quiet RECEIVING studies (content digest: :func:`identifiers.content_digest`).
 
     Args:
         index: the study index.
@@ -29,6 +83,10 @@ class CompletionMonitor:
         poll_interval_s: seconds between checks; default ``min(1, quiet_period_s / 4)``.
         on_complete: optional callback (e.g. ``Outbox.wake``-style) run after each completion.
         clock: wall clock in epoch seconds.
+        expected: expected-series rules allowing completion after ``settle_period_s``.
+        settle_period_s: quiet time required once the expected series are present, s.
+        classifier: classifies a study at completion (None: no classification, always eligible).
+        handoff_policy: whether ineligible studies are handed off or REJECTED.
     """
 
     def __init__(
@@ -39,31 +97,79 @@ class CompletionMonitor:
         poll_interval_s: float | None = None,
         on_complete: CompletionCallback | None = None,
         clock: Callable[[], float] = time.time,
+        expected: Sequence[ExpectedSeriesRule] = (),
+        settle_period_s: float = 2.0,
+        classifier: Classifier | None = None,
+        handoff_policy: HandoffPolicy = HandoffPolicy.ALL,
     ) -> None:
-        if quiet_period_s <= 0:
-            raise ValueError("quiet period must be > 0 s")
+        if quiet_period_s <= 0 or settle_period_s < 0:
+            raise ValueError("quiet period must be > 0 s and settle period >= 0 s")
         self._index = index
         self.quiet_period_s = quiet_period_s
         self._on_complete = on_complete
         self._clock = clock
+        self._expected = tuple(expected)
+        self._settle_s = min(settle_period_s, quiet_period_s)
+        self._classifier = classifier
+        self._policy = handoff_policy
         interval = poll_interval_s if poll_interval_s is not None else min(1.0, quiet_period_s / 4)
         self._worker = PollingWorker("listener-completion", self.run_once, max(interval, 0.01))
 
+    def _due(self, study_key: str, last_received_at: float, now: float) -> str | None:
+        """The completion rule that applies now, or None when the study must keep waiting."""
+        quiet = now - last_received_at
+        if quiet >= self.quiet_period_s:
+            return "quiet period"
+        if self._expected and quiet >= self._settle_s:
+            series = self._index.series_counts(study_key)
+            if all(rule.satisfied_by(series) for rule in self._expected):
+                return "expected series present"
+        return None
+
     def run_once(self) -> list[str]:
-        """Complete every study that is due now; returns their keys."""
+        """Complete every study that is due now; returns their keys (REJECTED ones included)."""
         now = self._clock()
-        cutoff = now - self.quiet_period_s
-        completed: list[str] = []
-        for study_key in self._index.studies_due_for_completion(cutoff):
-            digest = self._index.complete_study(study_key, cutoff, now)
+        ended: list[str] = []
+        for study_key, last_received_at in self._index.receiving_studies():
+            rule = self._due(study_key, last_received_at, now)
+            if rule is None:
+                continue
+            verdict = self._classifier(study_key) if self._classifier is not None else None
+            reject = None
+            if verdict is not None and not verdict.eligible and self._policy is HandoffPolicy.ELIGIBLE:
+                reject = f"not eligible: {verdict.reason_code}: {verdict.reason}"
+            digest = self._index.complete_study(
+                study_key,
+                last_received_at,
+                now,
+                classification=verdict.classification_json if verdict is not None else "",
+                eligible=verdict.eligible if verdict is not None else None,
+                reject_reason=reject,
+            )
             if digest is None:
                 continue  # a new instance arrived meanwhile
-            completed.append(study_key)
-            metrics.STUDIES_COMPLETED.inc()
-            _LOG.info("study %s complete (content digest %s)", study_key, digest[:16])
-            if self._on_complete is not None:
-                self._on_complete(study_key, digest)
-        return completed
+            ended.append(study_key)
+            self._report(study_key, digest, rule, verdict, reject is not None, now)
+        return ended
+
+    def _report(
+        self, study_key: str, digest: str, rule: str, verdict: StudyVerdict | None, rejected: bool, now: float
+    ) -> None:
+        study = self._index.get_study(study_key)
+        instances = study.instance_count if study is not None else 0
+        if study is not None:
+            metrics.STUDY_COMPLETION_SECONDS.observe(max(now - study.first_received_at, 0.0))
+        code = verdict.reason_code if verdict is not None else ""
+        if rejected:
+            metrics.STUDIES_REJECTED.labels(reason=code).inc()
+            audit.emit("study_rejected", study_key=study_key, instances=instances, reason_code=code)
+            _LOG.info("study %s not eligible (%s)", study_key, code)
+            return
+        metrics.STUDIES_COMPLETED.inc()
+        audit.emit("study_completed", study_key=study_key, instances=instances, rule=rule, reason_code=code)
+        _LOG.info("study %s complete by %s (content digest %s)", study_key, rule, digest[:16])
+        if self._on_complete is not None:
+            self._on_complete(study_key, digest)
 
     def start(self) -> None:
         """Start the background thread (it checks at once, then every poll interval)."""

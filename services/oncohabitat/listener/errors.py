@@ -25,6 +25,10 @@ class InvalidInstanceError(ListenerError):
         self.status = status
 
 
+class ListenerConfigError(ListenerError):
+    """A listener setting is unusable (bad allow-list entry, TLS files, rules file)."""
+
+
 class StorageWriteError(ListenerError):
     """Writing an instance durably (file or index row) failed; nothing was acknowledged."""
 

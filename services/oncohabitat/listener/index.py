@@ -1,24 +1,40 @@
-"""SQLite index of received studies and instances (WAL, ``synchronous=FULL``).
+"""SQLite index of received studies and instances (WAL; ``synchronous=FULL`` or ``NORMAL``).
 
 One connection, guarded by a lock, serves every thread (association handlers, completion
-monitor, outbox). A committed row is durable: it survives a crash or ``kill -9``.
+monitor, outbox). A committed row survives a crash or ``kill -9`` of the process in both modes;
+with ``synchronous=FULL`` every commit is also fsynced (survives power loss). With ``NORMAL`` the
+last commits before a power loss may be lost; the store then re-indexes its durable instance
+files (:meth:`InstanceStore.reconcile`) because the index was not closed cleanly
+(:attr:`StudyIndex.unclean_start`: a marker file is written by :meth:`StudyIndex.close` after a
+checkpoint and removed at open).
 
 Times are Unix epoch seconds (``float``, wall clock) so that quiet periods and hand-off backoff
 survive a restart. Study states follow ``oncohabitat.v1.StudyState``::
 
-    RECEIVING --quiet period--> COMPLETE --hand-off ok--> HANDED_OFF
+    RECEIVING --quiet period, eligible--> COMPLETE --hand-off ok--> HANDED_OFF
+    RECEIVING --quiet period, not eligible--> REJECTED (reason says why)
                                  COMPLETE --hand-off refused--> REJECTED
 
-A new (not duplicate) instance for a COMPLETE, HANDED_OFF or REJECTED study reopens it to
-RECEIVING (first version): it completes again after a new quiet period and is handed off again
-with a new content digest. ``job_id`` keeps the previous job until the next hand-off.
+"Study updated" path: a new instance (not a byte-identical re-send) for a COMPLETE, HANDED_OFF or
+REJECTED study is always stored, counted (``updates``) and audited, then handled by the
+:class:`LatePolicy`:
 
-No patient names, IDs, birth dates or accession numbers are stored: only UIDs, opaque keys,
-SOP class, modality, file paths relative to the store root, sizes and SHA-256 digests.
+* ``RERUN`` (default): the study reopens to RECEIVING, completes again after a new quiet period and
+  is handed off with its new content digest (a new job);
+* ``HOLD``: the study keeps its state; ``late_instances`` counts what was held and ``reason`` says
+  so; ``ResubmitStudy`` re-runs it with everything stored.
+
+A byte-identical re-send changes nothing (no reopen, no new job).
+
+No patient names, IDs, birth dates or accession numbers are stored: only UIDs, opaque keys, SOP
+class, modality, series number/description, file paths relative to the store root, sizes and
+SHA-256 digests. Schema version 2 adds the late-arrival counters, the DCE classification and the
+audit table to version 1; a version-1 index is migrated in place when opened.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
@@ -34,10 +50,12 @@ from oncohabitat.listener.identifiers import content_digest
 
 _LOG = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Suffix of the marker file that says the index was closed cleanly.
+CLEAN_SUFFIX = ".clean"
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS studies (
+_SCHEMA_V1 = (
+    """CREATE TABLE IF NOT EXISTS studies (
     study_key         TEXT PRIMARY KEY,
     study_uid         TEXT NOT NULL UNIQUE,
     state             TEXT NOT NULL
@@ -54,9 +72,9 @@ CREATE TABLE IF NOT EXISTS studies (
     handoff_attempts  INTEGER NOT NULL DEFAULT 0,
     next_handoff_at   REAL,
     conflicts         INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS studies_by_state ON studies (state, last_received_at);
-CREATE TABLE IF NOT EXISTS instances (
+)""",
+    """CREATE INDEX IF NOT EXISTS studies_by_state ON studies (state, last_received_at)""",
+    """CREATE TABLE IF NOT EXISTS instances (
     sop_uid       TEXT PRIMARY KEY,
     study_key     TEXT NOT NULL REFERENCES studies (study_key),
     series_key    TEXT NOT NULL,
@@ -67,9 +85,27 @@ CREATE TABLE IF NOT EXISTS instances (
     sha256        TEXT NOT NULL,
     size          INTEGER NOT NULL,
     received_at   REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS instances_by_study ON instances (study_key);
-"""
+)""",
+    """CREATE INDEX IF NOT EXISTS instances_by_study ON instances (study_key)""",
+)
+
+_MIGRATION_V2 = (
+    "ALTER TABLE studies ADD COLUMN late_instances INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE studies ADD COLUMN updates INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE studies ADD COLUMN classification TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE studies ADD COLUMN eligible INTEGER",
+    "ALTER TABLE instances ADD COLUMN series_number INTEGER",
+    "ALTER TABLE instances ADD COLUMN series_description TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE instances ADD COLUMN transfer_syntax TEXT NOT NULL DEFAULT ''",
+    """CREATE TABLE IF NOT EXISTS audit_events (
+        id        INTEGER PRIMARY KEY AUTOINCREMENT,
+        at        REAL NOT NULL,
+        event     TEXT NOT NULL,
+        study_key TEXT NOT NULL DEFAULT '',
+        detail    TEXT NOT NULL DEFAULT '{}'
+    )""",
+    "CREATE INDEX IF NOT EXISTS audit_by_study ON audit_events (study_key, id)",
+)
 
 
 class StudyState(StrEnum):
@@ -87,6 +123,14 @@ class AddOutcome(StrEnum):
     STORED = "stored"  # new row committed
     IDENTICAL = "identical"  # same SOP Instance UID and same bytes already indexed: nothing changed
     CONFLICT = "conflict"  # same SOP Instance UID, different bytes: first kept, conflict counted
+    REPLACED = "replaced"  # same SOP Instance UID, different bytes, replace policy: row now points at the new file
+
+
+class LatePolicy(StrEnum):
+    """What a new instance does to a study that already completed (see module doc)."""
+
+    RERUN = "rerun"
+    HOLD = "hold"
 
 
 @dataclass(frozen=True)
@@ -103,11 +147,18 @@ class InstanceRecord:
     sha256: str
     size: int
     received_at: float
+    series_number: int | None = None
+    series_description: str = ""
+    transfer_syntax: str = ""
 
 
 @dataclass(frozen=True)
 class StudyRecord:
-    """One study row. Times are epoch seconds; ``bytes_stored`` counts Part-10 file bytes."""
+    """One study row. Times are epoch seconds; ``bytes_stored`` counts Part-10 file bytes.
+
+    ``classification`` is the JSON of the DCE classification made at completion ("" before);
+    ``eligible`` is None until then.
+    """
 
     study_key: str
     study_uid: str
@@ -124,24 +175,58 @@ class StudyRecord:
     handoff_attempts: int
     next_handoff_at: float | None
     conflicts: int
+    late_instances: int = 0
+    updates: int = 0
+    classification: str = ""
+    eligible: bool | None = None
 
 
 @dataclass(frozen=True)
 class AddResult:
-    """Result of :meth:`StudyIndex.add_instance`; ``reopened_from`` is the state left, if any."""
+    """Result of :meth:`StudyIndex.add_instance`.
+
+    ``reopened_from``: the state the study left (RERUN policy); ``held_in``: the state it kept
+    while holding a late instance (HOLD policy).
+    """
 
     outcome: AddOutcome
     reopened_from: StudyState | None = None
+    held_in: StudyState | None = None
+
+
+@dataclass(frozen=True)
+class SeriesCount:
+    """Instances stored per series of a study (for expected-series completion rules)."""
+
+    series_key: str
+    series_description: str
+    modality: str
+    instance_count: int
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """A persisted audit event (``detail`` is JSON without patient data)."""
+
+    at: float
+    event: str
+    study_key: str
+    detail: dict[str, Any]
 
 
 _STUDY_COLUMNS = (
     "study_key, study_uid, state, first_received_at, last_received_at, instance_count, bytes_stored, "
     "completed_at, handed_off_at, job_id, reason, content_digest, handoff_attempts, next_handoff_at, "
-    "conflicts"
+    "conflicts, late_instances, updates, classification, eligible"
 )
 _INSTANCE_COLUMNS = (
-    "sop_uid, study_key, series_key, series_uid, sop_class_uid, modality, path, sha256, size, received_at"
+    "sop_uid, study_key, series_key, series_uid, sop_class_uid, modality, path, sha256, size, received_at, "
+    "series_number, series_description, transfer_syntax"
 )
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _study(values: tuple[Any, ...]) -> StudyRecord:
@@ -153,14 +238,18 @@ def _study(values: tuple[Any, ...]) -> StudyRecord:
         last_received_at=float(values[4]),
         instance_count=int(values[5]),
         bytes_stored=int(values[6]),
-        completed_at=None if values[7] is None else float(values[7]),
-        handed_off_at=None if values[8] is None else float(values[8]),
+        completed_at=_opt_float(values[7]),
+        handed_off_at=_opt_float(values[8]),
         job_id=None if values[9] is None else str(values[9]),
         reason=str(values[10]),
         content_digest=None if values[11] is None else str(values[11]),
         handoff_attempts=int(values[12]),
-        next_handoff_at=None if values[13] is None else float(values[13]),
+        next_handoff_at=_opt_float(values[13]),
         conflicts=int(values[14]),
+        late_instances=int(values[15]),
+        updates=int(values[16]),
+        classification=str(values[17]),
+        eligible=None if values[18] is None else bool(values[18]),
     )
 
 
@@ -176,6 +265,27 @@ def _instance(row: tuple[Any, ...]) -> InstanceRecord:
         sha256=str(row[7]),
         size=int(row[8]),
         received_at=float(row[9]),
+        series_number=None if row[10] is None else int(row[10]),
+        series_description=str(row[11]),
+        transfer_syntax=str(row[12]),
+    )
+
+
+def _instance_values(record: InstanceRecord) -> tuple[Any, ...]:
+    return (
+        record.sop_uid,
+        record.study_key,
+        record.series_key,
+        record.series_uid,
+        record.sop_class_uid,
+        record.modality,
+        record.path,
+        record.sha256,
+        record.size,
+        record.received_at,
+        record.series_number,
+        record.series_description,
+        record.transfer_syntax,
     )
 
 
@@ -185,32 +295,78 @@ class StudyIndex:
     Args:
         db_path: the SQLite file (its directory must exist).
         busy_timeout_s: how long a statement waits for a lock held by another connection, in s.
+        late_policy: what a new instance does to a completed study (see module doc).
+
+    Raises:
+        StudyIndexError: the file is not a usable index (corrupt, newer schema).
     """
 
-    def __init__(self, db_path: Path, *, busy_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        db_path: Path,
+        *,
+        busy_timeout_s: float = 10.0,
+        late_policy: LatePolicy = LatePolicy.RERUN,
+        synchronous: str = "FULL",
+    ) -> None:
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError("synchronous must be FULL or NORMAL")
         self.db_path = db_path
+        self.late_policy = late_policy
+        self.synchronous = synchronous
         self._lock = threading.Lock()
+        self._clean_marker = db_path.with_name(db_path.name + CLEAN_SUFFIX)
+        self.unclean_start = not self._clean_marker.exists()
         try:
             self._conn = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None, timeout=busy_timeout_s)
             mode = str(self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
             if mode.lower() != "wal":
                 _LOG.warning("study index cannot use WAL on this file system (journal mode %s)", mode)
-            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute(f"PRAGMA synchronous={synchronous}")
             self._conn.execute("PRAGMA foreign_keys=ON")
-            version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
-            if version not in (0, SCHEMA_VERSION):
-                raise StudyIndexError(
-                    f"study index {db_path.name} has schema version {version}, expected {SCHEMA_VERSION}"
-                )
-            self._conn.executescript(_SCHEMA)
-            self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._migrate()
         except sqlite3.DatabaseError as exc:
             raise StudyIndexError(f"study index {db_path.name} cannot be opened: {exc}") from exc
+        self._may_mark_clean = not self.unclean_start
+        if not self.unclean_start:
+            self._clean_marker.unlink()  # until close() says otherwise, a crash is assumed
+
+    def mark_reconciled(self) -> None:
+        """The store re-indexed its files after an unclean start: a clean close may be recorded."""
+        self._may_mark_clean = True
+
+    def _migrate(self) -> None:
+        version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+        if version not in (0, 1, SCHEMA_VERSION):
+            raise StudyIndexError(
+                f"study index {self.db_path.name} has schema version {version}, expected <= {SCHEMA_VERSION}"
+            )
+        if version == SCHEMA_VERSION:
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in (*(_SCHEMA_V1 if version == 0 else ()), *_MIGRATION_V2):
+                self._conn.execute(statement)
+            self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+        if version == 1:
+            _LOG.info("study index migrated from schema 1 to %d", SCHEMA_VERSION)
 
     def close(self) -> None:
-        """Close the connection (further calls fail)."""
+        """Checkpoint (fsync), close the connection and mark the shutdown clean (further calls fail)."""
         with self._lock:
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                _LOG.error("study index checkpoint failed at close: %s", type(exc).__name__)
+                self._conn.close()
+                return
             self._conn.close()
+        if self._may_mark_clean:
+            self._clean_marker.touch()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Cursor]:
@@ -231,6 +387,10 @@ class StudyIndex:
 
     # ---- instances -------------------------------------------------------------------------
 
+    def indexed_paths(self) -> set[str]:
+        """Store-relative paths of every indexed instance file."""
+        return {str(row[0]) for row in self._query("SELECT path FROM instances")}
+
     def get_instance(self, sop_uid: str) -> InstanceRecord | None:
         """The indexed instance with this SOP Instance UID, if any."""
         rows = self._query(f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE sop_uid = ?", (sop_uid,))
@@ -239,9 +399,9 @@ class StudyIndex:
     def add_instance(self, record: InstanceRecord, study_uid: str) -> AddResult:
         """Commit an instance row (its file must already be durable) and update its study.
 
-        A new instance for a study that is not RECEIVING reopens the study (see module doc).
-        An already indexed SOP Instance UID changes nothing (``IDENTICAL``) or, with different
-        bytes, only increments the study's ``conflicts`` counter (``CONFLICT``).
+        A new instance for a study that is not RECEIVING follows :attr:`late_policy`. An already
+        indexed SOP Instance UID changes nothing (``IDENTICAL``) or, with different bytes, only
+        increments the study's ``conflicts`` counter (``CONFLICT``).
         """
         with self._transaction() as cur:
             existing = cur.execute(
@@ -252,47 +412,77 @@ class StudyIndex:
                     return AddResult(AddOutcome.IDENTICAL)
                 cur.execute("UPDATE studies SET conflicts = conflicts + 1 WHERE study_key = ?", (existing[1],))
                 return AddResult(AddOutcome.CONFLICT)
-            now = record.received_at
             study = cur.execute("SELECT state FROM studies WHERE study_key = ?", (record.study_key,)).fetchone()
-            reopened: StudyState | None = None
             if study is None:
                 cur.execute(
                     "INSERT INTO studies (study_key, study_uid, state, first_received_at, last_received_at)"
                     " VALUES (?, ?, ?, ?, ?)",
-                    (record.study_key, study_uid, StudyState.RECEIVING.value, now, now),
+                    (record.study_key, study_uid, StudyState.RECEIVING.value, record.received_at, record.received_at),
                 )
-            elif study[0] != StudyState.RECEIVING.value:
-                reopened = StudyState(study[0])
-                cur.execute(
-                    "UPDATE studies SET state = ?, completed_at = NULL, content_digest = NULL,"
-                    " handoff_attempts = 0, next_handoff_at = NULL, reason = ? WHERE study_key = ?",
-                    (
-                        StudyState.RECEIVING.value,
-                        f"reopened: new instance after {reopened.value}",
-                        record.study_key,
-                    ),
-                )
+                result = AddResult(AddOutcome.STORED)
+            else:
+                result = self._late_arrival(cur, record.study_key, StudyState(str(study[0])), AddOutcome.STORED)
             cur.execute(
-                f"INSERT INTO instances ({_INSTANCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    record.sop_uid,
-                    record.study_key,
-                    record.series_key,
-                    record.series_uid,
-                    record.sop_class_uid,
-                    record.modality,
-                    record.path,
-                    record.sha256,
-                    record.size,
-                    record.received_at,
-                ),
+                f"INSERT INTO instances ({_INSTANCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                _instance_values(record),
             )
+            self._count_instance(cur, record, record.size, 1, result)
+        return result
+
+    def replace_instance(self, record: InstanceRecord) -> AddResult:
+        """Point an indexed SOP Instance UID at a new file (duplicate policy "replace").
+
+        Counts a conflict, keeps the study's instance count, and treats the study like a late
+        arrival when it already completed. Returns ``IDENTICAL`` when the bytes did not change.
+        """
+        with self._transaction() as cur:
+            existing = cur.execute(
+                "SELECT sha256, study_key, size FROM instances WHERE sop_uid = ?", (record.sop_uid,)
+            ).fetchone()
+            if existing is None:
+                raise StudyIndexError("replace_instance called for an instance that is not indexed")
+            if existing[0] == record.sha256:
+                return AddResult(AddOutcome.IDENTICAL)
+            study = cur.execute("SELECT state FROM studies WHERE study_key = ?", (existing[1],)).fetchone()
+            result = self._late_arrival(cur, str(existing[1]), StudyState(str(study[0])), AddOutcome.REPLACED)
             cur.execute(
-                "UPDATE studies SET instance_count = instance_count + 1, bytes_stored = bytes_stored + ?,"
-                " last_received_at = MAX(last_received_at, ?) WHERE study_key = ?",
-                (record.size, now, record.study_key),
+                "UPDATE instances SET path = ?, sha256 = ?, size = ?, received_at = ?, transfer_syntax = ?"
+                " WHERE sop_uid = ?",
+                (record.path, record.sha256, record.size, record.received_at, record.transfer_syntax, record.sop_uid),
             )
-        return AddResult(AddOutcome.STORED, reopened)
+            cur.execute("UPDATE studies SET conflicts = conflicts + 1 WHERE study_key = ?", (existing[1],))
+            self._count_instance(cur, record, record.size - int(existing[2]), 0, result)
+        return result
+
+    def _late_arrival(self, cur: sqlite3.Cursor, study_key: str, state: StudyState, outcome: AddOutcome) -> AddResult:
+        """Apply the late policy to a study receiving new content in ``state``."""
+        if state is StudyState.RECEIVING:
+            return AddResult(outcome)
+        if self.late_policy is LatePolicy.HOLD:
+            cur.execute(
+                "UPDATE studies SET late_instances = late_instances + 1, updates = updates + 1,"
+                " reason = 'updated after ' || state || ': ' || (late_instances + 1) ||"
+                " ' late instance(s) held (late policy hold); ResubmitStudy re-runs the study'"
+                " WHERE study_key = ?",
+                (study_key,),
+            )
+            return AddResult(outcome, held_in=state)
+        cur.execute(
+            "UPDATE studies SET state = ?, completed_at = NULL, content_digest = NULL, handoff_attempts = 0,"
+            " next_handoff_at = NULL, eligible = NULL, updates = updates + 1, reason = ? WHERE study_key = ?",
+            (StudyState.RECEIVING.value, f"reopened: new instance after {state.value}", study_key),
+        )
+        return AddResult(outcome, reopened_from=state)
+
+    @staticmethod
+    def _count_instance(cur: sqlite3.Cursor, record: InstanceRecord, size: int, count: int, result: AddResult) -> None:
+        held = result.held_in is not None
+        cur.execute(
+            "UPDATE studies SET instance_count = instance_count + ?, bytes_stored = bytes_stored + ?,"
+            " last_received_at = CASE WHEN ? THEN last_received_at ELSE MAX(last_received_at, ?) END"
+            " WHERE study_key = ?",
+            (count, size, held, record.received_at, record.study_key),
+        )
 
     def record_conflict(self, study_key: str) -> None:
         """Count one re-sent instance whose bytes differ from the stored first version."""
@@ -306,6 +496,15 @@ class StudyIndex:
             (study_key,),
         )
         return [_instance(row) for row in rows]
+
+    def series_counts(self, study_key: str) -> list[SeriesCount]:
+        """Instances per series of a study, by series key."""
+        rows = self._query(
+            "SELECT series_key, MAX(series_description), MAX(modality), COUNT(*) FROM instances"
+            " WHERE study_key = ? GROUP BY series_key ORDER BY series_key",
+            (study_key,),
+        )
+        return [SeriesCount(str(r[0]), str(r[1]), str(r[2]), int(r[3])) for r in rows]
 
     # ---- studies ---------------------------------------------------------------------------
 
@@ -325,6 +524,14 @@ class StudyIndex:
             )
         return [_study(row) for row in rows]
 
+    def receiving_studies(self) -> list[tuple[str, float]]:
+        """``(study_key, last_received_at)`` of every RECEIVING study, oldest activity first."""
+        rows = self._query(
+            "SELECT study_key, last_received_at FROM studies WHERE state = ? ORDER BY last_received_at",
+            (StudyState.RECEIVING.value,),
+        )
+        return [(str(r[0]), float(r[1])) for r in rows]
+
     def studies_due_for_completion(self, cutoff: float) -> list[str]:
         """Keys of RECEIVING studies whose last instance arrived at or before ``cutoff`` (epoch s)."""
         rows = self._query(
@@ -333,11 +540,22 @@ class StudyIndex:
         )
         return [str(row[0]) for row in rows]
 
-    def complete_study(self, study_key: str, cutoff: float, now: float) -> str | None:
-        """Mark a quiet RECEIVING study COMPLETE; returns its content digest.
+    def complete_study(
+        self,
+        study_key: str,
+        cutoff: float,
+        now: float,
+        *,
+        classification: str = "",
+        eligible: bool | None = None,
+        reject_reason: str | None = None,
+    ) -> str | None:
+        """End a quiet RECEIVING study; returns its content digest.
 
-        Returns None (and changes nothing) when the study is not RECEIVING or received an
-        instance after ``cutoff`` in the meantime. The study becomes due for hand-off at ``now``.
+        Without ``reject_reason`` the study becomes COMPLETE and due for hand-off at ``now``; with
+        one it becomes REJECTED with that (curated) reason. ``classification`` (JSON) and
+        ``eligible`` are stored either way. Returns None (and changes nothing) when the study is
+        not RECEIVING or received an instance after ``cutoff`` in the meantime.
         """
         with self._transaction() as cur:
             row = cur.execute(
@@ -347,10 +565,20 @@ class StudyIndex:
                 return None
             pairs = cur.execute("SELECT sop_uid, sha256 FROM instances WHERE study_key = ?", (study_key,)).fetchall()
             digest = content_digest((str(sop), str(sha)) for sop, sha in pairs)
+            state = StudyState.COMPLETE if reject_reason is None else StudyState.REJECTED
             cur.execute(
                 "UPDATE studies SET state = ?, completed_at = ?, content_digest = ?, handoff_attempts = 0,"
-                " next_handoff_at = ?, reason = '' WHERE study_key = ?",
-                (StudyState.COMPLETE.value, now, digest, now, study_key),
+                " next_handoff_at = ?, reason = ?, classification = ?, eligible = ? WHERE study_key = ?",
+                (
+                    state.value,
+                    now,
+                    digest,
+                    now if reject_reason is None else None,
+                    reject_reason or "",
+                    classification,
+                    None if eligible is None else int(eligible),
+                    study_key,
+                ),
             )
         return digest
 
@@ -412,8 +640,9 @@ class StudyIndex:
     def requeue(self, study_key: str, now: float) -> str | None:
         """Queue a COMPLETE, HANDED_OFF or REJECTED study for hand-off again at ``now``.
 
-        Recomputes the content digest and returns it; None when the study is unknown or still
-        RECEIVING (it will be handed off when it completes).
+        Recomputes the content digest (held late instances included), clears the late-instance
+        count and returns the digest; None when the study is unknown or still RECEIVING (it will
+        be handed off when it completes).
         """
         with self._transaction() as cur:
             row = cur.execute("SELECT state FROM studies WHERE study_key = ?", (study_key,)).fetchone()
@@ -423,8 +652,32 @@ class StudyIndex:
             digest = content_digest((str(sop), str(sha)) for sop, sha in pairs)
             cur.execute(
                 "UPDATE studies SET state = ?, completed_at = COALESCE(completed_at, ?), content_digest = ?,"
-                " handoff_attempts = 0, next_handoff_at = ?, reason = 'resubmitted' WHERE study_key = ?",
+                " handoff_attempts = 0, next_handoff_at = ?, late_instances = 0, reason = 'resubmitted'"
+                " WHERE study_key = ?",
                 (StudyState.COMPLETE.value, now, digest, now, study_key),
             )
         _LOG.info("study %s requeued for hand-off", study_key)
         return digest
+
+    # ---- audit -----------------------------------------------------------------------------
+
+    def add_audit(self, at: float, event: str, study_key: str = "", detail: dict[str, Any] | None = None) -> None:
+        """Persist an audit event (``detail`` must not hold patient data)."""
+        with self._transaction() as cur:
+            cur.execute(
+                "INSERT INTO audit_events (at, event, study_key, detail) VALUES (?, ?, ?, ?)",
+                (at, event, study_key, json.dumps(detail or {}, sort_keys=True)),
+            )
+
+    def audit_events(self, study_key: str | None = None, limit: int = 100) -> list[AuditEvent]:
+        """The most recent audit events (of one study, if given), oldest first."""
+        if study_key is None:
+            rows = self._query(
+                "SELECT at, event, study_key, detail FROM audit_events ORDER BY id DESC LIMIT ?", (limit,)
+            )
+        else:
+            rows = self._query(
+                "SELECT at, event, study_key, detail FROM audit_events WHERE study_key = ? ORDER BY id DESC LIMIT ?",
+                (study_key, limit),
+            )
+        return [AuditEvent(float(r[0]), str(r[1]), str(r[2]), json.loads(str(r[3]))) for r in reversed(rows)]

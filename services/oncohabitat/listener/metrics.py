@@ -56,3 +56,40 @@ TEMP_FILES_REMOVED = Counter(
     "oncohabitat_listener_orphan_temp_files_removed_total",
     "Partial temporary files removed at start-up (left by a crash during a write).",
 )
+ACTIVE_ASSOCIATIONS = Gauge(
+    "oncohabitat_listener_active_associations",
+    "DICOM associations currently established or being negotiated.",
+)
+ASSOCIATIONS = Counter(
+    "oncohabitat_listener_associations_total",
+    "Association requests by outcome: 'accepted' or the rejection reason.",
+    ["outcome"],
+)
+ABORTS = Counter(
+    "oncohabitat_listener_association_aborts_total",
+    "Associations ended abnormally, by reason (protocol error, timeout, PDU too large, peer abort, closed).",
+    ["reason"],
+)
+STUDY_COMPLETION_SECONDS = Histogram(
+    "oncohabitat_listener_study_completion_seconds",
+    "Time from a study's first instance to its completion (quiet period included), in seconds.",
+    buckets=(1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+)
+STUDIES_REJECTED = Counter(
+    "oncohabitat_listener_studies_rejected_total",
+    "Studies that completed but are not eligible (classification reason code).",
+    ["reason"],
+)
+STUDIES_UPDATED = Counter(
+    "oncohabitat_listener_studies_updated_total",
+    "New instances for studies that had completed, by late policy action ('rerun' or 'hold').",
+    ["action"],
+)
+DISK_FREE_BYTES = Gauge(
+    "oncohabitat_listener_disk_free_bytes",
+    "Free bytes on the store's file system at the last measurement.",
+)
+DISK_LOW = Gauge(
+    "oncohabitat_listener_disk_low",
+    "1 while free space is below the watermark (new associations and C-STOREs refused).",
+)

@@ -12,6 +12,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pydicom.uid import UID
 from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
 from pynetdicom.pdu import A_ASSOCIATE_AC, A_ASSOCIATE_RJ, A_ASSOCIATE_RQ
 from pynetdicom.pdu_primitives import (
@@ -22,7 +23,6 @@ from pynetdicom.pdu_primitives import (
     SCP_SCU_RoleSelectionNegotiation,
 )
 from pynetdicom.presentation import PresentationContext, negotiate_as_acceptor
-from pydicom.uid import UID
 
 from oncohabitat.listener.pdu_io import ASSOCIATE_RQ, HEADER, PduError
 
@@ -53,7 +53,7 @@ class AssociationRequest:
     primitive: A_ASSOCIATE
 
 
-def decode_request(body: bytes) -> AssociationRequest:
+def decode_request(body: bytes | bytearray) -> AssociationRequest:
     """Decode an A-ASSOCIATE-RQ body (without its 6-byte header).
 
     Raises:
@@ -77,10 +77,9 @@ def negotiate_contexts(
 ) -> tuple[list[PresentationContext], list[SCP_SCU_RoleSelectionNegotiation]]:
     """Presentation context results (accepted and rejected, by context ID) and role items to answer."""
     roles = {
-        uid: (item.scu_role, item.scp_role)
+        UID(item.sop_class_uid): (item.scu_role, item.scp_role)
         for item in request.primitive.user_information
-        if isinstance(item, SCP_SCU_RoleSelectionNegotiation)
-        for uid in [item.sop_class_uid]
+        if isinstance(item, SCP_SCU_RoleSelectionNegotiation) and item.sop_class_uid is not None
     }
     results, role_items = negotiate_as_acceptor(
         request.primitive.presentation_context_definition_list, list(supported), roles or None

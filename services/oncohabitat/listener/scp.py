@@ -1,14 +1,38 @@
-"""The listener's DICOM Storage + Verification SCP (pynetdicom), storing through InstanceStore."""
+"""The listener's DICOM Storage + Verification SCP: accept loop, access control and limits.
+
+One acceptor thread accepts TCP connections; each connection is served by an
+:class:`~.association.Association` on its own daemon thread. Before any byte is read, a peer
+whose address is not in the allow-list is dropped (audited). At most ``maximum_associations``
+associations are served at once; the next few requests are answered with a transient
+A-ASSOCIATE-RJ ("local limit exceeded") and any further connection is closed at once, so a flood
+cannot exhaust threads. Below the disk watermark new associations get a transient rejection and
+C-STOREs on open ones 0xA700 (see :mod:`.status`); accepting resumes when space returns.
+"""
 
 from __future__ import annotations
 
 import logging
+import socket
+import ssl
+import threading
 from collections.abc import Sequence
-from typing import Protocol
 
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE, evt
-from pynetdicom.events import Event
+from pydicom.uid import (
+    JPEG2000,
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    RLELossless,
+)
+from pydicom.uid import JPEGLossless as JPEGLosslessP14
+from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     CTImageStorage,
     EnhancedMRImageStorage,
@@ -17,10 +41,10 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     SegmentationStorage,
     Verification,
 )
-from pynetdicom.transport import ThreadedAssociationServer
 
-from oncohabitat.listener import metrics
-from oncohabitat.listener.storage import StoreEvent
+from oncohabitat.listener import audit, metrics
+from oncohabitat.listener.access import AccessPolicy
+from oncohabitat.listener.association import Association, AssociationConfig, InstanceSink
 
 _LOG = logging.getLogger(__name__)
 
@@ -32,37 +56,63 @@ DEFAULT_STORAGE_SOP_CLASSES: tuple[str, ...] = (
     RTStructureSetStorage,
     SegmentationStorage,
 )
-#: Transfer syntaxes accepted by default (uncompressed little endian; deflate not yet).
-DEFAULT_TRANSFER_SYNTAXES: tuple[str, ...] = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+#: Transfer syntaxes accepted by default: uncompressed, deflated (size-checked before inflation)
+#: and the compressed syntaxes scanners use, decoded later through pydicom's pixel handlers.
+DEFAULT_TRANSFER_SYNTAXES: tuple[str, ...] = (
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    JPEGLosslessSV1,
+    JPEGLosslessP14,
+    JPEGBaseline8Bit,
+    JPEG2000Lossless,
+    JPEG2000,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    RLELossless,
+)
+_VERIFICATION_SYNTAXES = (ImplicitVRLittleEndian, ExplicitVRLittleEndian)
+#: Connections over the association limit that still get a polite A-ASSOCIATE-RJ.
+_MAX_REJECTORS = 8
+_ACCEPT_POLL_S = 0.2
 
-#: Status answered when the store handler fails unexpectedly (pynetdicom's own "handler error" code).
-UNEXPECTED_ERROR = 0xC211
 
-
-class StoreHandler(Protocol):
-    """Anything that stores a C-STORE event and returns its DIMSE status (e.g. InstanceStore)."""
-
-    def handle_store(self, event: StoreEvent) -> int: ...  # pragma: no cover
+def supported_contexts(sop_classes: Sequence[str], transfer_syntaxes: Sequence[str]) -> tuple[PresentationContext, ...]:
+    """Presentation contexts for the storage SOP classes plus Verification."""
+    contexts = []
+    for abstract, syntaxes in [*((c, transfer_syntaxes) for c in sop_classes), (Verification, _VERIFICATION_SYNTAXES)]:
+        context = PresentationContext()
+        context.abstract_syntax = UID(abstract)
+        context.transfer_syntax = [UID(ts) for ts in syntaxes]
+        contexts.append(context)
+    return tuple(contexts)
 
 
 class ListenerSCP:
     """Storage SCP (CT, MR, Enhanced MR, RT Structure Set, Segmentation) + Verification SCP.
 
     Args:
-        store: where received instances go (usually an InstanceStore); answers each C-STORE.
+        store: where received instances go (usually an InstanceStore).
         ae_title: this SCP's AE title (1-16 characters).
         host: address to bind, e.g. ``"0.0.0.0"``.
         port: TCP port (0 = any free port; see :attr:`port` after :meth:`start`).
         sop_classes: storage SOP class UIDs to accept.
         transfer_syntaxes: transfer syntax UIDs to accept for them.
         require_called_aet: refuse associations whose Called AE title is not ``ae_title``.
-        maximum_associations: concurrent associations allowed.
-        network_timeout_s: idle network timeout of an association, in s.
+        access: calling-AE and peer-address allow-lists (the called AE check is added from
+            ``require_called_aet``).
+        maximum_associations: concurrent associations served.
+        network_timeout_s: idle time allowed between messages, s.
+        acse_timeout_s: time allowed for TLS handshake and association request, s.
+        dimse_timeout_s: time allowed between fragments of one message, s.
+        max_pdu_bytes: largest P-DATA PDU accepted (announced to peers).
+        tls: server TLS context (DICOM TLS); None = plain TCP.
     """
 
     def __init__(
         self,
-        store: StoreHandler,
+        store: InstanceSink,
         *,
         ae_title: str = "ONCOHABITAT",
         host: str = "0.0.0.0",
@@ -70,38 +120,65 @@ class ListenerSCP:
         sop_classes: Sequence[str] = DEFAULT_STORAGE_SOP_CLASSES,
         transfer_syntaxes: Sequence[str] = DEFAULT_TRANSFER_SYNTAXES,
         require_called_aet: bool = False,
+        access: AccessPolicy | None = None,
         maximum_associations: int = 10,
         network_timeout_s: float = 60.0,
+        acse_timeout_s: float = 30.0,
+        dimse_timeout_s: float = 30.0,
+        max_pdu_bytes: int = 262_144,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        if not 1 <= len(ae_title.strip()) <= 16:
+            raise ValueError("AE title must have 1-16 characters")
+        policy = access or AccessPolicy()
+        if require_called_aet:
+            policy = AccessPolicy(policy.calling_ae_titles, policy.peer_networks, ae_title)
         self._store = store
         self._host = host
         self._requested_port = port
-        self._server: ThreadedAssociationServer | None = None
-        ae = AE(ae_title=ae_title)
-        ae.require_called_aet = require_called_aet
-        ae.maximum_associations = maximum_associations
-        ae.network_timeout = network_timeout_s
-        for sop_class in sop_classes:
-            ae.add_supported_context(sop_class, list(transfer_syntaxes))
-        ae.add_supported_context(Verification, list(DEFAULT_TRANSFER_SYNTAXES))
-        self._ae = ae
+        self._ae_title = ae_title.strip()
+        self.maximum_associations = maximum_associations
+        self._config = AssociationConfig(
+            ae_title=self._ae_title,
+            access=policy,
+            contexts=supported_contexts(sop_classes, transfer_syntaxes),
+            max_pdu_bytes=max_pdu_bytes,
+            acse_timeout_s=acse_timeout_s,
+            dimse_timeout_s=dimse_timeout_s,
+            network_timeout_s=network_timeout_s,
+            tls=tls,
+        )
+        self._listener: socket.socket | None = None
+        self._acceptor: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._active = 0
+        self._rejecting = 0
+        self._connections: set[socket.socket] = set()
+        self._threads: set[threading.Thread] = set()
 
     @property
     def ae_title(self) -> str:
         """This SCP's AE title."""
-        return str(self._ae.ae_title)
+        return self._ae_title
 
     @property
     def port(self) -> int:
         """The bound TCP port (the requested one before :meth:`start`)."""
-        if self._server is None:
+        if self._listener is None:
             return self._requested_port
-        return int(self._server.server_address[1])
+        return int(self._listener.getsockname()[1])
 
     @property
     def running(self) -> bool:
         """True between :meth:`start` and :meth:`stop`."""
-        return self._server is not None
+        return self._listener is not None
+
+    @property
+    def active_associations(self) -> int:
+        """Associations currently being served."""
+        with self._lock:
+            return self._active
 
     def start(self) -> None:
         """Bind and serve in background threads (returns at once).
@@ -109,27 +186,98 @@ class ListenerSCP:
         Raises:
             OSError: the address cannot be bound.
         """
-        if self._server is not None:
+        if self._listener is not None:
             return
-        self._server = self._ae.start_server(
-            (self._host, self._requested_port),
-            block=False,
-            evt_handlers=[(evt.EVT_C_STORE, self._handle_store)],
-        )
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        listener = socket.create_server((self._host, self._requested_port), family=family, backlog=128)
+        listener.settimeout(_ACCEPT_POLL_S)
+        self._listener = listener
+        self._stop.clear()
+        self._acceptor = threading.Thread(target=self._accept_loop, name="dicom-acceptor", daemon=True)
+        self._acceptor.start()
         _LOG.info("DICOM SCP %s listening on %s:%d", self.ae_title, self._host, self.port)
 
-    def stop(self) -> None:
-        """Stop accepting, abort open associations and release the port."""
-        if self._server is None:
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop accepting, close open associations and release the port."""
+        if self._listener is None:
             return
-        self._server.shutdown()
-        self._server = None
+        self._stop.set()
+        if self._acceptor is not None:
+            self._acceptor.join(timeout_s)
+        self._listener.close()
+        self._listener = None
+        with self._lock:
+            connections = list(self._connections)
+            threads = list(self._threads)
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for thread in threads:
+            thread.join(timeout_s)
         _LOG.info("DICOM SCP %s stopped", self.ae_title)
 
-    def _handle_store(self, event: Event) -> int:
+    # ---- accepting -----------------------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        listener = self._listener
+        while not self._stop.is_set():
+            try:
+                conn, address = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                if self._stop.is_set():
+                    return
+                _LOG.error("accept failed: %s", exc.strerror or type(exc).__name__)
+                continue
+            self._admit(conn, (str(address[0]), int(address[1])))
+
+    def _admit(self, conn: socket.socket, peer: tuple[str, int]) -> None:
+        if not self._config.access.peer_allowed(peer[0]):
+            metrics.ASSOCIATIONS.labels(outcome="peer_not_allowed").inc()
+            audit.emit("association_rejected", peer_ip=peer[0], reason="peer_not_allowed")
+            conn.close()
+            return
+        with self._lock:
+            if self._active < self.maximum_associations:
+                self._active += 1
+                serving = True
+            elif self._rejecting < _MAX_REJECTORS:
+                self._rejecting += 1
+                serving = False
+            else:
+                metrics.ASSOCIATIONS.labels(outcome="busy_dropped").inc()
+                conn.close()
+                return
+            self._connections.add(conn)
+        if serving:
+            metrics.ACTIVE_ASSOCIATIONS.inc()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        thread = threading.Thread(target=self._serve, args=(conn, peer, serving), name="dicom-association", daemon=True)
+        with self._lock:
+            self._threads.add(thread)
+        thread.start()
+
+    def _busy_reason(self, serving: bool) -> str:
+        if not serving:
+            return "busy"
+        if not self._store.accepting():
+            return "disk_low"
+        return ""
+
+    def _serve(self, conn: socket.socket, peer: tuple[str, int], serving: bool) -> None:
         try:
-            return self._store.handle_store(event)
-        except Exception as exc:  # noqa: BLE001 - handler boundary: answer a failure, never crash
-            metrics.INSTANCES_REJECTED.labels(reason="internal_error").inc()
-            _LOG.error("C-STORE handler failed unexpectedly: %s", type(exc).__name__)
-            return UNEXPECTED_ERROR
+            Association(conn, peer, self._config, self._store, lambda: self._busy_reason(serving)).run()
+        finally:
+            with self._lock:
+                if serving:
+                    self._active -= 1
+                else:
+                    self._rejecting -= 1
+                self._connections.discard(conn)
+                self._threads.discard(threading.current_thread())
+            if serving:
+                metrics.ACTIVE_ASSOCIATIONS.dec()

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections import defaultdict
 from datetime import UTC, datetime
+from typing import Any
 
 import grpc
 
 from oncohabitat.common.errors import InvalidInputError, NotFoundError, PreconditionError
 from oncohabitat.listener.index import InstanceRecord, StudyIndex, StudyRecord, StudyState
 from oncohabitat.listener.outbox import Outbox
-from oncohabitat.v1 import listener_pb2, listener_pb2_grpc
+from oncohabitat.v1 import common_pb2, listener_pb2, listener_pb2_grpc
 
 _STUDY_KEY = re.compile(r"^[0-9a-f]{32}$")
 MAX_PAGE = 1000
@@ -27,7 +29,13 @@ def _rfc3339(epoch_s: float | None) -> str:
     return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _series(instances: list[InstanceRecord]) -> list[listener_pb2.SeriesSummary]:
+_PHASE_ROLES = {
+    "pre-contrast": common_pb2.PHASE_ROLE_PRE_CONTRAST,
+    "post-contrast": common_pb2.PHASE_ROLE_POST_CONTRAST,
+}
+
+
+def _series_by_sop_class(instances: list[InstanceRecord]) -> list[listener_pb2.SeriesSummary]:
     grouped: dict[str, list[InstanceRecord]] = defaultdict(list)
     for record in instances:
         grouped[record.series_key].append(record)
@@ -42,14 +50,68 @@ def _series(instances: list[InstanceRecord]) -> list[listener_pb2.SeriesSummary]
                 sop_class=first.sop_class_uid,
                 instance_count=len(records),
                 classification=kind,
-                reason="by SOP class",
+                reason="by SOP class (not classified yet)",
             )
         )
     return summaries
 
 
+def _phase(payload: dict[str, Any]) -> common_pb2.Phase:
+    return common_pb2.Phase(
+        role=_PHASE_ROLES.get(str(payload.get("role")), common_pb2.PHASE_ROLE_UNSPECIFIED),
+        index=int(payload.get("index", 0)),
+        time_offset_s=float(payload.get("time_from_pre_s", 0.0)),
+        series_key=str(payload.get("series_key", "")),
+    )
+
+
+def _series_from_classification(classification: dict[str, Any]) -> list[listener_pb2.SeriesSummary]:
+    phases = {int(p["index"]): p for p in classification.get("phases", [])}
+    summaries = []
+    for item in classification.get("series", []):
+        indices = [int(i) for i in item.get("phase_indices", [])]
+        summaries.append(
+            listener_pb2.SeriesSummary(
+                series_key=str(item.get("series_key", "")),
+                modality=str(item.get("modality", "")),
+                sop_class=str(item.get("sop_class_uid", "")),
+                instance_count=int(item.get("instance_count", 0)),
+                classification=str(item.get("role", "")),
+                reason=str(item.get("reason", "")),
+                phases=[_phase(phases[i]) for i in indices if i in phases],
+            )
+        )
+    return sorted(summaries, key=lambda s: s.series_key)
+
+
+def _classification(record: StudyRecord) -> dict[str, Any] | None:
+    if not record.classification:
+        return None
+    try:
+        payload = json.loads(record.classification)
+    except ValueError:
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
 def study_summary(record: StudyRecord, instances: list[InstanceRecord] | None = None) -> listener_pb2.StudySummary:
-    """Index row (+ instances) -> StudySummary. Never carries UIDs or patient data."""
+    """Index row (+ instances) -> StudySummary. Never carries UIDs or patient data.
+
+    With instances, the series are those of the study's classification (roles, reasons and
+    geometry-free phases) once it completed, else grouped by SOP class. ``reason`` is the state
+    reason, or the classification's ``CODE: reason`` when there is none.
+    """
+    classification = _classification(record)
+    series: list[listener_pb2.SeriesSummary] = []
+    if instances is not None:
+        series = (
+            _series_from_classification(classification)
+            if classification and classification.get("series")
+            else _series_by_sop_class(instances)
+        )
+    reason = record.reason
+    if not reason and classification:
+        reason = f"{classification.get('reason_code', '')}: {classification.get('reason', '')}"
     return listener_pb2.StudySummary(
         study_key=record.study_key,
         state=f"STUDY_STATE_{record.state.value}",
@@ -57,8 +119,8 @@ def study_summary(record: StudyRecord, instances: list[InstanceRecord] | None = 
         bytes_stored=record.bytes_stored,
         first_received_at=_rfc3339(record.first_received_at),
         last_received_at=_rfc3339(record.last_received_at),
-        reason=record.reason,
-        series=_series(instances or []),
+        reason=reason,
+        series=series,
         job_id=record.job_id or "",
     )
 

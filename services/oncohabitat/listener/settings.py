@@ -1,18 +1,28 @@
-"""Deployment settings of the listener service (environment prefix ``ONCOHABITAT_LISTENER_``)."""
+"""Deployment settings of the listener service (environment prefix ``ONCOHABITAT_LISTENER_``).
+
+Lists are comma-separated (``ALLOWED_CALLING_AE_TITLES=PACS1,PACS2``; ``ALLOWED_PEERS=10.0.0.0/8,::1``);
+expected-series rules are ``pattern[:min_instances]`` separated by ``;``. Sizes are MiB, times s.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from oncohabitat.common.settings import ServiceSettings
 from oncohabitat.common.topology import DEFAULT_DICOM_PORT
+from oncohabitat.listener.completion import HandoffPolicy
+from oncohabitat.listener.index import LatePolicy
+from oncohabitat.listener.storage import DuplicatePolicy
+
+MIB = 1024 * 1024
 
 
 class ListenerSettings(ServiceSettings):
-    """Settings of the listener service: DICOM endpoint, completion, hand-off to the orchestrator."""
+    """Settings of the listener service: DICOM endpoint, security, limits, completion, hand-off."""
 
     model_config = SettingsConfigDict(env_prefix="ONCOHABITAT_LISTENER_", extra="ignore", frozen=True)
 
@@ -22,9 +32,33 @@ class ListenerSettings(ServiceSettings):
     dicom_port: int = Field(DEFAULT_DICOM_PORT, ge=0, le=65535, description="DICOM (C-STORE/C-ECHO) port.")
     ae_title: str = Field("ONCOHABITAT", min_length=1, max_length=16, description="Our DICOM AE title.")
     require_called_ae_title: bool = Field(False, description="Reject associations addressed to another AE title.")
+    allowed_calling_ae_titles: str = Field("", description="Comma-separated calling AE allow-list; empty = any.")
+    allowed_peers: str = Field("", description="Comma-separated peer IP addresses/networks; empty = any.")
+    tls_cert_file: Path | None = Field(None, description="PEM server certificate: enables DICOM TLS.")
+    tls_key_file: Path | None = Field(None, description="PEM private key of the server certificate.")
+    tls_ca_file: Path | None = Field(None, description="PEM CA bundle verifying client certificates.")
+    tls_require_client_cert: bool = Field(False, description="Refuse TLS peers without a valid client certificate.")
     max_associations: int = Field(10, ge=1, description="Concurrent DICOM associations.")
-    network_timeout_s: float = Field(60.0, gt=0, description="DICOM network/DIMSE timeout, s.")
+    acse_timeout_s: float = Field(30.0, gt=0, description="TLS handshake + association request timeout, s.")
+    dimse_timeout_s: float = Field(30.0, gt=0, description="Longest gap between fragments of one message, s.")
+    network_timeout_s: float = Field(60.0, gt=0, description="Longest idle time between messages, s.")
+    max_pdu_bytes: int = Field(262_144, ge=4096, le=16 * MIB, description="Largest P-DATA PDU accepted, bytes.")
+    max_dataset_mb: int = Field(1024, ge=1, description="Largest data set accepted over the wire, MiB.")
+    max_pixel_mb: int = Field(512, ge=1, description="Largest declared pixel data (rows x cols x frames x bits), MiB.")
+    max_inflated_mb: int = Field(256, ge=1, description="Largest inflated size of a deflated data set, MiB.")
+    memory_spool_mb: int = Field(8, ge=1, description="Data sets above this size are spooled to disk, MiB.")
+    min_free_disk_mb: int = Field(1024, ge=0, description="Free-space watermark of the store (0 = off), MiB.")
+    fsync: bool = Field(True, description="fsync every instance file before acknowledging (power-loss safe).")
+    index_synchronous: Literal["FULL", "NORMAL"] = Field(
+        "NORMAL", description="SQLite synchronous mode of the index; NORMAL relies on start-up reconciliation."
+    )
+    duplicate_policy: DuplicatePolicy = Field(DuplicatePolicy.KEEP_FIRST, description="Re-sent UID, new bytes.")
+    late_policy: LatePolicy = Field(LatePolicy.RERUN, description="New instance after completion: rerun | hold.")
     quiet_period_s: float = Field(10.0, gt=0, description="A study is complete this many s after its last instance.")
+    expected_series: str = Field("", description="Expected-series rules 'pattern[:min];...' for early completion.")
+    settle_period_s: float = Field(2.0, ge=0, description="Quiet time once the expected series are present, s.")
+    dce_rules_file: Path | None = Field(None, description="JSON file overriding the DCE classification rules.")
+    handoff_policy: HandoffPolicy = Field(HandoffPolicy.ALL, description="Hand off all studies or eligible ones.")
     store_dir: Path | None = Field(None, description="DICOM store root (shared volume); default <data_dir>/dicom.")
     orchestrator_address: str = Field("127.0.0.1:50050", description="Orchestrator HOST:PORT for hand-offs.")
     handoff_timeout_s: float = Field(30.0, gt=0, description="Deadline of one hand-off call, s.")

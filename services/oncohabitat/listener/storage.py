@@ -3,20 +3,30 @@
 Layout under ``root``::
 
     root/.lock                                   exclusive flock: one process per root
-    root/index.sqlite3                           StudyIndex (WAL, synchronous=FULL)
+    root/index.sqlite3                           StudyIndex (WAL; see index.py for synchronous)
+    root/incoming/<random>.tmp                   large data sets while they arrive (spool.py)
     root/instances/<study_key>/<series_key>/<sop_key>.dcm
 
 Keys are truncated SHA-256 digests of the validated UIDs (:func:`identifiers.uid_key`): raw
-UIDs never name files. Storing one instance: write the Part-10 bytes to a temporary file in
-the destination directory, ``fsync`` it, ``os.replace`` it into place, ``fsync`` the directory,
-then commit the index row; only then is success (0x0000) answered. A crash at any point leaves
-either nothing acknowledged or a complete file with its row; partial temporary files are
-removed at start-up. A complete file without a row (crash between rename and commit) was
-never acknowledged; the sender's retry overwrites it.
+UIDs never name files. Storing one instance: write the Part-10 bytes to a temporary file in the
+destination directory (or finish the spool file), ``os.replace`` it into place, ``fsync`` the file
+and the directory, then commit the index row; only then is success (0x0000) answered. A crash at
+any point leaves either nothing acknowledged or a complete, fsynced file with its row; temporary
+files are removed at start-up; a write error removes the partial file at once. A file without a
+row (crash before the commit) was never acknowledged: the sender's retry overwrites it, and after
+an unclean stop :meth:`InstanceStore.reconcile` indexes it if it is complete or deletes it if it
+is not (with the index at ``synchronous=NORMAL`` this also restores rows a power loss dropped).
+With ``StorePolicy.fsync=False`` the ``fsync`` calls are skipped: acknowledged instances then
+survive a crash of the process (they are in the OS page cache) but not of the OS.
 
-Duplicates: the same SOP Instance UID with the same bytes answers success and changes nothing;
-with different bytes the first version is kept, success is answered and the conflict counted
-(metric and ``studies.conflicts``).
+Before anything is written, :mod:`.checks` validates the identity UIDs, the deflate budget and
+the declared pixel budget, and the :class:`DiskGuard` the free-space watermark.
+
+Duplicates (same SOP Instance UID): the same bytes answer success and change nothing. Different
+bytes answer success, are counted (``studies.conflicts``, metric) and audited; the
+:class:`DuplicatePolicy` keeps the first version (default) or replaces it (the new file gets its
+own name ``<sop_key>-<sha16>.dcm``, the row is switched, then the old file is deleted; a completed
+study is then treated like a late arrival).
 """
 
 from __future__ import annotations
@@ -32,42 +42,68 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
 from io import BytesIO
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO
 
-from pydicom import dcmread
-from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_dataset
 
-from oncohabitat.listener import metrics, status
+from oncohabitat.listener import audit, metrics, status
+from oncohabitat.listener.checks import Budgets, InstanceHeader, inspect_body
+from oncohabitat.listener.dimse import raw_text
+from oncohabitat.listener.diskguard import DiskGuard
 from oncohabitat.listener.errors import InvalidInstanceError, StorageWriteError
 from oncohabitat.listener.identifiers import is_valid_uid, uid_key
-from oncohabitat.listener.index import AddOutcome, InstanceRecord, StudyIndex
+from oncohabitat.listener.index import AddOutcome, AddResult, InstanceRecord, StudyIndex
+from oncohabitat.listener.part10 import file_meta_prefix
+from oncohabitat.listener.spool import TEMP_SUFFIX, DatasetSpool
 
 _LOG = logging.getLogger(__name__)
 
-TEMP_SUFFIX = ".tmp"
 INSTANCES_DIR = "instances"
+INCOMING_DIR = "incoming"
 INDEX_FILE = "index.sqlite3"
 LOCK_FILE = ".lock"
 _LOCK_STRIPES = 64
-_MAX_MODALITY_LENGTH = 16
+_META_GROUP = struct.Struct("<HH2sHL")
 
-_IDENTITY_TAGS = ["SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "Modality"]
-_REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+__all__ = [
+    "INDEX_FILE",
+    "INSTANCES_DIR",
+    "TEMP_SUFFIX",
+    "DuplicatePolicy",
+    "InstanceStore",
+    "StorePolicy",
+    "StoreResult",
+]
+
+
+class DuplicatePolicy(StrEnum):
+    """What a re-sent SOP Instance UID with different bytes does (see module doc)."""
+
+    KEEP_FIRST = "keep_first"
+    REPLACE = "replace"
 
 
 @dataclass(frozen=True)
-class InstanceIdentity:
-    """The validated UIDs (and modality) that place an instance in the store."""
+class StorePolicy:
+    """How instances are stored.
 
-    sop_class_uid: str
-    sop_uid: str
-    study_uid: str
-    series_uid: str
-    modality: str
+    Attributes:
+        fsync: fsync file and directory before acknowledging (survives OS crash / power loss).
+        duplicates: policy for a re-sent instance with different bytes.
+        budgets: deflate and pixel budgets (bytes).
+        memory_limit_bytes: data sets up to this size are received in memory, larger ones spooled to disk.
+        max_dataset_bytes: largest data set accepted over the wire (bytes; larger ones are refused).
+    """
+
+    fsync: bool = True
+    duplicates: DuplicatePolicy = DuplicatePolicy.KEEP_FIRST
+    budgets: Budgets = field(default_factory=Budgets)
+    memory_limit_bytes: int = 8 * 1024 * 1024
+    max_dataset_bytes: int = 1024 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -75,69 +111,13 @@ class StoreResult:
     """Outcome of storing one instance.
 
     ``status`` is the DIMSE status to answer (see :mod:`status`); ``outcome`` is None when the
-    instance was rejected, ``reason`` then holds the stable rejection code.
+    instance was refused, ``reason`` then holds the stable rejection code.
     """
 
     status: int
     outcome: AddOutcome | None = None
     study_key: str | None = None
     reason: str = ""
-
-
-class StoreEvent(Protocol):
-    """The part of ``pynetdicom.events.Event`` that :meth:`InstanceStore.handle_store` uses.
-
-    ``request`` is the C-STORE primitive (``AffectedSOPClassUID``, ``AffectedSOPInstanceUID``).
-    """
-
-    request: Any
-
-    def encoded_dataset(self, include_meta: bool = True) -> bytes: ...  # pragma: no cover
-
-
-def _raw_text(ds: Dataset, keyword: str) -> str | None:
-    """An element's text without pydicom's value conversion/validation (which logs bad values).
-
-    Trailing NUL/space padding is removed; bytes that are not ASCII become U+FFFD (invalid UID).
-    """
-    element = ds.get_item(keyword)
-    if element is None:
-        return None
-    value = element.value
-    if isinstance(value, bytes):
-        value = value.decode("ascii", errors="replace")
-    if not isinstance(value, str):
-        return ""  # multi-valued or otherwise not a single text value
-    return value.rstrip("\x00 ")
-
-
-def read_identity(part10: bytes) -> InstanceIdentity:
-    """Parse and validate the identifying UIDs of a Part-10 byte string.
-
-    Raises:
-        InvalidInstanceError: unreadable data set (``unreadable``, 0xC001), a required UID
-            missing (``missing_uid``, 0xC002) or non-conformant (``invalid_uid``, 0xC003).
-    """
-    try:
-        ds = dcmread(BytesIO(part10), stop_before_pixels=True, specific_tags=list(_IDENTITY_TAGS))
-        values = {name: _raw_text(ds, name) for name in _IDENTITY_TAGS}
-    except (InvalidDicomError, ValueError, TypeError, KeyError, EOFError, OSError, struct.error) as exc:
-        raise InvalidInstanceError("unreadable", status.CANNOT_PARSE, "data set could not be parsed") from exc
-    for name in _REQUIRED_UIDS:
-        value = values[name]
-        if not value:
-            raise InvalidInstanceError("missing_uid", status.MISSING_UID, f"{name} is missing")
-        if not is_valid_uid(value):
-            raise InvalidInstanceError(
-                "invalid_uid", status.INVALID_UID, f"{name} is not a conformant UID (digits and dots, <= 64)"
-            )
-    return InstanceIdentity(
-        sop_class_uid=str(values["SOPClassUID"]),
-        sop_uid=str(values["SOPInstanceUID"]),
-        study_uid=str(values["StudyInstanceUID"]),
-        series_uid=str(values["SeriesInstanceUID"]),
-        modality=(values["Modality"] or "").strip()[:_MAX_MODALITY_LENGTH],
-    )
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -155,28 +135,64 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+def split_part10(data: bytes) -> tuple[str, int]:
+    """Transfer syntax and data set offset of a Part-10 byte string.
+
+    Raises:
+        InvalidInstanceError: ``unreadable`` when there is no valid preamble and file meta group.
+    """
+    unreadable = InvalidInstanceError("unreadable", status.CANNOT_PARSE, "not a Part-10 file")
+    if len(data) < 144 or data[128:132] != b"DICM":
+        raise unreadable
+    group, element, vr, length, group_length = _META_GROUP.unpack_from(data, 132)
+    if (group, element, vr, length) != (2, 0, b"UL", 4) or 144 + group_length > len(data):
+        raise unreadable
+    try:
+        meta = read_dataset(BytesIO(data[144 : 144 + group_length]), False, True)
+        syntax = raw_text(meta, "TransferSyntaxUID")
+    except (ValueError, TypeError, KeyError, EOFError, struct.error) as exc:
+        raise unreadable from exc
+    if not syntax or not is_valid_uid(syntax):
+        raise unreadable
+    return syntax, 144 + group_length
+
+
 class InstanceStore:
     """Durable Part-10 file store plus :class:`StudyIndex` rows, safe for concurrent associations.
 
     Args:
         root: store root directory (created if missing); one process may use it at a time.
         index: the study index (usually ``StudyIndex(root / INDEX_FILE)``).
+        policy: durability, duplicates and budgets.
+        disk: free-space watermark; None = never refuse for disk space.
         clock: wall clock in epoch seconds (tests may inject one).
 
     Raises:
         StorageWriteError: the root cannot be created or another process holds its lock.
     """
 
-    def __init__(self, root: Path, index: StudyIndex, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        root: Path,
+        index: StudyIndex,
+        *,
+        policy: StorePolicy | None = None,
+        disk: DiskGuard | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.root = root
         self.index = index
+        self.policy = policy or StorePolicy()
+        self.disk = disk
         self._clock = clock
         self._instances_dir = root / INSTANCES_DIR
+        self._incoming_dir = root / INCOMING_DIR
         self._stripes = [threading.Lock() for _ in range(_LOCK_STRIPES)]
         self._known_dirs: set[Path] = set()
         self._dirs_lock = threading.Lock()
         try:
             self._instances_dir.mkdir(parents=True, exist_ok=True)
+            self._incoming_dir.mkdir(parents=True, exist_ok=True)
             self._lock_handle: IO[bytes] | None = (root / LOCK_FILE).open("ab")
         except OSError as exc:
             raise StorageWriteError(f"store root cannot be prepared: {exc.strerror}") from exc
@@ -186,6 +202,10 @@ class InstanceStore:
             self._lock_handle.close()
             raise StorageWriteError("store root is in use by another process") from exc
         self.orphans_removed = self._remove_orphan_temp_files()
+        self.reindexed = 0
+        if index.unclean_start:
+            self.reindexed = self.reconcile()
+            index.mark_reconciled()
 
     def close(self) -> None:
         """Release the root's lock (the index is closed by its owner)."""
@@ -197,27 +217,59 @@ class InstanceStore:
         """Absolute path of an indexed instance's file."""
         return self.root / record.path
 
+    def accepting(self) -> bool:
+        """False while free disk space is below the watermark."""
+        return self.disk is None or self.disk.accepting()
+
     # ---- receiving -------------------------------------------------------------------------
 
-    def handle_store(self, event: StoreEvent) -> int:
-        """pynetdicom ``EVT_C_STORE`` handler: store durably, return the DIMSE status.
+    def open_spool(self, sop_class_uid: str, sop_uid: str, transfer_syntax: str) -> DatasetSpool:
+        """A spool for the data set of a C-STORE whose command UIDs were validated."""
+        return DatasetSpool(
+            file_meta_prefix(sop_class_uid, sop_uid, transfer_syntax),
+            self._incoming_dir,
+            memory_limit=self.policy.memory_limit_bytes,
+            max_bytes=self.policy.max_dataset_bytes,
+        )
 
-        Never raises for bad input or write errors; they map to failure statuses.
+    def store_spool(
+        self, spool: DatasetSpool, *, sop_class_uid: str, sop_uid: str, transfer_syntax: str
+    ) -> StoreResult:
+        """Check and store a completely received data set (never raises for bad input or I/O).
+
+        ``sop_class_uid``/``sop_uid`` are the C-STORE request's Affected SOP Class/Instance UIDs.
         """
-        sop_class_uid = getattr(event.request, "AffectedSOPClassUID", None)
-        sop_uid = getattr(event.request, "AffectedSOPInstanceUID", None)
-        if not (is_valid_uid(sop_class_uid) and is_valid_uid(sop_uid)):
-            return self._reject("invalid_uid", status.INVALID_UID).status
+        started = time.perf_counter()
+        if spool.overflowed:
+            return self.refuse("dataset_too_large", status.PIXEL_BUDGET_EXCEEDED)
+        if not self.accepting():
+            spool.discard()
+            return self.refuse("disk_low", status.OUT_OF_RESOURCES)
         try:
-            data = event.encoded_dataset(include_meta=True)
-        except (AttributeError, ValueError, TypeError) as exc:
-            _LOG.warning("C-STORE data set could not be encoded as a Part-10 file: %s", type(exc).__name__)
-            return self._reject("unreadable", status.CANNOT_PARSE).status
-        return self.store_part10(
-            data,
-            expected_sop_class_uid=str(sop_class_uid),
-            expected_sop_uid=str(sop_uid),
-        ).status
+            with spool.open_body() as stream:
+                header = inspect_body(stream, transfer_syntax, self.policy.budgets)
+        except InvalidInstanceError as exc:
+            spool.discard()
+            return self.refuse(exc.reason, exc.status)
+        except OSError as exc:
+            spool.discard()
+            _LOG.error("spooled data set cannot be read back: %s", exc.strerror)
+            return self.refuse("write_error", status.OUT_OF_RESOURCES)
+        if header.sop_class_uid != sop_class_uid or header.sop_uid != sop_uid:
+            spool.discard()
+            return self.refuse("sop_mismatch", status.DATASET_MISMATCH)
+
+        def place(final: Path) -> None:
+            if spool.in_memory:
+                self._write_durably(final, spool.getvalue())
+            else:
+                self._move_durably(spool, final)
+
+        result = self._commit(header, transfer_syntax, spool.sha256(), spool.size, place)
+        spool.discard()
+        if result.outcome is not None:
+            metrics.STORE_SECONDS.observe(time.perf_counter() - started)
+        return result
 
     def store_part10(
         self,
@@ -226,83 +278,131 @@ class InstanceStore:
         expected_sop_class_uid: str | None = None,
         expected_sop_uid: str | None = None,
     ) -> StoreResult:
-        """Store one Part-10 byte string durably and index it (see module doc).
+        """Check and store one Part-10 byte string as it is (never raises for bad input or I/O).
 
-        ``expected_*`` are the C-STORE request's Affected SOP Class/Instance UIDs; a data set
-        disagreeing with them is refused with 0xA900. Never raises for bad input or I/O errors.
+        ``expected_*`` are a C-STORE request's Affected SOP Class/Instance UIDs; a data set
+        disagreeing with them is refused with 0xA900.
         """
-        started = time.perf_counter()
+        if not self.accepting():
+            return self.refuse("disk_low", status.OUT_OF_RESOURCES)
         try:
-            identity = read_identity(data)
+            transfer_syntax, offset = split_part10(data)
+            header = inspect_body(BytesIO(data[offset:]), transfer_syntax, self.policy.budgets)
         except InvalidInstanceError as exc:
-            return self._reject(exc.reason, exc.status)
-        if (expected_sop_class_uid is not None and identity.sop_class_uid != expected_sop_class_uid) or (
-            expected_sop_uid is not None and identity.sop_uid != expected_sop_uid
+            return self.refuse(exc.reason, exc.status)
+        if (expected_sop_class_uid is not None and header.sop_class_uid != expected_sop_class_uid) or (
+            expected_sop_uid is not None and header.sop_uid != expected_sop_uid
         ):
-            return self._reject("sop_mismatch", status.DATASET_MISMATCH)
-
-        study_key = uid_key(identity.study_uid)
-        series_key = uid_key(identity.series_uid)
-        sop_key = uid_key(identity.sop_uid)
+            return self.refuse("sop_mismatch", status.DATASET_MISMATCH)
         sha = hashlib.sha256(data).hexdigest()
-        relative = f"{INSTANCES_DIR}/{study_key}/{series_key}/{sop_key}.dcm"
-        with self._stripes[int(sop_key[:8], 16) % _LOCK_STRIPES]:
-            try:
-                existing = self.index.get_instance(identity.sop_uid)
-                if existing is not None and existing.sha256 != sha:
-                    self.index.record_conflict(existing.study_key)
-            except sqlite3.Error as exc:
-                _LOG.error("instance %s of study %s not indexed: %s", sop_key, study_key, type(exc).__name__)
-                return self._reject("index_error", status.OUT_OF_RESOURCES)
-            if existing is not None:
-                return self._duplicate(existing.sha256 == sha, existing.study_key, sop_key)
-            try:
-                self._write_durably(self.root / relative, data)
-            except OSError as exc:
-                _LOG.error("instance %s of study %s not written: %s", sop_key, study_key, exc.strerror)
-                return self._reject("write_error", status.OUT_OF_RESOURCES)
-            record = InstanceRecord(
-                sop_uid=identity.sop_uid,
-                study_key=study_key,
-                series_key=series_key,
-                series_uid=identity.series_uid,
-                sop_class_uid=identity.sop_class_uid,
-                modality=identity.modality,
-                path=relative,
-                sha256=sha,
-                size=len(data),
-                received_at=self._clock(),
-            )
-            try:
-                result = self.index.add_instance(record, identity.study_uid)
-            except sqlite3.Error as exc:
-                _LOG.error("instance %s of study %s not indexed: %s", sop_key, study_key, type(exc).__name__)
-                return self._reject("index_error", status.OUT_OF_RESOURCES)
-        if result.outcome is not AddOutcome.STORED:
-            return self._duplicate(result.outcome is AddOutcome.IDENTICAL, study_key, sop_key)
-        if result.reopened_from is not None:
-            metrics.STUDIES_REOPENED.inc()
-            _LOG.info("study %s reopened (was %s)", study_key, result.reopened_from.value)
-        metrics.INSTANCES_STORED.inc()
-        metrics.BYTES_STORED.inc(len(data))
-        metrics.STORE_SECONDS.observe(time.perf_counter() - started)
-        _LOG.debug("stored instance %s of study %s (%d bytes)", sop_key, study_key, len(data))
-        return StoreResult(status.SUCCESS, AddOutcome.STORED, study_key)
+        return self._commit(header, transfer_syntax, sha, len(data), lambda final: self._write_durably(final, data))
 
-    # ---- helpers ---------------------------------------------------------------------------
-
-    def _reject(self, reason: str, dimse_status: int) -> StoreResult:
+    def refuse(self, reason: str, dimse_status: int) -> StoreResult:
+        """Count and log a refused instance; the result to answer."""
         metrics.INSTANCES_REJECTED.labels(reason=reason).inc()
         _LOG.warning("C-STORE refused: %s (status 0x%04X)", reason, dimse_status)
         return StoreResult(dimse_status, None, None, reason)
 
-    def _duplicate(self, identical: bool, study_key: str, sop_key: str) -> StoreResult:
-        if identical:
-            metrics.DUPLICATES.labels(kind="identical").inc()
-            return StoreResult(status.SUCCESS, AddOutcome.IDENTICAL, study_key)
+    # ---- committing ------------------------------------------------------------------------
+
+    def _commit(
+        self, header: InstanceHeader, transfer_syntax: str, sha: str, size: int, place: Callable[[Path], None]
+    ) -> StoreResult:
+        study_key = uid_key(header.study_uid)
+        series_key = uid_key(header.series_uid)
+        sop_key = uid_key(header.sop_uid)
+        relative = f"{INSTANCES_DIR}/{study_key}/{series_key}/{sop_key}.dcm"
+        with self._stripes[int(sop_key[:8], 16) % _LOCK_STRIPES]:
+            try:
+                existing = self.index.get_instance(header.sop_uid)
+            except sqlite3.Error as exc:
+                _LOG.error("instance %s of study %s not indexed: %s", sop_key, study_key, type(exc).__name__)
+                return self.refuse("index_error", status.OUT_OF_RESOURCES)
+            if existing is not None:
+                if existing.sha256 == sha:
+                    return self._identical(existing.study_key)
+                if self.policy.duplicates is DuplicatePolicy.KEEP_FIRST:
+                    return self._conflict(existing.study_key, sop_key)
+                relative = f"{INSTANCES_DIR}/{study_key}/{series_key}/{sop_key}-{sha[:16]}.dcm"
+            final = self.root / relative
+            try:
+                place(final)
+            except OSError as exc:
+                _LOG.error("instance %s of study %s not written: %s", sop_key, study_key, exc.strerror)
+                return self.refuse("write_error", status.OUT_OF_RESOURCES)
+            record = InstanceRecord(
+                sop_uid=header.sop_uid,
+                study_key=study_key,
+                series_key=series_key,
+                series_uid=header.series_uid,
+                sop_class_uid=header.sop_class_uid,
+                modality=header.modality,
+                path=relative,
+                sha256=sha,
+                size=size,
+                received_at=self._clock(),
+                series_number=header.series_number,
+                series_description=header.series_description,
+                transfer_syntax=transfer_syntax,
+            )
+            try:
+                if existing is None:
+                    result = self.index.add_instance(record, header.study_uid)
+                else:
+                    result = self.index.replace_instance(record)
+            except sqlite3.Error as exc:
+                with contextlib.suppress(FileNotFoundError):
+                    final.unlink()
+                _LOG.error("instance %s of study %s not indexed: %s", sop_key, study_key, type(exc).__name__)
+                return self.refuse("index_error", status.OUT_OF_RESOURCES)
+            if result.outcome is AddOutcome.REPLACED and existing is not None:
+                self._replaced(existing, record)
+        if result.outcome is AddOutcome.IDENTICAL:
+            return self._identical(study_key)
+        if result.outcome is AddOutcome.CONFLICT:
+            return self._conflict(study_key, sop_key)
+        self._late(study_key, result)
+        metrics.INSTANCES_STORED.inc()
+        metrics.BYTES_STORED.inc(size)
+        return StoreResult(status.SUCCESS, result.outcome, study_key)
+
+    def _identical(self, study_key: str) -> StoreResult:
+        metrics.DUPLICATES.labels(kind="identical").inc()
+        return StoreResult(status.SUCCESS, AddOutcome.IDENTICAL, study_key)
+
+    def _conflict(self, study_key: str, sop_key: str) -> StoreResult:
         metrics.DUPLICATES.labels(kind="conflict").inc()
-        _LOG.warning("instance %s of study %s re-sent with different bytes: first kept", sop_key, study_key)
+        if self.policy.duplicates is DuplicatePolicy.KEEP_FIRST:
+            self.index.record_conflict(study_key)
+        detail = {"instance_key": sop_key, "policy": self.policy.duplicates.value}
+        self._audit("instance_conflict", study_key, detail)
         return StoreResult(status.SUCCESS, AddOutcome.CONFLICT, study_key)
+
+    def _replaced(self, old: InstanceRecord, new: InstanceRecord) -> None:
+        metrics.DUPLICATES.labels(kind="replaced").inc()
+        if old.path != new.path:
+            with contextlib.suppress(FileNotFoundError):
+                (self.root / old.path).unlink()
+        self._audit("instance_replaced", new.study_key, {"instance_key": uid_key(new.sop_uid)})
+
+    def _late(self, study_key: str, result: AddResult) -> None:
+        previous = result.reopened_from or result.held_in
+        if previous is None:
+            return
+        action = "rerun" if result.reopened_from is not None else "hold"
+        metrics.STUDIES_UPDATED.labels(action=action).inc()
+        if result.reopened_from is not None:
+            metrics.STUDIES_REOPENED.inc()
+        self._audit("study_updated", study_key, {"previous_state": previous.value, "action": action})
+
+    def _audit(self, event: str, study_key: str, detail: dict[str, str]) -> None:
+        audit.emit(event, study_key=study_key, **detail)
+        try:
+            self.index.add_audit(self._clock(), event, study_key, detail)
+        except sqlite3.Error as exc:
+            _LOG.error("audit event %s not persisted: %s", event, type(exc).__name__)
+
+    # ---- files -----------------------------------------------------------------------------
 
     def _ensure_directory(self, directory: Path) -> None:
         """Create ``directory`` (and parents) and fsync each parent whose entries changed."""
@@ -316,41 +416,113 @@ class InstanceStore:
                 current = current.parent
             for path in reversed(missing):
                 path.mkdir(exist_ok=True)
-                _fsync_directory(path.parent)
+                if self.policy.fsync:
+                    _fsync_directory(path.parent)
             self._known_dirs.add(directory)
 
     def _write_durably(self, final: Path, data: bytes) -> None:
-        """Temp file in the same directory, fsync, atomic rename, fsync the directory.
+        """Temp file in the same directory, atomic rename, fsync the file, fsync the directory.
+
+        The rename comes before the file's fsync so that one journal commit carries both (on
+        ext4 the directory fsync then finds nothing left to commit). Until the index row is
+        committed the file is not acknowledged, whatever state a crash leaves it in (start-up
+        reconciliation checks such files and deletes the unusable ones).
 
         Raises:
-            OSError: any step failed; the temporary file has been removed.
+            OSError: any step failed; the temporary or partial file has been removed.
         """
         directory = final.parent
         self._ensure_directory(directory)
         temp = directory / f"{final.name}.{uuid.uuid4().hex}{TEMP_SUFFIX}"
+        written: Path = temp
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
             try:
                 _write_all(fd, data)
-                os.fsync(fd)
+                os.replace(temp, final)
+                written = final
+                if self.policy.fsync:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
-            os.replace(temp, final)
+            if self.policy.fsync:
+                _fsync_directory(directory)
         except OSError:
             with contextlib.suppress(FileNotFoundError):
-                temp.unlink()
+                written.unlink()
             raise
-        _fsync_directory(directory)
+
+    def _move_durably(self, spool: DatasetSpool, final: Path) -> None:
+        """Finish (fsync) the spool file and rename it into place; fsync the directory."""
+        self._ensure_directory(final.parent)
+        temp = spool.path
+        try:
+            temp = spool.finish_file(self.policy.fsync)
+            os.replace(temp, final)
+        except OSError:
+            if temp is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    temp.unlink()
+            raise
+        if self.policy.fsync:
+            _fsync_directory(final.parent)
+
+    def reconcile(self) -> int:
+        """Index instance files that have no row (after an unclean stop); returns how many.
+
+        With ``synchronous=NORMAL`` a power loss can drop the last index commits while their
+        (fsynced) files survive: those acknowledged instances are re-indexed from their headers.
+        Files that fail the checks (a write cut short before it was acknowledged) are deleted.
+        """
+        indexed = self.index.indexed_paths()
+        added = removed = 0
+        for path in sorted(self._instances_dir.glob("*/*/*.dcm")):
+            relative = path.relative_to(self.root).as_posix()
+            if relative in indexed:
+                continue
+            try:
+                data = path.read_bytes()
+                transfer_syntax, offset = split_part10(data)
+                header = inspect_body(BytesIO(data[offset:]), transfer_syntax, self.policy.budgets)
+            except (InvalidInstanceError, OSError):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                removed += 1
+                continue
+            keys = (uid_key(header.study_uid), uid_key(header.series_uid), uid_key(header.sop_uid))
+            if relative != "{}/{}/{}/{}.dcm".format(INSTANCES_DIR, *keys):
+                continue  # a replaced version (duplicate policy "replace") is not re-indexed blindly
+            record = InstanceRecord(
+                sop_uid=header.sop_uid,
+                study_key=uid_key(header.study_uid),
+                series_key=uid_key(header.series_uid),
+                series_uid=header.series_uid,
+                sop_class_uid=header.sop_class_uid,
+                modality=header.modality,
+                path=relative,
+                sha256=hashlib.sha256(data).hexdigest(),
+                size=len(data),
+                received_at=path.stat().st_mtime,
+                series_number=header.series_number,
+                series_description=header.series_description,
+                transfer_syntax=transfer_syntax,
+            )
+            if self.index.add_instance(record, header.study_uid).outcome is AddOutcome.STORED:
+                added += 1
+        if added or removed:
+            _LOG.warning("unclean stop: %d instance file(s) re-indexed, %d unusable file(s) removed", added, removed)
+        return added
 
     def _remove_orphan_temp_files(self) -> int:
         """Delete temporary files left by a crash mid-write; returns how many were removed."""
         removed = 0
-        for temp in self._instances_dir.rglob(f"*{TEMP_SUFFIX}"):
-            try:
-                temp.unlink()
-            except FileNotFoundError:
-                continue
-            removed += 1
+        for directory in (self._instances_dir, self._incoming_dir):
+            for temp in directory.rglob(f"*{TEMP_SUFFIX}"):
+                try:
+                    temp.unlink()
+                except FileNotFoundError:
+                    continue
+                removed += 1
         if removed:
             metrics.TEMP_FILES_REMOVED.inc(removed)
             _LOG.warning("removed %d orphan temporary file(s) from an interrupted write", removed)

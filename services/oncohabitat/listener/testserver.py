@@ -1,11 +1,14 @@
-"""Standalone listener for integration tests: SCP + completion + outbox, hand-off to a file.
+"""Standalone listener for integration tests and benchmarks: SCP + completion + outbox, hand-off to a file.
 
-Run ``python -m oncohabitat.listener.testserver --root DIR --port N [...]``. Each hand-off
-appends one JSON line ``{"study_key", "content_digest", "instances", "job_id"}`` to
+Run ``python -m oncohabitat.listener.testserver --root DIR --port N [...]``. It is wired exactly
+like the service (:func:`.wiring.build_parts` from :class:`ListenerSettings`), except that each
+hand-off appends one JSON line ``{"study_key", "content_digest", "instances", "job_id"}`` to
 ``--handoff-log`` and returns ``job-<digest[:12]>``; ``--fail-handoffs K`` makes the first K
 hand-offs raise ``ConnectionError`` (orchestrator down). ``--store-delay-s`` sleeps before each
-store (slow disk) so tests can interrupt a push. Prints ``READY <port>`` once serving and runs
-until SIGTERM/SIGINT. Not a production entry point (that is ``python -m oncohabitat.listener``).
+store (slow disk) so tests can interrupt a push; ``--free-bytes-file`` reads the "free disk
+space" from a file (tests of the disk watermark). ``--set NAME=VALUE`` sets any other
+:class:`ListenerSettings` field. Prints ``READY <port>`` once serving and runs until SIGTERM/SIGINT.
+Not a production entry point (that is ``python -m oncohabitat.listener``).
 """
 
 from __future__ import annotations
@@ -16,15 +19,16 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
-from oncohabitat.listener.completion import CompletionMonitor
-from oncohabitat.listener.index import StudyIndex
-from oncohabitat.listener.outbox import Outbox
-from oncohabitat.listener.scp import ListenerSCP
-from oncohabitat.listener.storage import INDEX_FILE, InstanceStore, StoreEvent
+from oncohabitat.listener.association import InstanceSink
+from oncohabitat.listener.diskguard import statvfs_free_bytes
+from oncohabitat.listener.settings import ListenerSettings
+from oncohabitat.listener.spool import DatasetSpool
+from oncohabitat.listener.storage import InstanceStore, StoreResult
+from oncohabitat.listener.wiring import build_parts
 
 
 class _FileHandoff:
@@ -53,15 +57,40 @@ class _FileHandoff:
 
 
 class _DelayedStore:
-    """Store handler proxy that sleeps ``delay_s`` seconds before each C-STORE."""
+    """Instance sink proxy that sleeps ``delay_s`` seconds before each C-STORE is stored."""
 
     def __init__(self, store: InstanceStore, delay_s: float) -> None:
         self._store = store
         self._delay_s = delay_s
 
-    def handle_store(self, event: StoreEvent) -> int:
+    def accepting(self) -> bool:
+        return self._store.accepting()
+
+    def open_spool(self, sop_class_uid: str, sop_uid: str, transfer_syntax: str) -> DatasetSpool:
+        return self._store.open_spool(sop_class_uid, sop_uid, transfer_syntax)
+
+    def refuse(self, reason: str, dimse_status: int) -> StoreResult:
+        return self._store.refuse(reason, dimse_status)
+
+    def store_spool(
+        self, spool: DatasetSpool, *, sop_class_uid: str, sop_uid: str, transfer_syntax: str
+    ) -> StoreResult:
         time.sleep(self._delay_s)
-        return self._store.handle_store(event)
+        return self._store.store_spool(
+            spool, sop_class_uid=sop_class_uid, sop_uid=sop_uid, transfer_syntax=transfer_syntax
+        )
+
+
+def _file_probe(path: Path) -> Callable[[Path], int]:
+    """Free bytes as written in ``path`` (falls back to the real value when the file is absent)."""
+
+    def probe(root: Path) -> int:
+        try:
+            return int(path.read_text().strip())
+        except (OSError, ValueError):
+            return statvfs_free_bytes(root)
+
+    return probe
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -75,28 +104,46 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--fail-handoffs", type=int, default=0)
     parser.add_argument("--backoff-s", type=float, default=0.2)
     parser.add_argument("--store-delay-s", type=float, default=0.0)
+    parser.add_argument("--free-bytes-file", type=Path, default=None)
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="any ListenerSettings field")
     return parser.parse_args(argv)
+
+
+def settings_from(args: argparse.Namespace) -> ListenerSettings:
+    """ListenerSettings for the test server (defaults suited to tests: no watermark, short quiet period)."""
+    values: dict[str, object] = {
+        "store_dir": args.root,
+        "data_dir": args.root,
+        "dicom_host": args.host,
+        "dicom_port": args.port,
+        "ae_title": args.ae_title,
+        "quiet_period_s": args.quiet_period_s,
+        "min_free_disk_mb": 0,
+        "handoff_max_backoff_s": max(args.backoff_s, 2.0),
+    }
+    for item in args.set:
+        name, _, value = item.partition("=")
+        values[name.strip()] = value
+    return ListenerSettings(**values)  # type: ignore[arg-type]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the test listener until SIGTERM/SIGINT; returns the exit code."""
     args = _parse(argv)
     args.root.mkdir(parents=True, exist_ok=True)
-    index = StudyIndex(args.root / INDEX_FILE)
-    store = InstanceStore(args.root, index)
-    outbox = Outbox(
-        index,
-        args.root,
+    settings = settings_from(args)
+
+    def wrap(store: InstanceStore) -> InstanceSink:
+        return _DelayedStore(store, args.store_delay_s) if args.store_delay_s > 0 else store
+
+    parts = build_parts(
+        settings,
         _FileHandoff(args.handoff_log, args.fail_handoffs),
-        base_backoff_s=args.backoff_s,
-        max_backoff_s=max(args.backoff_s, 2.0),
+        disk_probe=_file_probe(args.free_bytes_file) if args.free_bytes_file else statvfs_free_bytes,
+        sink_wrapper=wrap,
+        outbox_backoff_s=args.backoff_s,
         poll_interval_s=0.1,
     )
-    completion = CompletionMonitor(
-        index, quiet_period_s=args.quiet_period_s, on_complete=lambda _key, _digest: outbox.wake()
-    )
-    handler = _DelayedStore(store, args.store_delay_s) if args.store_delay_s > 0 else store
-    scp = ListenerSCP(handler, ae_title=args.ae_title, host=args.host, port=args.port)
     stop = threading.Event()
 
     def _on_signal(_signum: int, _frame: FrameType | None) -> None:
@@ -104,18 +151,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    outbox.start()
-    completion.start()
-    scp.start()
-    print(f"READY {scp.port}", flush=True)
+    parts.start()
+    print(f"READY {parts.scp.port}", flush=True)
     try:
         stop.wait()
     finally:
-        scp.stop()
-        completion.stop()
-        outbox.stop()
-        store.close()
-        index.close()
+        parts.stop()
     return 0
 
 

@@ -1,0 +1,433 @@
+"""One DICOM association as acceptor, on its own thread with blocking reads and explicit timeouts.
+
+Life cycle::
+
+    [TLS handshake] -> A-ASSOCIATE-RQ (ACSE timeout) -> access checks -> A-ASSOCIATE-AC | -RJ
+    -> P-DATA loop: C-ECHO / C-STORE (network timeout between messages, DIMSE timeout inside one)
+    -> A-RELEASE-RQ/RP | A-ABORT | timeout | protocol error (A-ABORT sent) -> socket closed
+
+Only the parts of the DICOM Upper Layer protocol an acceptor of Storage and Verification needs
+are implemented; the PDU and command set encodings come from pynetdicom (:mod:`.negotiation`,
+:mod:`.dimse`). Compared to pynetdicom's own acceptor (a reactor thread and an association thread
+per connection, polling queues with 1 ms sleeps), every received byte is handled by one thread
+without polling, PDU lengths are bounded before allocation, and each data set is streamed into
+a bounded :class:`~.spool.DatasetSpool`. No failure of one association can take the process
+down: every exception ends in a logged abort of that association only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import ssl
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from pynetdicom.presentation import PresentationContext
+
+from oncohabitat.listener import audit, metrics, pdu_io, status
+from oncohabitat.listener.access import AccessPolicy
+from oncohabitat.listener.dimse import (
+    C_ECHO_RQ,
+    C_ECHO_RSP,
+    C_STORE_RQ,
+    C_STORE_RSP,
+    MAX_COMMAND_BYTES,
+    Command,
+    decode_command,
+    encode_response,
+)
+from oncohabitat.listener.identifiers import is_valid_uid
+from oncohabitat.listener.index import AddOutcome
+from oncohabitat.listener.negotiation import (
+    APPLICATION_CONTEXT,
+    REJECT_APPLICATION_CONTEXT,
+    REJECT_BUSY,
+    REJECT_CALLED_AE,
+    REJECT_CALLING_AE,
+    REJECT_NO_RESOURCES,
+    AssociationRequest,
+    decode_request,
+    encode_accept,
+    encode_reject,
+    negotiate_contexts,
+)
+from oncohabitat.listener.spool import DatasetSpool
+from oncohabitat.listener.storage import StoreResult
+
+_LOG = logging.getLogger(__name__)
+
+#: Status answered for a C-STORE on a context whose abstract syntax is another SOP class.
+SOP_CLASS_NOT_SUPPORTED = 0x0122
+_RELEASE_OR_ABORT = 64  # A-RELEASE-RQ / A-ABORT bodies are 4 bytes
+
+
+class InstanceSink(Protocol):
+    """Where received data sets go (an :class:`~.storage.InstanceStore` or a test proxy)."""
+
+    def accepting(self) -> bool: ...  # pragma: no cover
+
+    def open_spool(
+        self, sop_class_uid: str, sop_uid: str, transfer_syntax: str
+    ) -> DatasetSpool: ...  # pragma: no cover
+
+    def store_spool(
+        self, spool: DatasetSpool, *, sop_class_uid: str, sop_uid: str, transfer_syntax: str
+    ) -> StoreResult: ...  # pragma: no cover
+
+    def refuse(self, reason: str, dimse_status: int) -> StoreResult: ...  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class AssociationConfig:
+    """Protocol settings of the acceptor (times in s, sizes in bytes).
+
+    Attributes:
+        ae_title: our AE title.
+        access: who may associate.
+        contexts: presentation contexts we support (abstract syntax + transfer syntaxes).
+        max_pdu_bytes: largest P-DATA-TF PDU we accept (announced as Maximum Length Received).
+        max_request_bytes: largest A-ASSOCIATE-RQ accepted.
+        acse_timeout_s: TLS handshake, A-ASSOCIATE-RQ arrival.
+        dimse_timeout_s: longest wait for the next fragment once a message has started.
+        network_timeout_s: longest idle time between messages.
+        tls: server TLS context (None = plain TCP).
+    """
+
+    ae_title: str
+    access: AccessPolicy
+    contexts: tuple[PresentationContext, ...]
+    max_pdu_bytes: int = 262_144
+    max_request_bytes: int = 65_536
+    acse_timeout_s: float = 30.0
+    dimse_timeout_s: float = 30.0
+    network_timeout_s: float = 60.0
+    tls: ssl.SSLContext | None = None
+
+
+class _Abort(Exception):  # noqa: N818 - internal control flow: end the association with a reason label
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class _PendingStore:
+    """A C-STORE whose command arrived and whose data set is being received."""
+
+    context_id: int
+    command: Command
+    transfer_syntax: str
+    spool: DatasetSpool | None
+    early: tuple[str, int] | None = None  # refusal decided from the command alone (reason, status)
+
+
+@dataclass
+class _Stats:
+    stored: Counter[str] = field(default_factory=Counter)
+    duplicates: int = 0
+    refused: int = 0
+
+
+class Association:
+    """Serves one accepted TCP connection until release, abort or timeout (see module doc).
+
+    Args:
+        sock: the connected socket (TCP_NODELAY set by the server).
+        peer: ``(ip, port)`` of the peer.
+        config: protocol settings.
+        sink: where data sets go.
+        busy_reason: called once the request is decoded; a non-empty reason label refuses the
+            association transiently (``"busy"``: association limit, ``"disk_low"``: watermark).
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        peer: tuple[str, int],
+        config: AssociationConfig,
+        sink: InstanceSink,
+        busy_reason: Callable[[], str],
+    ) -> None:
+        self._sock = sock
+        self._peer_ip = peer[0]
+        self._config = config
+        self._sink = sink
+        self._busy_reason = busy_reason
+        self._calling_ae = ""
+        self._accepted: dict[int, PresentationContext] = {}
+        self._peer_max_pdu = 0
+        self._stats = _Stats()
+
+    # ---- entry point ---------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Serve the connection; always closes the socket; never raises."""
+        outcome = "closed"
+        try:
+            if self._handshake() and self._negotiate():
+                outcome = self._serve()
+        except _Abort as exc:
+            outcome = exc.reason
+            self._send_quietly(pdu_io.encode_abort())
+        except pdu_io.PduTooLargeError as exc:
+            outcome = "pdu_too_large"
+            _LOG.warning("peer %s announced a %d-byte PDU (limit %d): aborted", self._peer_ip, exc.announced, exc.limit)
+            self._send_quietly(pdu_io.encode_abort(0x02, 0x06))
+        except pdu_io.PduError as exc:
+            outcome = "protocol_error"
+            _LOG.warning("protocol error from %s: %s", self._peer_ip, exc)
+            self._send_quietly(pdu_io.encode_abort(0x02, 0x02))
+        except TimeoutError:
+            outcome = "timeout"
+            self._send_quietly(pdu_io.encode_abort())
+        except (pdu_io.ConnectionClosedError, ConnectionError, ssl.SSLError) as exc:
+            outcome = "connection_lost"
+            _LOG.info("connection from %s lost: %s", self._peer_ip, type(exc).__name__)
+        except OSError as exc:
+            outcome = "connection_lost"
+            _LOG.info("connection from %s failed: %s", self._peer_ip, exc.strerror or type(exc).__name__)
+        except Exception:  # noqa: BLE001 - boundary of one association: log, abort it, keep serving others
+            outcome = "internal_error"
+            _LOG.error("association with %s failed unexpectedly", self._peer_ip, exc_info=True)
+            self._send_quietly(pdu_io.encode_abort())
+        finally:
+            self._close()
+        if outcome not in ("released", "rejected", "refused"):
+            metrics.ABORTS.labels(reason=outcome).inc()
+        if self._accepted or self._stats.stored:
+            audit.emit(
+                "association_closed",
+                calling_ae=self._calling_ae,
+                peer_ip=self._peer_ip,
+                outcome=outcome,
+                instances_by_study=json.dumps(dict(self._stats.stored), sort_keys=True),
+                duplicates=self._stats.duplicates,
+                refused=self._stats.refused,
+            )
+
+    # ---- association set-up --------------------------------------------------------------
+
+    def _handshake(self) -> bool:
+        self._sock.settimeout(self._config.acse_timeout_s)
+        if self._config.tls is None:
+            return True
+        try:
+            self._sock = self._config.tls.wrap_socket(self._sock, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            self._reject_audit("tls_handshake_failed", "")
+            _LOG.info("TLS handshake with %s failed: %s", self._peer_ip, type(exc).__name__)
+            return False
+        return True
+
+    def _negotiate(self) -> bool:
+        pdu = pdu_io.read_pdu(self._sock, {pdu_io.ASSOCIATE_RQ: self._config.max_request_bytes})
+        request = decode_request(pdu.body)
+        self._calling_ae = request.calling_ae[:16]
+        refusal = self._refusal(request)
+        if refusal is not None:
+            reason, triple = refusal
+            self._sock.sendall(encode_reject(*triple))
+            self._reject_audit(reason, request.called_ae)
+            return False
+        results, roles = negotiate_contexts(request, self._config.contexts)
+        self._accepted = {int(cx.context_id): cx for cx in results if cx.result == 0x00 and cx.context_id is not None}
+        self._peer_max_pdu = request.peer_max_pdu
+        self._sock.sendall(encode_accept(request, results, roles, self._config.max_pdu_bytes))
+        metrics.ASSOCIATIONS.labels(outcome="accepted").inc()
+        audit.emit(
+            "association_accepted",
+            calling_ae=self._calling_ae,
+            called_ae=request.called_ae[:16],
+            peer_ip=self._peer_ip,
+            contexts_accepted=len(self._accepted),
+            contexts_rejected=len(results) - len(self._accepted),
+        )
+        return True
+
+    def _refusal(self, request: AssociationRequest) -> tuple[str, tuple[int, int, int]] | None:
+        access = self._config.access
+        if request.application_context != APPLICATION_CONTEXT:
+            return "application_context", REJECT_APPLICATION_CONTEXT
+        if not access.called_allowed(request.called_ae):
+            return "called_ae_not_recognised", REJECT_CALLED_AE
+        if not access.calling_allowed(request.calling_ae):
+            return "calling_ae_not_allowed", REJECT_CALLING_AE
+        busy = self._busy_reason()
+        if busy:
+            return busy, REJECT_BUSY if busy == "busy" else REJECT_NO_RESOURCES
+        return None
+
+    def _reject_audit(self, reason: str, called_ae: str) -> None:
+        metrics.ASSOCIATIONS.labels(outcome=reason).inc()
+        audit.emit(
+            "association_rejected",
+            calling_ae=self._calling_ae,
+            called_ae=called_ae[:16],
+            peer_ip=self._peer_ip,
+            reason=reason,
+        )
+
+    # ---- message loop --------------------------------------------------------------------
+
+    def _serve(self) -> str:
+        holder: list[_PendingStore | None] = [None]
+        try:
+            return self._message_loop(holder)
+        finally:
+            self._discard(holder[0])
+
+    def _message_loop(self, holder: list[_PendingStore | None]) -> str:
+        """Receive PDUs until release/abort; ``holder[0]`` is the C-STORE being received."""
+        limits = {
+            pdu_io.P_DATA_TF: self._config.max_pdu_bytes,
+            pdu_io.RELEASE_RQ: _RELEASE_OR_ABORT,
+            pdu_io.ABORT: _RELEASE_OR_ABORT,
+        }
+        command = bytearray()
+        while True:
+            in_message = holder[0] is not None or bool(command)
+            self._sock.settimeout(self._config.dimse_timeout_s if in_message else self._config.network_timeout_s)
+            pdu = pdu_io.read_pdu(self._sock, limits)
+            if pdu.pdu_type == pdu_io.ABORT:
+                return "peer_abort"
+            if pdu.pdu_type == pdu_io.RELEASE_RQ:
+                if in_message:
+                    raise _Abort("release_mid_message")
+                self._sock.sendall(pdu_io.RELEASE_RP_PDU)
+                return "released"
+            for context_id, control, data in pdu_io.iter_pdvs(pdu.body):
+                if context_id not in self._accepted:
+                    raise _Abort("unknown_context")
+                pending = holder[0]
+                if control & pdu_io.CONTROL_COMMAND:
+                    if pending is not None:
+                        raise _Abort("command_mid_dataset")
+                    command += data
+                    if len(command) > MAX_COMMAND_BYTES:
+                        raise _Abort("command_too_large")
+                    if control & pdu_io.CONTROL_LAST:
+                        holder[0] = self._on_command(context_id, decode_command(bytes(command)))
+                        command.clear()
+                else:
+                    if pending is None or pending.context_id != context_id:
+                        raise _Abort("unexpected_dataset")
+                    if pending.spool is not None:
+                        self._append(pending, data)
+                    if control & pdu_io.CONTROL_LAST:
+                        holder[0] = None
+                        self._finish_store(pending)
+
+    @staticmethod
+    def _append(pending: _PendingStore, data: memoryview) -> None:
+        assert pending.spool is not None
+        try:
+            pending.spool.append(data)
+        except OSError as exc:  # spilling to disk failed: refuse this instance, stay in step with the peer
+            _LOG.error("data set spool cannot be written: %s", exc.strerror)
+            pending.spool = None
+            pending.early = ("write_error", status.OUT_OF_RESOURCES)
+
+    def _on_command(self, context_id: int, command: Command) -> _PendingStore | None:
+        context = self._accepted[context_id]
+        if command.command_field == C_ECHO_RQ:
+            if command.has_dataset:
+                raise _Abort("echo_with_dataset")
+            self._respond(context_id, C_ECHO_RSP, command, "", status.SUCCESS)
+            return None
+        if command.command_field != C_STORE_RQ:
+            raise _Abort("unsupported_command")
+        transfer_syntax = str(context.transfer_syntax[0])
+        pending = _PendingStore(context_id, command, transfer_syntax, None)
+        sop_class, sop_uid = command.affected_sop_class_uid, command.affected_sop_instance_uid
+        if not command.has_dataset:
+            pending.early = ("missing_dataset", status.CANNOT_PARSE)
+        elif not (is_valid_uid(sop_class) and is_valid_uid(sop_uid)):
+            pending.early = ("invalid_uid", status.INVALID_UID)
+        elif sop_class != str(context.abstract_syntax):
+            pending.early = ("sop_class_not_supported", SOP_CLASS_NOT_SUPPORTED)
+        elif not self._sink.accepting():
+            pending.early = ("disk_low", status.OUT_OF_RESOURCES)
+        else:
+            pending.spool = self._sink.open_spool(sop_class, sop_uid, transfer_syntax)
+        if not command.has_dataset:
+            self._finish_store(pending)
+            return None
+        return pending
+
+    def _finish_store(self, pending: _PendingStore) -> None:
+        command = pending.command
+        if pending.early is not None or pending.spool is None:
+            reason, code = pending.early or ("internal_error", status.UNEXPECTED_ERROR)
+            result = self._sink.refuse(reason, code)
+        else:
+            try:
+                result = self._sink.store_spool(
+                    pending.spool,
+                    sop_class_uid=command.affected_sop_class_uid,
+                    sop_uid=command.affected_sop_instance_uid,
+                    transfer_syntax=pending.transfer_syntax,
+                )
+            except Exception:  # noqa: BLE001 - store boundary: answer a failure, keep the association
+                pending.spool.discard()
+                _LOG.error("C-STORE handler failed unexpectedly", exc_info=True)
+                result = self._sink.refuse("internal_error", status.UNEXPECTED_ERROR)
+        if result.outcome is AddOutcome.STORED or result.outcome is AddOutcome.REPLACED:
+            self._stats.stored[result.study_key or ""] += 1
+        elif result.outcome is not None:
+            self._stats.duplicates += 1
+        else:
+            self._stats.refused += 1
+        self._respond(
+            pending.context_id,
+            C_STORE_RSP,
+            command,
+            command.affected_sop_class_uid,
+            result.status,
+            result.reason if result.status != status.SUCCESS else "",
+        )
+
+    # ---- sending -------------------------------------------------------------------------
+
+    def _respond(
+        self, context_id: int, field_: int, command: Command, sop_class: str, code: int, comment: str = ""
+    ) -> None:
+        data = encode_response(
+            field_,
+            command.message_id,
+            sop_class or command.affected_sop_class_uid,
+            command.affected_sop_instance_uid,
+            code,
+            comment,
+        )
+        limit = self._peer_max_pdu - 6 if self._peer_max_pdu > 6 else len(data)
+        chunks = [data[i : i + limit] for i in range(0, len(data), limit)]
+        control = pdu_io.CONTROL_COMMAND
+        self._sock.sendall(
+            b"".join(
+                pdu_io.encode_pdata(context_id, control | (pdu_io.CONTROL_LAST if i == len(chunks) - 1 else 0), chunk)
+                for i, chunk in enumerate(chunks)
+            )
+        )
+
+    @staticmethod
+    def _discard(pending: _PendingStore | None) -> None:
+        if pending is not None and pending.spool is not None:
+            pending.spool.discard()
+
+    def _send_quietly(self, data: bytes) -> None:
+        try:
+            self._sock.settimeout(1.0)
+            self._sock.sendall(data)
+        except OSError:
+            pass
+
+    def _close(self) -> None:
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._sock.close()

@@ -1,0 +1,50 @@
+"""Classification of a completed study for the index and the admin API (DCE series and phase roles).
+
+Runs :func:`oncohabitat.dicomio.dce.classify_study_files` on the study's stored files (headers
+only) and keeps its JSON summary, which carries opaque series keys, roles, reasons and phase
+times, never UIDs, paths or patient data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from oncohabitat.dicomio.dce import DceRules, classify_study_files
+from oncohabitat.dicomio.errors import DicomIOError
+from oncohabitat.listener.index import StudyIndex
+
+_LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StudyVerdict:
+    """Eligibility of a study with its reason code, curated reason and classification JSON."""
+
+    eligible: bool
+    reason_code: str
+    reason: str
+    classification_json: str
+
+
+class DceStudyClassifier:
+    """Classifies a study of the index from its files in ``root`` with ``rules``."""
+
+    def __init__(self, index: StudyIndex, root: Path, rules: DceRules | None = None) -> None:
+        self._index = index
+        self._root = root
+        self._rules = rules or DceRules()
+
+    def __call__(self, study_key: str) -> StudyVerdict:
+        """The verdict; a study whose files cannot be classified gets ``CLASSIFICATION_FAILED``."""
+        paths = [self._root / record.path for record in self._index.instances(study_key)]
+        try:
+            result = classify_study_files(paths, self._rules)
+        except (DicomIOError, OSError, ValueError) as exc:
+            _LOG.error("study %s could not be classified: %s", study_key, type(exc).__name__)
+            payload = {"eligible": False, "reason_code": "CLASSIFICATION_FAILED", "reason": "headers unreadable"}
+            return StudyVerdict(False, "CLASSIFICATION_FAILED", "headers unreadable", json.dumps(payload))
+        summary = result.to_json()
+        return StudyVerdict(result.eligible, result.reason_code.value, result.reason, json.dumps(summary))

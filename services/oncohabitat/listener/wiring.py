@@ -1,0 +1,139 @@
+"""Builds the listener's parts from :class:`ListenerSettings` (used by ``__main__`` and the test server).
+
+Order of start: outbox, completion monitor, then the SCP; stop in reverse. The hand-off callable
+is injected (gRPC to the orchestrator in production, a file in tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from oncohabitat.dicomio.dce import DceRules
+from oncohabitat.listener.access import AccessPolicy, parse_networks
+from oncohabitat.listener.association import InstanceSink
+from oncohabitat.listener.checks import Budgets
+from oncohabitat.listener.classify import DceStudyClassifier
+from oncohabitat.listener.completion import CompletionMonitor, parse_expected_series
+from oncohabitat.listener.diskguard import DiskGuard, statvfs_free_bytes
+from oncohabitat.listener.index import StudyIndex
+from oncohabitat.listener.outbox import HandoffFn, Outbox
+from oncohabitat.listener.scp import ListenerSCP
+from oncohabitat.listener.settings import MIB, ListenerSettings
+from oncohabitat.listener.storage import INDEX_FILE, InstanceStore, StorePolicy
+from oncohabitat.listener.tlsconfig import TlsConfig, server_context
+
+
+@dataclass
+class ListenerParts:
+    """The running pieces of one listener."""
+
+    index: StudyIndex
+    store: InstanceStore
+    outbox: Outbox
+    completion: CompletionMonitor
+    scp: ListenerSCP
+
+    def start(self) -> None:
+        """Start outbox, completion monitor and SCP (in that order)."""
+        self.outbox.start()
+        self.completion.start()
+        self.scp.start()
+
+    def stop(self) -> None:
+        """Stop SCP, completion monitor and outbox, then release store and index."""
+        self.scp.stop()
+        self.completion.stop()
+        self.outbox.stop()
+        self.store.close()
+        self.index.close()
+
+
+def _split(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def access_policy(settings: ListenerSettings) -> AccessPolicy:
+    """Calling-AE and peer allow-lists (+ called AE check) from the settings."""
+    return AccessPolicy(
+        calling_ae_titles=frozenset(_split(settings.allowed_calling_ae_titles)),
+        peer_networks=parse_networks(_split(settings.allowed_peers)),
+        called_ae_title=settings.ae_title if settings.require_called_ae_title else None,
+    )
+
+
+def tls_config(settings: ListenerSettings) -> TlsConfig | None:
+    """The TLS configuration, or None when no server certificate is configured."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    return TlsConfig(
+        settings.tls_cert_file, settings.tls_key_file, settings.tls_ca_file, settings.tls_require_client_cert
+    )
+
+
+def build_parts(
+    settings: ListenerSettings,
+    handoff: HandoffFn,
+    *,
+    disk_probe: Callable[[Path], int] = statvfs_free_bytes,
+    sink_wrapper: Callable[[InstanceStore], InstanceSink] | None = None,
+    outbox_backoff_s: float = 1.0,
+    poll_interval_s: float = 1.0,
+) -> ListenerParts:
+    """Wire index, store, completion (with DCE classification), outbox and SCP (not started).
+
+    Raises:
+        ListenerConfigError: unusable allow-list, TLS files or expected-series rules.
+        DceRulesError: unusable DCE rules file.
+        StorageWriteError / StudyIndexError: the store root cannot be used.
+    """
+    root = settings.resolved_store_dir
+    root.mkdir(parents=True, exist_ok=True)
+    access = access_policy(settings)
+    tls = tls_config(settings)
+    context = server_context(tls) if tls is not None else None
+    expected = parse_expected_series(settings.expected_series)
+    rules = DceRules.from_json_file(settings.dce_rules_file) if settings.dce_rules_file else DceRules()
+    index = StudyIndex(root / INDEX_FILE, late_policy=settings.late_policy, synchronous=settings.index_synchronous)
+    policy = StorePolicy(
+        fsync=settings.fsync,
+        duplicates=settings.duplicate_policy,
+        budgets=Budgets(max_inflated_bytes=settings.max_inflated_mb * MIB, max_pixel_bytes=settings.max_pixel_mb * MIB),
+        memory_limit_bytes=settings.memory_spool_mb * MIB,
+        max_dataset_bytes=settings.max_dataset_mb * MIB,
+    )
+    disk = DiskGuard(root, settings.min_free_disk_mb * MIB, probe=disk_probe)
+    store = InstanceStore(root, index, policy=policy, disk=disk)
+    outbox = Outbox(
+        index,
+        root,
+        handoff,
+        base_backoff_s=outbox_backoff_s,
+        max_backoff_s=max(settings.handoff_max_backoff_s, outbox_backoff_s),
+        poll_interval_s=poll_interval_s,
+    )
+    completion = CompletionMonitor(
+        index,
+        quiet_period_s=settings.quiet_period_s,
+        on_complete=lambda _key, _digest: outbox.wake(),
+        expected=expected,
+        settle_period_s=settings.settle_period_s,
+        classifier=DceStudyClassifier(index, root, rules),
+        handoff_policy=settings.handoff_policy,
+    )
+    scp = ListenerSCP(
+        sink_wrapper(store) if sink_wrapper is not None else store,
+        ae_title=settings.ae_title,
+        host=settings.dicom_host,
+        port=settings.dicom_port,
+        access=access,
+        require_called_aet=settings.require_called_ae_title,
+        maximum_associations=settings.max_associations,
+        network_timeout_s=settings.network_timeout_s,
+        acse_timeout_s=settings.acse_timeout_s,
+        dimse_timeout_s=settings.dimse_timeout_s,
+        max_pdu_bytes=settings.max_pdu_bytes,
+        tls=context,
+    )
+    return ListenerParts(index, store, outbox, completion, scp)
