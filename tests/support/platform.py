@@ -51,14 +51,18 @@ class Platform:
         for service in start_services(self.env, self.data_dir / "logs", selected):
             self.running[service.spec.name] = service
         deadline = time.monotonic() + timeout_s
-        for service in selected:
-            while check_health(self.address(service.name), timeout_s=1.0) != "SERVING":
-                process = self.running[service.name].process
-                if process.poll() is not None:
-                    raise RuntimeError(f"{service.name} exited with {process.returncode}: {self.log(service.name)}")
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{service.name} not SERVING: {self.log(service.name)}")
-                time.sleep(0.1)
+        try:
+            for service in selected:
+                while check_health(self.address(service.name), timeout_s=1.0) != "SERVING":
+                    process = self.running[service.name].process
+                    if process.poll() is not None:
+                        raise RuntimeError(f"{service.name} exited ({process.returncode}): {self.log(service.name)}")
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"{service.name} not SERVING: {self.log(service.name)}")
+                    time.sleep(0.1)
+        except BaseException:
+            self.stop()  # never leave half a platform running behind a failed test
+            raise
 
     def kill(self, name: str) -> None:
         """SIGKILL one service (a crash: no cleanup at all)."""
