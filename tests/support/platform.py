@@ -32,6 +32,7 @@ class Platform:
         self.dicom_port = free_port()
         ports["ONCOHABITAT_LISTENER_DICOM_PORT"] = str(self.dicom_port)
         ports["ONCOHABITAT_LISTENER_QUIET_PERIOD_S"] = "1.0"
+        ports["ONCOHABITAT_LISTENER_MIN_FREE_DISK_MB"] = "64"  # CI disks can be small; the default is 1 GiB
         ports["ONCOHABITAT_ORCHESTRATOR_POLL_INTERVAL_S"] = "0.2"
         for name in ("segmentation", "regions", "features", "scoring"):
             ports[f"ONCOHABITAT_ORCHESTRATOR_{name.upper()}_ADDRESS"] = (
