@@ -96,7 +96,7 @@ def run(names: list[str], out_dir: Path) -> list[Measurement]:
             "" if ratio is None else f"{ratio:.3f}x",
             row.target,
         )
-    Console().print(table)
+    Console(width=200).print(table)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / time.strftime("%Y%m%dT%H%M%SZ.json", time.gmtime())
     payload = {
