@@ -36,7 +36,8 @@ if [ ! -f "$stamp" ]; then
   echo "bootstrap: installing Python dependencies into .venv"
   pip_install --upgrade pip==25.3
   if [ "$WITH_DEV" = 1 ]; then
-    pip_install -e ".[dev]"
+    # the offline training package (torch CPU wheel from this machine's wheel cache, onnx) is tested too
+    pip_install -e ".[dev]" -e ./training
   else
     pip_install -e ".[all]"
   fi
