@@ -1,6 +1,6 @@
 """Segmentation: Dice, time per study and peak memory on held-out phantom studies (ispy and duke sizes).
 
-Each study is segmented in a fresh spawned process (so its peak RSS is the study's alone, imports included):
+Each study is segmented in a fresh subprocess (so its peak RSS is the study's alone, imports included):
 phantom DICOM -> SimpleITK -> Study message -> servicer.Segment (decode, segment, encode), once with the ONNX
 demonstration model and once with seeded fuzzy c-means (seed = lesion centre jittered by up to 3 mm).
 Held-out seeds (8001+) were never used in training (the demo model saw seeds 0-39).
@@ -8,12 +8,14 @@ Held-out seeds (8001+) were never used in training (the demo model saw seeds 0-3
 
 from __future__ import annotations
 
-import multiprocessing
+import json
 import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,23 +43,28 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _worker(out_dir: str, size: str, seed: int) -> StudyRun:
-    """Generate one study here, then segment it in a fresh spawned process (the measured one)."""
+    """Generate one study here, then segment it in a fresh subprocess (the measured one)."""
     from oncohabitat.phantom import generate_study
 
     phantom = generate_study(Path(out_dir) / f"{size}-{seed}", size=size, seed=seed)
     assert phantom.lesion is not None
-    # the generator's memory must not count: the worker only loads the study and segments it
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_segment, (str(phantom.out_dir), phantom.phase_files, phantom.lesion.centre_lps_mm, seed))
+    # the generator's memory must not count: the subprocess only loads the study and segments it
+    finished = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_segmentation", str(phantom.out_dir), str(seed)],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return StudyRun(**json.loads(finished.stdout.strip().splitlines()[-1]))
 
 
-def _segment(
-    study_dir: str, phase_files: tuple[tuple[Path, ...], ...], centre: tuple[float, float, float], seed: int
-) -> StudyRun:
-    """Load, ONNX-segment (timed, peak RSS), then seeded-FCM-segment (timed) one study; spawned process."""
+def _segment(study_dir: str, seed: int) -> StudyRun:
+    """Load, ONNX-segment (timed, peak RSS), then seeded-FCM-segment (timed) one study (subprocess)."""
     import SimpleITK as sitk
 
     from oncohabitat.common.codec import VolumeCodec
+    from oncohabitat.phantom.study import METADATA_NAME
     from oncohabitat.segmentation.segmenter import Segmenter
     from oncohabitat.segmentation.servicer import SegmentationServicer
     from oncohabitat.segmentation.settings import default_models_dir
@@ -67,7 +74,12 @@ def _segment(
     codec = VolumeCodec(None)
     models = default_models_dir()
     servicer = SegmentationServicer(codec, Segmenter.load(models, models / "profiles.json"))
-    phases = {k: sitk.ReadImage([str(p) for p in files]) for k, files in enumerate(phase_files)}
+    metadata = json.loads((Path(study_dir) / METADATA_NAME).read_text())
+    centre = metadata["lesion"]["centre_lps_mm"]
+    phases = {
+        k: sitk.ReadImage(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(Path(study_dir) / series)))
+        for k, series in enumerate(metadata["series_dirs"])
+    }
     study = build_study(phases, codec)
     del phases
     truth = sitk.GetArrayFromImage(sitk.ReadImage(str(Path(study_dir) / "ground_truth" / "tumour_mask.nrrd"))) != 0
@@ -124,3 +136,7 @@ def bench_segmentation() -> list[Measurement]:
         Measurement(name, "duke ONNX peak RSS", duke.onnx_peak_mib, "MiB", target="<= 4096 MiB"),
         Measurement(name, "duke seeded-FCM time per study", duke.fcm_s, "s"),
     ]
+
+
+if __name__ == "__main__":  # the measured subprocess: ``python -m benchmarks.bench_segmentation DIR SEED``
+    print(json.dumps(asdict(_segment(sys.argv[1], int(sys.argv[2])))))

@@ -44,11 +44,14 @@ class FcmParameters(_Strict):
     clusters / fuzziness (m) / p, q: FCM; neighbourhood_mm: side of the box the spatial function averages
     memberships over (per axis at least one voxel, odd); window_mm: side of the cube around the seed that is
     clustered; lesion_clusters: how many of the brightest clusters form the lesion class; opening_mm: radius
-    of the in-plane opening that detaches thin bright structures (vessels, ducts); seed_tolerance_mm: how far
+    of the in-plane opening that detaches thin bright structures (vessels, ducts); closing_mm: largest radius of the
+    3D closing that bridges gaps in an enhancing rim so hole filling recovers a less-enhancing core (at most
+    ``closing_fraction`` of the lesion's equivalent-sphere radius, so small lesions are not inflated);
+    seed_tolerance_mm: how far
     from the seed the lesion component may start when the seed falls in a non-enhancing core.
     """
 
-    clusters: int = Field(4, ge=2, le=8)
+    clusters: int = Field(3, ge=2, le=8)
     fuzziness: float = Field(2.0, gt=1.0, le=5.0)
     p: float = Field(1.0, ge=0.0, le=4.0)
     q: float = Field(1.0, ge=0.0, le=4.0)
@@ -56,7 +59,9 @@ class FcmParameters(_Strict):
     window_mm: float = Field(80.0, gt=5.0, le=400.0)
     lesion_clusters: int = Field(1, ge=1, le=7)
     opening_mm: float = Field(1.0, ge=0.0, le=10.0)
-    seed_tolerance_mm: float = Field(5.0, ge=0.0, le=50.0)
+    closing_mm: float = Field(5.0, ge=0.0, le=20.0)
+    closing_fraction: float = Field(0.4, gt=0.0, le=2.0)
+    seed_tolerance_mm: float = Field(10.0, ge=0.0, le=50.0)
     max_iterations: int = Field(100, ge=1, le=1000)
 
     @model_validator(mode="after")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -89,9 +90,7 @@ def check_mask(
     return Verdict(Outcome.OK)
 
 
-def mean_enhancement_pct(
-    mask: BoolArray, reference: npt.NDArray[np.generic], pre: npt.NDArray[np.generic] | None
-) -> float:
+def mean_enhancement_pct(mask: BoolArray, reference: npt.NDArray[Any], pre: npt.NDArray[Any] | None) -> float:
     """Percentage enhancement of the mean signal in the mask: 100 (mean S_ref - mean S_pre) / mean S_pre.
 
     0.0 when there is no pre-contrast phase, the mask is empty, or the pre-contrast mean is not positive.

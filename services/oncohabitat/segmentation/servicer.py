@@ -1,54 +1,139 @@
-"""gRPC servicer of the segmentation service (proto <-> domain only)."""
+"""gRPC servicer of the segmentation service (proto <-> domain only).
+
+Method order: a supplied mask (request or study) is passed through, resampled to the reference grid
+(``supplied-<source>``); else a seed selects seeded fuzzy c-means (``seeded-fcm``); else the profile's ONNX
+model runs (``onnx``). Non-OK outcomes are results, not errors: the orchestrator turns them into NEEDS_REVIEW.
+"""
 
 from __future__ import annotations
 
 import grpc
+import SimpleITK as sitk
 
 from oncohabitat.common.codec import VolumeCodec
-from oncohabitat.common.errors import InvalidInputError, PreconditionError
+from oncohabitat.common.errors import InvalidInputError
 from oncohabitat.common.provenance import make_provenance, sha256_image
+from oncohabitat.segmentation.phases import LazyPhases, StudyPhases, choose_reference
+from oncohabitat.segmentation.quality import Outcome, mean_enhancement_pct
+from oncohabitat.segmentation.segmenter import SegmentationResult, Segmenter
 from oncohabitat.segmentation.supplied import measure, to_reference_grid
 from oncohabitat.v1 import common_pb2, segmentation_pb2, segmentation_pb2_grpc
 
 SUPPLIED_SOURCES = frozenset({"rtstruct", "seg", "request"})
+EXTRA_DISTRIBUTIONS = ("onnxruntime", "scipy")
+_OUTCOMES: dict[Outcome, segmentation_pb2.SegmentationOutcome] = {
+    Outcome.OK: segmentation_pb2.SEGMENTATION_OUTCOME_OK,
+    Outcome.NO_LESION: segmentation_pb2.SEGMENTATION_OUTCOME_NO_LESION,
+    Outcome.MULTIPLE_LESIONS: segmentation_pb2.SEGMENTATION_OUTCOME_MULTIPLE_LESIONS,
+    Outcome.TOUCHES_BORDER: segmentation_pb2.SEGMENTATION_OUTCOME_TOUCHES_BORDER,
+    Outcome.IMPLAUSIBLE_VOLUME: segmentation_pb2.SEGMENTATION_OUTCOME_IMPLAUSIBLE_VOLUME,
+}
 
 
-def reference_phase(study: common_pb2.Study) -> common_pb2.Phase:
-    """The phase masks are drawn on: the single phase (CT), else the first post-contrast phase."""
-    singles = [p for p in study.phases if p.role == common_pb2.PHASE_ROLE_SINGLE]
-    if singles:
-        return singles[0]
-    posts = sorted((p for p in study.phases if p.role == common_pb2.PHASE_ROLE_POST_CONTRAST), key=lambda p: p.index)
-    if posts:
-        return posts[0]
-    raise InvalidInputError("REFERENCE_PHASE_MISSING", "the study has no single or post-contrast phase", "study.phases")
+def _phase_index(phase: common_pb2.Phase) -> int:
+    if phase.role == common_pb2.PHASE_ROLE_PRE_CONTRAST:
+        if phase.index != 0:
+            raise InvalidInputError("PHASE_INDEX_INVALID", "the pre-contrast phase must have index 0", "study.phases")
+        return 0
+    if phase.role == common_pb2.PHASE_ROLE_POST_CONTRAST:
+        if phase.index < 1:
+            raise InvalidInputError("PHASE_INDEX_INVALID", "post-contrast phases have indices 1..N", "study.phases")
+        return int(phase.index)
+    if phase.role == common_pb2.PHASE_ROLE_SINGLE:
+        return int(phase.index)
+    raise InvalidInputError("PHASE_ROLE_INVALID", "every phase needs a role (pre, post or single)", "study.phases")
+
+
+def decode_phases(study: common_pb2.Study, codec: VolumeCodec, requested_reference: int | None) -> StudyPhases:
+    """Validate the study's phases and expose them lazily on the reference grid.
+
+    SUBTRACTION series are ignored (never a phase). A SINGLE phase must be the only one.
+
+    Raises:
+        InvalidInputError: no usable phase, a role/index that breaks the convention, duplicate indices, or a
+            missing reference phase.
+    """
+    usable = [p for p in study.phases if p.role != common_pb2.PHASE_ROLE_SUBTRACTION]
+    if not usable:
+        raise InvalidInputError("PHASES_MISSING", "the study has no phase", "study.phases")
+    single = any(p.role == common_pb2.PHASE_ROLE_SINGLE for p in usable)
+    if single and len(usable) > 1:
+        raise InvalidInputError(
+            "PHASE_COUNT_INVALID",
+            f"a single-phase study must have exactly one phase, this one has {len(usable)}",
+            "study.phases",
+        )
+    by_index: dict[int, common_pb2.Phase] = {}
+    for phase in usable:
+        index = _phase_index(phase)
+        if index in by_index:
+            raise InvalidInputError("PHASE_DUPLICATE", f"phase index {index} appears twice", "study.phases")
+        by_index[index] = phase
+    reference = choose_reference(sorted(by_index), single, requested_reference)
+    images = LazyPhases(sorted(by_index), reference, lambda index: codec.decode_image(by_index[index].volume))
+    pre = 0 if not single and 0 in by_index else None
+    return StudyPhases(images=images, reference_index=reference, pre_index=pre)
 
 
 class SegmentationServicer(segmentation_pb2_grpc.SegmentationServicer):
-    """Tumour masks. This release passes supplied masks through (resampled to the reference grid);
-    the ONNX and seeded fuzzy c-means paths arrive with the segmentation issue and answer
-    FAILED_PRECONDITION until then."""
+    """Tumour masks: supplied pass-through, seeded fuzzy c-means or the ONNX model."""
 
-    def __init__(self, codec: VolumeCodec) -> None:
+    def __init__(self, codec: VolumeCodec, segmenter: Segmenter) -> None:
         self._codec = codec
+        self._segmenter = segmenter
 
     def Segment(
         self, request: segmentation_pb2.SegmentRequest, context: grpc.ServicerContext
     ) -> segmentation_pb2.SegmentResponse:
-        reference = self._codec.decode_image(reference_phase(request.study).volume)
+        _, profile = self._segmenter.profile(request.profile)
+        phases = decode_phases(request.study, self._codec, profile.reference_phase)
         supplied = request.supplied_mask if request.HasField("supplied_mask") else None
         if supplied is None and request.study.HasField("supplied_mask"):
             supplied = request.study.supplied_mask
-        if supplied is None:
-            if request.has_seed:
-                raise PreconditionError("SEEDED_FCM_UNAVAILABLE", "seeded segmentation is not available yet", "seed")
-            raise PreconditionError(
-                "AUTOMATIC_SEGMENTATION_UNAVAILABLE", "no mask supplied and no automatic model is deployed", "study"
-            )
+        if supplied is not None:
+            return self._supplied(supplied, phases)
+        seed = (request.seed.x, request.seed.y, request.seed.z) if request.has_seed else None
+        return self._response(self._segmenter.segment(phases, request.profile, seed), phases)
+
+    def _response(self, result: SegmentationResult, phases: StudyPhases) -> segmentation_pb2.SegmentResponse:
+        inputs = {"reference": sha256_image(phases.reference), "mask": sha256_image(result.mask)}
+        if phases.pre is not None:
+            inputs["pre"] = sha256_image(phases.pre)
+        return segmentation_pb2.SegmentResponse(
+            outcome=_OUTCOMES[result.outcome],
+            reason=result.reason,
+            method=result.method,
+            mask=common_pb2.LabelMap(
+                volume=self._codec.encode_image(result.mask),
+                labels=[common_pb2.Label(value=1, name="tumour", description=result.method)],
+            ),
+            qc=segmentation_pb2.SegmentationQc(
+                volume_ml=result.qc.volume_ml,
+                component_count=result.qc.component_count,
+                mean_enhancement=result.qc.mean_enhancement_pct,
+                confidence=result.qc.confidence,
+            ),
+            provenance=make_provenance(
+                parameter_hashes=result.parameter_hashes,
+                input_hashes=inputs,
+                model_id=result.model_id,
+                model_version=result.model_version,
+                extra_distributions=EXTRA_DISTRIBUTIONS,
+            ),
+        )
+
+    def _supplied(self, supplied: common_pb2.LabelMap, phases: StudyPhases) -> segmentation_pb2.SegmentResponse:
+        reference = phases.reference
         source = supplied.labels[0].description if supplied.labels else "request"
         source = source if source in SUPPLIED_SOURCES else "request"
         mask, resampled = to_reference_grid(self._codec.decode_image(supplied.volume), reference)
         qc = measure(mask)
+        pre = phases.pre
+        enhancement = mean_enhancement_pct(
+            sitk.GetArrayViewFromImage(mask).astype(bool),
+            sitk.GetArrayViewFromImage(reference),
+            None if pre is None else sitk.GetArrayViewFromImage(pre),
+        )
         response = segmentation_pb2.SegmentResponse(
             method=f"supplied-{source}",
             mask=common_pb2.LabelMap(
@@ -56,7 +141,7 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServicer):
                 labels=[common_pb2.Label(value=1, name="tumour", description=f"supplied-{source}")],
             ),
             qc=segmentation_pb2.SegmentationQc(
-                volume_ml=qc.volume_ml, component_count=qc.component_count, confidence=1.0
+                volume_ml=qc.volume_ml, component_count=qc.component_count, mean_enhancement=enhancement, confidence=1.0
             ),
             provenance=make_provenance(
                 parameter_hashes={"resampled": "nearest-neighbour" if resampled else "none"},

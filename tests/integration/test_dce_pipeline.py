@@ -1,0 +1,52 @@
+"""A synthetic breast DCE-MRI study pushed by a real DICOM peer goes through every stage that exists for MR:
+phase classification and assembly -> automatic segmentation (ONNX) -> habitats/ring/stroma -> features. No
+published MR signature is fully specified, so no MR bundle ships and the job ends NEEDS_REVIEW (NO_MODEL)
+after the regions were built."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from oncohabitat.phantom import generate_study
+from oncohabitat.v1 import pipeline_pb2
+from tests.support.dcmtk import storescu
+from tests.support.platform import Platform
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    running = Platform(tmp_path_factory.mktemp("platform"))
+    running.start()
+    yield running
+    running.stop()
+
+
+def _stage_results(database: Path, job_id: str) -> dict[str, str]:
+    with sqlite3.connect(database) as connection:
+        rows = connection.execute("SELECT stage, result_json FROM stage_results WHERE job_id = ?", (job_id,))
+        return dict(rows)
+
+
+@pytest.mark.parametrize("layout", ["per-phase", "multi-phase"])
+def test_phantom_dce_study_runs_through_segmentation_and_regions(
+    platform: Platform, tmp_path: Path, layout: str
+) -> None:
+    study = generate_study(tmp_path / "study", size="ispy", seed=4242, layout=layout)
+    before = len(platform.pipeline().ListJobs(pipeline_pb2.ListJobsRequest(), timeout=5).jobs)
+    pushed = storescu(platform.dicom_port, [study.dicom_dir])
+    assert pushed.returncode == 0, pushed.stderr
+    jobs = platform.wait_for_jobs(before + 1, timeout_s=240)
+    job = next(j for j in jobs if j.created_at == max(j.created_at for j in jobs))
+    assert job.state == pipeline_pb2.JOB_STATE_NEEDS_REVIEW, (job, platform.log("orchestrator"))
+    assert "NO_MODEL" in job.reason and job.stage == "features"
+    results = _stage_results(platform.data_dir / "jobs.sqlite3", job.job_id)
+    assert set(results) == {"load_study", "segment", "regions"}
+    assert '"method": "onnx"' in results["segment"].replace(" ", "").replace('":"', '": "')
+    assert "habitat_1" in results["regions"] and "peritumoral_ring_5mm" in results["regions"]
+    assert '"time_from_pre_s"' in results["load_study"]
