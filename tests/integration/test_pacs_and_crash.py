@@ -78,7 +78,7 @@ def test_orchestrator_killed_mid_job_finishes_the_job_exactly_once(tmp_path: Pat
         assert job.state in (pipeline_pb2.JOB_STATE_QUEUED, pipeline_pb2.JOB_STATE_RUNNING)
         platform.kill("orchestrator")
         # what was finished before the crash is durable
-        assert _stage_rows(platform.data_dir / "jobs.sqlite3") == [("load_study", 1), ("segment", 1)]
+        assert _stage_rows(platform.data_dir / "jobs.sqlite3") == [("load_study", 1), ("regions", 1), ("segment", 1)]
         platform.start(["features", "orchestrator"])
         (finished,) = platform.wait_for_jobs(1, timeout_s=120)
         assert finished.job_id == job.job_id
