@@ -77,9 +77,11 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServicer):
     def WatchJob(
         self, request: pipeline_pb2.WatchJobRequest, context: grpc.ServicerContext
     ) -> Iterator[pipeline_pb2.Job]:
+        self._job(request.job_id)  # NOT_FOUND before the stream starts
+        # Read the event cursor *before* the job: a change in between is then seen twice (harmless), never missed.
+        last_seq = max((event.seq for event in self._store.events_since(request.job_id, 0)), default=0)
         job = self._job(request.job_id)
         yield job_to_proto(job)
-        last_seq = max((event.seq for event in self._store.events_since(job.job_id, 0)), default=0)
         while not job.state.is_terminal and context.is_active() and not self._stopping.is_set():
             events = self._store.events_since(job.job_id, last_seq)
             if not events:
