@@ -50,6 +50,7 @@ from typing import IO
 
 from pydicom.filereader import read_dataset
 
+from oncohabitat.common.blobstore import fsync_directory
 from oncohabitat.listener import audit, metrics, status
 from oncohabitat.listener.checks import Budgets, InstanceHeader, inspect_body
 from oncohabitat.listener.dimse import raw_text
@@ -118,14 +119,6 @@ class StoreResult:
     outcome: AddOutcome | None = None
     study_key: str | None = None
     reason: str = ""
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -417,7 +410,7 @@ class InstanceStore:
             for path in reversed(missing):
                 path.mkdir(exist_ok=True)
                 if self.policy.fsync:
-                    _fsync_directory(path.parent)
+                    fsync_directory(path.parent)
             self._known_dirs.add(directory)
 
     def _write_durably(self, final: Path, data: bytes) -> None:
@@ -446,7 +439,7 @@ class InstanceStore:
             finally:
                 os.close(fd)
             if self.policy.fsync:
-                _fsync_directory(directory)
+                fsync_directory(directory)
         except OSError:
             with contextlib.suppress(FileNotFoundError):
                 written.unlink()
@@ -465,7 +458,7 @@ class InstanceStore:
                     temp.unlink()
             raise
         if self.policy.fsync:
-            _fsync_directory(final.parent)
+            fsync_directory(final.parent)
 
     def reconcile(self) -> int:
         """Index instance files that have no row (after an unclean stop); returns how many.
