@@ -22,19 +22,7 @@ from oncohabitat.orchestrator.jobs import (
     parse_rfc3339,
 )
 from oncohabitat.orchestrator.jobstore import SCHEMA_VERSION, SqliteJobStore
-
-
-class FakeClock:
-    """Settable UTC clock."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+from tests.support.clock import FakeClock
 
 
 def digest(text: str) -> str:

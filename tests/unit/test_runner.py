@@ -8,7 +8,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +18,9 @@ from oncohabitat.orchestrator.jobs import InvalidJobError, Job, JobState
 from oncohabitat.orchestrator.jobstore import SqliteJobStore
 from oncohabitat.orchestrator.retry import RetryPolicy, TransientStageError
 from oncohabitat.orchestrator.runner import FunctionStage, JobRunner, StageOutcome, StageResults
+from tests.support.clock import FakeClock
 
 Behaviour = Callable[[Job, StageResults, int], StageOutcome]
-
-
-class FakeClock:
-    """Settable UTC clock."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 class SimulatedCrash(BaseException):
