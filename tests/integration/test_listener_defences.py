@@ -25,6 +25,7 @@ from pynetdicom.dsutils import encode
 from oncohabitat.listener import pdu_io, status
 from oncohabitat.listener.testpeer import AssociationRejectedError, RawPeer, encode_store_request
 from tests.integration.test_listener_dcmtk import AE_TITLE, ListenerProcess
+from tests.support.listener_store import wait_for_instance_files
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::UserWarning")]
 
@@ -153,7 +154,7 @@ def test_pixel_bomb_is_refused_from_its_header(listener: ListenerProcess) -> Non
     fine = mr_dataset("1.2.826.0.1.3680043.8.498.7201")
     assert peer.c_store(MRImageStorage, "1.2.826.0.1.3680043.8.498.7201", explicit(fine), message_id=2).status == 0
     assert peer.release()
-    assert len(files_under(listener_root(listener) / "instances")) == 1
+    assert len(wait_for_instance_files(listener_root(listener) / "instances", 1)) == 1
 
 
 HOSTILE = ["../x", "/etc/x", "1" * 65, "1.2\x003.4", "1.2.abc", "..", "1.2.3/../../x"]
@@ -213,7 +214,7 @@ def test_disk_watermark_refuses_then_resumes_by_itself(listener: ListenerProcess
     )
     assert again.status == status.SUCCESS
     assert peer.release()
-    assert len(files_under(listener_root(listener) / "instances")) == 2
+    assert len(wait_for_instance_files(listener_root(listener) / "instances", 2)) == 2
 
 
 def test_garbage_truncated_and_stalled_data_sets_fail_fast_without_a_crash(listener: ListenerProcess) -> None:

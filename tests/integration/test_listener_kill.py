@@ -24,6 +24,7 @@ from oncohabitat.listener.index import StudyIndex, StudyState
 from oncohabitat.listener.storage import INDEX_FILE, TEMP_SUFFIX
 from oncohabitat.phantom import PhantomStudy, generate_study
 from tests.conftest import require_tool
+from tests.support.listener_store import recover_store
 from tests.integration.test_listener_dcmtk import (
     AE_TITLE,
     DCMTK_ENV,
@@ -116,7 +117,8 @@ def test_kill9_during_a_four_association_push_loses_nothing_and_hands_off_once(
         acknowledged |= acked_now
         pending = [p for p in pending if p not in acknowledged]
         assert pending, "the kill must interrupt the push"
-        index = StudyIndex(root / INDEX_FILE)  # recovers the WAL of the killed process
+        recover_store(root)  # journal replay and reconciliation, as the next start does
+        index = StudyIndex(root / INDEX_FILE)
         try:
             by_path = {path: sop for sop, path in sources.items()}
             for path in acked_now:

@@ -8,11 +8,15 @@ durable: temporary file, fsync, rename, fsync of the directory. Paths come only 
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 from oncohabitat.common.errors import InvalidInputError, NotFoundError
 
@@ -24,6 +28,42 @@ def fsync_directory(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    """libc's ``syncfs(fd)`` (Linux), or None where the C library lacks it."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        function = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int]
+    function.restype = ctypes.c_int
+    return cast(Callable[[int], int], function)
+
+
+_SYNCFS = _load_syncfs()
+
+
+def sync_filesystem(path: Path) -> None:
+    """Make every write to the file system holding ``path`` durable (``syncfs``; ``sync`` elsewhere).
+
+    One call flushes many files, their directories and other databases on the same file system
+    (ctypes releases the GIL during the call).
+
+    Raises:
+        OSError: the file system reported a write-back error.
+    """
+    if _SYNCFS is None:
+        os.sync()
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if _SYNCFS(fd) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, os.strerror(error))
     finally:
         os.close(fd)
 

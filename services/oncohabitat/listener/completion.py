@@ -87,6 +87,8 @@ class CompletionMonitor:
         settle_period_s: quiet time required once the expected series are present, s.
         classifier: classifies a study at completion (None: no classification, always eligible).
         handoff_policy: whether ineligible studies are handed off or REJECTED.
+        has_pending: True while a study has acknowledged instances not yet indexed (the store's
+            journal path); such a study is not completed until they are.
     """
 
     def __init__(
@@ -101,6 +103,7 @@ class CompletionMonitor:
         settle_period_s: float = 2.0,
         classifier: Classifier | None = None,
         handoff_policy: HandoffPolicy = HandoffPolicy.ALL,
+        has_pending: Callable[[str], bool] | None = None,
     ) -> None:
         if quiet_period_s <= 0 or settle_period_s < 0:
             raise ValueError("quiet period must be > 0 s and settle period >= 0 s")
@@ -112,6 +115,7 @@ class CompletionMonitor:
         self._settle_s = min(settle_period_s, quiet_period_s)
         self._classifier = classifier
         self._policy = handoff_policy
+        self._has_pending = has_pending
         interval = poll_interval_s if poll_interval_s is not None else min(1.0, quiet_period_s / 4)
         self._worker = PollingWorker("listener-completion", self.run_once, max(interval, 0.01))
 
@@ -132,7 +136,7 @@ class CompletionMonitor:
         ended: list[str] = []
         for study_key, last_received_at in self._index.receiving_studies():
             rule = self._due(study_key, last_received_at, now)
-            if rule is None:
+            if rule is None or (self._has_pending is not None and self._has_pending(study_key)):
                 continue
             verdict = self._classifier(study_key) if self._classifier is not None else None
             reject = None

@@ -38,7 +38,7 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -296,6 +296,8 @@ class StudyIndex:
         db_path: the SQLite file (its directory must exist).
         busy_timeout_s: how long a statement waits for a lock held by another connection, in s.
         late_policy: what a new instance does to a completed study (see module doc).
+        secondary: a second handle of another process (the materialiser worker) on an index the
+            listener opened: no clean-shutdown marker handling, no checkpoint at close.
 
     Raises:
         StudyIndexError: the file is not a usable index (corrupt, newer schema).
@@ -308,6 +310,7 @@ class StudyIndex:
         busy_timeout_s: float = 10.0,
         late_policy: LatePolicy = LatePolicy.RERUN,
         synchronous: str = "FULL",
+        secondary: bool = False,
     ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError("synchronous must be FULL or NORMAL")
@@ -316,7 +319,8 @@ class StudyIndex:
         self.synchronous = synchronous
         self._lock = threading.Lock()
         self._clean_marker = db_path.with_name(db_path.name + CLEAN_SUFFIX)
-        self.unclean_start = not self._clean_marker.exists()
+        self._secondary = secondary
+        self.unclean_start = not secondary and not self._clean_marker.exists()
         try:
             self._conn = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None, timeout=busy_timeout_s)
             mode = str(self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
@@ -325,10 +329,17 @@ class StudyIndex:
             self._conn.execute(f"PRAGMA synchronous={synchronous}")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._migrate()
+            # Point lookups on the receive path use their own connection: in WAL mode they read the
+            # last commit without waiting for a write transaction of the background materialiser.
+            self._reader = sqlite3.connect(
+                db_path, check_same_thread=False, isolation_level=None, timeout=busy_timeout_s
+            )
+            self._reader.execute("PRAGMA query_only=1")
+            self._reader_lock = threading.Lock()
         except sqlite3.DatabaseError as exc:
             raise StudyIndexError(f"study index {db_path.name} cannot be opened: {exc}") from exc
-        self._may_mark_clean = not self.unclean_start
-        if not self.unclean_start:
+        self._may_mark_clean = not self.unclean_start and not secondary
+        if not self.unclean_start and not secondary:
             self._clean_marker.unlink()  # until close() says otherwise, a crash is assumed
 
     def mark_reconciled(self) -> None:
@@ -357,6 +368,12 @@ class StudyIndex:
 
     def close(self) -> None:
         """Checkpoint (fsync), close the connection and mark the shutdown clean (further calls fail)."""
+        with self._reader_lock:
+            self._reader.close()
+        if self._secondary:
+            with self._lock:
+                self._conn.close()
+            return
         with self._lock:
             try:
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -392,9 +409,12 @@ class StudyIndex:
         return {str(row[0]) for row in self._query("SELECT path FROM instances")}
 
     def get_instance(self, sop_uid: str) -> InstanceRecord | None:
-        """The indexed instance with this SOP Instance UID, if any."""
-        rows = self._query(f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE sop_uid = ?", (sop_uid,))
-        return _instance(rows[0]) if rows else None
+        """The indexed instance with this SOP Instance UID, if any (last committed state)."""
+        with self._reader_lock:
+            row = self._reader.execute(
+                f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE sop_uid = ?", (sop_uid,)
+            ).fetchone()
+        return _instance(row) if row is not None else None
 
     def add_instance(self, record: InstanceRecord, study_uid: str) -> AddResult:
         """Commit an instance row (its file must already be durable) and update its study.
@@ -404,29 +424,40 @@ class StudyIndex:
         increments the study's ``conflicts`` counter (``CONFLICT``).
         """
         with self._transaction() as cur:
-            existing = cur.execute(
-                "SELECT sha256, study_key FROM instances WHERE sop_uid = ?", (record.sop_uid,)
-            ).fetchone()
-            if existing is not None:
-                if existing[0] == record.sha256:
-                    return AddResult(AddOutcome.IDENTICAL)
-                cur.execute("UPDATE studies SET conflicts = conflicts + 1 WHERE study_key = ?", (existing[1],))
-                return AddResult(AddOutcome.CONFLICT)
-            study = cur.execute("SELECT state FROM studies WHERE study_key = ?", (record.study_key,)).fetchone()
-            if study is None:
-                cur.execute(
-                    "INSERT INTO studies (study_key, study_uid, state, first_received_at, last_received_at)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (record.study_key, study_uid, StudyState.RECEIVING.value, record.received_at, record.received_at),
-                )
-                result = AddResult(AddOutcome.STORED)
-            else:
-                result = self._late_arrival(cur, record.study_key, StudyState(str(study[0])), AddOutcome.STORED)
+            return self._add(cur, record, study_uid)
+
+    def add_instances(self, items: Sequence[tuple[InstanceRecord, str]]) -> list[AddResult]:
+        """:meth:`add_instance` for ``(record, study_uid)`` pairs, in order, in one transaction.
+
+        Used by the background materialiser (one commit per batch instead of per instance).
+        """
+        with self._transaction() as cur:
+            return [self._add(cur, record, study_uid) for record, study_uid in items]
+
+    def _add(self, cur: sqlite3.Cursor, record: InstanceRecord, study_uid: str) -> AddResult:
+        existing = cur.execute(
+            "SELECT sha256, study_key FROM instances WHERE sop_uid = ?", (record.sop_uid,)
+        ).fetchone()
+        if existing is not None:
+            if existing[0] == record.sha256:
+                return AddResult(AddOutcome.IDENTICAL)
+            cur.execute("UPDATE studies SET conflicts = conflicts + 1 WHERE study_key = ?", (existing[1],))
+            return AddResult(AddOutcome.CONFLICT)
+        study = cur.execute("SELECT state FROM studies WHERE study_key = ?", (record.study_key,)).fetchone()
+        if study is None:
             cur.execute(
-                f"INSERT INTO instances ({_INSTANCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                _instance_values(record),
+                "INSERT INTO studies (study_key, study_uid, state, first_received_at, last_received_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (record.study_key, study_uid, StudyState.RECEIVING.value, record.received_at, record.received_at),
             )
-            self._count_instance(cur, record, record.size, 1, result)
+            result = AddResult(AddOutcome.STORED)
+        else:
+            result = self._late_arrival(cur, record.study_key, StudyState(str(study[0])), AddOutcome.STORED)
+        cur.execute(
+            f"INSERT INTO instances ({_INSTANCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            _instance_values(record),
+        )
+        self._count_instance(cur, record, record.size, 1, result)
         return result
 
     def replace_instance(self, record: InstanceRecord) -> AddResult:

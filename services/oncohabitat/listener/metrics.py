@@ -28,7 +28,7 @@ DUPLICATES = Counter(
 )
 STORE_SECONDS = Histogram(
     "oncohabitat_listener_store_seconds",
-    "Time to store one instance durably (write, fsync, rename, index commit), in seconds.",
+    "Time from a complete data set to its durable record (checks, journal append or file fsync), in seconds.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 STUDIES_COMPLETED = Counter(
@@ -92,4 +92,24 @@ DISK_FREE_BYTES = Gauge(
 DISK_LOW = Gauge(
     "oncohabitat_listener_disk_low",
     "1 while free space is below the watermark (new associations and C-STOREs refused).",
+)
+JOURNAL_PENDING = Gauge(
+    "oncohabitat_listener_journal_pending_instances",
+    "Acknowledged instances durable in the intake journal whose file and index row are not yet written.",
+)
+JOURNAL_ERRORS = Counter(
+    "oncohabitat_listener_journal_errors_total",
+    "Intake journal failures by stage ('append': instance stored by direct fsync instead; 'materialise',"
+    " 'checkpoint': retried).",
+    ["stage"],
+)
+MATERIALISE_SECONDS = Histogram(
+    "oncohabitat_listener_materialise_batch_seconds",
+    "Time to apply one batch of instances the materialiser worker indexed (reports, pending release), in seconds.",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+CHECKPOINT_SECONDS = Histogram(
+    "oncohabitat_listener_journal_checkpoint_seconds",
+    "Time of one journal checkpoint (file-system sync + checkpoint record), in seconds.",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )

@@ -48,7 +48,10 @@ class ListenerSettings(ServiceSettings):
     max_inflated_mb: int = Field(256, ge=1, description="Largest inflated size of a deflated data set, MiB.")
     memory_spool_mb: int = Field(8, ge=1, description="Data sets above this size are spooled to disk, MiB.")
     min_free_disk_mb: int = Field(1024, ge=0, description="Free-space watermark of the store (0 = off), MiB.")
-    fsync: bool = Field(True, description="fsync every instance file before acknowledging (power-loss safe).")
+    fsync: bool = Field(True, description="Make every instance durable (journal or file fsync) before acknowledging.")
+    journal_mb: int = Field(
+        256, ge=0, description="Intake journal size, MiB (0 = no journal: fsync each instance file and directory)."
+    )
     index_synchronous: Literal["FULL", "NORMAL"] = Field(
         "NORMAL", description="SQLite synchronous mode of the index; NORMAL relies on start-up reconciliation."
     )
@@ -68,3 +71,11 @@ class ListenerSettings(ServiceSettings):
     def resolved_store_dir(self) -> Path:
         """The DICOM store root actually used."""
         return self.store_dir or self.data_dir / "dicom"
+
+    @property
+    def journal_layout(self) -> tuple[int, int]:
+        """``(segments, segment bytes)`` of the intake journal; ``(0, 0)`` when it is off."""
+        if self.journal_mb == 0:
+            return 0, 0
+        segment_mb = max(1, min(32, self.journal_mb // 2))
+        return max(2, self.journal_mb // segment_mb), segment_mb * MIB

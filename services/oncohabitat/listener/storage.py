@@ -50,7 +50,7 @@ from typing import IO
 
 from pydicom.filereader import read_dataset
 
-from oncohabitat.common.blobstore import fsync_directory
+from oncohabitat.common.blobstore import fsync_directory, sync_filesystem
 from oncohabitat.listener import audit, metrics, status
 from oncohabitat.listener.checks import Budgets, InstanceHeader, inspect_body
 from oncohabitat.listener.dimse import raw_text
@@ -58,6 +58,10 @@ from oncohabitat.listener.diskguard import DiskGuard
 from oncohabitat.listener.errors import InvalidInstanceError, StorageWriteError
 from oncohabitat.listener.identifiers import is_valid_uid, uid_key
 from oncohabitat.listener.index import AddOutcome, AddResult, InstanceRecord, StudyIndex
+from oncohabitat.listener.journal import IntakeJournal, JournalEntry, JournalError
+from oncohabitat.listener.journal_meta import decode_journal_meta, encode_journal_meta
+from oncohabitat.listener.materialiser import Materialiser, PendingInstance
+from oncohabitat.listener.materialiser_worker import WorkerConfig
 from oncohabitat.listener.part10 import file_meta_prefix
 from oncohabitat.listener.spool import TEMP_SUFFIX, DatasetSpool
 
@@ -66,6 +70,7 @@ _LOG = logging.getLogger(__name__)
 INSTANCES_DIR = "instances"
 INCOMING_DIR = "incoming"
 INDEX_FILE = "index.sqlite3"
+JOURNAL_DIR = "journal"
 LOCK_FILE = ".lock"
 _LOCK_STRIPES = 64
 _META_GROUP = struct.Struct("<HH2sHL")
@@ -73,6 +78,7 @@ _META_GROUP = struct.Struct("<HH2sHL")
 __all__ = [
     "INDEX_FILE",
     "INSTANCES_DIR",
+    "JOURNAL_DIR",
     "TEMP_SUFFIX",
     "DuplicatePolicy",
     "InstanceStore",
@@ -98,6 +104,9 @@ class StorePolicy:
         budgets: deflate and pixel budgets (bytes).
         memory_limit_bytes: data sets up to this size are received in memory, larger ones spooled to disk.
         max_dataset_bytes: largest data set accepted over the wire (bytes; larger ones are refused).
+        journal_segments: number of intake journal segments; 0 = no journal (every instance file is
+            fsynced, with its directory, before the reply).
+        journal_segment_bytes: size of one journal segment (bytes).
     """
 
     fsync: bool = True
@@ -105,6 +114,8 @@ class StorePolicy:
     budgets: Budgets = field(default_factory=Budgets)
     memory_limit_bytes: int = 8 * 1024 * 1024
     max_dataset_bytes: int = 1024 * 1024 * 1024
+    journal_segments: int = 0
+    journal_segment_bytes: int = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -195,16 +206,74 @@ class InstanceStore:
             self._lock_handle.close()
             raise StorageWriteError("store root is in use by another process") from exc
         self.orphans_removed = self._remove_orphan_temp_files()
+        self.journal: IntakeJournal | None = None
+        self._materialiser: Materialiser | None = None
+        self.rematerialised = 0
+        if self.policy.journal_segments > 0:
+            self._open_journal()
         self.reindexed = 0
         if index.unclean_start:
             self.reindexed = self.reconcile()
             index.mark_reconciled()
 
+    def _open_journal(self) -> None:
+        """Open the intake journal, re-materialise what a crash left in it, start the materialiser."""
+        try:
+            journal = IntakeJournal(
+                self.root / JOURNAL_DIR,
+                segment_bytes=self.policy.journal_segment_bytes,
+                segments=self.policy.journal_segments,
+                sync=self.policy.fsync,
+            )
+        except JournalError as exc:
+            self.close()
+            raise StorageWriteError(f"intake journal cannot be used: {exc}") from exc
+        self.rematerialised = self._recover(journal.recovered)
+        if self.rematerialised or journal.last_sequence > journal.checkpointed_through:
+            if self.policy.fsync:
+                sync_filesystem(self.root)
+            journal.checkpoint(journal.last_sequence)
+        journal.recovered = []
+        self.journal = journal
+        config = WorkerConfig(
+            root=str(self.root),
+            index_path=str(self.index.db_path),
+            journal_dir=str(journal.directory),
+            late_policy=self.index.late_policy.value,
+            synchronous=self.index.synchronous,
+        )
+        self._materialiser = Materialiser(
+            journal,
+            self.root,
+            config,
+            self._materialised,
+            sync=self.policy.fsync,
+            checkpoint_bytes=max(self.policy.journal_segment_bytes // 2, 1),
+        )
+        self._materialiser.start()
+
     def close(self) -> None:
-        """Release the root's lock (the index is closed by its owner)."""
+        """Materialise and checkpoint journaled instances, then release the root's lock.
+
+        The index is closed by its owner, after this.
+        """
+        if self._materialiser is not None:
+            self._materialiser.stop()
+            self._materialiser = None
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
         if self._lock_handle is not None:
             self._lock_handle.close()
             self._lock_handle = None
+
+    def has_pending(self, study_key: str) -> bool:
+        """True while acknowledged instances of the study are not yet indexed (journal path)."""
+        return self._materialiser is not None and self._materialiser.has_pending(study_key)
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        """Wait until every acknowledged instance is indexed; False on timeout."""
+        return self._materialiser is None or self._materialiser.flush(timeout_s)
 
     def path_of(self, record: InstanceRecord) -> Path:
         """Absolute path of an indexed instance's file."""
@@ -251,6 +320,12 @@ class InstanceStore:
         if header.sop_class_uid != sop_class_uid or header.sop_uid != sop_uid:
             spool.discard()
             return self.refuse("sop_mismatch", status.DATASET_MISMATCH)
+        if self._materialiser is not None and spool.in_memory:
+            journaled = self._commit_journaled(header, transfer_syntax, spool.sha256(), spool.getvalue())
+            if journaled is not None:
+                spool.discard()
+                metrics.STORE_SECONDS.observe(time.perf_counter() - started)
+                return journaled
 
         def place(final: Path) -> None:
             if spool.in_memory:
@@ -297,6 +372,96 @@ class InstanceStore:
         return StoreResult(dimse_status, None, None, reason)
 
     # ---- committing ------------------------------------------------------------------------
+
+    def _commit_journaled(
+        self, header: InstanceHeader, transfer_syntax: str, sha: str, data: bytes
+    ) -> StoreResult | None:
+        """Acknowledge a new instance once it is durable in the journal (files/index follow).
+
+        Returns None when the instance must take the direct path instead: its SOP Instance UID
+        is pending with other bytes (after the pending ones are indexed), or the journal cannot
+        take it (too large, full, failed).
+        """
+        assert self._materialiser is not None and self.journal is not None
+        study_key = uid_key(header.study_uid)
+        series_key = uid_key(header.series_uid)
+        sop_key = uid_key(header.sop_uid)
+        with self._stripes[int(sop_key[:8], 16) % _LOCK_STRIPES]:
+            pending = self._materialiser.pending(header.sop_uid)
+            if pending is not None:
+                if pending.record.sha256 == sha:
+                    return self._identical(pending.record.study_key)
+                existing = None
+            else:
+                try:
+                    existing = self.index.get_instance(header.sop_uid)
+                except sqlite3.Error as exc:
+                    _LOG.error("instance %s of study %s not indexed: %s", sop_key, study_key, type(exc).__name__)
+                    return self.refuse("index_error", status.OUT_OF_RESOURCES)
+            if pending is None and existing is None:
+                record = InstanceRecord(
+                    sop_uid=header.sop_uid,
+                    study_key=study_key,
+                    series_key=series_key,
+                    series_uid=header.series_uid,
+                    sop_class_uid=header.sop_class_uid,
+                    modality=header.modality,
+                    path=f"{INSTANCES_DIR}/{study_key}/{series_key}/{sop_key}.dcm",
+                    sha256=sha,
+                    size=len(data),
+                    received_at=self._clock(),
+                    series_number=header.series_number,
+                    series_description=header.series_description,
+                    transfer_syntax=transfer_syntax,
+                )
+                meta = encode_journal_meta(record, header.study_uid)
+                if len(meta) + len(data) <= self.journal.max_entry_bytes:
+                    try:
+                        location = self.journal.append(meta, data, sha)
+                    except JournalError as exc:
+                        metrics.JOURNAL_ERRORS.labels(stage="append").inc()
+                        _LOG.error("intake journal refused an instance (stored directly instead): %s", exc)
+                        return None
+                    self._materialiser.submit(PendingInstance(location, record, header.study_uid))
+                    metrics.INSTANCES_STORED.inc()
+                    metrics.BYTES_STORED.inc(len(data))
+                    return StoreResult(status.SUCCESS, AddOutcome.STORED, study_key)
+                return None
+        if pending is not None:
+            self._materialiser.flush()
+        return None
+
+    def _materialised(self, item: PendingInstance, result: AddResult) -> None:
+        """Report the index outcome of a journaled instance (late arrivals are audited)."""
+        self._late(item.record.study_key, result)
+
+    def _recover(self, entries: list[JournalEntry]) -> int:
+        """Re-materialise journal entries left by an unclean stop (idempotent); returns how many.
+
+        An entry whose SOP Instance UID is indexed with the same SHA-256 only gets its file
+        checked (rewritten when missing or different); one indexed with other bytes was
+        superseded later (duplicate policy "replace") and is skipped.
+        """
+        done = 0
+        for entry in entries:
+            record, study_uid = decode_journal_meta(entry.meta)
+            existing = self.index.get_instance(record.sop_uid)
+            if existing is None:
+                self._write_durably(self.root / record.path, entry.payload, fsync=False)
+                self._late(record.study_key, self.index.add_instance(record, study_uid))
+                done += 1
+            elif existing.sha256 == entry.sha256:
+                path = self.root / existing.path
+                try:
+                    intact = hashlib.sha256(path.read_bytes()).hexdigest() == entry.sha256
+                except OSError:
+                    intact = False
+                if not intact:
+                    self._write_durably(path, entry.payload, fsync=False)
+                    done += 1
+        if done:
+            _LOG.warning("intake journal: %d acknowledged instance(s) re-materialised after an unclean stop", done)
+        return done
 
     def _commit(
         self, header: InstanceHeader, transfer_syntax: str, sha: str, size: int, place: Callable[[Path], None]
@@ -413,8 +578,10 @@ class InstanceStore:
                     fsync_directory(path.parent)
             self._known_dirs.add(directory)
 
-    def _write_durably(self, final: Path, data: bytes) -> None:
+    def _write_durably(self, final: Path, data: bytes, *, fsync: bool | None = None) -> None:
         """Temp file in the same directory, atomic rename, fsync the file, fsync the directory.
+
+        ``fsync`` overrides the policy (the materialiser writes without: its checkpoint syncs).
 
         The rename comes before the file's fsync so that one journal commit carries both (on
         ext4 the directory fsync then finds nothing left to commit). Until the index row is
@@ -424,6 +591,7 @@ class InstanceStore:
         Raises:
             OSError: any step failed; the temporary or partial file has been removed.
         """
+        durable = self.policy.fsync if fsync is None else fsync
         directory = final.parent
         self._ensure_directory(directory)
         temp = directory / f"{final.name}.{uuid.uuid4().hex}{TEMP_SUFFIX}"
@@ -434,11 +602,11 @@ class InstanceStore:
                 _write_all(fd, data)
                 os.replace(temp, final)
                 written = final
-                if self.policy.fsync:
+                if durable:
                     os.fsync(fd)
             finally:
                 os.close(fd)
-            if self.policy.fsync:
+            if durable:
                 fsync_directory(directory)
         except OSError:
             with contextlib.suppress(FileNotFoundError):

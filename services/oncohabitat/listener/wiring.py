@@ -96,12 +96,15 @@ def build_parts(
     expected = parse_expected_series(settings.expected_series)
     rules = DceRules.from_json_file(settings.dce_rules_file) if settings.dce_rules_file else DceRules()
     index = StudyIndex(root / INDEX_FILE, late_policy=settings.late_policy, synchronous=settings.index_synchronous)
+    journal_segments, journal_segment_bytes = settings.journal_layout
     policy = StorePolicy(
         fsync=settings.fsync,
         duplicates=settings.duplicate_policy,
         budgets=Budgets(max_inflated_bytes=settings.max_inflated_mb * MIB, max_pixel_bytes=settings.max_pixel_mb * MIB),
         memory_limit_bytes=settings.memory_spool_mb * MIB,
         max_dataset_bytes=settings.max_dataset_mb * MIB,
+        journal_segments=journal_segments,
+        journal_segment_bytes=journal_segment_bytes or 32 * MIB,
     )
     disk = DiskGuard(root, settings.min_free_disk_mb * MIB, probe=disk_probe)
     store = InstanceStore(root, index, policy=policy, disk=disk)
@@ -121,6 +124,7 @@ def build_parts(
         settle_period_s=settings.settle_period_s,
         classifier=DceStudyClassifier(index, root, rules),
         handoff_policy=settings.handoff_policy,
+        has_pending=store.has_pending,
     )
     scp = ListenerSCP(
         sink_wrapper(store) if sink_wrapper is not None else store,

@@ -1,0 +1,472 @@
+"""Intake journal: the durable record of each received instance before its C-STORE success reply.
+
+Why: a new file per instance made durable costs an inode allocation, a data fsync and a directory
+fsync (0.4-0.8 ms on this project's disks), all on the reply path of a peer that waits for each
+reply before it sends the next instance. Appending to a few pre-allocated files and syncing their
+data costs one ``fdatasync`` (0.15-0.25 ms), and concurrent associations share it (group commit).
+The instance files and index rows are then written in the background, in batches
+(:mod:`.materialiser`), and made durable together by one file-system sync before the journal space
+they used is reused (a *checkpoint*).
+
+Layout under ``directory``::
+
+    segment-000.log ... segment-NNN.log    fixed-size files, filled in order, reused in a ring
+    checkpoint                             sequence number through which entries are materialised
+
+An entry is a 64-byte header, an opaque metadata block (the store's JSON) and the payload (the
+Part-10 bytes)::
+
+    magic "OHJ1" | version u16 | flags u16 | sequence u64 | meta length u32 | payload length u32
+    | header CRC-32 u32 (over the header with this field zero, plus the metadata) | pad u32
+    | SHA-256 of the payload (32 bytes)
+
+Sequences increase by one per entry. Writers reserve space under a lock (so a segment is filled
+in sequence order), write without the lock, then wait until an ``fdatasync`` that began after
+every entry up to theirs was complete has returned: a reply is sent only once every earlier entry
+is durable too. Recovery therefore scans each segment from its start until the first entry that
+is incomplete or invalid; nothing acknowledged can lie behind it. Entries at or below the
+checkpoint are old (already materialised durably) and skipped; the rest are handed back by
+:attr:`IntakeJournal.recovered` to be materialised again (idempotently).
+
+A segment is reused only when all its entries are at or below the checkpoint. Writers that find
+no reusable segment wait (``space_timeout_s``) for the materialiser to checkpoint; until then the
+association is simply slower, never wrong. Entries larger than :attr:`max_entry_bytes` are not
+journaled (the store writes and fsyncs them directly: for such sizes the per-file cost is small).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import struct
+import threading
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from hashlib import sha256
+from pathlib import Path
+from typing import BinaryIO
+
+from oncohabitat.common.blobstore import fsync_directory
+from oncohabitat.listener.errors import ListenerError
+
+_LOG = logging.getLogger(__name__)
+
+MAGIC = b"OHJ1"
+VERSION = 1
+HEADER = struct.Struct("<4sHHQIII4x32s")
+_CHECKPOINT = struct.Struct("<4sQI")
+_CHECKPOINT_MAGIC = b"OHJC"
+CHECKPOINT_FILE = "checkpoint"
+_SEGMENT_PATTERN = "segment-{:03d}.log"
+_PREPARE_CHUNK = 1024 * 1024
+
+
+class JournalError(ListenerError):
+    """The journal cannot take an entry (full past its timeout, or an I/O error): refuse the instance."""
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One journaled instance: its sequence number, the store's metadata and the Part-10 bytes."""
+
+    sequence: int
+    meta: bytes
+    payload: bytes
+    sha256: str
+
+
+@dataclass(frozen=True)
+class JournalLocation:
+    """Where an appended entry lies: its sequence, segment number, byte offset and total size."""
+
+    sequence: int
+    segment: int
+    offset: int
+    size: int
+
+
+@dataclass
+class _Segment:
+    """One segment file: its descriptor and the highest sequence written into it (0 = none)."""
+
+    number: int
+    path: Path
+    fd: int = -1
+    max_sequence: int = 0
+    write_offset: int = 0
+    dirty_through: int = 0  # highest sequence written here since its last fdatasync
+
+
+@dataclass
+class _SyncState:
+    """Group-commit bookkeeping (guarded by the journal's condition)."""
+
+    done_through: int = 0  # every entry <= this has been written (contiguous)
+    synced_through: int = 0  # every entry <= this is durable
+    syncing: bool = False
+    finished: set[int] = field(default_factory=set)
+    failed_at: int | None = None  # first entry whose write failed: it and later ones are never durable
+
+
+def encode_header(sequence: int, meta: bytes, payload_length: int, digest: bytes) -> bytes:
+    """The 64-byte header of an entry (see module doc)."""
+    blank = HEADER.pack(MAGIC, VERSION, 0, sequence, len(meta), payload_length, 0, digest)
+    crc = zlib.crc32(meta, zlib.crc32(blank))
+    return HEADER.pack(MAGIC, VERSION, 0, sequence, len(meta), payload_length, crc, digest)
+
+
+class IntakeJournal:
+    """Pre-allocated ring of segment files with group-committed appends (see module doc).
+
+    Args:
+        directory: journal directory (created if missing; one process at a time, as the store root).
+        segment_bytes: size of one segment file in bytes (entries never span segments).
+        segments: number of segment files (>= 2).
+        sync: ``fdatasync`` before an append returns (False: survives a process crash only).
+        space_timeout_s: longest wait for a reusable segment before :class:`JournalError`, s.
+
+    Raises:
+        JournalError: the directory or a segment cannot be prepared.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        segment_bytes: int = 32 * 1024 * 1024,
+        segments: int = 8,
+        sync: bool = True,
+        space_timeout_s: float = 30.0,
+    ) -> None:
+        if segments < 2 or segment_bytes < 1024 * 1024:
+            raise ValueError("a journal needs >= 2 segments of >= 1 MiB")
+        self.directory = directory
+        self.segment_bytes = segment_bytes
+        self.sync = sync
+        self._space_timeout_s = space_timeout_s
+        self._cond = threading.Condition()
+        self._state = _SyncState()
+        self._space_wanted = False
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise JournalError(f"journal directory cannot be created: {exc.strerror}") from exc
+        self.checkpointed_through = self._read_checkpoint()
+        self._segments = [_Segment(k, directory / _SEGMENT_PATTERN.format(k)) for k in range(segments)]
+        self.recovered, last = self._scan()
+        prepared = False
+        for segment in self._segments:
+            if not segment.path.exists() or segment.path.stat().st_size < segment_bytes:
+                self._prepare(segment)
+                prepared = True
+        if prepared:
+            fsync_directory(directory)
+        self._next_sequence = max(last, self.checkpointed_through) + 1
+        self._state.done_through = self._state.synced_through = self._next_sequence - 1
+        # Start "at the end of the last segment": the first append rotates into segment 0 through
+        # the reusability check (recovered entries must be checkpointed before it is overwritten).
+        self._current = segments - 1
+        self._segments[-1].write_offset = segment_bytes
+
+    @property
+    def max_entry_bytes(self) -> int:
+        """Largest metadata + payload size one entry can hold, in bytes."""
+        return self.segment_bytes - HEADER.size
+
+    @property
+    def space_wanted(self) -> bool:
+        """True while a writer waits for a checkpoint to free a segment."""
+        return self._space_wanted
+
+    @property
+    def last_sequence(self) -> int:
+        """Sequence number of the newest entry reserved so far."""
+        with self._cond:
+            return self._next_sequence - 1
+
+    # ---- appending -------------------------------------------------------------------------
+
+    def append(self, meta: bytes, payload: bytes, digest: str) -> JournalLocation:
+        """Write one entry; returns where it lies once it (and every earlier entry) is durable.
+
+        ``digest`` is the hex SHA-256 of ``payload`` (the caller computed it while receiving).
+
+        Raises:
+            JournalError: too large, no space within ``space_timeout_s``, or an I/O error.
+        """
+        size = HEADER.size + len(meta) + len(payload)
+        if size > self.segment_bytes:
+            raise JournalError("entry larger than a journal segment")
+        sequence, segment, offset = self._reserve(size)
+        header = encode_header(sequence, meta, len(payload), bytes.fromhex(digest))
+        try:
+            written = os.pwritev(segment.fd, [header, meta, payload], offset)
+            if written != size:
+                raise OSError(f"short journal write ({written} of {size} bytes)")
+        except OSError as exc:
+            self._finish(sequence, segment, failed=True)
+            raise JournalError(f"journal write failed: {exc}") from exc
+        self._finish(sequence, segment, failed=False)
+        self._wait_durable(sequence)
+        return JournalLocation(sequence, segment.number, offset, size)
+
+    def _reserve(self, size: int) -> tuple[int, _Segment, int]:
+        with self._cond:
+            if self._state.failed_at is not None:
+                raise JournalError("journal unusable after a write error")
+            segment = self._segments[self._current]
+            if segment.write_offset + size > self.segment_bytes:
+                segment = self._rotate()
+            sequence = self._next_sequence
+            self._next_sequence += 1
+            offset = segment.write_offset
+            segment.write_offset += size
+            segment.max_sequence = sequence
+            return sequence, segment, offset
+
+    def _rotate(self) -> _Segment:
+        """Move to the next segment of the ring, waiting until it is reusable (lock held)."""
+        following = self._segments[(self._current + 1) % len(self._segments)]
+        if following.max_sequence > self.checkpointed_through:
+            self._space_wanted = True
+            self._cond.notify_all()
+            reusable = self._cond.wait_for(
+                lambda: following.max_sequence <= self.checkpointed_through, self._space_timeout_s
+            )
+            self._space_wanted = False
+            if not reusable:
+                raise JournalError("journal full: the background writer is behind")
+        if following.fd < 0:
+            try:
+                following.fd = os.open(following.path, os.O_RDWR)
+            except OSError as exc:
+                raise JournalError(f"journal segment cannot be opened: {exc.strerror}") from exc
+        following.write_offset = 0
+        following.max_sequence = 0
+        self._current = following.number
+        return following
+
+    def _prepare(self, segment: _Segment) -> None:
+        """Zero-fill a segment to its full size and sync it (once per segment file, at open).
+
+        Written blocks (unlike ``fallocate``'s unwritten extents) make later appends pure data
+        overwrites: their ``fdatasync`` then commits no file-system metadata, which would also
+        carry the materialiser's file creations (measured here: 0.14-0.16 ms per 57 KB append
+        instead of 0.22-0.32 ms while files are being created).
+
+        Raises:
+            JournalError: the segment cannot be written.
+        """
+        try:
+            fd = os.open(segment.path, os.O_RDWR | os.O_CREAT, 0o640)
+            try:
+                size = os.fstat(fd).st_size
+                zeros = bytes(_PREPARE_CHUNK)
+                while size < self.segment_bytes:
+                    size += os.pwrite(fd, zeros[: self.segment_bytes - size], size)
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise JournalError(f"journal segment cannot be prepared: {exc.strerror}") from exc
+
+    def _finish(self, sequence: int, segment: _Segment, *, failed: bool) -> None:
+        """Record that ``sequence`` was written (or failed: its space holds no valid entry)."""
+        with self._cond:
+            state = self._state
+            state.finished.add(sequence)
+            if failed and (state.failed_at is None or sequence < state.failed_at):
+                state.failed_at = sequence
+            while state.done_through + 1 in state.finished:
+                state.done_through += 1
+                state.finished.discard(state.done_through)
+            if not failed:
+                segment.dirty_through = max(segment.dirty_through, sequence)
+            self._cond.notify_all()
+
+    def _wait_durable(self, sequence: int) -> None:
+        """Return once an fdatasync covering every entry <= ``sequence`` has completed (group commit)."""
+        if not self.sync:
+            with self._cond:
+                self._cond.wait_for(lambda: self._state.done_through >= sequence)
+                if self._state.failed_at is not None and self._state.failed_at <= sequence:
+                    raise JournalError("an earlier journal write failed")
+            return
+        with self._cond:
+            state = self._state
+            while state.synced_through < sequence:
+                if state.failed_at is not None and state.failed_at <= sequence:
+                    raise JournalError("an earlier journal write failed")
+                if state.syncing or state.done_through < sequence:
+                    self._cond.wait()
+                    continue
+                state.syncing = True
+                covered = state.done_through
+                dirty = [s for s in self._segments if s.fd >= 0 and s.dirty_through > state.synced_through]
+                self._cond.release()
+                error: OSError | None = None
+                try:
+                    for segment in dirty:
+                        os.fdatasync(segment.fd)
+                except OSError as exc:
+                    error = exc
+                finally:
+                    self._cond.acquire()
+                    state.syncing = False
+                    if error is None:
+                        state.synced_through = max(state.synced_through, covered)
+                    self._cond.notify_all()
+                if error is not None:
+                    raise JournalError(f"journal sync failed: {error.strerror}") from error
+
+    # ---- checkpoints -----------------------------------------------------------------------
+
+    def checkpoint(self, through: int) -> None:
+        """Declare every entry <= ``through`` materialised durably; their segments become reusable.
+
+        The caller must have made the files and index rows durable first (see
+        :mod:`.materialiser`). The checkpoint itself is written atomically and fsynced.
+
+        Raises:
+            OSError: the checkpoint file cannot be written (the old one stays valid).
+        """
+        if through <= self.checkpointed_through:
+            return
+        temp = self.directory / f"{CHECKPOINT_FILE}.tmp"
+        data = _CHECKPOINT.pack(_CHECKPOINT_MAGIC, through, zlib.crc32(through.to_bytes(8, "little")))
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        try:
+            os.write(fd, data)
+            if self.sync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, self.directory / CHECKPOINT_FILE)
+        if self.sync:
+            fsync_directory(self.directory)
+        with self._cond:
+            self.checkpointed_through = through
+            self._cond.notify_all()
+
+    def _read_checkpoint(self) -> int:
+        path = self.directory / CHECKPOINT_FILE
+        with contextlib.suppress(FileNotFoundError, OSError):
+            (self.directory / f"{CHECKPOINT_FILE}.tmp").unlink(missing_ok=True)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            raise JournalError(f"journal checkpoint cannot be read: {exc.strerror}") from exc
+        if len(data) != _CHECKPOINT.size:
+            raise JournalError("journal checkpoint is damaged")
+        magic, through, crc = _CHECKPOINT.unpack(data)
+        if magic != _CHECKPOINT_MAGIC or crc != zlib.crc32(through.to_bytes(8, "little")):
+            raise JournalError("journal checkpoint is damaged")
+        return int(through)
+
+    # ---- recovery --------------------------------------------------------------------------
+
+    def _scan(self) -> tuple[list[JournalEntry], int]:
+        """Valid entries above the checkpoint (by sequence) and the highest sequence seen."""
+        entries: list[JournalEntry] = []
+        last = 0
+        for segment in self._segments:
+            if not segment.path.exists():
+                continue
+            try:
+                with segment.path.open("rb") as handle:
+                    for entry_sequence, entry in _read_segment(handle, self.checkpointed_through):
+                        last = max(last, entry_sequence)
+                        segment.max_sequence = max(segment.max_sequence, entry_sequence)
+                        if entry is not None:
+                            entries.append(entry)
+            except OSError as exc:
+                raise JournalError(f"journal segment cannot be read: {exc.strerror}") from exc
+        entries.sort(key=lambda e: e.sequence)
+        if entries:
+            _LOG.warning("intake journal: %d entries to re-materialise after an unclean stop", len(entries))
+        return entries, last
+
+    def close(self) -> None:
+        """Close the segment files (further appends fail)."""
+        with self._cond:
+            for segment in self._segments:
+                if segment.fd >= 0:
+                    os.close(segment.fd)
+                    segment.fd = -1
+
+
+def _read_segment(reader: BinaryIO, checkpoint: int) -> Iterator[tuple[int, JournalEntry | None]]:
+    """Entries of one segment from its start to the first invalid one: ``(sequence, entry)``;
+    ``entry`` is None for entries at or below ``checkpoint`` (their payload is not read)."""
+    previous = 0
+    while True:
+        raw = reader.read(HEADER.size)
+        if len(raw) < HEADER.size:
+            return
+        magic, version, _flags, sequence, meta_length, payload_length, crc, digest = HEADER.unpack(raw)
+        if magic != MAGIC or version != VERSION or sequence <= previous:
+            return
+        meta = reader.read(meta_length)
+        blank = HEADER.pack(MAGIC, VERSION, 0, sequence, meta_length, payload_length, 0, digest)
+        if len(meta) != meta_length or zlib.crc32(meta, zlib.crc32(blank)) != crc:
+            return
+        previous = sequence
+        if sequence <= checkpoint:
+            reader.seek(payload_length, os.SEEK_CUR)
+            yield sequence, None
+            continue
+        payload = reader.read(payload_length)
+        if len(payload) != payload_length or sha256(payload).digest() != digest:
+            return  # torn write: never acknowledged, and nothing acknowledged lies behind it
+        yield sequence, JournalEntry(sequence, meta, payload, digest.hex())
+
+
+class JournalReader:
+    """Reads entries at known locations (the materialiser worker's side; segment files stay open).
+
+    Args:
+        directory: the journal directory.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self._fds: dict[int, int] = {}
+
+    def read(self, location: JournalLocation) -> JournalEntry:
+        """The entry at ``location`` (header checked: magic, sequence, sizes).
+
+        Raises:
+            JournalError: the bytes there are not that entry.
+        """
+        fd = self._fds.get(location.segment)
+        if fd is None:
+            try:
+                fd = os.open(self._directory / _SEGMENT_PATTERN.format(location.segment), os.O_RDONLY)
+            except OSError as exc:
+                raise JournalError(f"journal segment cannot be opened: {exc.strerror}") from exc
+            self._fds[location.segment] = fd
+        data = os.pread(fd, location.size, location.offset)
+        if len(data) != location.size:
+            raise JournalError("journal entry is truncated")
+        magic, version, _flags, sequence, meta_length, payload_length, _crc, digest = HEADER.unpack_from(data)
+        if (
+            magic != MAGIC
+            or version != VERSION
+            or sequence != location.sequence
+            or HEADER.size + meta_length + payload_length != location.size
+        ):
+            raise JournalError("journal entry does not match its location")
+        view = memoryview(data)
+        meta = bytes(view[HEADER.size : HEADER.size + meta_length])
+        payload = bytes(view[HEADER.size + meta_length :])
+        return JournalEntry(sequence, meta, payload, digest.hex())
+
+    def close(self) -> None:
+        """Close the segment files."""
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()

@@ -1,0 +1,173 @@
+"""Materialiser worker process: journal entries -> Part-10 files + index rows, in batches.
+
+Started by :class:`~.materialiser.Materialiser` as ``python -m oncohabitat.listener.materialiser_worker
+CONFIG_JSON READ_FD WRITE_FD``; it runs in its own process so that its work (file creation in the
+kernel, SQLite, Python) never holds the listener's GIL while an association waits for a reply.
+
+Protocol (pickled tuples over two pipes, :class:`multiprocessing.connection.Connection` framing):
+
+* parent -> worker: ``("work", [JournalLocation, ...])``; ``("stop",)`` ends the worker.
+* worker -> parent: ``("done", [(sequence, outcome, reopened_from, held_in), ...])`` after each
+  committed batch (outcomes and states as their string values, ``None`` when absent).
+
+For each entry the file is written at its final path (created or truncated, no rename: until its
+index row exists nothing refers to it, and a crash before the journal checkpoint re-writes it from
+the journal), then all rows of the batch are committed in one transaction. A failed batch is
+logged and retried after ``retry_s``. Nothing here fsyncs: the parent syncs the file system before
+it advances the journal checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from oncohabitat.listener.index import AddResult, LatePolicy, StudyIndex
+from oncohabitat.listener.journal import JournalLocation, JournalReader
+from oncohabitat.listener.journal_meta import decode_journal_meta
+
+_LOG = logging.getLogger("oncohabitat.listener.materialiser")
+
+#: One reported result: sequence, outcome, reopened_from, held_in.
+DoneItem = tuple[int, str, str | None, str | None]
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What the worker needs (JSON on its command line): paths and index settings."""
+
+    root: str
+    index_path: str
+    journal_dir: str
+    late_policy: str
+    synchronous: str
+    batch_size: int = 256
+    retry_s: float = 1.0
+
+    def to_json(self) -> str:
+        """The command-line form."""
+        return json.dumps(self.__dict__)
+
+    @classmethod
+    def from_json(cls, text: str) -> WorkerConfig:
+        """Inverse of :meth:`to_json`."""
+        return cls(**json.loads(text))
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """Write ``data`` at ``path`` (parents created), replacing any previous content."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+def _done_item(sequence: int, result: AddResult) -> DoneItem:
+    return (
+        sequence,
+        result.outcome.value,
+        result.reopened_from.value if result.reopened_from is not None else None,
+        result.held_in.value if result.held_in is not None else None,
+    )
+
+
+class Worker:
+    """Materialises batches of journal locations (see module doc)."""
+
+    def __init__(self, config: WorkerConfig) -> None:
+        self._config = config
+        self._root = Path(config.root)
+        self._reader = JournalReader(Path(config.journal_dir))
+        self._index = StudyIndex(
+            Path(config.index_path),
+            late_policy=LatePolicy(config.late_policy),
+            synchronous=config.synchronous,
+            secondary=True,
+        )
+
+    def materialise(self, batch: Sequence[JournalLocation]) -> list[DoneItem]:
+        """Write the batch's files, commit its rows; the results in batch order.
+
+        Raises:
+            OSError, sqlite3.Error, ListenerError: the batch must be retried.
+        """
+        items = []
+        for location in batch:
+            entry = self._reader.read(location)
+            record, study_uid = decode_journal_meta(entry.meta)
+            existing = self._index.get_instance(record.sop_uid)
+            if existing is None:  # a re-sent batch (worker restart) must not rewrite an indexed file
+                _write_file(self._root / record.path, entry.payload)
+            items.append((record, study_uid))
+        results = self._index.add_instances(items)
+        return [_done_item(location.sequence, result) for location, result in zip(batch, results, strict=True)]
+
+    def close(self) -> None:
+        """Release the index handle and journal files."""
+        self._index.close()
+        self._reader.close()
+
+
+def serve(config: WorkerConfig, inbox: Connection, outbox: Connection) -> None:
+    """Run until ``("stop",)`` (after finishing what was queued) or until the parent closes the pipe."""
+    worker = Worker(config)
+    queue: list[JournalLocation] = []
+    stopping = False
+    try:
+        while queue or not stopping:
+            if not queue:
+                message: Any = inbox.recv()
+                if message[0] == "stop":
+                    return
+                queue.extend(message[1])
+            while not stopping and len(queue) < config.batch_size and inbox.poll(0):
+                message = inbox.recv()
+                stopping = message[0] == "stop"
+                if not stopping:
+                    queue.extend(message[1])
+            batch, queue = queue[: config.batch_size], queue[config.batch_size :]
+            while True:
+                try:
+                    done = worker.materialise(batch)
+                    break
+                except Exception as exc:  # noqa: BLE001 - retried: the entries stay durable in the journal
+                    _LOG.error("materialising %d journaled instance(s) failed (retrying): %s", len(batch), exc)
+                    time.sleep(config.retry_s)
+            outbox.send(("done", done))
+    except EOFError:
+        return
+    finally:
+        worker.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: ``CONFIG_JSON READ_FD WRITE_FD``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 3:
+        print("usage: materialiser_worker CONFIG_JSON READ_FD WRITE_FD", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    config = WorkerConfig.from_json(args[0])
+    inbox = Connection(int(args[1]), writable=False)
+    outbox = Connection(int(args[2]), readable=False)
+    serve(config, inbox, outbox)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

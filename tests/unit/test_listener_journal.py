@@ -1,0 +1,324 @@
+"""Intake journal and materialiser: durable appends, recovery after a crash (torn entries, checkpoints,
+ring reuse), group commit, back-pressure, and the store's journal path (duplicates, pending studies,
+worker restart, re-materialisation at start)."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+
+from oncohabitat.listener import status
+from oncohabitat.listener.identifiers import uid_key
+from oncohabitat.listener.index import AddOutcome, StudyIndex, StudyState
+from oncohabitat.listener.journal import HEADER, IntakeJournal, JournalError
+from oncohabitat.listener.journal_meta import decode_journal_meta, encode_journal_meta
+from oncohabitat.listener.storage import INDEX_FILE, JOURNAL_DIR, InstanceStore, StorePolicy
+from tests.unit.test_listener_storage import encode_body, file_body, make_event, metric, receive
+
+MIB = 1024 * 1024
+SEGMENT = 1 * MIB
+
+
+def payload(n: int, size: int = 50_000) -> bytes:
+    return bytes([n % 251]) * size
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def append(journal: IntakeJournal, n: int, size: int = 50_000) -> int:
+    data = payload(n, size)
+    return journal.append(f"meta-{n}".encode(), data, sha(data)).sequence
+
+
+# ---- journal ---------------------------------------------------------------------------------
+
+
+def test_appended_entries_are_recovered_after_a_crash_and_checkpointed_ones_are_not(tmp_path: Path) -> None:
+    journal = IntakeJournal(tmp_path, segment_bytes=SEGMENT, segments=4)
+    sequences = [append(journal, n) for n in range(10)]
+    assert sequences == list(range(1, 11))
+    journal.checkpoint(4)
+    journal.close()  # no clean shutdown protocol: the journal is as a crash leaves it
+    reopened = IntakeJournal(tmp_path, segment_bytes=SEGMENT, segments=4)
+    assert [e.sequence for e in reopened.recovered] == list(range(5, 11))
+    assert [e.meta for e in reopened.recovered] == [f"meta-{n}".encode() for n in range(4, 10)]
+    assert all(
+        e.payload == payload(n) and e.sha256 == sha(payload(n))
+        for n, e in zip(range(4, 10), reopened.recovered, strict=True)
+    )
+    reopened.checkpoint(reopened.last_sequence)  # what the store does once it re-materialised them
+    assert append(reopened, 99) == 11  # numbering continues after what is on disk
+
+
+def test_a_torn_entry_ends_recovery_of_its_segment(tmp_path: Path) -> None:
+    journal = IntakeJournal(tmp_path, segment_bytes=SEGMENT, segments=2)
+    locations = [journal.append(b"m", payload(n), sha(payload(n))) for n in range(3)]
+    journal.close()
+    third = locations[2]
+    with (tmp_path / "segment-000.log").open("r+b") as handle:  # a write the crash cut short
+        handle.seek(third.offset + third.size - 10)
+        handle.write(b"\xff" * 10)
+    recovered = IntakeJournal(tmp_path, segment_bytes=SEGMENT, segments=2).recovered
+    assert [e.sequence for e in recovered] == [1, 2]
+
+
+def test_a_damaged_header_is_not_trusted(tmp_path: Path) -> None:
+    journal = IntakeJournal(tmp_path, segment_bytes=SEGMENT, segments=2)
+    locations = [journal.append(b"meta", payload(n), sha(payload(n))) for n in range(2)]
+    journal.close()
+    with (tmp_path / "segment-000.log").open("r+b") as handle:  # metadata byte flipped: header CRC fails
+        handle.seek(locations[1].offset + HEADER.size)
+        handle.write(b"X")
+    assert [e.sequence for e in IntakeJournal(tmp_path, segment_bytes=SEGMENT, segments=2).recovered] == [1]
+
+
+def test_segments_are_reused_only_after_a_checkpoint(tmp_path: Path) -> None:
+    journal = IntakeJournal(tmp_path, segment_bytes=SEGMENT, segments=2, space_timeout_s=0.3)
+    per_segment = SEGMENT // (HEADER.size + 6 + 200_000)
+    for n in range(2 * per_segment):
+        append(journal, n, 200_000)
+    with pytest.raises(JournalError, match="full"):
+        append(journal, 999, 200_000)  # both segments hold entries above the checkpoint
+    journal.checkpoint(journal.last_sequence - 1)
+    last = append(journal, 1000, 200_000)  # segment 0 is reused
+    journal.close()
+    recovered = IntakeJournal(tmp_path, segment_bytes=SEGMENT, segments=2).recovered
+    assert [e.sequence for e in recovered] == [last - 1, last]  # the old entries of segment 0 are gone or old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint", "segment-000.log", "segment-001.log"]
+    assert all(p.stat().st_size == SEGMENT for p in tmp_path.glob("segment-*.log"))
+
+
+def test_a_writer_waiting_for_space_continues_after_the_checkpoint(tmp_path: Path) -> None:
+    journal = IntakeJournal(tmp_path, segment_bytes=SEGMENT, segments=2, space_timeout_s=10)
+    per_segment = SEGMENT // (HEADER.size + 6 + 200_000)
+    for n in range(2 * per_segment):
+        append(journal, n, 200_000)
+    done: list[int] = []
+    writer = threading.Thread(target=lambda: done.append(append(journal, 7, 200_000)))
+    writer.start()
+    deadline = time.monotonic() + 5
+    while not journal.space_wanted and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert journal.space_wanted and not done
+    journal.checkpoint(journal.last_sequence - 1)
+    writer.join(5)
+    assert done and not journal.space_wanted
+
+
+def test_concurrent_appends_are_all_durable_and_numbered_once(tmp_path: Path) -> None:
+    journal = IntakeJournal(tmp_path, segment_bytes=4 * MIB, segments=2)
+    results: list[int] = []
+    lock = threading.Lock()
+
+    def push(k: int) -> None:
+        for n in range(25):
+            sequence = append(journal, k * 100 + n, 20_000)
+            with lock:
+                results.append(sequence)
+
+    threads = [threading.Thread(target=push, args=(k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    journal.close()
+    assert sorted(results) == list(range(1, 101))
+    recovered = IntakeJournal(tmp_path, segment_bytes=4 * MIB, segments=2).recovered
+    assert [e.sequence for e in recovered] == list(range(1, 101))
+    assert all(e.sha256 == sha(e.payload) for e in recovered)
+
+
+def test_oversized_entries_and_damaged_checkpoints_are_refused(tmp_path: Path) -> None:
+    journal = IntakeJournal(tmp_path, segment_bytes=SEGMENT, segments=2)
+    big = bytes(SEGMENT)
+    with pytest.raises(JournalError, match="larger"):
+        journal.append(b"", big, sha(big))
+    append(journal, 1)
+    journal.checkpoint(1)
+    journal.close()
+    (tmp_path / "checkpoint").write_bytes(b"OHJC" + b"\x00" * 12)
+    with pytest.raises(JournalError, match="checkpoint"):
+        IntakeJournal(tmp_path, segment_bytes=SEGMENT, segments=2)
+
+
+def test_metadata_round_trips(tmp_path: Path) -> None:
+    from oncohabitat.listener.index import InstanceRecord
+
+    record = InstanceRecord(
+        "1.2.3", "s", "r", "1.2.4", "1.2.840.10008.5.1.4.1.1.4", "MR", "p", "ab", 5, 1.5, None, "x", ""
+    )
+    assert decode_journal_meta(encode_journal_meta(record, "1.2")) == (record, "1.2")
+    with pytest.raises(ValueError):
+        decode_journal_meta(b'["1.2"]')
+
+
+# ---- the store's journal path -----------------------------------------------------------------
+
+
+def journal_policy(**values: object) -> StorePolicy:
+    return StorePolicy(journal_segments=2, journal_segment_bytes=4 * MIB, **values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def ct_series(sts_ct_dir: Path) -> list[Path]:
+    return sorted((sts_ct_dir / "image").glob("*.dcm"))[:12]
+
+
+def open_store(root: Path, **policy: object) -> tuple[InstanceStore, StudyIndex]:
+    root.mkdir(parents=True, exist_ok=True)
+    index = StudyIndex(root / INDEX_FILE, synchronous="NORMAL")
+    return InstanceStore(root, index, policy=journal_policy(**policy)), index
+
+
+@pytest.fixture
+def journaled(tmp_path: Path) -> Iterator[tuple[InstanceStore, StudyIndex]]:
+    store, index = open_store(tmp_path / "root")
+    yield store, index
+    store.close()
+    index.close()
+
+
+def event_of(path: Path) -> object:
+    ds = pydicom.dcmread(path)
+    return make_event(file_body(path), ds.SOPClassUID, ds.SOPInstanceUID, ds.file_meta.TransferSyntaxUID)
+
+
+def test_journaled_instances_become_files_and_rows_and_complete_only_when_indexed(
+    journaled: tuple[InstanceStore, StudyIndex], ct_series: list[Path]
+) -> None:
+    store, index = journaled
+    results = [receive(store, event_of(p)) for p in ct_series]  # type: ignore[arg-type]
+    assert {r.status for r in results} == {status.SUCCESS}
+    assert {r.outcome for r in results} == {AddOutcome.STORED}
+    study_key = results[0].study_key
+    assert study_key is not None
+    assert store.flush(10)
+    assert not store.has_pending(study_key)
+    rows = index.instances(study_key)
+    assert len(rows) == len(ct_series)
+    for row in rows:
+        assert sha((store.root / row.path).read_bytes()) == row.sha256
+    study = index.get_study(study_key)
+    assert study is not None and study.instance_count == len(ct_series) and study.state is StudyState.RECEIVING
+
+
+def test_duplicates_of_pending_instances_are_identical_or_conflicts(
+    journaled: tuple[InstanceStore, StudyIndex], ct_series: list[Path]
+) -> None:
+    store, index = journaled
+    first = event_of(ct_series[0])
+    before = metric("oncohabitat_listener_duplicate_instances_total", {"kind": "conflict"})
+    assert receive(store, first).outcome is AddOutcome.STORED  # type: ignore[arg-type]
+    assert receive(store, first).outcome is AddOutcome.IDENTICAL  # type: ignore[arg-type]
+    ds = pydicom.dcmread(ct_series[0])
+    ds.SeriesDescription = "changed"
+    changed = make_event(encode_body(ds), ds.SOPClassUID, ds.SOPInstanceUID)
+    result = receive(store, changed)
+    assert (result.status, result.outcome) == (status.SUCCESS, AddOutcome.CONFLICT)
+    assert metric("oncohabitat_listener_duplicate_instances_total", {"kind": "conflict"}) == before + 1
+    assert store.flush(10)
+    record = index.get_instance(str(ds.SOPInstanceUID))
+    assert record is not None and record.sha256 == sha(first.encoded_dataset())  # type: ignore[attr-defined]
+    study = index.get_study(uid_key(str(ds.StudyInstanceUID)))
+    assert study is not None and study.instance_count == 1 and study.conflicts == 1
+
+
+def test_a_crash_before_materialising_is_repaired_from_the_journal_at_start(
+    tmp_path: Path, ct_series: list[Path]
+) -> None:
+    root = tmp_path / "root"
+    store, index = open_store(root)
+    assert store._materialiser is not None
+    store._materialiser._end_worker(5)  # the worker is gone: nothing gets materialised
+    store._materialiser._stopping = True
+    results = [receive(store, event_of(p)) for p in ct_series[:5]]  # type: ignore[arg-type]
+    assert {r.status for r in results} == {status.SUCCESS}
+    assert list((root / "instances").rglob("*.dcm")) == []  # acknowledged, only in the journal
+    assert store._lock_handle is not None
+    store._lock_handle.close()  # a crash releases the root's lock without any clean shutdown
+    store._lock_handle = None
+    index.close()
+    store2, index2 = open_store(root)
+    try:
+        assert store2.rematerialised == 5
+        for path in ct_series[:5]:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            record = index2.get_instance(str(ds.SOPInstanceUID))
+            assert record is not None
+            assert sha((root / record.path).read_bytes()) == record.sha256
+        assert store2.journal is not None and store2.journal.checkpointed_through == 5
+    finally:
+        store2.close()
+        index2.close()
+    store3, index3 = open_store(root)  # nothing left to replay, nothing duplicated
+    try:
+        assert store3.rematerialised == 0
+        study = index3.get_study(results[0].study_key or "")
+        assert study is not None and study.instance_count == 5
+    finally:
+        store3.close()
+        index3.close()
+
+
+def test_a_dead_worker_is_restarted_and_gets_the_pending_instances_again(
+    journaled: tuple[InstanceStore, StudyIndex], ct_series: list[Path]
+) -> None:
+    store, index = journaled
+    materialiser = store._materialiser
+    assert materialiser is not None and materialiser._process is not None
+    materialiser._restart_backoff_s = 0.05
+    receive(store, event_of(ct_series[0]))  # type: ignore[arg-type]
+    assert store.flush(10)
+    old_pid = materialiser._process.pid
+    materialiser._process.kill()
+    results = [receive(store, event_of(p)) for p in ct_series[1:6]]  # type: ignore[arg-type]
+    assert store.flush(20)
+    assert materialiser._process is not None and materialiser._process.pid != old_pid
+    assert len(index.instances(results[0].study_key or "")) == 6
+
+
+def test_stop_materialises_and_checkpoints_everything(tmp_path: Path, ct_series: list[Path]) -> None:
+    root = tmp_path / "root"
+    store, index = open_store(root)
+    for path in ct_series:
+        receive(store, event_of(path))  # type: ignore[arg-type]
+    journal = store.journal
+    assert journal is not None
+    store.close()
+    assert journal.checkpointed_through == len(ct_series)
+    assert len(list((root / "instances").rglob("*.dcm"))) == len(ct_series)
+    index.close()
+    assert sorted(p.name for p in (root / JOURNAL_DIR).iterdir()) == [
+        "checkpoint",
+        "segment-000.log",
+        "segment-001.log",
+    ]
+
+
+def test_a_data_set_too_large_for_the_journal_is_stored_directly(tmp_path: Path, ct_series: list[Path]) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    index = StudyIndex(root / INDEX_FILE)
+    store = InstanceStore(root, index, policy=StorePolicy(journal_segments=2, journal_segment_bytes=MIB))
+    try:
+        ds = pydicom.dcmread(ct_series[0])
+        big = Dataset()
+        big.update(ds)
+        big.PixelData = bytes(2 * MIB)
+        big.Rows, big.Columns = 1024, 1024
+        result = receive(store, make_event(encode_body(big), ds.SOPClassUID, ds.SOPInstanceUID))
+        assert result.status == status.SUCCESS
+        record = index.get_instance(str(ds.SOPInstanceUID))  # indexed at once: not journaled
+        assert record is not None and (root / record.path).stat().st_size > 2 * MIB
+    finally:
+        store.close()
+        index.close()
