@@ -88,6 +88,10 @@ def test_segments_are_reused_only_after_a_checkpoint(tmp_path: Path) -> None:
         append(journal, n, 200_000)
     with pytest.raises(JournalError, match="full"):
         append(journal, 999, 200_000)  # both segments hold entries above the checkpoint
+    started = time.monotonic()
+    with pytest.raises(JournalError, match="full"):  # refused at once now: the store writes directly
+        append(journal, 998, 200_000)
+    assert time.monotonic() - started < 0.2
     journal.checkpoint(journal.last_sequence - 1)
     last = append(journal, 1000, 200_000)  # segment 0 is reused
     journal.close()

@@ -5,7 +5,10 @@ Data flow::
     PACS --TLS?/TCP--> ListenerSCP (scp.py: peer allow-list, association limit)
          --> Association (association.py: AE allow-list, timeouts, bounded PDUs, DIMSE C-ECHO/C-STORE)
          --> DatasetSpool (spool.py) --> checks.py (UIDs, deflate/pixel budgets, truncation)
-         --> InstanceStore (storage.py: fsync, duplicates, disk watermark) --> StudyIndex (index.py)
+         --> InstanceStore (storage.py: duplicates, disk watermark)
+             --> IntakeJournal (journal.py: synced before the reply)
+             --> Materialiser (materialiser.py + worker process materialiser_worker.py)
+             --> instance files + StudyIndex (index.py); journal checkpoint after a file-system sync
     CompletionMonitor (completion.py): RECEIVING --quiet period / expected series-->
         classify.py (oncohabitat.dicomio.dce: DCE series and phases) --> COMPLETE | REJECTED
     Outbox (outbox.py): COMPLETE --handoff(study_key, digest, paths)--> HANDED_OFF

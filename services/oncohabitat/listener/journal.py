@@ -41,6 +41,7 @@ import logging
 import os
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -125,7 +126,9 @@ class IntakeJournal:
         segment_bytes: size of one segment file in bytes (entries never span segments).
         segments: number of segment files (>= 2).
         sync: ``fdatasync`` before an append returns (False: survives a process crash only).
-        space_timeout_s: longest wait for a reusable segment before :class:`JournalError`, s.
+        space_timeout_s: longest wait for a reusable segment before :class:`JournalError`, s; after
+            such a timeout appends fail at once for ``bypass_s`` (the store then writes directly).
+        bypass_s: how long appends are refused after a space timeout, s.
 
     Raises:
         JournalError: the directory or a segment cannot be prepared.
@@ -138,7 +141,8 @@ class IntakeJournal:
         segment_bytes: int = 32 * 1024 * 1024,
         segments: int = 8,
         sync: bool = True,
-        space_timeout_s: float = 30.0,
+        space_timeout_s: float = 5.0,
+        bypass_s: float = 10.0,
     ) -> None:
         if segments < 2 or segment_bytes < 1024 * 1024:
             raise ValueError("a journal needs >= 2 segments of >= 1 MiB")
@@ -146,6 +150,8 @@ class IntakeJournal:
         self.segment_bytes = segment_bytes
         self.sync = sync
         self._space_timeout_s = space_timeout_s
+        self._bypass_s = bypass_s
+        self._bypass_until = 0.0
         self._cond = threading.Condition()
         self._state = _SyncState()
         self._space_wanted = False
@@ -162,7 +168,10 @@ class IntakeJournal:
                 self._prepare(segment)
                 prepared = True
         if prepared:
-            fsync_directory(directory)
+            try:
+                fsync_directory(directory)
+            except OSError as exc:
+                raise JournalError(f"journal directory cannot be synced: {exc.strerror}") from exc
         self._next_sequence = max(last, self.checkpointed_through) + 1
         self._state.done_through = self._state.synced_through = self._next_sequence - 1
         # Start "at the end of the last segment": the first append rotates into segment 0 through
@@ -216,6 +225,8 @@ class IntakeJournal:
         with self._cond:
             if self._state.failed_at is not None:
                 raise JournalError("journal unusable after a write error")
+            if time.monotonic() < self._bypass_until:
+                raise JournalError("journal full: the background writer is behind")
             segment = self._segments[self._current]
             if segment.write_offset + size > self.segment_bytes:
                 segment = self._rotate()
@@ -237,6 +248,7 @@ class IntakeJournal:
             )
             self._space_wanted = False
             if not reusable:
+                self._bypass_until = time.monotonic() + self._bypass_s
                 raise JournalError("journal full: the background writer is behind")
         if following.fd < 0:
             try:
@@ -348,6 +360,7 @@ class IntakeJournal:
             fsync_directory(self.directory)
         with self._cond:
             self.checkpointed_through = through
+            self._bypass_until = 0.0
             self._cond.notify_all()
 
     def _read_checkpoint(self) -> int:

@@ -42,6 +42,8 @@ from oncohabitat.listener.materialiser_worker import DoneItem, WorkerConfig
 
 _LOG = logging.getLogger(__name__)
 _POLL_S = 0.05
+#: Locations sent to the worker in one message at most (a partial batch goes at the next poll, <= _POLL_S).
+_SEND_BATCH = 32
 _PIPE_BYTES = 1024 * 1024
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
@@ -116,6 +118,7 @@ class Materialiser:
         self._to_worker: Connection | None = None
         self._from_worker: Connection | None = None
         self._receiver: threading.Thread | None = None
+        self._outgoing: list[JournalLocation] = []
 
     # ---- association side ------------------------------------------------------------------
 
@@ -127,7 +130,10 @@ class Materialiser:
             key = item.record.study_key
             self._pending_studies[key] = self._pending_studies.get(key, 0) + 1
             metrics.JOURNAL_PENDING.set(len(self._by_sequence))
-        self._send([item.location])
+            self._outgoing.append(item.location)
+            full = len(self._outgoing) >= _SEND_BATCH
+        if full:
+            self._send_outgoing()
 
     def pending(self, sop_uid: str) -> PendingInstance | None:
         """The pending instance with this SOP Instance UID, if any."""
@@ -141,8 +147,16 @@ class Materialiser:
 
     def flush(self, timeout_s: float = 30.0) -> bool:
         """Wait until every submitted instance is indexed; False on timeout."""
+        self._send_outgoing()
         with self._cond:
             return self._cond.wait_for(lambda: not self._by_sequence, timeout_s)
+
+    def _send_outgoing(self) -> None:
+        """Send the submitted locations not yet sent (the worker batches them further)."""
+        with self._cond:
+            locations, self._outgoing = self._outgoing, []
+        if locations:
+            self._send(locations)
 
     def _send(self, locations: list[JournalLocation]) -> None:
         """Send work to the worker; a broken pipe is left to the receiver (it restarts and re-sends)."""
@@ -234,6 +248,7 @@ class Materialiser:
         self._spawn()
         with self._cond:
             locations = [self._by_sequence[s].location for s in sorted(self._by_sequence)]
+            self._outgoing = []  # all of them are in ``locations``
         if locations:
             self._send(locations)
 
@@ -242,6 +257,7 @@ class Materialiser:
     def _receive_loop(self) -> None:
         last_report = time.monotonic()
         while True:
+            self._send_outgoing()
             connection = self._from_worker
             assert connection is not None
             try:

@@ -149,10 +149,14 @@ def serve(config: WorkerConfig, inbox: Connection, outbox: Connection) -> None:
                     _LOG.error("materialising %d journaled instance(s) failed (retrying): %s", len(batch), exc)
                     time.sleep(config.retry_s)
             outbox.send(("done", done))
-    except EOFError:
+    except (EOFError, BrokenPipeError):  # the listener is gone: what is not reported is still journaled
         return
     finally:
         worker.close()
+
+
+#: Scheduling niceness added to the worker: on a busy host, receiving (the reply path) goes first.
+WORKER_NICENESS = 10
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -163,6 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     config = WorkerConfig.from_json(args[0])
+    try:
+        os.nice(WORKER_NICENESS)
+    except OSError:  # not permitted here: run at the listener's priority
+        pass
     inbox = Connection(int(args[1]), writable=False)
     outbox = Connection(int(args[2]), readable=False)
     serve(config, inbox, outbox)

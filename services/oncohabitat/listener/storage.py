@@ -1,23 +1,35 @@
-"""Durable instance store: every acknowledged C-STORE is on disk and indexed before the reply.
+"""Durable instance store: every acknowledged C-STORE is durable before the reply, then filed and indexed.
 
 Layout under ``root``::
 
     root/.lock                                   exclusive flock: one process per root
     root/index.sqlite3                           StudyIndex (WAL; see index.py for synchronous)
+    root/journal/                                intake journal (journal.py), when enabled
     root/incoming/<random>.tmp                   large data sets while they arrive (spool.py)
     root/instances/<study_key>/<series_key>/<sop_key>.dcm
 
 Keys are truncated SHA-256 digests of the validated UIDs (:func:`identifiers.uid_key`): raw
-UIDs never name files. Storing one instance: write the Part-10 bytes to a temporary file in the
-destination directory (or finish the spool file), ``os.replace`` it into place, ``fsync`` the file
-and the directory, then commit the index row; only then is success (0x0000) answered. A crash at
-any point leaves either nothing acknowledged or a complete, fsynced file with its row; temporary
-files are removed at start-up; a write error removes the partial file at once. A file without a
-row (crash before the commit) was never acknowledged: the sender's retry overwrites it, and after
-an unclean stop :meth:`InstanceStore.reconcile` indexes it if it is complete or deletes it if it
-is not (with the index at ``synchronous=NORMAL`` this also restores rows a power loss dropped).
-With ``StorePolicy.fsync=False`` the ``fsync`` calls are skipped: acknowledged instances then
-survive a crash of the process (they are in the OS page cache) but not of the OS.
+UIDs never name files.
+
+Journal path (``StorePolicy.journal_segments > 0``, the service default) for a new instance received
+in memory: the Part-10 bytes and the instance's index record are appended to the
+:class:`~.journal.IntakeJournal` (synced) and success is answered; the
+:class:`~.materialiser.Materialiser` writes the file and commits the row within milliseconds, then
+advances the journal checkpoint after a file-system sync. A crash before that checkpoint is repaired
+at the next start (:meth:`InstanceStore._recover`). While pending, the instance counts for
+duplicate detection and holds back its study's completion.
+
+Direct path (no journal, data sets spooled to disk or too large for a journal segment, re-sent UIDs
+with other bytes): write the Part-10 bytes to a temporary file in the destination directory (or
+finish the spool file), ``os.replace`` it into place, ``fsync`` the file and the directory, then
+commit the index row; only then is success (0x0000) answered. A crash at any point leaves either
+nothing acknowledged or a complete, fsynced file with its row; temporary files are removed at
+start-up; a write error removes the partial file at once. A file without a row (crash before the
+commit) was never acknowledged: the sender's retry overwrites it, and after an unclean stop
+:meth:`InstanceStore.reconcile` indexes it if it is complete or deletes it if it is not (with the
+index at ``synchronous=NORMAL`` this also restores rows a power loss dropped). With
+``StorePolicy.fsync=False`` nothing is synced: acknowledged instances then survive a crash of the
+process (they are in the OS page cache) but not of the OS.
 
 Before anything is written, :mod:`.checks` validates the identity UIDs, the deflate budget and
 the declared pixel budget, and the :class:`DiskGuard` the free-space watermark.
