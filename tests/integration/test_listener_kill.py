@@ -24,7 +24,6 @@ from oncohabitat.listener.index import StudyIndex, StudyState
 from oncohabitat.listener.storage import INDEX_FILE, TEMP_SUFFIX
 from oncohabitat.phantom import PhantomStudy, generate_study
 from tests.conftest import require_tool
-from tests.support.listener_store import recover_store
 from tests.integration.test_listener_dcmtk import (
     AE_TITLE,
     DCMTK_ENV,
@@ -34,6 +33,7 @@ from tests.integration.test_listener_dcmtk import (
     read_handoffs,
     wait_for_handoffs,
 )
+from tests.support.listener_store import recover_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:The value length:UserWarning")]
 

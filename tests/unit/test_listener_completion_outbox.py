@@ -128,6 +128,21 @@ def test_study_completes_only_after_quiet_period(listener: Listener, clock: Fake
     assert monitor.run_once() == []  # completes once
 
 
+def test_a_study_with_pending_instances_does_not_complete(
+    listener: Listener, clock: FakeClock, ct_files: list[Path]
+) -> None:
+    pending: set[str] = set()
+    monitor = CompletionMonitor(listener.index, quiet_period_s=QUIET_S, clock=clock, has_pending=pending.__contains__)
+    key = listener.ingest(ct_files[0])
+    pending.add(key)  # acknowledged instances of the study are still being materialised
+    clock.advance(QUIET_S * 10)
+    assert monitor.run_once() == []
+    study = listener.index.get_study(key)
+    assert study is not None and study.state is StudyState.RECEIVING
+    pending.clear()
+    assert monitor.run_once() == [key]
+
+
 def test_new_instance_reopens_a_completed_study(listener: Listener, clock: FakeClock, ct_files: list[Path]) -> None:
     monitor = CompletionMonitor(listener.index, quiet_period_s=QUIET_S, clock=clock)
     key = listener.ingest(ct_files[0])

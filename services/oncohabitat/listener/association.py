@@ -288,9 +288,13 @@ class Association:
             pdu_io.ABORT: _RELEASE_OR_ABORT,
         }
         command = bytearray()
+        current_timeout = self._sock.gettimeout()
         while True:
             in_message = holder[0] is not None or bool(command)
-            self._sock.settimeout(self._config.dimse_timeout_s if in_message else self._config.network_timeout_s)
+            timeout = self._config.dimse_timeout_s if in_message else self._config.network_timeout_s
+            if timeout != current_timeout:  # settimeout is a system call: only when it changes
+                self._sock.settimeout(timeout)
+                current_timeout = timeout
             pdu = pdu_io.read_pdu(self._sock, limits)
             if pdu.pdu_type == pdu_io.ABORT:
                 return "peer_abort"

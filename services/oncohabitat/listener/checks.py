@@ -1,25 +1,40 @@
 """Checks on a received data set before anything is stored: identity UIDs, deflate and pixel budgets.
 
-Only the header is parsed (pydicom ``read_dataset`` stopping after (0028,0100) Bits Allocated), so
-pixel data is never decoded here. A Deflated Explicit VR Little Endian data set is inflated as a
-stream into a counter (only the first :data:`HEADER_PREFIX_BYTES` are kept for parsing) and refused
-as soon as its inflated size exceeds the budget: a "deflate bomb" costs a bounded buffer, never its
-inflated size. Declared pixel memory (Rows x Columns x Frames x Samples x Bits Allocated / 8)
-above the pixel budget is refused before any decoder sees it.
+The data set is walked once with pydicom's ``data_element_generator`` (raw elements, no ``Dataset``
+built): values longer than :data:`_DEFER_BYTES` (pixel data) are skipped, never read, and only the
+few header attributes checked here are kept. The same walk checks that the elements end exactly
+where the data ends (nothing truncated). A Deflated Explicit VR Little Endian data set is inflated
+as a stream into a counter (only the first :data:`HEADER_PREFIX_BYTES` are kept for parsing) and
+refused as soon as its inflated size exceeds the budget: a "deflate bomb" costs a bounded buffer,
+never its inflated size. Declared pixel memory (Rows x Columns x Frames x Samples x Bits Allocated
+/ 8) above the pixel budget is refused before any decoder sees it.
+
+Refusal precedence (unchanged from the former two-pass reader): a parse error among the header
+attributes (tags up to (0028,0100) Bits Allocated) is ``unreadable`` at once, except a header value
+cut before its delimiter, which leaves an empty header as pydicom's ``read_dataset`` does
+(``missing_uid``); then UIDs and the pixel budget are checked; then the structure of the rest
+(truncation, trailing bytes).
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from io import BytesIO
+from itertools import chain
 from typing import IO, BinaryIO, cast
 
-from pydicom.dataset import Dataset
+from pydicom import config
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.errors import InvalidDicomError
-from pydicom.filereader import data_element_generator, read_dataset
-from pydicom.uid import UID, ExplicitVRLittleEndian
+from pydicom.filereader import _is_implicit_vr, data_element_generator
+from pydicom.fileutil import read_undefined_length_value
+from pydicom.tag import SequenceDelimiterTag
+from pydicom.uid import UID
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 from oncohabitat.listener import status
 from oncohabitat.listener.errors import InvalidInstanceError
@@ -38,7 +53,15 @@ _REQUIRED_UIDS = (
     ("StudyInstanceUID", 0x0020000D),
     ("SeriesInstanceUID", 0x0020000E),
 )
+_MODALITY, _SERIES_DESCRIPTION, _SERIES_NUMBER = 0x00080060, 0x0008103E, 0x00200011
+_SAMPLES, _FRAMES, _ROWS, _COLUMNS, _BITS = 0x00280002, 0x00280008, 0x00280010, 0x00280011, 0x00280100
+_WANTED_TAGS = frozenset(
+    {tag for _name, tag in _REQUIRED_UIDS}
+    | {_MODALITY, _SERIES_DESCRIPTION, _SERIES_NUMBER, _SAMPLES, _FRAMES, _ROWS, _COLUMNS, _BITS}
+)
 _PARSE_ERRORS = (InvalidDicomError, ValueError, TypeError, KeyError, EOFError, OSError, struct.error, IndexError)
+
+Element = RawDataElement | DataElement
 
 
 @dataclass(frozen=True)
@@ -90,7 +113,7 @@ def inflate_prefix(stream: IO[bytes], max_inflated_bytes: int) -> tuple[bytes, b
                 if len(kept) < HEADER_PREFIX_BYTES:
                     kept += out[: HEADER_PREFIX_BYTES - len(kept)]
                 pending = inflater.unconsumed_tail
-                if not pending:
+                if not pending or inflater.eof:  # bytes after the end of the stream stay in the tail
                     break
             if not chunk or inflater.eof:
                 break
@@ -101,32 +124,139 @@ def inflate_prefix(stream: IO[bytes], max_inflated_bytes: int) -> tuple[bytes, b
     return bytes(kept), total <= HEADER_PREFIX_BYTES
 
 
+@lru_cache(maxsize=64)
+def _syntax_flags(transfer_syntax: str) -> tuple[bool, bool, bool]:
+    """(implicit VR, little endian, deflated) of a transfer syntax UID; ValueError for other UIDs."""
+    syntax = UID(transfer_syntax)
+    return syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated
+
+
 def _stop_after_header(tag: int, _vr: str | None, _length: int) -> bool:
     return tag > _LAST_HEADER_TAG
 
 
-def _raw_bytes(ds: Dataset, tag: int) -> bytes | None:
-    """The undecoded value of a raw element (no pydicom conversion: this runs per instance)."""
-    element = ds.get_item(tag)
+def _unreadable(message: str = "data set could not be parsed") -> InvalidInstanceError:
+    return InvalidInstanceError("unreadable", status.CANNOT_PARSE, message)
+
+
+def _elements(stream: BinaryIO, implicit: bool, little: bool, whole: bool) -> tuple[Iterator[Element], bool]:
+    """The top-level elements of ``stream`` (values over :data:`_DEFER_BYTES` skipped, left None).
+
+    As pydicom's ``read_dataset`` does, the header's VR encoding is taken from its first element
+    (a mismatch with the transfer syntax warns, or raises in pydicom's RAISE validation mode); the
+    elements after the header keep the transfer syntax's encoding. ``whole=False`` stops after
+    the header. Returns the elements and the implicit-VR flag used for the header.
+    """
+    start = stream.tell()
+    header_implicit = _is_implicit_vr(stream, implicit, little, _stop_after_header, is_sequence=False)
+    stream.seek(start)
+    if not whole:
+        header_only = data_element_generator(stream, header_implicit, little, _stop_after_header, _DEFER_BYTES)
+        return header_only, header_implicit
+    rest = data_element_generator(stream, implicit, little, defer_size=_DEFER_BYTES)
+    if header_implicit == implicit:  # the usual case: one walk, no per-element callback
+        return rest, header_implicit
+    header = data_element_generator(stream, header_implicit, little, _stop_after_header, _DEFER_BYTES)
+    return chain(header, rest), header_implicit
+
+
+def _fails_in_header(stream: BinaryIO, position: int, implicit: bool, little: bool) -> bool:
+    """Whether the element at ``position`` (whose parsing failed) belongs to the header read.
+
+    It does when its tag is at most Bits Allocated, or when pydicom failed before looking at the
+    tag: a 4-byte explicit-VR length cut short by the end of the data.
+    """
+    stream.seek(position)
+    head = stream.read(12)
+    if len(head) < 8:  # pydicom reads a whole tag-VR-length before failing: not expected here
+        return True
+    group, element = struct.unpack("<HH" if little else ">HH", head[:4])
+    if (group << 16 | element) <= _LAST_HEADER_TAG:
+        return True
+    return not implicit and len(head) < 12 and head[4:6].decode("latin-1") in EXPLICIT_VR_LENGTH_32
+
+
+def _end_of(element: Element | None, position_after: int) -> int:
+    """Stream offset just past ``element``: its value's end, or where a parsed (undefined-length) value ended."""
+    if type(element) is RawDataElement and element.length != _UNDEFINED_LENGTH:
+        return element.value_tell + element.length  # also right for a value skipped past a cut end
+    return position_after
+
+
+def _scan(stream: BinaryIO, implicit: bool, little: bool, whole: bool) -> tuple[dict[int, Element], bool]:
+    """Walk the data set once: the wanted header elements, and whether the structure is sound.
+
+    The structure is sound when every element parses and the last one ends exactly at the end of
+    the data (a value cut short, or trailing bytes that are no complete element, are not).
+
+    Raises:
+        InvalidInstanceError: ``unreadable`` for a parse error among the header elements.
+    """
+    start = stream.tell()
+    try:
+        elements, header_implicit = _elements(stream, implicit, little, whole)
+    except InvalidDicomError as exc:  # VR mismatch in pydicom's RAISE validation mode
+        raise _unreadable() from exc
+    wanted: dict[int, Element] = {}
+    in_header = True
+    last: Element | None = None
+    last_position = start  # stream position once ``last`` was parsed
+    tell = stream.tell
+    try:
+        for element in elements:
+            last, last_position = element, tell()
+            tag = element.tag.real  # a plain int: BaseTag compares through Python methods
+            if tag > _LAST_HEADER_TAG:
+                in_header = False
+                break
+            if tag in _WANTED_TAGS:
+                wanted[tag] = element
+        for element in elements:  # the rest: only where the last element ends matters
+            last, last_position = element, tell()
+    except _PARSE_ERRORS as exc:
+        if in_header and _fails_in_header(stream, _end_of(last, last_position), header_implicit, little):
+            if not isinstance(exc, EOFError) or config.settings.reading_validation_mode == config.RAISE:
+                raise _unreadable() from exc
+            # outside RAISE mode pydicom's read_dataset swallows an EOFError but drops every
+            # top-level element it read: the header is then empty (refused as ``missing_uid``)
+            wanted.clear()
+        return wanted, False
+    if not whole:
+        return wanted, True
+    return wanted, _end_of(last, last_position) == stream.seek(0, 2)
+
+
+def _raw_bytes(stream: BinaryIO, element: Element | None, little: bool) -> bytes | None:
+    """The undecoded value of an element (no pydicom conversion: this runs per instance).
+
+    A value skipped by the walk (longer than :data:`_DEFER_BYTES`) is read back from the stream;
+    an empty value gives None, as does a missing element.
+    """
     if element is None:
         return None
     value = element.value
+    if value is None and type(element) is RawDataElement and element.length:
+        position = stream.tell()
+        stream.seek(element.value_tell)
+        if element.length == _UNDEFINED_LENGTH:
+            value = read_undefined_length_value(stream, little, SequenceDelimiterTag)
+        else:
+            value = stream.read(element.length)
+        stream.seek(position)
     if isinstance(value, bytes):
         return value
     return None if value is None else str(value).encode("ascii", errors="replace")
 
 
-def _text(ds: Dataset, tag: int) -> str | None:
+def _text(value: bytes | None) -> str | None:
     """Text value with NUL/space padding removed; non-ASCII bytes become U+FFFD; None when absent."""
-    value = _raw_bytes(ds, tag)
     if value is None:
         return None
     return value.decode("ascii", errors="replace").rstrip("\x00 ")
 
 
-def _us(ds: Dataset, tag: int, little_endian: bool, default: int) -> int:
+def _us(value: bytes | None, little_endian: bool, default: int) -> int:
     """An unsigned short (US) value, first of several."""
-    value = _raw_bytes(ds, tag)
     if not value:
         return default
     if len(value) < 2:
@@ -134,82 +264,33 @@ def _us(ds: Dataset, tag: int, little_endian: bool, default: int) -> int:
     return int.from_bytes(value[:2], "little" if little_endian else "big")
 
 
-def _is(ds: Dataset, tag: int, default: int) -> int:
+def _is(value: bytes | None, default: int) -> int:
     """An integer string (IS) value, first of several."""
-    text = _text(ds, tag)
+    text = _text(value)
     if not text:
         return default
     return int(text.split("\\")[0].strip() or default)
 
 
-def read_header(stream: IO[bytes], transfer_syntax: str) -> Dataset:
-    """Parse the data set header (up to Bits Allocated) from ``stream`` in ``transfer_syntax``.
-
-    Raises:
-        InvalidInstanceError: ``unreadable`` (0xC001).
-    """
-    syntax = UID(transfer_syntax)
-    try:
-        return read_dataset(
-            cast(BinaryIO, stream), syntax.is_implicit_VR, syntax.is_little_endian, stop_when=_stop_after_header
-        )
-    except _PARSE_ERRORS as exc:
-        raise InvalidInstanceError("unreadable", status.CANNOT_PARSE, "data set could not be parsed") from exc
-
-
-def check_complete(ds: Dataset, stream: IO[bytes], transfer_syntax: str) -> None:
-    """Check that the data set's elements end exactly where the data ends (nothing truncated).
-
-    ``ds`` is the header :func:`read_header` parsed from ``stream``; the remaining elements are
-    walked from the stream's position with their values skipped (``defer_size``), so pixel data
-    is never loaded. Encapsulated (undefined-length) values are scanned to their delimiter.
-
-    Raises:
-        InvalidInstanceError: ``unreadable`` (0xC001) for a truncated or structurally broken data set.
-    """
-    syntax = UID(transfer_syntax)
-    position = stream.tell()
-    end = stream.seek(0, 2)
-    stream.seek(position)
-    truncated = InvalidInstanceError("unreadable", status.CANNOT_PARSE, "data set is truncated")
-    last_end = 0
-    for element in ds.elements():
-        length = getattr(element, "length", 0)
-        tell = getattr(element, "value_tell", None)
-        if tell is not None and length != _UNDEFINED_LENGTH:
-            last_end = max(last_end, tell + length)
-    try:
-        for element in data_element_generator(
-            cast(BinaryIO, stream), syntax.is_implicit_VR, syntax.is_little_endian, defer_size=_DEFER_BYTES
-        ):
-            length = getattr(element, "length", _UNDEFINED_LENGTH)  # sequences come back parsed
-            tell = getattr(element, "value_tell", None)
-            last_end = stream.tell() if length == _UNDEFINED_LENGTH or tell is None else int(tell) + int(length)
-    except _PARSE_ERRORS as exc:
-        raise truncated from exc
-    if last_end != end:  # value cut short, or bytes left that are no complete element
-        raise truncated
-
-
-def check_header(ds: Dataset, budgets: Budgets, little_endian: bool = True) -> InstanceHeader:
-    """Validate identity UIDs and the pixel budget of a parsed header (raw elements).
+def check_header(values: Mapping[int, bytes | None], budgets: Budgets, little_endian: bool = True) -> InstanceHeader:
+    """Validate identity UIDs and the pixel budget from raw header values (tag -> undecoded bytes).
 
     Raises:
         InvalidInstanceError: ``missing_uid`` (0xC002), ``invalid_uid`` (0xC003), ``unreadable``
             (0xC001: non-numeric image attributes) or ``pixel_budget`` (0xA701).
     """
     try:
-        uids = {name: _text(ds, tag) for name, tag in _REQUIRED_UIDS}
-        modality = _text(ds, 0x00080060) or ""
-        description = _text(ds, 0x0008103E) or ""
-        rows = _us(ds, 0x00280010, little_endian, 0)
-        columns = _us(ds, 0x00280011, little_endian, 0)
-        samples = max(_us(ds, 0x00280002, little_endian, 1), 1)
-        bits = _us(ds, 0x00280100, little_endian, 0)
-        frames = max(_is(ds, 0x00280008, 1), 1)
-        series_number = _is(ds, 0x00200011, -1)
+        uids = {name: _text(values.get(tag)) for name, tag in _REQUIRED_UIDS}
+        modality = _text(values.get(_MODALITY)) or ""
+        description = _text(values.get(_SERIES_DESCRIPTION)) or ""
+        rows = _us(values.get(_ROWS), little_endian, 0)
+        columns = _us(values.get(_COLUMNS), little_endian, 0)
+        samples = max(_us(values.get(_SAMPLES), little_endian, 1), 1)
+        bits = _us(values.get(_BITS), little_endian, 0)
+        frames = max(_is(values.get(_FRAMES), 1), 1)
+        series_number = _is(values.get(_SERIES_NUMBER), -1)
     except _PARSE_ERRORS as exc:
-        raise InvalidInstanceError("unreadable", status.CANNOT_PARSE, "data set could not be parsed") from exc
+        raise _unreadable() from exc
     for name, _tag in _REQUIRED_UIDS:
         value = uids[name]
         if not value:
@@ -236,19 +317,25 @@ def check_header(ds: Dataset, budgets: Budgets, little_endian: bool = True) -> I
 
 
 def inspect_body(stream: IO[bytes], transfer_syntax: str, budgets: Budgets) -> InstanceHeader:
-    """Run every check on a data set body (``stream`` positioned at its first byte).
+    """Run every check on a data set body (``stream`` positioned at its first byte, seekable).
 
     Raises:
-        InvalidInstanceError: see :func:`inflate_prefix`, :func:`read_header`, :func:`check_header`,
-            :func:`check_complete`.
+        InvalidInstanceError: ``deflate_budget`` / ``unreadable`` (see :func:`inflate_prefix`),
+            ``unreadable`` for a header that does not parse, then ``missing_uid``, ``invalid_uid``,
+            ``pixel_budget`` (see :func:`check_header`), then ``unreadable`` for a truncated or
+            structurally broken data set.
+        ValueError: ``transfer_syntax`` is not a transfer syntax UID.
     """
-    syntax = UID(transfer_syntax)
-    complete = True
-    if syntax.is_deflated:
-        inflated, complete = inflate_prefix(stream, budgets.max_inflated_bytes)
+    implicit, little, deflated = _syntax_flags(transfer_syntax)
+    whole = True
+    if deflated:
+        inflated, whole = inflate_prefix(stream, budgets.max_inflated_bytes)
         stream = BytesIO(inflated)
-    ds = read_header(stream, transfer_syntax)
-    header = check_header(ds, budgets, syntax.is_little_endian)
-    if complete:  # an inflated data set larger than the kept prefix is checked by the inflater only
-        check_complete(ds, stream, ExplicitVRLittleEndian if syntax.is_deflated else transfer_syntax)
+    # an inflated data set larger than the kept prefix is checked by the inflater only, not walked
+    body = cast(BinaryIO, stream)
+    wanted, sound = _scan(body, implicit, little, whole)
+    values = {tag: _raw_bytes(body, element, little) for tag, element in wanted.items()}
+    header = check_header(values, budgets, little)
+    if not sound:
+        raise _unreadable("data set is truncated")
     return header

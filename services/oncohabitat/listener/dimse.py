@@ -1,9 +1,11 @@
 """DIMSE command sets of the Storage and Verification SCP (PS3.7 section 9.3).
 
-Requests are decoded with pydicom's ``read_dataset`` (implicit VR little endian, as every command
-set is), reading raw element values. Responses are fixed, small command sets; they are encoded here with ``struct``
-(about 5 us instead of ~120 us through a pydicom ``Dataset``: this runs once per received
-instance). The unit tests decode every response with pynetdicom to prove the encoding.
+Requests are decoded by walking their elements once with pydicom's ``data_element_generator``
+(implicit VR little endian, as every command set is), keeping the raw values of the five fields
+used: no ``Dataset`` is built (about 8 us instead of ~21 us per C-STORE-RQ). Responses are fixed,
+small command sets; they are encoded here with ``struct`` (about 5 us instead of ~120 us through a
+pydicom ``Dataset``: this runs once per received instance). The unit tests decode every response
+with pynetdicom to prove the encoding.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import struct
 from dataclasses import dataclass
 from io import BytesIO
 
+from pydicom import config
 from pydicom.dataset import Dataset
-from pydicom.filereader import read_dataset
+from pydicom.filereader import _is_implicit_vr, data_element_generator
 
 from oncohabitat.listener.pdu_io import PduError
 
@@ -56,11 +59,46 @@ def raw_text(ds: Dataset, keyword: str) -> str | None:
     return value.rstrip("\x00 ")
 
 
-def _raw_us(ds: Dataset, tag: int) -> int | None:
-    element = ds.get_item(tag)
-    if element is None or not isinstance(element.value, bytes) or len(element.value) != 2:
+_COMMAND_FIELD, _MESSAGE_ID, _DATASET_TYPE = 0x00000100, 0x00000110, 0x00000800
+_AFFECTED_SOP_CLASS, _AFFECTED_SOP_INSTANCE = 0x00000002, 0x00001000
+_COMMAND_TAGS = frozenset({_COMMAND_FIELD, _MESSAGE_ID, _DATASET_TYPE, _AFFECTED_SOP_CLASS, _AFFECTED_SOP_INSTANCE})
+_DECODE_ERRORS = (ValueError, TypeError, KeyError, IndexError, struct.error, EOFError, AttributeError, OSError)
+
+
+def _raw_us(value: object) -> int | None:
+    """A raw US value (exactly 2 bytes, little endian), else None."""
+    if not isinstance(value, bytes) or len(value) != 2:
         return None
-    return int.from_bytes(element.value, "little")
+    return int.from_bytes(value, "little")
+
+
+def _raw_uid(value: object) -> str:
+    """A raw text value without padding, as :func:`raw_text`; ``""`` for empty or non-text values."""
+    if not isinstance(value, bytes):
+        return ""
+    return value.decode("ascii", errors="replace").rstrip("\x00 ")
+
+
+def _command_values(data: bytes) -> dict[int, object]:
+    """Raw values of the command fields used, last occurrence winning (as in a ``Dataset``).
+
+    Like pydicom's ``read_dataset``: the VR encoding is taken from the first element (explicit VR
+    is read with a warning), and an element cut by the end of the data ends the walk (an EOFError
+    outside pydicom's RAISE validation mode).
+    """
+    stream = BytesIO(data)
+    implicit = _is_implicit_vr(stream, True, True, None, is_sequence=False)
+    stream.seek(0)
+    values: dict[int, object] = {}
+    try:
+        for element in data_element_generator(stream, implicit, True):
+            tag = element.tag.real  # a plain int: BaseTag compares through Python methods
+            if tag in _COMMAND_TAGS:
+                values[tag] = element.value
+    except EOFError:
+        if config.settings.reading_validation_mode == config.RAISE:
+            raise
+    return values
 
 
 def decode_command(data: bytes) -> Command:
@@ -70,21 +108,19 @@ def decode_command(data: bytes) -> Command:
         PduError: the command set is not decodable or lacks CommandField/MessageID.
     """
     try:
-        ds = read_dataset(BytesIO(data), True, True)
-        command_field = _raw_us(ds, 0x00000100)
-        message_id = _raw_us(ds, 0x00000110)
-        dataset_type = _raw_us(ds, 0x00000800)
-        sop_class = raw_text(ds, "AffectedSOPClassUID") or ""
-        sop_instance = raw_text(ds, "AffectedSOPInstanceUID") or ""
-    except (ValueError, TypeError, KeyError, IndexError, struct.error, EOFError, AttributeError) as exc:
+        values = _command_values(data)
+    except _DECODE_ERRORS as exc:
         raise PduError(f"command set cannot be decoded ({type(exc).__name__})") from exc
+    command_field = _raw_us(values.get(_COMMAND_FIELD))
+    message_id = _raw_us(values.get(_MESSAGE_ID))
+    dataset_type = _raw_us(values.get(_DATASET_TYPE))
     if command_field is None or message_id is None:
         raise PduError("command set lacks a CommandField or MessageID")
     return Command(
         command_field=command_field,
         message_id=message_id,
-        affected_sop_class_uid=sop_class,
-        affected_sop_instance_uid=sop_instance,
+        affected_sop_class_uid=_raw_uid(values.get(_AFFECTED_SOP_CLASS)),
+        affected_sop_instance_uid=_raw_uid(values.get(_AFFECTED_SOP_INSTANCE)),
         has_dataset=dataset_type is not None and dataset_type != NO_DATASET,
     )
 

@@ -260,7 +260,7 @@ class InstanceStore:
             config,
             self._materialised,
             sync=self.policy.fsync,
-            checkpoint_bytes=max(self.policy.journal_segment_bytes // 2, 1),
+            checkpoint_bytes=max(self.policy.journal_segments * self.policy.journal_segment_bytes // 2, 1),
         )
         self._materialiser.start()
 
