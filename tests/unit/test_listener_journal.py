@@ -326,3 +326,22 @@ def test_a_data_set_too_large_for_the_journal_is_stored_directly(tmp_path: Path,
     finally:
         store.close()
         index.close()
+
+
+def test_a_failing_journal_falls_back_to_the_direct_durable_path(
+    journaled: tuple[InstanceStore, StudyIndex], ct_series: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, index = journaled
+    assert store.journal is not None
+
+    def broken(*_args: object) -> object:
+        raise JournalError("journal write failed: [Errno 5] Input/output error")
+
+    monkeypatch.setattr(store.journal, "append", broken)
+    before = metric("oncohabitat_listener_journal_errors_total", {"stage": "append"})
+    ds = pydicom.dcmread(ct_series[0], stop_before_pixels=True)
+    result = receive(store, event_of(ct_series[0]))  # type: ignore[arg-type]
+    assert (result.status, result.outcome) == (status.SUCCESS, AddOutcome.STORED)
+    record = index.get_instance(str(ds.SOPInstanceUID))  # indexed at once: the file was fsynced directly
+    assert record is not None and sha((store.root / record.path).read_bytes()) == record.sha256
+    assert metric("oncohabitat_listener_journal_errors_total", {"stage": "append"}) == before + 1
