@@ -337,7 +337,7 @@ def test_a_failing_journal_falls_back_to_the_direct_durable_path(
     def broken(*_args: object) -> object:
         raise JournalError("journal write failed: [Errno 5] Input/output error")
 
-    monkeypatch.setattr(store.journal, "append", broken)
+    monkeypatch.setattr(store.journal, "write", broken)
     before = metric("oncohabitat_listener_journal_errors_total", {"stage": "append"})
     ds = pydicom.dcmread(ct_series[0], stop_before_pixels=True)
     result = receive(store, event_of(ct_series[0]))  # type: ignore[arg-type]
@@ -345,3 +345,33 @@ def test_a_failing_journal_falls_back_to_the_direct_durable_path(
     record = index.get_instance(str(ds.SOPInstanceUID))  # indexed at once: the file was fsynced directly
     assert record is not None and sha((store.root / record.path).read_bytes()) == record.sha256
     assert metric("oncohabitat_listener_journal_errors_total", {"stage": "append"}) == before + 1
+
+
+def test_held_back_instances_are_materialised_once_intake_pauses(
+    journaled: tuple[InstanceStore, StudyIndex], ct_series: list[Path]
+) -> None:
+    store, index = journaled
+    results = [receive(store, event_of(p)) for p in ct_series[:4]]  # type: ignore[arg-type]
+    study_key = results[0].study_key or ""
+    assert store.has_pending(study_key)  # acknowledged, held back while intake is busy
+    deadline = time.monotonic() + 10  # no flush(): the receiver sends them after the pause
+    while store.has_pending(study_key) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not store.has_pending(study_key)
+    assert len(index.instances(study_key)) == 4
+
+
+def test_entries_of_duplicates_do_not_hold_back_the_checkpoint(
+    journaled: tuple[InstanceStore, StudyIndex], ct_series: list[Path]
+) -> None:
+    store, _index = journaled
+    first = event_of(ct_series[0])
+    receive(store, first)  # type: ignore[arg-type]
+    assert receive(store, first).outcome is AddOutcome.IDENTICAL  # type: ignore[arg-type]  # pending twin
+    assert store.flush(10)
+    assert receive(store, first).outcome is AddOutcome.IDENTICAL  # type: ignore[arg-type]  # indexed twin
+    materialiser, journal = store._materialiser, store.journal
+    assert materialiser is not None and journal is not None
+    assert journal.last_sequence == 3  # every copy was written to the journal before the checks
+    materialiser.checkpoint()
+    assert journal.checkpointed_through == 3

@@ -37,17 +37,19 @@ journaled (the store writes and fsyncs them directly: for such sizes the per-fil
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import os
 import struct
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from hashlib import sha256
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from oncohabitat.common.blobstore import fsync_directory
 from oncohabitat.listener.errors import ListenerError
@@ -109,6 +111,29 @@ class _SyncState:
     syncing: bool = False
     finished: set[int] = field(default_factory=set)
     failed_at: int | None = None  # first entry whose write failed: it and later ones are never durable
+
+
+def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    """libc's ``sync_file_range`` (Linux), or None."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        function = libc.sync_file_range
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return cast(Callable[[int, int, int, int], int], function)
+
+
+_SYNC_FILE_RANGE = _load_sync_file_range()
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def start_writeback(fd: int, offset: int, size: int) -> None:
+    """Start writing a byte range of ``fd`` to the device without waiting (a hint: errors surface
+    at the following ``fdatasync``; a no-op where ``sync_file_range`` is missing)."""
+    if _SYNC_FILE_RANGE is not None:
+        _SYNC_FILE_RANGE(fd, offset, size, _SYNC_FILE_RANGE_WRITE)
 
 
 def encode_header(sequence: int, meta: bytes, payload_length: int, digest: bytes) -> bytes:
@@ -205,6 +230,30 @@ class IntakeJournal:
         Raises:
             JournalError: too large, no space within ``space_timeout_s``, or an I/O error.
         """
+        location = self.write(meta, payload, digest)
+        self.wait_durable(location)
+        return location
+
+    def wait_durable(self, location: JournalLocation) -> None:
+        """Return once the entry written by :meth:`write` (and every earlier one) is durable.
+
+        Raises:
+            JournalError: an earlier write failed, or the sync did.
+        """
+        self._wait_durable(location.sequence)
+
+    def write(self, meta: bytes, payload: bytes, digest: str) -> JournalLocation:
+        """Write one entry and start its write-back, without waiting for durability.
+
+        The caller does other work (duplicate checks) while the device writes, then calls
+        :meth:`wait_durable` before acknowledging (measured here for 57 KB: the data write takes
+        ~0.09 ms of the 0.16 ms append + ``fdatasync``; overlapped, only the ~0.065 ms flush is
+        left). An entry that is never waited for is harmless: recovery re-checks every entry
+        against the index.
+
+        Raises:
+            JournalError: too large, no space within ``space_timeout_s``, or an I/O error.
+        """
         size = HEADER.size + len(meta) + len(payload)
         if size > self.segment_bytes:
             raise JournalError("entry larger than a journal segment")
@@ -218,7 +267,8 @@ class IntakeJournal:
             self._finish(sequence, segment, failed=True)
             raise JournalError(f"journal write failed: {exc}") from exc
         self._finish(sequence, segment, failed=False)
-        self._wait_durable(sequence)
+        if self.sync:
+            start_writeback(segment.fd, offset, size)
         return JournalLocation(sequence, segment.number, offset, size)
 
     def _reserve(self, size: int) -> tuple[int, _Segment, int]:

@@ -11,6 +11,13 @@ association before this split).
 Until its row is committed an instance is *pending*: the store consults :meth:`pending` for
 duplicates and completion waits while a study has pending instances (:meth:`has_pending`).
 
+Intake first: while associations keep submitting, locations are held back (up to ``defer_bytes`` of
+entries) and sent to the worker once intake pauses for ``defer_idle_s`` or the backlog reaches the
+bound; a sustained push beyond the bound materialises concurrently. The worker's CPU then does not
+compete with the reply path during a burst (measured here: 1,443-1,523 instead of 1,329-1,343
+instances/s on one association for a 57 MB push), and PACS traffic comes in bursts (series by
+series). The instances are durable in the journal meanwhile; only their files and rows wait.
+
 Checkpoint: one file-system sync (the worker's files, their directories and the index WAL
 together), then the journal learns through which sequence everything is materialised durably,
 so that segment space can be reused. It runs when a writer waits for journal space, after
@@ -41,7 +48,7 @@ from oncohabitat.listener.journal import IntakeJournal, JournalLocation
 from oncohabitat.listener.materialiser_worker import DoneItem, WorkerConfig
 
 _LOG = logging.getLogger(__name__)
-_POLL_S = 0.05
+_POLL_S = 0.02
 #: Locations sent to the worker in one message at most (a partial batch goes at the next poll, <= _POLL_S).
 _SEND_BATCH = 32
 _PIPE_BYTES = 1024 * 1024
@@ -80,6 +87,8 @@ class Materialiser:
         on_result: called per materialised instance with its index outcome (late arrivals).
         sync: sync the file system before each checkpoint (False with a non-syncing journal).
         checkpoint_bytes: checkpoint after this many bytes of materialised entries.
+        defer_bytes: most bytes of entries held back while intake is busy (0 = send at once).
+        defer_idle_s: intake pause after which held-back entries are sent, s.
         idle_checkpoint_s: checkpoint after this long without reports, s.
         restart_backoff_s: wait before restarting a worker that died, s.
     """
@@ -93,6 +102,8 @@ class Materialiser:
         *,
         sync: bool = True,
         checkpoint_bytes: int = 16 * 1024 * 1024,
+        defer_bytes: int = 64 * 1024 * 1024,
+        defer_idle_s: float = 0.05,
         idle_checkpoint_s: float = 1.0,
         restart_backoff_s: float = 1.0,
     ) -> None:
@@ -102,6 +113,8 @@ class Materialiser:
         self._on_result = on_result
         self._sync = sync
         self._checkpoint_bytes = checkpoint_bytes
+        self._defer_bytes = defer_bytes
+        self._defer_idle_s = defer_idle_s
         self._idle_checkpoint_s = idle_checkpoint_s
         self._restart_backoff_s = restart_backoff_s
         self._cond = threading.Condition()
@@ -119,6 +132,8 @@ class Materialiser:
         self._from_worker: Connection | None = None
         self._receiver: threading.Thread | None = None
         self._outgoing: list[JournalLocation] = []
+        self._outgoing_bytes = 0
+        self._last_submit = 0.0
 
     # ---- association side ------------------------------------------------------------------
 
@@ -131,9 +146,17 @@ class Materialiser:
             self._pending_studies[key] = self._pending_studies.get(key, 0) + 1
             metrics.JOURNAL_PENDING.set(len(self._by_sequence))
             self._outgoing.append(item.location)
-            full = len(self._outgoing) >= _SEND_BATCH
+            self._outgoing_bytes += item.location.size
+            self._last_submit = time.monotonic()
+            full = len(self._outgoing) >= _SEND_BATCH and self._outgoing_bytes >= self._defer_bytes
         if full:
             self._send_outgoing()
+
+    def skip(self, sequence: int) -> None:
+        """A journaled entry that will not be materialised (a duplicate): the checkpoint may pass it."""
+        with self._cond:
+            self._done.add(sequence)
+            self._advance_mark()
 
     def pending(self, sop_uid: str) -> PendingInstance | None:
         """The pending instance with this SOP Instance UID, if any."""
@@ -155,6 +178,7 @@ class Materialiser:
         """Send the submitted locations not yet sent (the worker batches them further)."""
         with self._cond:
             locations, self._outgoing = self._outgoing, []
+            self._outgoing_bytes = 0
         if locations:
             self._send(locations)
 
@@ -249,6 +273,7 @@ class Materialiser:
         with self._cond:
             locations = [self._by_sequence[s].location for s in sorted(self._by_sequence)]
             self._outgoing = []  # all of them are in ``locations``
+            self._outgoing_bytes = 0
         if locations:
             self._send(locations)
 
@@ -257,7 +282,8 @@ class Materialiser:
     def _receive_loop(self) -> None:
         last_report = time.monotonic()
         while True:
-            self._send_outgoing()
+            if self._journal.space_wanted or time.monotonic() - self._last_submit >= self._defer_idle_s:
+                self._send_outgoing()
             connection = self._from_worker
             assert connection is not None
             try:
@@ -304,12 +330,16 @@ class Materialiser:
                 self._done.add(done[0])
                 self._bytes_since_checkpoint += item.location.size
         with self._cond:
-            while self._materialised_through + 1 in self._done:
-                self._materialised_through += 1
-                self._done.discard(self._materialised_through)
+            self._advance_mark()
             metrics.JOURNAL_PENDING.set(len(self._by_sequence))
             self._cond.notify_all()
         metrics.MATERIALISE_SECONDS.observe(time.perf_counter() - started)
+
+    def _advance_mark(self) -> None:
+        """Move the materialised mark over contiguous finished sequences (condition held)."""
+        while self._materialised_through + 1 in self._done:
+            self._materialised_through += 1
+            self._done.discard(self._materialised_through)
 
     def checkpoint(self) -> None:
         """Sync the file system and advance the journal's checkpoint to what is materialised."""

@@ -52,6 +52,9 @@ class ListenerSettings(ServiceSettings):
     journal_mb: int = Field(
         256, ge=0, description="Intake journal size, MiB (0 = no journal: fsync each instance file and directory)."
     )
+    journal_defer_mb: int = Field(
+        64, ge=0, description="Journaled MiB whose files/rows may wait while intake is busy (<= JOURNAL_MB/4)."
+    )
     index_synchronous: Literal["FULL", "NORMAL"] = Field(
         "NORMAL", description="SQLite synchronous mode of the index; NORMAL relies on start-up reconciliation."
     )

@@ -119,6 +119,8 @@ class StorePolicy:
         journal_segments: number of intake journal segments; 0 = no journal (every instance file is
             fsynced, with its directory, before the reply).
         journal_segment_bytes: size of one journal segment (bytes).
+        defer_bytes: journaled bytes whose files/rows may wait while intake is busy (capped at a
+            quarter of the journal; 0 = materialise at once; see materialiser.py).
     """
 
     fsync: bool = True
@@ -128,6 +130,7 @@ class StorePolicy:
     max_dataset_bytes: int = 1024 * 1024 * 1024
     journal_segments: int = 0
     journal_segment_bytes: int = 32 * 1024 * 1024
+    defer_bytes: int = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -261,6 +264,9 @@ class InstanceStore:
             self._materialised,
             sync=self.policy.fsync,
             checkpoint_bytes=max(self.policy.journal_segments * self.policy.journal_segment_bytes // 2, 1),
+            defer_bytes=min(
+                self.policy.defer_bytes, self.policy.journal_segments * self.policy.journal_segment_bytes // 4
+            ),
         )
         self._materialiser.start()
 
@@ -390,57 +396,66 @@ class InstanceStore:
     ) -> StoreResult | None:
         """Acknowledge a new instance once it is durable in the journal (files/index follow).
 
-        Returns None when the instance must take the direct path instead: its SOP Instance UID
-        is pending with other bytes (after the pending ones are indexed), or the journal cannot
-        take it (too large, full, failed).
+        The entry is written first and the duplicate checks run while the device writes it
+        (:meth:`IntakeJournal.write`); a duplicate's entry is left unused. Returns None when the
+        instance must take the direct path instead: its SOP Instance UID is indexed already
+        (identical, conflict or replace: decided there) or pending with other bytes (after the
+        pending ones are indexed), or the journal cannot take it (too large, full, failed).
         """
-        assert self._materialiser is not None and self.journal is not None
+        materialiser, journal = self._materialiser, self.journal
+        assert materialiser is not None and journal is not None
         study_key = uid_key(header.study_uid)
         series_key = uid_key(header.series_uid)
         sop_key = uid_key(header.sop_uid)
+        record = InstanceRecord(
+            sop_uid=header.sop_uid,
+            study_key=study_key,
+            series_key=series_key,
+            series_uid=header.series_uid,
+            sop_class_uid=header.sop_class_uid,
+            modality=header.modality,
+            path=f"{INSTANCES_DIR}/{study_key}/{series_key}/{sop_key}.dcm",
+            sha256=sha,
+            size=len(data),
+            received_at=self._clock(),
+            series_number=header.series_number,
+            series_description=header.series_description,
+            transfer_syntax=transfer_syntax,
+        )
+        meta = encode_journal_meta(record, header.study_uid)
+        if len(meta) + len(data) > journal.max_entry_bytes:
+            return None
         with self._stripes[int(sop_key[:8], 16) % _LOCK_STRIPES]:
-            pending = self._materialiser.pending(header.sop_uid)
-            if pending is not None:
-                if pending.record.sha256 == sha:
-                    return self._identical(pending.record.study_key)
-                existing = None
-            else:
-                try:
-                    existing = self.index.get_instance(header.sop_uid)
-                except sqlite3.Error as exc:
-                    _LOG.error("instance %s of study %s not indexed: %s", sop_key, study_key, type(exc).__name__)
-                    return self.refuse("index_error", status.OUT_OF_RESOURCES)
-            if pending is None and existing is None:
-                record = InstanceRecord(
-                    sop_uid=header.sop_uid,
-                    study_key=study_key,
-                    series_key=series_key,
-                    series_uid=header.series_uid,
-                    sop_class_uid=header.sop_class_uid,
-                    modality=header.modality,
-                    path=f"{INSTANCES_DIR}/{study_key}/{series_key}/{sop_key}.dcm",
-                    sha256=sha,
-                    size=len(data),
-                    received_at=self._clock(),
-                    series_number=header.series_number,
-                    series_description=header.series_description,
-                    transfer_syntax=transfer_syntax,
-                )
-                meta = encode_journal_meta(record, header.study_uid)
-                if len(meta) + len(data) <= self.journal.max_entry_bytes:
-                    try:
-                        location = self.journal.append(meta, data, sha)
-                    except JournalError as exc:
-                        metrics.JOURNAL_ERRORS.labels(stage="append").inc()
-                        _LOG.error("intake journal refused an instance (stored directly instead): %s", exc)
-                        return None
-                    self._materialiser.submit(PendingInstance(location, record, header.study_uid))
+            try:
+                location = journal.write(meta, data, sha)
+            except JournalError as exc:
+                metrics.JOURNAL_ERRORS.labels(stage="append").inc()
+                _LOG.error("intake journal refused an instance (stored directly instead): %s", exc)
+                return None
+            try:
+                pending = materialiser.pending(header.sop_uid)
+                existing = self.index.get_instance(header.sop_uid) if pending is None else None
+                if pending is not None or existing is not None:
+                    materialiser.skip(location.sequence)
+                    if pending is not None and pending.record.sha256 == sha:
+                        return self._identical(pending.record.study_key)
+                else:
+                    journal.wait_durable(location)
+                    materialiser.submit(PendingInstance(location, record, header.study_uid))
                     metrics.INSTANCES_STORED.inc()
                     metrics.BYTES_STORED.inc(len(data))
                     return StoreResult(status.SUCCESS, AddOutcome.STORED, study_key)
+            except JournalError as exc:  # the sync failed: not acknowledged, stored directly instead
+                materialiser.skip(location.sequence)
+                metrics.JOURNAL_ERRORS.labels(stage="append").inc()
+                _LOG.error("intake journal could not sync an instance (stored directly instead): %s", exc)
                 return None
+            except sqlite3.Error as exc:
+                materialiser.skip(location.sequence)
+                _LOG.error("instance %s of study %s not indexed: %s", sop_key, study_key, type(exc).__name__)
+                return self.refuse("index_error", status.OUT_OF_RESOURCES)
         if pending is not None:
-            self._materialiser.flush()
+            materialiser.flush()
         return None
 
     def _materialised(self, item: PendingInstance, result: AddResult) -> None:
