@@ -7,8 +7,8 @@ instance is synced to the intake journal before its success response, its file a
 in the materialiser worker process (``JOURNAL_MB=256``), held back while the push goes on (the push,
 57 MB, is within the default 64 MiB hold-back: ``JOURNAL_DEFER_MB``). For comparison, the same
 listener with ``journal_defer_mb=0`` (files and rows written during the push, as in a push larger
-than the hold-back), with ``journal_mb=0`` (each file and its directory fsynced, then the index row committed, before the
-response) and with ``fsync=false`` (nothing synced). For 4 associations, 4 storescu processes push
+than the hold-back), with ``journal_mb=0`` (each file and its directory fsynced, then the index row
+committed, before the response) and with ``fsync=false`` (nothing synced). For 4 associations, 4 storescu processes push
 250 instances each at the same time. Reported: instances/s and MB/s, our/storescp ratios (target
 >= 0.5x for the durable default), our 4-association over 1-association ratio (target >= 1x), the
 server CPU per instance and the durability costs measured in-process on the same disk (where the
