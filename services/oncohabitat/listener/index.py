@@ -329,12 +329,12 @@ class StudyIndex:
             self._conn.execute(f"PRAGMA synchronous={synchronous}")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._migrate()
-            # Point lookups on the receive path use their own connection: in WAL mode they read the
-            # last commit without waiting for a write transaction of the background materialiser.
-            self._reader = sqlite3.connect(
-                db_path, check_same_thread=False, isolation_level=None, timeout=busy_timeout_s
-            )
-            self._reader.execute("PRAGMA query_only=1")
+            # Point lookups on the receive path use a pool of read-only connections: in WAL mode they
+            # read the last commit without waiting for a writer or for each other. The pool grows to
+            # the number of concurrent lookups (at most the association limit).
+            self._busy_timeout_s = busy_timeout_s
+            self._idle_readers: list[sqlite3.Connection] = []
+            self._all_readers: list[sqlite3.Connection] = []
             self._reader_lock = threading.Lock()
         except sqlite3.DatabaseError as exc:
             raise StudyIndexError(f"study index {db_path.name} cannot be opened: {exc}") from exc
@@ -369,7 +369,10 @@ class StudyIndex:
     def close(self) -> None:
         """Checkpoint (fsync), close the connection and mark the shutdown clean (further calls fail)."""
         with self._reader_lock:
-            self._reader.close()
+            for reader in self._all_readers:
+                reader.close()
+            self._all_readers.clear()
+            self._idle_readers.clear()
         if self._secondary:
             with self._lock:
                 self._conn.close()
@@ -410,11 +413,26 @@ class StudyIndex:
 
     def get_instance(self, sop_uid: str) -> InstanceRecord | None:
         """The indexed instance with this SOP Instance UID, if any (last committed state)."""
-        with self._reader_lock:
-            row = self._reader.execute(
-                f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE sop_uid = ?", (sop_uid,)
-            ).fetchone()
+        reader = self._borrow_reader()
+        try:
+            row = reader.execute(f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE sop_uid = ?", (sop_uid,)).fetchone()
+        finally:
+            with self._reader_lock:
+                self._idle_readers.append(reader)
         return _instance(row) if row is not None else None
+
+    def _borrow_reader(self) -> sqlite3.Connection:
+        """An idle read-only connection of the pool, or a new one."""
+        with self._reader_lock:
+            if self._idle_readers:
+                return self._idle_readers.pop()
+        reader = sqlite3.connect(
+            self.db_path, check_same_thread=False, isolation_level=None, timeout=self._busy_timeout_s
+        )
+        reader.execute("PRAGMA query_only=1")
+        with self._reader_lock:
+            self._all_readers.append(reader)
+        return reader
 
     def add_instance(self, record: InstanceRecord, study_uid: str) -> AddResult:
         """Commit an instance row (its file must already be durable) and update its study.
