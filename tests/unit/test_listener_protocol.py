@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import threading
 import zlib
 from io import BytesIO
 from pathlib import Path
@@ -64,6 +65,29 @@ def test_truncated_pdu_is_a_closed_connection() -> None:
     sock = socket_pair_with(pdu_io.HEADER.pack(pdu_io.P_DATA_TF, 0, 50) + b"short")
     with pytest.raises(pdu_io.ConnectionClosedError):
         pdu_io.read_pdu(sock, {pdu_io.P_DATA_TF: 100})
+
+
+def test_pdu_reader_splits_read_ahead_into_pdus_and_bounds_allocation() -> None:
+    big = bytes(range(256)) * 400  # 102,400 bytes: larger than the read-ahead buffer
+    stream = (
+        pdu_io.encode_pdata(1, 3, b"cmd")
+        + pdu_io.encode_pdata(1, 2, big)
+        + pdu_io.encode_pdata(3, 1, b"x")
+        + pdu_io.HEADER.pack(pdu_io.P_DATA_TF, 0, 0xFFFFFFFF)
+    )
+    left, right = socket.socketpair()
+    right.settimeout(2.0)
+    writer = threading.Thread(target=lambda: (left.sendall(stream), left.close()))
+    writer.start()
+    reader = pdu_io.PduReader(right, chunk=4096)
+    limits = {pdu_io.P_DATA_TF: 200_000}
+    bodies = [[(c, ctl, bytes(d)) for c, ctl, d in pdu_io.iter_pdvs(reader.read(limits).body)] for _ in range(3)]
+    assert bodies == [[(1, 3, b"cmd")], [(1, 2, big)], [(3, 1, b"x")]]
+    with pytest.raises(pdu_io.PduTooLargeError):
+        reader.read(limits)
+    writer.join(5)
+    with pytest.raises(pdu_io.ConnectionClosedError):  # a PDU cut by the peer closing
+        pdu_io.PduReader(socket_pair_with(pdu_io.HEADER.pack(pdu_io.P_DATA_TF, 0, 50) + b"short")).read(limits)
 
 
 @pytest.mark.parametrize(

@@ -288,6 +288,7 @@ class Association:
             pdu_io.ABORT: _RELEASE_OR_ABORT,
         }
         command = bytearray()
+        reader = pdu_io.PduReader(self._sock)
         current_timeout = self._sock.gettimeout()
         while True:
             in_message = holder[0] is not None or bool(command)
@@ -295,7 +296,7 @@ class Association:
             if timeout != current_timeout:  # settimeout is a system call: only when it changes
                 self._sock.settimeout(timeout)
                 current_timeout = timeout
-            pdu = pdu_io.read_pdu(self._sock, limits)
+            pdu = reader.read(limits)
             if pdu.pdu_type == pdu_io.ABORT:
                 return "peer_abort"
             if pdu.pdu_type == pdu_io.RELEASE_RQ:

@@ -120,6 +120,62 @@ def read_pdu(sock: socket.socket, limits: dict[int, int]) -> Pdu:
     return Pdu(pdu_type, recv_exact(sock, length))
 
 
+class PduReader:
+    """Reads PDUs from one blocking socket through a bounded read-ahead buffer.
+
+    One ``recv`` usually brings a PDU's header with the start of its body (and, for small PDUs,
+    the next PDU too), so an instance costs fewer system calls, and fewer GIL hand-offs between
+    association threads, than :func:`read_pdu`'s two exact reads per PDU. At most ``chunk`` bytes are
+    read ahead; a body is allocated only after its announced length passed the limit check, and
+    its remainder is received straight into it.
+    """
+
+    def __init__(self, sock: socket.socket, chunk: int = 65_536) -> None:
+        self._sock = sock
+        self._buffer = bytearray(chunk)
+        self._view = memoryview(self._buffer)
+        self._start = 0
+        self._end = 0
+
+    def _fill(self) -> None:
+        """Read more into the buffer (after moving what is left to its front)."""
+        if self._start:
+            left = self._end - self._start
+            self._view[:left] = self._view[self._start : self._end]
+            self._start, self._end = 0, left
+        count = self._sock.recv_into(self._view[self._end :])
+        if count == 0:
+            raise ConnectionClosedError(f"connection closed with {self._end - self._start} bytes of a PDU read")
+        self._end += count
+        quick_ack(self._sock)
+
+    def read(self, limits: dict[int, int]) -> Pdu:
+        """The next PDU; as :func:`read_pdu` (same limits, same errors)."""
+        while self._end - self._start < HEADER.size:
+            self._fill()
+        pdu_type, _, length = HEADER.unpack_from(self._buffer, self._start)
+        limit = limits.get(pdu_type)
+        if limit is None:
+            raise PduError(f"unexpected PDU type 0x{pdu_type:02X}")
+        if length > limit:
+            raise PduTooLargeError(pdu_type, length, limit)
+        self._start += HEADER.size
+        body = bytearray(length)
+        taken = min(length, self._end - self._start)
+        body[:taken] = self._view[self._start : self._start + taken]
+        self._start += taken
+        if self._start == self._end:
+            self._start = self._end = 0
+        view = memoryview(body)
+        while taken < length:
+            count = self._sock.recv_into(view[taken:])
+            if count == 0:
+                raise ConnectionClosedError(f"connection closed after {taken} of {length} bytes")
+            taken += count
+            quick_ack(self._sock)
+        return Pdu(pdu_type, body)
+
+
 def iter_pdvs(body: bytearray) -> Iterator[tuple[int, int, memoryview]]:
     """Split a P-DATA-TF body into ``(context_id, control_header, data)`` without copying.
 
