@@ -176,6 +176,27 @@ def split_part10(data: bytes) -> tuple[str, int]:
     return syntax, 144 + group_length
 
 
+def instance_record(
+    header: InstanceHeader, transfer_syntax: str, relative: str, sha: str, size: int, received_at: float
+) -> InstanceRecord:
+    """The index record of a checked instance stored at ``relative`` (keys from its UIDs)."""
+    return InstanceRecord(
+        sop_uid=header.sop_uid,
+        study_key=uid_key(header.study_uid),
+        series_key=uid_key(header.series_uid),
+        series_uid=header.series_uid,
+        sop_class_uid=header.sop_class_uid,
+        modality=header.modality,
+        path=relative,
+        sha256=sha,
+        size=size,
+        received_at=received_at,
+        series_number=header.series_number,
+        series_description=header.series_description,
+        transfer_syntax=transfer_syntax,
+    )
+
+
 class InstanceStore:
     """Durable Part-10 file store plus :class:`StudyIndex` rows, safe for concurrent associations.
 
@@ -407,21 +428,8 @@ class InstanceStore:
         study_key = uid_key(header.study_uid)
         series_key = uid_key(header.series_uid)
         sop_key = uid_key(header.sop_uid)
-        record = InstanceRecord(
-            sop_uid=header.sop_uid,
-            study_key=study_key,
-            series_key=series_key,
-            series_uid=header.series_uid,
-            sop_class_uid=header.sop_class_uid,
-            modality=header.modality,
-            path=f"{INSTANCES_DIR}/{study_key}/{series_key}/{sop_key}.dcm",
-            sha256=sha,
-            size=len(data),
-            received_at=self._clock(),
-            series_number=header.series_number,
-            series_description=header.series_description,
-            transfer_syntax=transfer_syntax,
-        )
+        relative = f"{INSTANCES_DIR}/{study_key}/{series_key}/{sop_key}.dcm"
+        record = instance_record(header, transfer_syntax, relative, sha, len(data), self._clock())
         meta = encode_journal_meta(record, header.study_uid)
         if len(meta) + len(data) > journal.max_entry_bytes:
             return None
@@ -515,21 +523,7 @@ class InstanceStore:
             except OSError as exc:
                 _LOG.error("instance %s of study %s not written: %s", sop_key, study_key, exc.strerror)
                 return self.refuse("write_error", status.OUT_OF_RESOURCES)
-            record = InstanceRecord(
-                sop_uid=header.sop_uid,
-                study_key=study_key,
-                series_key=series_key,
-                series_uid=header.series_uid,
-                sop_class_uid=header.sop_class_uid,
-                modality=header.modality,
-                path=relative,
-                sha256=sha,
-                size=size,
-                received_at=self._clock(),
-                series_number=header.series_number,
-                series_description=header.series_description,
-                transfer_syntax=transfer_syntax,
-            )
+            record = instance_record(header, transfer_syntax, relative, sha, size, self._clock())
             try:
                 if existing is None:
                     result = self.index.add_instance(record, header.study_uid)
@@ -680,21 +674,8 @@ class InstanceStore:
             keys = (uid_key(header.study_uid), uid_key(header.series_uid), uid_key(header.sop_uid))
             if relative != "{}/{}/{}/{}.dcm".format(INSTANCES_DIR, *keys):
                 continue  # a replaced version (duplicate policy "replace") is not re-indexed blindly
-            record = InstanceRecord(
-                sop_uid=header.sop_uid,
-                study_key=uid_key(header.study_uid),
-                series_key=uid_key(header.series_uid),
-                series_uid=header.series_uid,
-                sop_class_uid=header.sop_class_uid,
-                modality=header.modality,
-                path=relative,
-                sha256=hashlib.sha256(data).hexdigest(),
-                size=len(data),
-                received_at=path.stat().st_mtime,
-                series_number=header.series_number,
-                series_description=header.series_description,
-                transfer_syntax=transfer_syntax,
-            )
+            sha = hashlib.sha256(data).hexdigest()
+            record = instance_record(header, transfer_syntax, relative, sha, len(data), path.stat().st_mtime)
             if self.index.add_instance(record, header.study_uid).outcome is AddOutcome.STORED:
                 added += 1
         if added or removed:
