@@ -120,6 +120,19 @@ def push(port: int, called_ae: str, groups: list[Path]) -> float:
     return time.perf_counter() - started
 
 
+def timed_push(
+    server: subprocess.Popen[str] | subprocess.Popen[bytes], port: int, called_ae: str, groups: list[Path]
+) -> tuple[float, float]:
+    """Push ``groups`` to a started server, then stop it: (wall s, server CPU s during the push)."""
+    try:
+        cpu = cpu_seconds(server.pid)
+        seconds = push(port, called_ae, groups)
+        return seconds, cpu_seconds(server.pid) - cpu
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
 def run_storescp(work: Path, groups: list[Path]) -> tuple[float, float]:
     """One timed push to a fresh storescp writing into ``work/out``: (wall s, server CPU s)."""
     out = work / f"storescp-out-{uuid.uuid4().hex[:8]}"  # kept until the end (module doc)
@@ -133,12 +146,11 @@ def run_storescp(work: Path, groups: list[Path]) -> tuple[float, float]:
     )
     try:
         _wait_port(port)
-        cpu = cpu_seconds(server.pid)
-        seconds = push(port, "BENCH", groups)
-        cpu = cpu_seconds(server.pid) - cpu
-    finally:
+    except RuntimeError:
         server.terminate()
         server.wait(30)
+        raise
+    seconds, cpu = timed_push(server, port, "BENCH", groups)
     if len(list(out.iterdir())) != N_INSTANCES:
         raise RuntimeError("storescp did not store every instance")
     return seconds, cpu
@@ -183,16 +195,12 @@ def run_listener(work: Path, groups: list[Path], settings: tuple[str, ...]) -> t
         stderr=subprocess.DEVNULL,
         text=True,
     )
-    try:
-        assert server.stdout is not None
-        if not server.stdout.readline().startswith("READY"):
-            raise RuntimeError("listener did not start")
-        cpu = cpu_seconds(server.pid)
-        seconds = push(port, "ONCOHABITAT", groups)
-        cpu = cpu_seconds(server.pid) - cpu
-    finally:
+    assert server.stdout is not None
+    if not server.stdout.readline().startswith("READY"):
         server.terminate()
         server.wait(30)
+        raise RuntimeError("listener did not start")
+    seconds, cpu = timed_push(server, port, "ONCOHABITAT", groups)
     stored = len(list((root / "instances").rglob("*.dcm")))
     shutil.rmtree(root / "journal", ignore_errors=True)  # 8 large files; the instances stay (module doc)
     if stored != N_INSTANCES:
