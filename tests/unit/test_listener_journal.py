@@ -17,9 +17,16 @@ from pydicom.dataset import Dataset
 from oncohabitat.listener import status
 from oncohabitat.listener.identifiers import uid_key
 from oncohabitat.listener.index import AddOutcome, StudyIndex, StudyState
-from oncohabitat.listener.journal import HEADER, IntakeJournal, JournalError
+from oncohabitat.listener.journal import HEADER, IntakeJournal, JournalError, JournalReader
 from oncohabitat.listener.journal_meta import decode_journal_meta, encode_journal_meta
-from oncohabitat.listener.storage import INDEX_FILE, JOURNAL_DIR, InstanceStore, StorePolicy
+from oncohabitat.listener.storage import (
+    INDEX_FILE,
+    JOURNAL_DIR,
+    DuplicatePolicy,
+    InstanceStore,
+    StorePolicy,
+    StoreResult,
+)
 from tests.unit.test_listener_storage import encode_body, file_body, make_event, metric, receive
 
 MIB = 1024 * 1024
@@ -139,6 +146,27 @@ def test_concurrent_appends_are_all_durable_and_numbered_once(tmp_path: Path) ->
     recovered = IntakeJournal(tmp_path, segment_bytes=4 * MIB, segments=2).recovered
     assert [e.sequence for e in recovered] == list(range(1, 101))
     assert all(e.sha256 == sha(e.payload) for e in recovered)
+
+
+def test_entries_with_a_crc32_check_get_their_sha256_on_reading_and_torn_payloads_are_found(
+    tmp_path: Path,
+) -> None:
+    journal = IntakeJournal(tmp_path, segment_bytes=SEGMENT, segments=2)
+    locations = [journal.append(b"m", payload(n)) for n in range(3)]  # no digest: CRC-32 check
+    journal.append(b"m", payload(3), sha(payload(3)))  # an entry with a SHA-256 check still reads back
+    reader = JournalReader(tmp_path)
+    assert [reader.read(loc).sha256 for loc in locations] == [sha(payload(n)) for n in range(3)]
+    journal.close()
+    recovered = IntakeJournal(tmp_path, segment_bytes=SEGMENT, segments=2).recovered
+    assert [(e.sequence, e.sha256) for e in recovered] == [(n + 1, sha(payload(n))) for n in range(4)]
+    second = locations[1]
+    with (tmp_path / "segment-000.log").open("r+b") as handle:  # one payload byte lost
+        handle.seek(second.offset + second.size - 1)
+        handle.write(b"\xff")
+    with pytest.raises(JournalError, match="check"):
+        JournalReader(tmp_path).read(second)
+    reader.close()
+    assert [e.sequence for e in IntakeJournal(tmp_path, segment_bytes=SEGMENT, segments=2).recovered] == [1]
 
 
 def test_oversized_entries_and_damaged_checkpoints_are_refused(tmp_path: Path) -> None:
@@ -375,3 +403,69 @@ def test_entries_of_duplicates_do_not_hold_back_the_checkpoint(
     assert journal.last_sequence == 3  # every copy was written to the journal before the checks
     materialiser.checkpoint()
     assert journal.checkpointed_through == 3
+
+
+def store_without_follow_up(store: InstanceStore, event: object) -> StoreResult:
+    """What the association has done when its reply is sent: the store's follow-up has not run yet."""
+    spool = store.open_spool(event.sop_class, event.sop_uid, event.ts)  # type: ignore[attr-defined]
+    spool.append(event.body)  # type: ignore[attr-defined]
+    return store.store_spool(
+        spool,
+        sop_class_uid=event.sop_class,  # type: ignore[attr-defined]
+        sop_uid=event.sop_uid,  # type: ignore[attr-defined]
+        transfer_syntax=event.ts,  # type: ignore[attr-defined]
+    )
+
+
+def test_the_reply_does_not_wait_for_the_duplicate_checks_and_the_checkpoint_waits_for_them(
+    journaled: tuple[InstanceStore, StudyIndex], ct_series: list[Path]
+) -> None:
+    store, index = journaled
+    first = event_of(ct_series[0])
+    assert receive(store, first).outcome is AddOutcome.STORED  # type: ignore[arg-type]
+    assert store.flush(10)
+    again = store_without_follow_up(store, first)
+    assert again.status == status.SUCCESS and again.follow_up is not None  # answered before any check
+    new = store_without_follow_up(store, event_of(ct_series[1]))
+    assert new.status == status.SUCCESS and new.follow_up is not None
+    assert not store.has_pending(new.study_key or "")  # not handed to the materialiser yet
+    materialiser, journal = store._materialiser, store.journal
+    assert materialiser is not None and journal is not None
+    materialiser.checkpoint()
+    assert journal.checkpointed_through == 1  # entries 2 and 3 are unresolved: their space is kept
+    assert again.follow_up().outcome is AddOutcome.IDENTICAL
+    assert new.follow_up().outcome is AddOutcome.STORED
+    assert store.flush(10)
+    materialiser.checkpoint()
+    assert journal.checkpointed_through == 3
+    assert len(index.instances(new.study_key or "")) == 2
+
+
+def test_a_replacement_acknowledged_before_a_crash_replaces_the_indexed_version_at_start(
+    tmp_path: Path, ct_series: list[Path]
+) -> None:
+    root = tmp_path / "root"
+    store, index = open_store(root, duplicates=DuplicatePolicy.REPLACE)
+    first = event_of(ct_series[0])
+    assert receive(store, first).outcome is AddOutcome.STORED  # type: ignore[arg-type]
+    assert store.flush(10)
+    ds = pydicom.dcmread(ct_series[0])
+    ds.SeriesDescription = "corrected"
+    changed = make_event(encode_body(ds), ds.SOPClassUID, ds.SOPInstanceUID)
+    assert store_without_follow_up(store, changed).status == status.SUCCESS  # acknowledged, then the crash
+    assert store._materialiser is not None and store._lock_handle is not None
+    store._materialiser._end_worker(5)
+    store._materialiser._stopping = True
+    store._lock_handle.close()
+    store._lock_handle = None
+    index.close()
+    store2, index2 = open_store(root, duplicates=DuplicatePolicy.REPLACE)
+    try:
+        assert store2.rematerialised == 1
+        record = index2.get_instance(str(ds.SOPInstanceUID))
+        assert record is not None and record.sha256 == sha(changed.encoded_dataset())
+        assert (root / record.path).read_bytes() == changed.encoded_dataset()
+        assert len(list((root / "instances").rglob("*.dcm"))) == 1  # the first version's file is gone
+    finally:
+        store2.close()
+        index2.close()

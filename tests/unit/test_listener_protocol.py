@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+import time
 import zlib
 from io import BytesIO
 from pathlib import Path
@@ -88,6 +89,31 @@ def test_pdu_reader_splits_read_ahead_into_pdus_and_bounds_allocation() -> None:
     writer.join(5)
     with pytest.raises(pdu_io.ConnectionClosedError):  # a PDU cut by the peer closing
         pdu_io.PduReader(socket_pair_with(pdu_io.HEADER.pack(pdu_io.P_DATA_TF, 0, 50) + b"short")).read(limits)
+
+
+def test_pdu_reader_with_kernel_timeouts_waits_across_slices_and_then_times_out() -> None:
+    left, right = socket.socketpair()
+    pdu_io.use_kernel_timeouts(right, 0.05, 1.0)
+    assert right.gettimeout() is None  # blocking: no poll() before each receive
+    reader = pdu_io.PduReader(right, receive_slice_s=0.05)
+    limits = {pdu_io.P_DATA_TF: 100}
+    pdu = pdu_io.encode_pdata(1, 3, b"abc")
+    sender = threading.Timer(0.2, lambda: left.sendall(pdu[:4]))  # arrives after 4 receive slices
+    sender.start()
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):  # the header starts, then the peer goes silent
+        reader.read(limits, timeout_s=0.4)
+    assert 0.35 <= time.monotonic() - started < 1.5
+    sender.join()
+    left.sendall(pdu[4:])
+    body = reader.read(limits, timeout_s=0.4).body  # the bytes already read are kept
+    assert [bytes(d) for _c, _ctl, d in pdu_io.iter_pdvs(body)] == [b"abc"]
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):  # nothing at all
+        reader.read(limits, timeout_s=0.15)
+    assert 0.1 <= time.monotonic() - started < 1.0
+    left.close()
+    right.close()
 
 
 @pytest.mark.parametrize(

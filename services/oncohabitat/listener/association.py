@@ -63,6 +63,8 @@ _LOG = logging.getLogger(__name__)
 #: Status answered for a C-STORE on a context whose abstract syntax is another SOP class.
 SOP_CLASS_NOT_SUPPORTED = 0x0122
 _RELEASE_OR_ABORT = 64  # A-RELEASE-RQ / A-ABORT bodies are 4 bytes
+#: Longest single blocking receive on a plain TCP association (s); timeouts are checked after each.
+_RECEIVE_SLICE_S = 1.0
 
 
 class InstanceSink(Protocol):
@@ -181,7 +183,7 @@ class Association:
             outcome = "protocol_error"
             _LOG.warning("protocol error from %s: %s", self._peer_ip, exc)
             self._send_quietly(pdu_io.encode_abort(0x02, 0x02))
-        except TimeoutError:
+        except (TimeoutError, BlockingIOError):  # BlockingIOError: a send's SO_SNDTIMEO elapsed
             outcome = "timeout"
             self._send_quietly(pdu_io.encode_abort())
         except (pdu_io.ConnectionClosedError, ConnectionError, ssl.SSLError) as exc:
@@ -288,15 +290,22 @@ class Association:
             pdu_io.ABORT: _RELEASE_OR_ABORT,
         }
         command = bytearray()
-        reader = pdu_io.PduReader(self._sock)
+        config = self._config
+        kernel_timeouts = config.tls is None
+        if kernel_timeouts:  # one system call per receive/send, none per timeout change (pdu_io doc)
+            receive_slice_s = min(_RECEIVE_SLICE_S, config.dimse_timeout_s, config.network_timeout_s)
+            pdu_io.use_kernel_timeouts(self._sock, receive_slice_s, config.dimse_timeout_s)
+            reader = pdu_io.PduReader(self._sock, receive_slice_s=receive_slice_s)
+        else:
+            reader = pdu_io.PduReader(self._sock)
         current_timeout = self._sock.gettimeout()
         while True:
             in_message = holder[0] is not None or bool(command)
-            timeout = self._config.dimse_timeout_s if in_message else self._config.network_timeout_s
-            if timeout != current_timeout:  # settimeout is a system call: only when it changes
+            timeout = config.dimse_timeout_s if in_message else config.network_timeout_s
+            if not kernel_timeouts and timeout != current_timeout:  # a system call: only when it changes
                 self._sock.settimeout(timeout)
                 current_timeout = timeout
-            pdu = reader.read(limits)
+            pdu = reader.read(limits, timeout)
             if pdu.pdu_type == pdu_io.ABORT:
                 return "peer_abort"
             if pdu.pdu_type == pdu_io.RELEASE_RQ:
@@ -380,20 +389,35 @@ class Association:
                 pending.spool.discard()
                 _LOG.error("C-STORE handler failed unexpectedly", exc_info=True)
                 result = self._sink.refuse("internal_error", status.UNEXPECTED_ERROR)
+        try:
+            self._respond(
+                pending.context_id,
+                C_STORE_RSP,
+                command,
+                command.affected_sop_class_uid,
+                result.status,
+                result.reason if result.status != status.SUCCESS else "",
+            )
+        finally:  # whatever happened to the reply, the store must finish its part
+            if result.follow_up is not None:
+                result = self._follow_up(result.follow_up)
+            self._count(result)
+
+    def _follow_up(self, follow_up: Callable[[], StoreResult]) -> StoreResult:
+        """Run the store's after-reply work (duplicate checks, hand-off to the materialiser)."""
+        try:
+            return follow_up()
+        except Exception:  # noqa: BLE001 - store boundary: the instance is journaled, log and go on
+            _LOG.error("C-STORE follow-up failed unexpectedly", exc_info=True)
+            return StoreResult(status.SUCCESS)
+
+    def _count(self, result: StoreResult) -> None:
         if result.outcome is AddOutcome.STORED or result.outcome is AddOutcome.REPLACED:
             self._stats.stored[result.study_key or ""] += 1
         elif result.outcome is not None:
             self._stats.duplicates += 1
         else:
             self._stats.refused += 1
-        self._respond(
-            pending.context_id,
-            C_STORE_RSP,
-            command,
-            command.affected_sop_class_uid,
-            result.status,
-            result.reason if result.status != status.SUCCESS else "",
-        )
 
     # ---- sending -------------------------------------------------------------------------
 

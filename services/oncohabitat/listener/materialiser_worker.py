@@ -10,7 +10,8 @@ Protocol (pickled tuples over two pipes, :class:`multiprocessing.connection.Conn
 * worker -> parent: ``("done", [(sequence, outcome, reopened_from, held_in), ...])`` after each
   committed batch (outcomes and states as their string values, ``None`` when absent).
 
-For each entry the file is written at its final path (created or truncated, no rename: until its
+For each entry the SHA-256 the index keeps is computed here (the listener journals a CRC-32 only,
+see :mod:`.journal`), the file is written at its final path (created or truncated, no rename: until its
 index row exists nothing refers to it, and a crash before the journal checkpoint re-writes it from
 the journal), then all rows of the batch are committed in one transaction. A failed batch is
 logged and retried after ``retry_s``. Nothing here fsyncs: the parent syncs the file system before
@@ -19,6 +20,7 @@ it advances the journal checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -110,6 +112,8 @@ class Worker:
         for location in batch:
             entry = self._reader.read(location)
             record, study_uid = decode_journal_meta(entry.meta)
+            if record.sha256 != entry.sha256:  # journaled with a CRC-32 check: the reader computed the SHA-256
+                record = dataclasses.replace(record, sha256=entry.sha256)
             existing = self._index.get_instance(record.sop_uid)
             if existing is None:  # a re-sent batch (worker restart) must not rewrite an indexed file
                 _write_file(self._root / record.path, entry.payload)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -120,6 +121,26 @@ def read_pdu(sock: socket.socket, limits: dict[int, int]) -> Pdu:
     return Pdu(pdu_type, recv_exact(sock, length))
 
 
+def use_kernel_timeouts(sock: socket.socket, receive_slice_s: float, send_timeout_s: float) -> None:
+    """Put a plain TCP socket in blocking mode with kernel-enforced timeouts (``SO_RCVTIMEO``/``SO_SNDTIMEO``).
+
+    A socket with a Python timeout costs a ``poll`` before every ``recv``/``send`` and an
+    ``ioctl`` whenever the timeout changes; with kernel timeouts each is one system call. A receive
+    then fails with :class:`BlockingIOError` after ``receive_slice_s`` without data, and
+    :class:`PduReader` (``receive_slice_s`` given to it) turns that into :class:`TimeoutError` once
+    the wait asked of it has passed; a send blocked for ``send_timeout_s`` raises
+    :class:`BlockingIOError`. Not for TLS sockets (they keep their Python timeout).
+    """
+    sock.settimeout(None)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(receive_slice_s))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(send_timeout_s))
+
+
+def _timeval(seconds: float) -> bytes:
+    whole = int(seconds)
+    return struct.pack("@ll", whole, max(int((seconds - whole) * 1_000_000), 1 if whole == 0 else 0))
+
+
 class PduReader:
     """Reads PDUs from one blocking socket through a bounded read-ahead buffer.
 
@@ -128,31 +149,69 @@ class PduReader:
     association threads, than :func:`read_pdu`'s two exact reads per PDU. At most ``chunk`` bytes are
     read ahead; a body is allocated only after its announced length passed the limit check, and
     its remainder is received straight into it.
+
+    Args:
+        sock: the connected socket.
+        chunk: read-ahead buffer size in bytes.
+        receive_slice_s: the socket's ``SO_RCVTIMEO`` when :func:`use_kernel_timeouts` set it (the
+            ``timeout_s`` of :meth:`read` then applies); 0 when the socket has a Python timeout
+            (that one applies to every receive and ``timeout_s`` is ignored).
     """
 
-    def __init__(self, sock: socket.socket, chunk: int = 65_536) -> None:
+    def __init__(self, sock: socket.socket, chunk: int = 65_536, receive_slice_s: float = 0.0) -> None:
         self._sock = sock
         self._buffer = bytearray(chunk)
         self._view = memoryview(self._buffer)
         self._start = 0
         self._end = 0
+        self._slice_s = receive_slice_s
 
-    def _fill(self) -> None:
+    @property
+    def buffered(self) -> int:
+        """Bytes read ahead and not yet returned in a PDU."""
+        return self._end - self._start
+
+    def _recv_into(self, view: memoryview, timeout_s: float | None) -> int:
+        """``recv_into`` waiting at most ``timeout_s`` (kernel timeouts) for the first byte.
+
+        Raises:
+            TimeoutError: nothing arrived in time.
+        """
+        waiting_since: float | None = None
+        while True:
+            try:
+                count = self._sock.recv_into(view)
+            except BlockingIOError:  # SO_RCVTIMEO elapsed without data
+                now = time.monotonic()
+                if waiting_since is None:
+                    waiting_since = now - self._slice_s
+                if timeout_s is None or now - waiting_since >= timeout_s:
+                    raise TimeoutError(f"no data from the peer within {timeout_s} s") from None
+                continue
+            quick_ack(self._sock)
+            return count
+
+    def _fill(self, timeout_s: float | None) -> None:
         """Read more into the buffer (after moving what is left to its front)."""
         if self._start:
             left = self._end - self._start
             self._view[:left] = self._view[self._start : self._end]
             self._start, self._end = 0, left
-        count = self._sock.recv_into(self._view[self._end :])
+        count = self._recv_into(self._view[self._end :], timeout_s)
         if count == 0:
             raise ConnectionClosedError(f"connection closed with {self._end - self._start} bytes of a PDU read")
         self._end += count
-        quick_ack(self._sock)
 
-    def read(self, limits: dict[int, int]) -> Pdu:
-        """The next PDU; as :func:`read_pdu` (same limits, same errors)."""
+    def read(self, limits: dict[int, int], timeout_s: float | None = None) -> Pdu:
+        """The next PDU; as :func:`read_pdu` (same limits, same errors).
+
+        ``timeout_s``: longest wait for each receive, in s (with kernel timeouts; see the class doc).
+
+        Raises:
+            TimeoutError: a receive waited longer than allowed.
+        """
         while self._end - self._start < HEADER.size:
-            self._fill()
+            self._fill(timeout_s)
         pdu_type, _, length = HEADER.unpack_from(self._buffer, self._start)
         limit = limits.get(pdu_type)
         if limit is None:
@@ -168,11 +227,10 @@ class PduReader:
             self._start = self._end = 0
         view = memoryview(body)
         while taken < length:
-            count = self._sock.recv_into(view[taken:])
+            count = self._recv_into(view[taken:], timeout_s)
             if count == 0:
                 raise ConnectionClosedError(f"connection closed after {taken} of {length} bytes")
             taken += count
-            quick_ack(self._sock)
         return Pdu(pdu_type, body)
 
 

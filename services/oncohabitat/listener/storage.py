@@ -11,13 +11,18 @@ Layout under ``root``::
 Keys are truncated SHA-256 digests of the validated UIDs (:func:`identifiers.uid_key`): raw
 UIDs never name files.
 
-Journal path (``StorePolicy.journal_segments > 0``, the service default) for a new instance received
+Journal path (``StorePolicy.journal_segments > 0``, the service default) for an instance received
 in memory: the Part-10 bytes and the instance's index record are appended to the
-:class:`~.journal.IntakeJournal` (synced) and success is answered; the
-:class:`~.materialiser.Materialiser` writes the file and commits the row within milliseconds, then
-advances the journal checkpoint after a file-system sync. A crash before that checkpoint is repaired
-at the next start (:meth:`InstanceStore._recover`). While pending, the instance counts for
-duplicate detection and holds back its study's completion.
+:class:`~.journal.IntakeJournal` (synced) and success is answered. Only then, in the result's
+``follow_up`` (run by the association after its reply), is the SOP Instance UID checked against
+pending and indexed instances: every duplicate outcome answers success as well, so the checks need
+not delay the reply. A new instance goes to the :class:`~.materialiser.Materialiser`, which writes
+the file and commits the row within milliseconds, then advances the journal checkpoint after a
+file-system sync; a duplicate takes the direct path below and its entry is skipped. A crash before
+that checkpoint is repaired at the next start (:meth:`InstanceStore._recover`). While pending, the
+instance counts for duplicate detection and holds back its study's completion. The SHA-256 the
+index keeps is computed off the reply path (by the materialiser worker; the journal entry carries a
+CRC-32).
 
 Direct path (no journal, data sets spooled to disk or too large for a journal segment, re-sent UIDs
 with other bytes): write the Part-10 bytes to a temporary file in the destination directory (or
@@ -44,6 +49,7 @@ study is then treated like a late arrival).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import logging
@@ -138,13 +144,16 @@ class StoreResult:
     """Outcome of storing one instance.
 
     ``status`` is the DIMSE status to answer (see :mod:`status`); ``outcome`` is None when the
-    instance was refused, ``reason`` then holds the stable rejection code.
+    instance was refused, ``reason`` then holds the stable rejection code. ``follow_up``, when
+    set, must be called once the reply is sent: it finishes the work that need not delay the reply
+    and returns the final result (e.g. ``IDENTICAL`` for a re-sent instance).
     """
 
     status: int
     outcome: AddOutcome | None = None
     study_key: str | None = None
     reason: str = ""
+    follow_up: Callable[[], StoreResult] | None = field(default=None, compare=False, repr=False)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -360,9 +369,8 @@ class InstanceStore:
             spool.discard()
             return self.refuse("sop_mismatch", status.DATASET_MISMATCH)
         if self._materialiser is not None and spool.in_memory:
-            journaled = self._commit_journaled(header, transfer_syntax, spool.sha256(), spool.getvalue())
+            journaled = self._commit_journaled(header, transfer_syntax, spool.getvalue(), spool)
             if journaled is not None:
-                spool.discard()
                 metrics.STORE_SECONDS.observe(time.perf_counter() - started)
                 return journaled
 
@@ -413,58 +421,87 @@ class InstanceStore:
     # ---- committing ------------------------------------------------------------------------
 
     def _commit_journaled(
-        self, header: InstanceHeader, transfer_syntax: str, sha: str, data: bytes
+        self, header: InstanceHeader, transfer_syntax: str, data: bytes, spool: DatasetSpool
     ) -> StoreResult | None:
-        """Acknowledge a new instance once it is durable in the journal (files/index follow).
+        """Acknowledge an instance once it is durable in the journal; sort out duplicates after the reply.
 
-        The entry is written first and the duplicate checks run while the device writes it
-        (:meth:`IntakeJournal.write`); a duplicate's entry is left unused. Returns None when the
-        instance must take the direct path instead: its SOP Instance UID is indexed already
-        (identical, conflict or replace: decided there) or pending with other bytes (after the
-        pending ones are indexed), or the journal cannot take it (too large, full, failed).
+        The entry (with a CRC-32 payload check, no SHA-256 yet) is synced, then success is
+        answered: every duplicate outcome answers success too (see the module doc), so the
+        duplicate checks need not delay the reply. They run in the returned result's
+        :attr:`StoreResult.follow_up`, which the association calls once the reply is sent (and which
+        must always be called: until then the journal cannot be checkpointed past the entry).
+        Returns None when the instance must take the direct path instead (too large for the
+        journal, journal full or failed).
         """
         materialiser, journal = self._materialiser, self.journal
         assert materialiser is not None and journal is not None
         study_key = uid_key(header.study_uid)
-        series_key = uid_key(header.series_uid)
-        sop_key = uid_key(header.sop_uid)
-        relative = f"{INSTANCES_DIR}/{study_key}/{series_key}/{sop_key}.dcm"
-        record = instance_record(header, transfer_syntax, relative, sha, len(data), self._clock())
+        relative = f"{INSTANCES_DIR}/{study_key}/{uid_key(header.series_uid)}/{uid_key(header.sop_uid)}.dcm"
+        record = instance_record(header, transfer_syntax, relative, "", len(data), self._clock())
         meta = encode_journal_meta(record, header.study_uid)
         if len(meta) + len(data) > journal.max_entry_bytes:
             return None
+        try:
+            location = journal.write(meta, data)
+        except JournalError as exc:
+            metrics.JOURNAL_ERRORS.labels(stage="append").inc()
+            _LOG.error("intake journal refused an instance (stored directly instead): %s", exc)
+            return None
+        try:
+            journal.wait_durable(location)
+        except JournalError as exc:  # the sync failed: not acknowledged, stored directly instead
+            materialiser.skip(location.sequence)
+            metrics.JOURNAL_ERRORS.labels(stage="append").inc()
+            _LOG.error("intake journal could not sync an instance (stored directly instead): %s", exc)
+            return None
+
+        def follow_up() -> StoreResult:
+            return self._resolve_journaled(PendingInstance(location, record, header.study_uid), header, data, spool)
+
+        return StoreResult(status.SUCCESS, AddOutcome.STORED, study_key, follow_up=follow_up)
+
+    def _resolve_journaled(
+        self, item: PendingInstance, header: InstanceHeader, data: bytes, spool: DatasetSpool
+    ) -> StoreResult:
+        """After the reply: hand a new instance to the materialiser, or settle a duplicate.
+
+        A SOP Instance UID that is neither pending nor indexed is submitted (the usual case). A
+        duplicate goes through the direct path (:meth:`_commit`: identical, conflict or replace,
+        by policy) once any pending version of it is indexed; its journal entry is then skipped.
+        If the index cannot be read the instance is submitted anyway: the worker indexes it
+        without overwriting an indexed file (a conflict then keeps the first version).
+        """
+        materialiser = self._materialiser
+        assert materialiser is not None
+        record = item.record
+        sop_key = uid_key(record.sop_uid)
         with self._stripes[int(sop_key[:8], 16) % _LOCK_STRIPES]:
             try:
-                location = journal.write(meta, data, sha)
-            except JournalError as exc:
-                metrics.JOURNAL_ERRORS.labels(stage="append").inc()
-                _LOG.error("intake journal refused an instance (stored directly instead): %s", exc)
-                return None
-            try:
-                pending = materialiser.pending(header.sop_uid)
-                existing = self.index.get_instance(header.sop_uid) if pending is None else None
-                if pending is not None or existing is not None:
-                    materialiser.skip(location.sequence)
-                    if pending is not None and pending.record.sha256 == sha:
-                        return self._identical(pending.record.study_key)
-                else:
-                    journal.wait_durable(location)
-                    materialiser.submit(PendingInstance(location, record, header.study_uid))
-                    metrics.INSTANCES_STORED.inc()
-                    metrics.BYTES_STORED.inc(len(data))
-                    return StoreResult(status.SUCCESS, AddOutcome.STORED, study_key)
-            except JournalError as exc:  # the sync failed: not acknowledged, stored directly instead
-                materialiser.skip(location.sequence)
-                metrics.JOURNAL_ERRORS.labels(stage="append").inc()
-                _LOG.error("intake journal could not sync an instance (stored directly instead): %s", exc)
-                return None
+                pending = materialiser.pending(record.sop_uid)
+                existing = self.index.get_instance(record.sop_uid) if pending is None else None
             except sqlite3.Error as exc:
-                materialiser.skip(location.sequence)
-                _LOG.error("instance %s of study %s not indexed: %s", sop_key, study_key, type(exc).__name__)
-                return self.refuse("index_error", status.OUT_OF_RESOURCES)
-        if pending is not None:
-            materialiser.flush()
-        return None
+                _LOG.error("instance %s: duplicate check failed (%s); indexed later", sop_key, type(exc).__name__)
+                pending = existing = None
+            if pending is None and existing is None:
+                materialiser.submit(item)
+                metrics.INSTANCES_STORED.inc()
+                metrics.BYTES_STORED.inc(record.size)
+                return StoreResult(status.SUCCESS, AddOutcome.STORED, record.study_key)
+        try:
+            if pending is not None:
+                materialiser.flush()
+            result = self._commit(
+                header,
+                record.transfer_syntax,
+                spool.sha256(),
+                record.size,
+                lambda final: self._write_durably(final, data),
+            )
+        finally:
+            materialiser.skip(item.location.sequence)
+        if result.outcome is None:  # nothing could be written: the acknowledged entry must stay
+            _LOG.error("instance %s: a re-sent version could not be stored (%s)", sop_key, result.reason)
+        return result
 
     def _materialised(self, item: PendingInstance, result: AddResult) -> None:
         """Report the index outcome of a journaled instance (late arrivals are audited)."""
@@ -474,12 +511,16 @@ class InstanceStore:
         """Re-materialise journal entries left by an unclean stop (idempotent); returns how many.
 
         An entry whose SOP Instance UID is indexed with the same SHA-256 only gets its file
-        checked (rewritten when missing or different); one indexed with other bytes was
-        superseded later (duplicate policy "replace") and is skipped.
+        checked (rewritten when missing or different). One indexed with other bytes is a re-sent
+        version whose duplicate handling the stop interrupted (it runs after the reply) or that a
+        later version superseded: under the "replace" policy a version received after the indexed
+        one replaces it now; otherwise the indexed version stays.
         """
         done = 0
         for entry in entries:
             record, study_uid = decode_journal_meta(entry.meta)
+            if record.sha256 != entry.sha256:  # written with a CRC-32 check: the SHA-256 comes from the payload
+                record = dataclasses.replace(record, sha256=entry.sha256)
             existing = self.index.get_instance(record.sop_uid)
             if existing is None:
                 self._write_durably(self.root / record.path, entry.payload, fsync=False)
@@ -494,6 +535,13 @@ class InstanceStore:
                 if not intact:
                     self._write_durably(path, entry.payload, fsync=False)
                     done += 1
+            elif self.policy.duplicates is DuplicatePolicy.REPLACE and record.received_at > existing.received_at:
+                stem = record.path.removesuffix(".dcm")
+                replacement = dataclasses.replace(record, path=f"{stem}-{entry.sha256[:16]}.dcm")
+                self._write_durably(self.root / replacement.path, entry.payload, fsync=False)
+                if self.index.replace_instance(replacement).outcome is AddOutcome.REPLACED:
+                    self._replaced(existing, replacement)
+                done += 1
         if done:
             _LOG.warning("intake journal: %d acknowledged instance(s) re-materialised after an unclean stop", done)
         return done

@@ -1,0 +1,92 @@
+"""The association's reply/follow-up order: the store's after-reply work always runs, and its final
+outcome is what the association counts (audit event), even when the reply cannot be sent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
+
+from oncohabitat.listener import status
+from oncohabitat.listener.access import AccessPolicy
+from oncohabitat.listener.association import Association, AssociationConfig, _PendingStore
+from oncohabitat.listener.dimse import C_STORE_RQ, Command
+from oncohabitat.listener.index import AddOutcome
+from oncohabitat.listener.spool import DatasetSpool
+from oncohabitat.listener.storage import StoreResult
+
+SOP_UID = "1.2.826.0.1.3680043.8.498.7"
+
+
+class _Socket:
+    """Records what is sent; ``fail`` makes every send raise as a reset connection does."""
+
+    def __init__(self, fail: bool) -> None:
+        self.fail = fail
+        self.sent: list[bytes] = []
+
+    def sendall(self, data: bytes) -> None:
+        if self.fail:
+            raise ConnectionResetError("peer reset the connection")
+        self.sent.append(data)
+
+
+class _Sink:
+    """Answers success at once; the follow-up (run after the reply) finds the instance was a duplicate."""
+
+    def __init__(self, socket: _Socket) -> None:
+        self.socket = socket
+        self.sent_before_follow_up: int | None = None
+
+    def accepting(self) -> bool:
+        return True
+
+    def open_spool(self, sop_class_uid: str, sop_uid: str, transfer_syntax: str) -> DatasetSpool:
+        raise AssertionError("not used")
+
+    def refuse(self, reason: str, dimse_status: int) -> StoreResult:
+        return StoreResult(dimse_status, None, None, reason)
+
+    def store_spool(
+        self, spool: DatasetSpool, *, sop_class_uid: str, sop_uid: str, transfer_syntax: str
+    ) -> StoreResult:
+        def follow_up() -> StoreResult:
+            self.sent_before_follow_up = len(self.socket.sent)
+            return StoreResult(status.SUCCESS, AddOutcome.IDENTICAL, "study")
+
+        return StoreResult(status.SUCCESS, AddOutcome.STORED, "study", follow_up=follow_up)
+
+
+def _association(sock: _Socket, sink: _Sink) -> Association:
+    config = AssociationConfig(ae_title="ONCOTEST", access=AccessPolicy(), contexts=())
+    association = Association(sock, ("127.0.0.1", 104), config, sink, lambda: "")  # type: ignore[arg-type]
+    association._peer_max_pdu = 16_384
+    return association
+
+
+def _pending(tmp_path: Path) -> _PendingStore:
+    command = Command(
+        command_field=C_STORE_RQ,
+        message_id=1,
+        affected_sop_class_uid=MRImageStorage,
+        affected_sop_instance_uid=SOP_UID,
+        has_dataset=True,
+    )
+    spool = DatasetSpool(b"", tmp_path, memory_limit=1024, max_bytes=1024)
+    return _PendingStore(1, command, ExplicitVRLittleEndian, spool)
+
+
+@pytest.mark.parametrize("reply_fails", [False, True])
+def test_the_follow_up_runs_after_the_reply_even_when_the_reply_fails(tmp_path: Path, reply_fails: bool) -> None:
+    sock = _Socket(fail=reply_fails)
+    sink = _Sink(sock)
+    association = _association(sock, sink)
+    if reply_fails:
+        with pytest.raises(ConnectionResetError):
+            association._finish_store(_pending(tmp_path))
+    else:
+        association._finish_store(_pending(tmp_path))
+        assert sink.sent_before_follow_up == 1  # the C-STORE-RSP left before the follow-up started
+    assert association._stats.duplicates == 1 and not association._stats.stored  # the final outcome counts
+    assert sink.sent_before_follow_up == (0 if reply_fails else 1)
