@@ -49,7 +49,13 @@ class _Sink:
         return StoreResult(dimse_status, None, None, reason)
 
     def store_spool(
-        self, spool: DatasetSpool, *, sop_class_uid: str, sop_uid: str, transfer_syntax: str
+        self,
+        spool: DatasetSpool,
+        *,
+        sop_class_uid: str,
+        sop_uid: str,
+        transfer_syntax: str,
+        defer_sync: bool = False,
     ) -> StoreResult:
         def follow_up() -> StoreResult:
             self.sent_before_follow_up = len(self.socket.sent)
@@ -84,9 +90,9 @@ def test_the_follow_up_runs_after_the_reply_even_when_the_reply_fails(tmp_path: 
     association = _association(sock, sink)
     if reply_fails:
         with pytest.raises(ConnectionResetError):
-            association._finish_store(_pending(tmp_path))
+            association._finish_store(_pending(tmp_path), None)
     else:
-        association._finish_store(_pending(tmp_path))
+        association._finish_store(_pending(tmp_path), None)
         assert sink.sent_before_follow_up == 1  # the C-STORE-RSP left before the follow-up started
     assert association._stats.duplicates == 1 and not association._stats.stored  # the final outcome counts
     assert sink.sent_before_follow_up == (0 if reply_fails else 1)

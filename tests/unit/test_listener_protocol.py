@@ -91,6 +91,39 @@ def test_pdu_reader_splits_read_ahead_into_pdus_and_bounds_allocation() -> None:
         pdu_io.PduReader(socket_pair_with(pdu_io.HEADER.pack(pdu_io.P_DATA_TF, 0, 50) + b"short")).read(limits)
 
 
+def test_pdu_assembler_completes_pdus_from_whatever_each_receive_brings() -> None:
+    big = bytes(range(256)) * 1000  # 256,000 bytes: its remainder goes straight into the body
+    stream = (
+        pdu_io.encode_pdata(1, 3, b"cmd")
+        + pdu_io.encode_pdata(1, 2, big)
+        + pdu_io.encode_pdata(3, 1, b"x")
+        + pdu_io.HEADER.pack(pdu_io.P_DATA_TF, 0, 0xFFFFFFFF)
+    )
+    left, right = socket.socketpair()
+    right.setblocking(False)
+    assembler = pdu_io.PduAssembler(chunk=4096)
+    limits = {pdu_io.P_DATA_TF: 300_000}
+    assert assembler.receive(right, limits) == [] and not assembler.in_pdu  # nothing ready yet
+    received: list[list[tuple[int, int, bytes]]] = []
+    with pytest.raises(pdu_io.PduTooLargeError):  # the 4 GiB announcement: refused, never allocated
+        for start in range(0, len(stream) + 1000, 1000):  # the peer's bytes arrive 1,000 at a time
+            left.sendall(stream[start : start + 1000])
+            for pdu in assembler.receive(right, limits):
+                received.append([(c, ctl, bytes(d)) for c, ctl, d in pdu_io.iter_pdvs(pdu.body)])
+            assert received or assembler.in_pdu
+    # the PDUs before the bad header came out first, as from a blocking reader
+    assert received == [[(1, 3, b"cmd")], [(1, 2, big)], [(3, 1, b"x")]]
+    closing = pdu_io.PduAssembler()
+    left2, right2 = socket.socketpair()
+    left2.sendall(pdu_io.HEADER.pack(pdu_io.P_DATA_TF, 0, 50) + b"short")
+    left2.close()
+    assert closing.receive(right2, limits) == [] and closing.in_pdu
+    with pytest.raises(pdu_io.ConnectionClosedError, match="middle of a PDU"):
+        closing.receive(right2, limits)
+    for sock in (left, right, right2):
+        sock.close()
+
+
 def test_pdu_reader_with_kernel_timeouts_waits_across_slices_and_then_times_out() -> None:
     left, right = socket.socketpair()
     pdu_io.use_kernel_timeouts(right, 0.05, 1.0)

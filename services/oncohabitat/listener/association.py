@@ -65,6 +65,8 @@ SOP_CLASS_NOT_SUPPORTED = 0x0122
 _RELEASE_OR_ABORT = 64  # A-RELEASE-RQ / A-ABORT bodies are 4 bytes
 #: Longest single blocking receive on a plain TCP association (s); timeouts are checked after each.
 _RECEIVE_SLICE_S = 1.0
+#: What :meth:`Association._serve` returns once the reactor took the association over.
+_HANDED_OVER = "handed_over"
 
 
 class InstanceSink(Protocol):
@@ -77,10 +79,24 @@ class InstanceSink(Protocol):
     ) -> DatasetSpool: ...  # pragma: no cover
 
     def store_spool(
-        self, spool: DatasetSpool, *, sop_class_uid: str, sop_uid: str, transfer_syntax: str
+        self,
+        spool: DatasetSpool,
+        *,
+        sop_class_uid: str,
+        sop_uid: str,
+        transfer_syntax: str,
+        defer_sync: bool = False,
     ) -> StoreResult: ...  # pragma: no cover
 
     def refuse(self, reason: str, dimse_status: int) -> StoreResult: ...  # pragma: no cover
+
+
+class DataPhaseServer(Protocol):
+    """Takes over the data phase of negotiated plain-TCP associations (the :mod:`.reactor`)."""
+
+    def wanted(self) -> bool: ...  # pragma: no cover
+
+    def adopt(self, association: Association) -> None: ...  # pragma: no cover
 
 
 @dataclass(frozen=True)
@@ -127,6 +143,15 @@ class _PendingStore:
     early: tuple[str, int] | None = None  # refusal decided from the command alone (reason, status)
 
 
+@dataclass(frozen=True)
+class StagedStore:
+    """A C-STORE stored in the reactor's round whose journal entry awaits the round's sync."""
+
+    association: Association
+    pending: _PendingStore
+    result: StoreResult
+
+
 @dataclass
 class _Stats:
     stored: Counter[str] = field(default_factory=Counter)
@@ -153,63 +178,114 @@ class Association:
         config: AssociationConfig,
         sink: InstanceSink,
         busy_reason: Callable[[], str],
+        *,
+        on_closed: Callable[[], None] | None = None,
+        data_phase: DataPhaseServer | None = None,
     ) -> None:
         self._sock = sock
         self._peer_ip = peer[0]
         self._config = config
         self._sink = sink
         self._busy_reason = busy_reason
+        self._on_closed = on_closed
+        self._data_phase = data_phase
         self._calling_ae = ""
         self._accepted: dict[int, PresentationContext] = {}
         self._peer_max_pdu = 0
         self._stats = _Stats()
+        self._command = bytearray()  # command fragments of the message being received
+        self._current: _PendingStore | None = None  # the C-STORE whose data set is being received
+        self._nonblocking = False
+        self._ended = False
+        self.limits = {
+            pdu_io.P_DATA_TF: config.max_pdu_bytes,
+            pdu_io.RELEASE_RQ: _RELEASE_OR_ABORT,
+            pdu_io.ABORT: _RELEASE_OR_ABORT,
+        }
 
     # ---- entry point ---------------------------------------------------------------------
 
+    @property
+    def sock(self) -> socket.socket:
+        """The connection's socket."""
+        return self._sock
+
+    @property
+    def peer_ip(self) -> str:
+        """The peer's IP address."""
+        return self._peer_ip
+
+    @property
+    def in_message(self) -> bool:
+        """True once a message has started (the DIMSE timeout applies, not the network timeout)."""
+        return self._current is not None or bool(self._command)
+
     def run(self) -> None:
-        """Serve the connection; always closes the socket; never raises."""
+        """Serve the connection (or hand its data phase to the reactor); never raises.
+
+        The socket is closed and the association accounted for (metrics, audit, ``on_closed``)
+        exactly once, by :meth:`end`: here, or by the reactor that took the data phase over.
+        """
         outcome = "closed"
         try:
             if self._handshake() and self._negotiate():
                 outcome = self._serve()
-        except _Abort as exc:
-            outcome = exc.reason
+                if outcome == _HANDED_OVER:
+                    return
+        except Exception as exc:  # noqa: BLE001 - boundary of one association (see outcome_of)
+            outcome = self.outcome_of(exc)
+        self.end(outcome)
+
+    def outcome_of(self, exc: BaseException) -> str:
+        """The outcome label of an association ended by ``exc``; aborts the association where due."""
+        if isinstance(exc, _Abort):
             self._send_quietly(pdu_io.encode_abort())
-        except pdu_io.PduTooLargeError as exc:
-            outcome = "pdu_too_large"
+            return exc.reason
+        if isinstance(exc, pdu_io.PduTooLargeError):
             _LOG.warning("peer %s announced a %d-byte PDU (limit %d): aborted", self._peer_ip, exc.announced, exc.limit)
             self._send_quietly(pdu_io.encode_abort(0x02, 0x06))
-        except pdu_io.PduError as exc:
-            outcome = "protocol_error"
+            return "pdu_too_large"
+        if isinstance(exc, pdu_io.PduError):
             _LOG.warning("protocol error from %s: %s", self._peer_ip, exc)
             self._send_quietly(pdu_io.encode_abort(0x02, 0x02))
-        except (TimeoutError, BlockingIOError):  # BlockingIOError: a send's SO_SNDTIMEO elapsed
-            outcome = "timeout"
+            return "protocol_error"
+        if isinstance(exc, TimeoutError | BlockingIOError):  # BlockingIOError: a send could not proceed
             self._send_quietly(pdu_io.encode_abort())
-        except (pdu_io.ConnectionClosedError, ConnectionError, ssl.SSLError) as exc:
-            outcome = "connection_lost"
+            return "timeout"
+        if isinstance(exc, pdu_io.ConnectionClosedError | ConnectionError | ssl.SSLError):
             _LOG.info("connection from %s lost: %s", self._peer_ip, type(exc).__name__)
-        except OSError as exc:
-            outcome = "connection_lost"
+            return "connection_lost"
+        if isinstance(exc, OSError):
             _LOG.info("connection from %s failed: %s", self._peer_ip, exc.strerror or type(exc).__name__)
-        except Exception:  # noqa: BLE001 - boundary of one association: log, abort it, keep serving others
-            outcome = "internal_error"
-            _LOG.error("association with %s failed unexpectedly", self._peer_ip, exc_info=True)
-            self._send_quietly(pdu_io.encode_abort())
-        finally:
+            return "connection_lost"
+        _LOG.error("association with %s failed unexpectedly", self._peer_ip, exc_info=exc)
+        self._send_quietly(pdu_io.encode_abort())
+        return "internal_error"
+
+    def end(self, outcome: str) -> None:
+        """Close the connection and account for the association (once; later calls do nothing)."""
+        if self._ended:
+            return
+        self._ended = True
+        try:
+            self._discard(self._current)
+            self._current = None
             self._close()
-        if outcome not in ("released", "rejected", "refused"):
-            metrics.ABORTS.labels(reason=outcome).inc()
-        if self._accepted or self._stats.stored:
-            audit.emit(
-                "association_closed",
-                calling_ae=self._calling_ae,
-                peer_ip=self._peer_ip,
-                outcome=outcome,
-                instances_by_study=json.dumps(dict(self._stats.stored), sort_keys=True),
-                duplicates=self._stats.duplicates,
-                refused=self._stats.refused,
-            )
+            if outcome not in ("released", "rejected", "refused"):
+                metrics.ABORTS.labels(reason=outcome).inc()
+            if self._accepted or self._stats.stored:
+                audit.emit(
+                    "association_closed",
+                    calling_ae=self._calling_ae,
+                    peer_ip=self._peer_ip,
+                    outcome=outcome,
+                    instances_by_study=json.dumps(dict(self._stats.stored), sort_keys=True),
+                    duplicates=self._stats.duplicates,
+                    refused=self._stats.refused,
+                )
+        finally:
+            if self._on_closed is not None:
+                self._on_closed()
 
     # ---- association set-up --------------------------------------------------------------
 
@@ -276,21 +352,15 @@ class Association:
     # ---- message loop --------------------------------------------------------------------
 
     def _serve(self) -> str:
-        holder: list[_PendingStore | None] = [None]
-        try:
-            return self._message_loop(holder)
-        finally:
-            self._discard(holder[0])
+        """The data phase on this thread, with blocking reads: PDUs until release or abort.
 
-    def _message_loop(self, holder: list[_PendingStore | None]) -> str:
-        """Receive PDUs until release/abort; ``holder[0]`` is the C-STORE being received."""
-        limits = {
-            pdu_io.P_DATA_TF: self._config.max_pdu_bytes,
-            pdu_io.RELEASE_RQ: _RELEASE_OR_ABORT,
-            pdu_io.ABORT: _RELEASE_OR_ABORT,
-        }
-        command = bytearray()
+        A plain-TCP association is handed over to the reactor (``data_phase``) at a message
+        boundary once the reactor is wanted (several concurrent associations): one association
+        alone is served fastest by its own thread; several, by the reactor (see :mod:`.reactor`).
+        Returns :data:`_HANDED_OVER` then.
+        """
         config = self._config
+        data_phase = self._data_phase if config.tls is None else None
         kernel_timeouts = config.tls is None
         if kernel_timeouts:  # one system call per receive/send, none per timeout change (pdu_io doc)
             receive_slice_s = min(_RECEIVE_SLICE_S, config.dimse_timeout_s, config.network_timeout_s)
@@ -300,40 +370,59 @@ class Association:
             reader = pdu_io.PduReader(self._sock)
         current_timeout = self._sock.gettimeout()
         while True:
-            in_message = holder[0] is not None or bool(command)
-            timeout = config.dimse_timeout_s if in_message else config.network_timeout_s
+            if data_phase is not None and reader.buffered == 0 and not self.in_message and data_phase.wanted():
+                self._sock.setblocking(False)
+                self._nonblocking = True
+                data_phase.adopt(self)
+                return _HANDED_OVER
+            timeout = config.dimse_timeout_s if self.in_message else config.network_timeout_s
             if not kernel_timeouts and timeout != current_timeout:  # a system call: only when it changes
                 self._sock.settimeout(timeout)
                 current_timeout = timeout
-            pdu = reader.read(limits, timeout)
-            if pdu.pdu_type == pdu_io.ABORT:
-                return "peer_abort"
-            if pdu.pdu_type == pdu_io.RELEASE_RQ:
-                if in_message:
-                    raise _Abort("release_mid_message")
-                self._sock.sendall(pdu_io.RELEASE_RP_PDU)
-                return "released"
-            for context_id, control, data in pdu_io.iter_pdvs(pdu.body):
-                if context_id not in self._accepted:
-                    raise _Abort("unknown_context")
-                pending = holder[0]
-                if control & pdu_io.CONTROL_COMMAND:
-                    if pending is not None:
-                        raise _Abort("command_mid_dataset")
-                    command += data
-                    if len(command) > MAX_COMMAND_BYTES:
-                        raise _Abort("command_too_large")
-                    if control & pdu_io.CONTROL_LAST:
-                        holder[0] = self._on_command(context_id, decode_command(bytes(command)))
-                        command.clear()
-                else:
-                    if pending is None or pending.context_id != context_id:
-                        raise _Abort("unexpected_dataset")
-                    if pending.spool is not None:
-                        self._append(pending, data)
-                    if control & pdu_io.CONTROL_LAST:
-                        holder[0] = None
-                        self._finish_store(pending)
+            outcome = self.handle_pdu(reader.read(self.limits, timeout), None)
+            if outcome is not None:
+                return outcome
+
+    def handle_pdu(self, pdu: pdu_io.Pdu, staged: list[StagedStore] | None) -> str | None:
+        """Act on one received PDU; the outcome once the association ends (release, peer abort).
+
+        ``staged``: None on the association's own thread (each C-STORE is stored, made durable and
+        answered at once); the reactor's list otherwise: a C-STORE whose journal entry awaits the
+        round's sync is appended there and answered by the reactor (:meth:`complete_store`).
+
+        Raises:
+            _Abort, PduError, OSError: the association must end (see :meth:`outcome_of`).
+        """
+        if pdu.pdu_type == pdu_io.ABORT:
+            return "peer_abort"
+        if pdu.pdu_type == pdu_io.RELEASE_RQ:
+            if self.in_message:
+                raise _Abort("release_mid_message")
+            self._sock.sendall(pdu_io.RELEASE_RP_PDU)
+            return "released"
+        for context_id, control, data in pdu_io.iter_pdvs(pdu.body):
+            if context_id not in self._accepted:
+                raise _Abort("unknown_context")
+            pending = self._current
+            if control & pdu_io.CONTROL_COMMAND:
+                if pending is not None:
+                    raise _Abort("command_mid_dataset")
+                command = self._command
+                command += data
+                if len(command) > MAX_COMMAND_BYTES:
+                    raise _Abort("command_too_large")
+                if control & pdu_io.CONTROL_LAST:
+                    self._current = self._on_command(context_id, decode_command(bytes(command)), staged)
+                    command.clear()
+            else:
+                if pending is None or pending.context_id != context_id:
+                    raise _Abort("unexpected_dataset")
+                if pending.spool is not None:
+                    self._append(pending, data)
+                if control & pdu_io.CONTROL_LAST:
+                    self._current = None
+                    self._finish_store(pending, staged)
+        return None
 
     @staticmethod
     def _append(pending: _PendingStore, data: memoryview) -> None:
@@ -345,7 +434,7 @@ class Association:
             pending.spool = None
             pending.early = ("write_error", status.OUT_OF_RESOURCES)
 
-    def _on_command(self, context_id: int, command: Command) -> _PendingStore | None:
+    def _on_command(self, context_id: int, command: Command, staged: list[StagedStore] | None) -> _PendingStore | None:
         context = self._accepted[context_id]
         if command.command_field == C_ECHO_RQ:
             if command.has_dataset:
@@ -368,11 +457,12 @@ class Association:
         else:
             pending.spool = self._sink.open_spool(sop_class, sop_uid, transfer_syntax)
         if not command.has_dataset:
-            self._finish_store(pending)
+            self._finish_store(pending, staged)
             return None
         return pending
 
-    def _finish_store(self, pending: _PendingStore) -> None:
+    def _finish_store(self, pending: _PendingStore, staged: list[StagedStore] | None) -> None:
+        """Store a completely received C-STORE; answer it now, or stage it for the reactor's sync."""
         command = pending.command
         if pending.early is not None or pending.spool is None:
             reason, code = pending.early or ("internal_error", status.UNEXPECTED_ERROR)
@@ -384,11 +474,37 @@ class Association:
                     sop_class_uid=command.affected_sop_class_uid,
                     sop_uid=command.affected_sop_instance_uid,
                     transfer_syntax=pending.transfer_syntax,
+                    defer_sync=staged is not None,
                 )
             except Exception:  # noqa: BLE001 - store boundary: answer a failure, keep the association
                 pending.spool.discard()
                 _LOG.error("C-STORE handler failed unexpectedly", exc_info=True)
                 result = self._sink.refuse("internal_error", status.UNEXPECTED_ERROR)
+        if result.settle is not None and staged is not None:
+            staged.append(StagedStore(self, pending, result))
+            return
+        self.complete_store(pending, result)
+
+    def complete_store(self, pending: _PendingStore, result: StoreResult) -> None:
+        """Answer a stored C-STORE, then run the store's after-reply work (always, even if the reply fails).
+
+        Raises:
+            Exception: the reply could not be sent (the association must end).
+        """
+        settled, error = self.answer_store(pending, result)
+        self.follow_up_store(settled)
+        if error is not None:
+            raise error
+
+    def answer_store(self, pending: _PendingStore, result: StoreResult) -> tuple[StoreResult, Exception | None]:
+        """Wait for durability where the store deferred it, then send the C-STORE-RSP.
+
+        Returns the result answered (to pass to :meth:`follow_up_store`) and the error that kept
+        the reply from being sent, if any (the association must then end).
+        """
+        if result.settle is not None:
+            result = self._settle(result.settle)
+        command = pending.command
         try:
             self._respond(
                 pending.context_id,
@@ -398,10 +514,23 @@ class Association:
                 result.status,
                 result.reason if result.status != status.SUCCESS else "",
             )
-        finally:  # whatever happened to the reply, the store must finish its part
-            if result.follow_up is not None:
-                result = self._follow_up(result.follow_up)
-            self._count(result)
+        except Exception as exc:  # noqa: BLE001 - returned: the follow-up must run first
+            return result, exc
+        return result, None
+
+    def follow_up_store(self, result: StoreResult) -> None:
+        """Run the store's after-reply work and count the final outcome (for the audit event)."""
+        if result.follow_up is not None:
+            result = self._follow_up(result.follow_up)
+        self._count(result)
+
+    def _settle(self, settle: Callable[[], StoreResult]) -> StoreResult:
+        """Wait for the store's durability (journal sync); the result to answer."""
+        try:
+            return settle()
+        except Exception:  # noqa: BLE001 - store boundary: answer a failure, keep the association
+            _LOG.error("C-STORE durability wait failed unexpectedly", exc_info=True)
+            return self._sink.refuse("internal_error", status.UNEXPECTED_ERROR)
 
     def _follow_up(self, follow_up: Callable[[], StoreResult]) -> StoreResult:
         """Run the store's after-reply work (duplicate checks, hand-off to the materialiser)."""
@@ -449,8 +578,11 @@ class Association:
 
     def _send_quietly(self, data: bytes) -> None:
         try:
-            self._sock.settimeout(1.0)
-            self._sock.sendall(data)
+            if self._nonblocking:  # the reactor's socket: never wait for a peer that does not read
+                self._sock.send(data)
+            else:
+                self._sock.settimeout(1.0)
+                self._sock.sendall(data)
         except OSError:
             pass
 

@@ -234,6 +234,104 @@ class PduReader:
         return Pdu(pdu_type, body)
 
 
+class PduAssembler:
+    """Assembles PDUs from the bytes a non-blocking socket has ready (the reactor's reader).
+
+    Same limits and errors as :class:`PduReader`: a body is allocated only after its announced
+    length passed the limit check. Each :meth:`receive` makes one ``recv`` (the caller calls it when
+    the socket is readable) and returns the PDUs it completed; a large body's remainder is
+    received straight into it.
+    """
+
+    def __init__(self, chunk: int = 65_536) -> None:
+        self._buffer = bytearray(chunk)
+        self._view = memoryview(self._buffer)
+        self._start = 0
+        self._end = 0
+        self._body: bytearray | None = None
+        self._body_view = memoryview(b"")
+        self._taken = 0
+        self._type = 0
+        self._error: PduError | None = None  # found after PDUs that were returned first
+
+    @property
+    def in_pdu(self) -> bool:
+        """True while part of a PDU has been received."""
+        return self._body is not None or self._end > self._start
+
+    def receive(self, sock: socket.socket, limits: dict[int, int]) -> list[Pdu]:
+        """One ``recv``; the PDUs it completed (none when nothing was ready).
+
+        Raises:
+            ConnectionClosedError: the peer closed the connection.
+            PduTooLargeError, PduError: as :func:`read_pdu` (raised by the call after the one that
+                returned the PDUs preceding the offending header, as a blocking reader would).
+        """
+        if self._error is not None:
+            raise self._error
+        if self._body is not None and len(self._body) - self._taken >= len(self._buffer):
+            try:
+                count = sock.recv_into(self._body_view[self._taken :])
+            except BlockingIOError:
+                return []
+            if count == 0:
+                raise ConnectionClosedError(f"connection closed after {self._taken} of {len(self._body)} bytes")
+            quick_ack(sock)
+            self._taken += count
+            return [self._complete()] if self._taken == len(self._body) else []
+        if self._start:
+            left = self._end - self._start
+            self._view[:left] = self._view[self._start : self._end]
+            self._start, self._end = 0, left
+        try:
+            count = sock.recv_into(self._view[self._end :])
+        except BlockingIOError:
+            return []
+        if count == 0:
+            raise ConnectionClosedError("connection closed" + (" in the middle of a PDU" if self.in_pdu else ""))
+        quick_ack(sock)
+        self._end += count
+        return self._parse(limits)
+
+    def _parse(self, limits: dict[int, int]) -> list[Pdu]:
+        pdus: list[Pdu] = []
+        while True:
+            if self._body is None:
+                if self._end - self._start < HEADER.size:
+                    break
+                pdu_type, _, length = HEADER.unpack_from(self._buffer, self._start)
+                limit = limits.get(pdu_type)
+                error: PduError | None = None
+                if limit is None:
+                    error = PduError(f"unexpected PDU type 0x{pdu_type:02X}")
+                elif length > limit:
+                    error = PduTooLargeError(pdu_type, length, limit)
+                if error is not None:
+                    if not pdus:
+                        raise error
+                    self._error = error
+                    return pdus
+                self._start += HEADER.size
+                self._type, self._body, self._taken = pdu_type, bytearray(length), 0
+                self._body_view = memoryview(self._body)
+            take = min(len(self._body) - self._taken, self._end - self._start)
+            self._body_view[self._taken : self._taken + take] = self._view[self._start : self._start + take]
+            self._taken += take
+            self._start += take
+            if self._taken < len(self._body):
+                break
+            pdus.append(self._complete())
+        if self._start == self._end:
+            self._start = self._end = 0
+        return pdus
+
+    def _complete(self) -> Pdu:
+        assert self._body is not None
+        pdu = Pdu(self._type, self._body)
+        self._body, self._body_view, self._taken = None, memoryview(b""), 0
+        return pdu
+
+
 def iter_pdvs(body: bytearray) -> Iterator[tuple[int, int, memoryview]]:
     """Split a P-DATA-TF body into ``(context_id, control_header, data)`` without copying.
 

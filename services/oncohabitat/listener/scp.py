@@ -1,11 +1,13 @@
 """The listener's DICOM Storage + Verification SCP: accept loop, access control and limits.
 
-One acceptor thread accepts TCP connections; each connection is served by an
-:class:`~.association.Association` on its own daemon thread. Before any byte is read, a peer
-whose address is not in the allow-list is dropped (audited). At most ``maximum_associations``
-associations are served at once; the next few requests are answered with a transient
-A-ASSOCIATE-RJ ("local limit exceeded") and any further connection is closed at once, so a flood
-cannot exhaust threads. Below the disk watermark new associations get a transient rejection and
+One acceptor thread accepts TCP connections; each connection is set up (TLS, negotiation) by an
+:class:`~.association.Association` on its own daemon thread. The data phase of a plain-TCP
+association moves to the :class:`~.reactor.DataReactor` (one thread for all of them, one journal
+sync per round) once several associations are served at once; TLS associations keep their thread.
+Before any byte is read, a peer whose address is not in the allow-list is dropped (audited). At
+most ``maximum_associations`` associations are served at once; the next few requests are answered
+with a transient A-ASSOCIATE-RJ ("local limit exceeded") and any further connection is closed at
+once, so a flood cannot exhaust threads. Below the disk watermark new associations get a transient rejection and
 C-STOREs on open ones 0xA700 (see :mod:`.status`); accepting resumes when space returns.
 """
 
@@ -45,6 +47,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from oncohabitat.listener import audit, metrics
 from oncohabitat.listener.access import AccessPolicy
 from oncohabitat.listener.association import Association, AssociationConfig, InstanceSink
+from oncohabitat.listener.reactor import DataReactor
 
 _LOG = logging.getLogger(__name__)
 
@@ -108,6 +111,8 @@ class ListenerSCP:
         dimse_timeout_s: time allowed between fragments of one message, s.
         max_pdu_bytes: largest P-DATA PDU accepted (announced to peers).
         tls: server TLS context (DICOM TLS); None = plain TCP.
+        reactor: serve the data phase of plain-TCP associations on one reactor thread (False: each
+            association on its own thread throughout).
     """
 
     def __init__(
@@ -127,6 +132,7 @@ class ListenerSCP:
         dimse_timeout_s: float = 30.0,
         max_pdu_bytes: int = 262_144,
         tls: ssl.SSLContext | None = None,
+        reactor: bool = True,
     ) -> None:
         if not 1 <= len(ae_title.strip()) <= 16:
             raise ValueError("AE title must have 1-16 characters")
@@ -156,6 +162,15 @@ class ListenerSCP:
         self._rejecting = 0
         self._connections: set[socket.socket] = set()
         self._threads: set[threading.Thread] = set()
+        self._reactor = (
+            DataReactor(
+                dimse_timeout_s=dimse_timeout_s,
+                network_timeout_s=network_timeout_s,
+                concurrency=lambda: self._active,
+            )
+            if reactor and tls is None
+            else None
+        )
 
     @property
     def ae_title(self) -> str:
@@ -193,6 +208,8 @@ class ListenerSCP:
         listener.settimeout(_ACCEPT_POLL_S)
         self._listener = listener
         self._stop.clear()
+        if self._reactor is not None:
+            self._reactor.start()
         self._acceptor = threading.Thread(target=self._accept_loop, name="dicom-acceptor", daemon=True)
         self._acceptor.start()
         _LOG.info("DICOM SCP %s listening on %s:%d", self.ae_title, self._host, self.port)
@@ -216,6 +233,8 @@ class ListenerSCP:
                 pass
         for thread in threads:
             thread.join(timeout_s)
+        if self._reactor is not None:
+            self._reactor.stop(timeout_s)
         _LOG.info("DICOM SCP %s stopped", self.ae_title)
 
     # ---- accepting -----------------------------------------------------------------------
@@ -269,15 +288,26 @@ class ListenerSCP:
         return ""
 
     def _serve(self, conn: socket.socket, peer: tuple[str, int], serving: bool) -> None:
-        try:
-            Association(conn, peer, self._config, self._store, lambda: self._busy_reason(serving)).run()
-        finally:
+        def closed() -> None:  # called once, by this thread or by the reactor
             with self._lock:
                 if serving:
                     self._active -= 1
                 else:
                     self._rejecting -= 1
                 self._connections.discard(conn)
-                self._threads.discard(threading.current_thread())
             if serving:
                 metrics.ACTIVE_ASSOCIATIONS.dec()
+
+        try:
+            Association(
+                conn,
+                peer,
+                self._config,
+                self._store,
+                lambda: self._busy_reason(serving),
+                on_closed=closed,
+                data_phase=self._reactor if serving else None,
+            ).run()
+        finally:
+            with self._lock:
+                self._threads.discard(threading.current_thread())

@@ -42,6 +42,9 @@ class ListenerSettings(ServiceSettings):
     acse_timeout_s: float = Field(30.0, gt=0, description="TLS handshake + association request timeout, s.")
     dimse_timeout_s: float = Field(30.0, gt=0, description="Longest gap between fragments of one message, s.")
     network_timeout_s: float = Field(60.0, gt=0, description="Longest idle time between messages, s.")
+    reactor: bool = Field(
+        True, description="Serve plain-TCP data phases on one reactor thread (false: a thread per association)."
+    )
     max_pdu_bytes: int = Field(262_144, ge=4096, le=16 * MIB, description="Largest P-DATA PDU accepted, bytes.")
     max_dataset_mb: int = Field(1024, ge=1, description="Largest data set accepted over the wire, MiB.")
     max_pixel_mb: int = Field(512, ge=1, description="Largest declared pixel data (rows x cols x frames x bits), MiB.")

@@ -144,9 +144,11 @@ class StoreResult:
     """Outcome of storing one instance.
 
     ``status`` is the DIMSE status to answer (see :mod:`status`); ``outcome`` is None when the
-    instance was refused, ``reason`` then holds the stable rejection code. ``follow_up``, when
-    set, must be called once the reply is sent: it finishes the work that need not delay the reply
-    and returns the final result (e.g. ``IDENTICAL`` for a re-sent instance).
+    instance was refused, ``reason`` then holds the stable rejection code. ``settle``, set only
+    when the caller asked to defer the sync (``store_spool(defer_sync=True)``), must be called
+    before replying: it waits until the instance is durable and returns the result to answer.
+    ``follow_up``, when set, must be called once the reply is sent: it finishes the work that need
+    not delay the reply and returns the final result (e.g. ``IDENTICAL`` for a re-sent instance).
     """
 
     status: int
@@ -154,6 +156,18 @@ class StoreResult:
     study_key: str | None = None
     reason: str = ""
     follow_up: Callable[[], StoreResult] | None = field(default=None, compare=False, repr=False)
+    settle: Callable[[], StoreResult] | None = field(default=None, compare=False, repr=False)
+
+
+def _timed(settle: Callable[[], StoreResult], started: float) -> Callable[[], StoreResult]:
+    """``settle`` observing the store time (``started``: ``perf_counter`` when storing began) once durable."""
+
+    def timed() -> StoreResult:
+        result = settle()
+        metrics.STORE_SECONDS.observe(time.perf_counter() - started)
+        return result
+
+    return timed
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -343,11 +357,20 @@ class InstanceStore:
         )
 
     def store_spool(
-        self, spool: DatasetSpool, *, sop_class_uid: str, sop_uid: str, transfer_syntax: str
+        self,
+        spool: DatasetSpool,
+        *,
+        sop_class_uid: str,
+        sop_uid: str,
+        transfer_syntax: str,
+        defer_sync: bool = False,
     ) -> StoreResult:
         """Check and store a completely received data set (never raises for bad input or I/O).
 
         ``sop_class_uid``/``sop_uid`` are the C-STORE request's Affected SOP Class/Instance UIDs.
+        ``defer_sync``: a journaled instance is returned written but not yet durable, with
+        :attr:`StoreResult.settle` to call before replying (the reactor syncs once for all the
+        instances of a round); otherwise this returns once the instance is durable.
         """
         started = time.perf_counter()
         if spool.overflowed:
@@ -369,7 +392,9 @@ class InstanceStore:
             spool.discard()
             return self.refuse("sop_mismatch", status.DATASET_MISMATCH)
         if self._materialiser is not None and spool.in_memory:
-            journaled = self._commit_journaled(header, transfer_syntax, spool.getvalue(), spool)
+            journaled = self._commit_journaled(header, transfer_syntax, spool.getvalue(), spool, defer_sync)
+            if journaled is not None and journaled.settle is not None:
+                return dataclasses.replace(journaled, settle=_timed(journaled.settle, started))
             if journaled is not None:
                 metrics.STORE_SECONDS.observe(time.perf_counter() - started)
                 return journaled
@@ -421,17 +446,18 @@ class InstanceStore:
     # ---- committing ------------------------------------------------------------------------
 
     def _commit_journaled(
-        self, header: InstanceHeader, transfer_syntax: str, data: bytes, spool: DatasetSpool
+        self, header: InstanceHeader, transfer_syntax: str, data: bytes, spool: DatasetSpool, defer_sync: bool
     ) -> StoreResult | None:
         """Acknowledge an instance once it is durable in the journal; sort out duplicates after the reply.
 
-        The entry (with a CRC-32 payload check, no SHA-256 yet) is synced, then success is
+        The entry (with a CRC-32 payload check, no SHA-256 yet) is written and synced (by the
+        returned result's :attr:`StoreResult.settle` when ``defer_sync``), then success is
         answered: every duplicate outcome answers success too (see the module doc), so the
-        duplicate checks need not delay the reply. They run in the returned result's
-        :attr:`StoreResult.follow_up`, which the association calls once the reply is sent (and which
-        must always be called: until then the journal cannot be checkpointed past the entry).
-        Returns None when the instance must take the direct path instead (too large for the
-        journal, journal full or failed).
+        duplicate checks need not delay the reply. They run in :attr:`StoreResult.follow_up`,
+        which the association calls once the reply is sent (and which must always be called: until
+        then the journal cannot be checkpointed past the entry). If the sync fails the instance
+        is stored through the direct path instead. Returns None when the instance must take the
+        direct path at once (too large for the journal, journal full or failed).
         """
         materialiser, journal = self._materialiser, self.journal
         assert materialiser is not None and journal is not None
@@ -447,18 +473,25 @@ class InstanceStore:
             metrics.JOURNAL_ERRORS.labels(stage="append").inc()
             _LOG.error("intake journal refused an instance (stored directly instead): %s", exc)
             return None
-        try:
-            journal.wait_durable(location)
-        except JournalError as exc:  # the sync failed: not acknowledged, stored directly instead
-            materialiser.skip(location.sequence)
-            metrics.JOURNAL_ERRORS.labels(stage="append").inc()
-            _LOG.error("intake journal could not sync an instance (stored directly instead): %s", exc)
-            return None
 
         def follow_up() -> StoreResult:
             return self._resolve_journaled(PendingInstance(location, record, header.study_uid), header, data, spool)
 
-        return StoreResult(status.SUCCESS, AddOutcome.STORED, study_key, follow_up=follow_up)
+        def settle() -> StoreResult:
+            try:
+                journal.wait_durable(location)
+            except JournalError as exc:  # the sync failed: not acknowledged, stored directly instead
+                materialiser.skip(location.sequence)
+                metrics.JOURNAL_ERRORS.labels(stage="append").inc()
+                _LOG.error("intake journal could not sync an instance (stored directly instead): %s", exc)
+                return self._commit(
+                    header, transfer_syntax, spool.sha256(), len(data), lambda final: self._write_durably(final, data)
+                )
+            return StoreResult(status.SUCCESS, AddOutcome.STORED, study_key, follow_up=follow_up)
+
+        if defer_sync:
+            return StoreResult(status.SUCCESS, AddOutcome.STORED, study_key, settle=settle)
+        return settle()
 
     def _resolve_journaled(
         self, item: PendingInstance, header: InstanceHeader, data: bytes, spool: DatasetSpool

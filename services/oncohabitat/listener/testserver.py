@@ -73,11 +73,21 @@ class _DelayedStore:
         return self._store.refuse(reason, dimse_status)
 
     def store_spool(
-        self, spool: DatasetSpool, *, sop_class_uid: str, sop_uid: str, transfer_syntax: str
+        self,
+        spool: DatasetSpool,
+        *,
+        sop_class_uid: str,
+        sop_uid: str,
+        transfer_syntax: str,
+        defer_sync: bool = False,
     ) -> StoreResult:
         time.sleep(self._delay_s)
         return self._store.store_spool(
-            spool, sop_class_uid=sop_class_uid, sop_uid=sop_uid, transfer_syntax=transfer_syntax
+            spool,
+            sop_class_uid=sop_class_uid,
+            sop_uid=sop_uid,
+            transfer_syntax=transfer_syntax,
+            defer_sync=defer_sync,
         )
 
 

@@ -148,5 +148,6 @@ def build_parts(
         dimse_timeout_s=settings.dimse_timeout_s,
         max_pdu_bytes=settings.max_pdu_bytes,
         tls=context,
+        reactor=settings.reactor,
     )
     return ListenerParts(index, store, outbox, completion, scp)

@@ -1,0 +1,154 @@
+"""The data-phase reactor with real peers: concurrent associations share one journal sync per round,
+a peer that stops reading its replies or stalls mid-message loses its own association only, and
+the reactor and the thread-per-association mode store the same instances."""
+
+from __future__ import annotations
+
+import contextlib
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, MRImageStorage, generate_uid
+from pynetdicom import AE
+from pynetdicom.dsutils import encode
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+from oncohabitat.listener import status
+from oncohabitat.listener.index import StudyIndex
+from oncohabitat.listener.scp import ListenerSCP
+from oncohabitat.listener.storage import INDEX_FILE, InstanceStore, StorePolicy
+from oncohabitat.listener.testpeer import RawPeer, encode_store_request
+
+pytestmark = [pytest.mark.integration]
+
+MIB = 1024 * 1024
+
+
+def mr_instance(study: str, series: str, number: int) -> Dataset:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = study, series, "MR"
+    ds.InstanceNumber = number
+    ds.Rows = ds.Columns = 32
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = np.full((32, 32), number, dtype=np.uint16).tobytes()
+    return ds
+
+
+def open_scp(root: Path, *, reactor: bool, **kwargs: object) -> tuple[ListenerSCP, InstanceStore]:
+    root.mkdir(parents=True)
+    index = StudyIndex(root / INDEX_FILE)
+    store = InstanceStore(root, index, policy=StorePolicy(journal_segments=2, journal_segment_bytes=8 * MIB))
+    scp = ListenerSCP(store, ae_title="ONCOTEST", host="127.0.0.1", port=0, reactor=reactor, **kwargs)  # type: ignore[arg-type]
+    scp.start()
+    return scp, store
+
+
+@pytest.fixture
+def reactor_scp(tmp_path: Path) -> Iterator[tuple[ListenerSCP, InstanceStore]]:
+    scp, store = open_scp(tmp_path / "root", reactor=True, dimse_timeout_s=1.0, network_timeout_s=5.0)
+    yield scp, store
+    scp.stop()
+    store.close()
+    store.index.close()
+
+
+def push(port: int, instances: list[Dataset]) -> list[int]:
+    ae = AE(ae_title="PUSHER")
+    ae.add_requested_context(MRImageStorage, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", port, ae_title="ONCOTEST")
+    assert assoc.is_established
+    try:
+        return [int(assoc.send_c_store(ds).Status) for ds in instances]
+    finally:
+        assoc.release()
+
+
+@pytest.mark.parametrize("reactor", [True, False])
+def test_concurrent_associations_store_every_instance_in_either_mode(tmp_path: Path, reactor: bool) -> None:
+    scp, store = open_scp(tmp_path / "root", reactor=reactor)
+    try:
+        study = generate_uid()
+        batches = [[mr_instance(study, generate_uid(), n) for n in range(1, 16)] for _ in range(4)]
+        statuses: list[list[int]] = [[] for _ in batches]
+        threads = [
+            threading.Thread(target=lambda k=k: statuses[k].extend(push(scp.port, batches[k])))
+            for k in range(len(batches))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert statuses == [[status.SUCCESS] * 15] * 4
+        assert store.flush(20)
+        for batch in batches:
+            for ds in batch:
+                record = store.index.get_instance(ds.SOPInstanceUID)
+                assert record is not None and (store.root / record.path).is_file()
+        deadline = time.monotonic() + 5
+        while scp.active_associations and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert scp.active_associations == 0  # each association accounted for once it ended
+    finally:
+        scp.stop()
+        store.close()
+        store.index.close()
+
+
+def echo_request(message_id: int) -> bytes:
+    """A C-ECHO-RQ command set (implicit VR LE, group length first)."""
+    command = Dataset()
+    command.AffectedSOPClassUID = Verification
+    command.CommandField = 0x0030
+    command.MessageID = message_id
+    command.CommandDataSetType = 0x0101
+    body = encode(command, True, True)
+    assert body is not None
+    return struct.pack("<HHLL", 0, 0, 4, len(body)) + body
+
+
+def test_a_peer_that_stops_reading_replies_loses_only_its_own_association(
+    reactor_scp: tuple[ListenerSCP, InstanceStore],
+) -> None:
+    scp, _store = reactor_scp
+    hog = RawPeer("127.0.0.1", scp.port, timeout_s=10)
+    hog.associate([(Verification, [ImplicitVRLittleEndian])], called_ae="ONCOTEST")
+    context_id = next(iter(hog.accepted))
+    request = echo_request(1)
+    hog.sock.settimeout(0.5)
+    with contextlib.suppress(OSError):  # echo requests, replies never read: the buffers fill up
+        for _ in range(200_000):
+            hog.send_message(context_id, request, None)
+    study = generate_uid()  # another association is served normally
+    assert push(scp.port, [mr_instance(study, generate_uid(), n) for n in range(1, 4)]) == [status.SUCCESS] * 3
+    assert hog.closed_by_peer(10.0)  # the listener gave up on the peer that does not read
+    hog.close()
+
+
+def test_a_message_stalled_mid_data_set_is_cut_off_by_the_dimse_timeout(
+    reactor_scp: tuple[ListenerSCP, InstanceStore],
+) -> None:
+    scp, store = reactor_scp
+    staller = RawPeer("127.0.0.1", scp.port, timeout_s=10)
+    staller.associate([(MRImageStorage, [ImplicitVRLittleEndian])], called_ae="ONCOTEST")
+    sop_uid = generate_uid()
+    staller.send_message(  # the first element of a data set, never flagged as the last fragment
+        staller.context_for(MRImageStorage),
+        encode_store_request(1, MRImageStorage, sop_uid),
+        b"\x08\x00\x16\x00\x1a\x00\x00\x00" + MRImageStorage.encode() + b"\x00",
+        last=False,
+    )
+    started = time.monotonic()
+    assert staller.closed_by_peer(5.0)
+    assert 0.8 <= time.monotonic() - started < 4.0  # the 1 s DIMSE timeout, not the 5 s network one
+    staller.close()
+    assert store.index.get_instance(sop_uid) is None
