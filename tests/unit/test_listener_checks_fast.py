@@ -1,7 +1,8 @@
 """The single-pass listener checks agree with a plain pydicom reading of the same bytes.
 
-``inspect_body`` walks raw elements once (pydicom ``data_element_generator``) and ``decode_command``
-keeps raw command values; here both are compared with ``pydicom.dcmread``/``read_dataset`` (or
+``inspect_body`` walks raw elements once (the struct-based walker of listener/elements.py, or
+pydicom's ``data_element_generator`` where the walker is not sure) and ``decode_command`` keeps raw
+command values; here both are compared with ``pydicom.dcmread``/``read_dataset`` (or
 pynetdicom) on real files: the project's phantom (MR, CT, RTSTRUCT, SEG), pydicom's test files
 (explicit/implicit VR, big endian, deflated, JPEG/RLE/JPEG 2000 encapsulated, multi-frame, SR,
 RT) and re-encodings of them; then truncated and garbage variants must be refused for the right

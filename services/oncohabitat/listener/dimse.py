@@ -1,16 +1,21 @@
 """DIMSE command sets of the Storage and Verification SCP (PS3.7 section 9.3).
 
-Requests are decoded by walking their elements once with pydicom's ``data_element_generator``
-(implicit VR little endian, as every command set is), keeping the raw values of the five fields
-used: no ``Dataset`` is built (about 8 us instead of ~21 us per C-STORE-RQ). Responses are fixed,
-small command sets; they are encoded here with ``struct`` (about 5 us instead of ~120 us through a
-pydicom ``Dataset``: this runs once per received instance). The unit tests decode every response
-with pynetdicom to prove the encoding.
+Requests are decoded without building a ``Dataset``, keeping the raw values of the five fields used.
+A plain command set (implicit VR little endian, complete group-0000 elements of even length, as
+every peer sends) is read by :func:`oncohabitat.listener.elements.command_values` straight from its
+bytes with ``struct``: ~2.8 us per C-STORE-RQ instead of ~8.5 us through pydicom's
+``data_element_generator`` (``timeit``, one process; ~28 us in the running server). Anything else
+(explicit VR, truncation, odd or undefined lengths, other groups) goes through pydicom's walk as
+before, so its quirks and errors stay as they were. Responses are fixed, small command sets; they
+are encoded here with ``struct`` (about 5 us instead of ~120 us through a pydicom ``Dataset``: this
+runs once per received instance). The unit tests decode every response with pynetdicom to prove
+the encoding.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from io import BytesIO
 
@@ -18,6 +23,7 @@ from pydicom import config
 from pydicom.dataset import Dataset
 from pydicom.filereader import _is_implicit_vr, data_element_generator
 
+from oncohabitat.listener.elements import command_values
 from oncohabitat.listener.pdu_io import PduError
 
 C_STORE_RQ = 0x0001
@@ -67,9 +73,9 @@ _DECODE_ERRORS = (ValueError, TypeError, KeyError, IndexError, struct.error, EOF
 
 def _raw_us(value: object) -> int | None:
     """A raw US value (exactly 2 bytes, little endian), else None."""
-    if not isinstance(value, bytes) or len(value) != 2:
-        return None
-    return int.from_bytes(value, "little")
+    if isinstance(value, bytes) and len(value) == 2:
+        return value[0] | value[1] << 8
+    return None
 
 
 def _raw_uid(value: object) -> str:
@@ -80,7 +86,7 @@ def _raw_uid(value: object) -> str:
 
 
 def _command_values(data: bytes) -> dict[int, object]:
-    """Raw values of the command fields used, last occurrence winning (as in a ``Dataset``).
+    """Raw values of the command fields used, through pydicom, last occurrence winning (as in a ``Dataset``).
 
     Like pydicom's ``read_dataset``: the VR encoding is taken from the first element (explicit VR
     is read with a warning), and an element cut by the end of the data ends the walk (an EOFError
@@ -107,21 +113,24 @@ def decode_command(data: bytes) -> Command:
     Raises:
         PduError: the command set is not decodable or lacks CommandField/MessageID.
     """
-    try:
-        values = _command_values(data)
-    except _DECODE_ERRORS as exc:
-        raise PduError(f"command set cannot be decoded ({type(exc).__name__})") from exc
-    command_field = _raw_us(values.get(_COMMAND_FIELD))
-    message_id = _raw_us(values.get(_MESSAGE_ID))
-    dataset_type = _raw_us(values.get(_DATASET_TYPE))
+    values: Mapping[int, object] | None = command_values(data, _COMMAND_TAGS)
+    if values is None:  # not a plain command set: pydicom's reading decides
+        try:
+            values = _command_values(data)
+        except _DECODE_ERRORS as exc:
+            raise PduError(f"command set cannot be decoded ({type(exc).__name__})") from exc
+    get = values.get
+    command_field = _raw_us(get(_COMMAND_FIELD))
+    message_id = _raw_us(get(_MESSAGE_ID))
+    dataset_type = _raw_us(get(_DATASET_TYPE))
     if command_field is None or message_id is None:
         raise PduError("command set lacks a CommandField or MessageID")
     return Command(
-        command_field=command_field,
-        message_id=message_id,
-        affected_sop_class_uid=_raw_uid(values.get(_AFFECTED_SOP_CLASS)),
-        affected_sop_instance_uid=_raw_uid(values.get(_AFFECTED_SOP_INSTANCE)),
-        has_dataset=dataset_type is not None and dataset_type != NO_DATASET,
+        command_field,
+        message_id,
+        _raw_uid(get(_AFFECTED_SOP_CLASS)),
+        _raw_uid(get(_AFFECTED_SOP_INSTANCE)),
+        dataset_type is not None and dataset_type != NO_DATASET,
     )
 
 
