@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, MRImageStorage, generate_uid
-from pynetdicom import AE
 from pynetdicom.dsutils import encode
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
@@ -48,7 +47,14 @@ def open_scp(root: Path, *, reactor: bool, **kwargs: object) -> tuple[ListenerSC
     root.mkdir(parents=True)
     index = StudyIndex(root / INDEX_FILE)
     store = InstanceStore(root, index, policy=StorePolicy(journal_segments=2, journal_segment_bytes=8 * MIB))
-    scp = ListenerSCP(store, ae_title="ONCOTEST", host="127.0.0.1", port=0, reactor=reactor, **kwargs)  # type: ignore[arg-type]
+    scp = ListenerSCP(
+        store,
+        ae_title="ONCOTEST",
+        host="127.0.0.1",
+        port=0,
+        reactor=reactor,
+        **kwargs,  # type: ignore[arg-type]
+    )
     scp.start()
     return scp, store
 
@@ -63,14 +69,23 @@ def reactor_scp(tmp_path: Path) -> Iterator[tuple[ListenerSCP, InstanceStore]]:
 
 
 def push(port: int, instances: list[Dataset]) -> list[int]:
-    ae = AE(ae_title="PUSHER")
-    ae.add_requested_context(MRImageStorage, ExplicitVRLittleEndian)
-    assoc = ae.associate("127.0.0.1", port, ae_title="ONCOTEST")
-    assert assoc.is_established
+    """C-STORE each instance on one association; the statuses.
+
+    A raw peer, not pynetdicom: pynetdicom's SCU loses responses that arrive very quickly when
+    several of its associations run in threads of one process (pydicom/pynetdicom#850).
+    """
+    peer = RawPeer("127.0.0.1", port, timeout_s=30)
     try:
-        return [int(assoc.send_c_store(ds).Status) for ds in instances]
+        peer.associate([(MRImageStorage, [ExplicitVRLittleEndian])], called_ae="ONCOTEST")
+        statuses = []
+        for message_id, ds in enumerate(instances, start=1):
+            body = encode(ds, False, True)
+            assert body is not None
+            statuses.append(peer.c_store(MRImageStorage, ds.SOPInstanceUID, body, message_id=message_id).status)
+        assert peer.release()
+        return statuses
     finally:
-        assoc.release()
+        peer.close()
 
 
 @pytest.mark.parametrize("reactor", [True, False])
