@@ -5,7 +5,6 @@ the reactor and the thread-per-association mode store the same instances."""
 from __future__ import annotations
 
 import contextlib
-import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from oncohabitat.listener.index import StudyIndex
 from oncohabitat.listener.scp import ListenerSCP
 from oncohabitat.listener.storage import INDEX_FILE, InstanceStore, StorePolicy
 from oncohabitat.listener.testpeer import RawPeer, encode_store_request
+from tests.support.dimse_commands import echo_command
 
 pytestmark = [pytest.mark.integration]
 
@@ -119,18 +119,6 @@ def test_concurrent_associations_store_every_instance_in_either_mode(tmp_path: P
         store.index.close()
 
 
-def echo_request(message_id: int) -> bytes:
-    """A C-ECHO-RQ command set (implicit VR LE, group length first)."""
-    command = Dataset()
-    command.AffectedSOPClassUID = Verification
-    command.CommandField = 0x0030
-    command.MessageID = message_id
-    command.CommandDataSetType = 0x0101
-    body = encode(command, True, True)
-    assert body is not None
-    return struct.pack("<HHLL", 0, 0, 4, len(body)) + body
-
-
 def test_a_peer_that_stops_reading_replies_loses_only_its_own_association(
     reactor_scp: tuple[ListenerSCP, InstanceStore],
 ) -> None:
@@ -138,7 +126,7 @@ def test_a_peer_that_stops_reading_replies_loses_only_its_own_association(
     hog = RawPeer("127.0.0.1", scp.port, timeout_s=10)
     hog.associate([(Verification, [ImplicitVRLittleEndian])], called_ae="ONCOTEST")
     context_id = next(iter(hog.accepted))
-    request = echo_request(1)
+    request = echo_command(1)
     hog.sock.settimeout(0.5)
     with contextlib.suppress(OSError):  # echo requests, replies never read: the buffers fill up
         for _ in range(200_000):

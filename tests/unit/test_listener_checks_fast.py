@@ -34,8 +34,8 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
     MRImageStorage,
 )
-from pynetdicom.dimse_messages import C_ECHO_RQ, C_STORE_RQ
-from pynetdicom.dimse_primitives import C_ECHO, C_STORE
+from pynetdicom.dimse_messages import C_ECHO_RQ
+from pynetdicom.dimse_primitives import C_ECHO
 from pynetdicom.dsutils import decode, encode
 
 from oncohabitat.listener import status
@@ -46,6 +46,7 @@ from oncohabitat.listener.identifiers import is_valid_uid
 from oncohabitat.listener.pdu_io import PduError
 from oncohabitat.listener.storage import split_part10
 from oncohabitat.phantom import generate_ct_study, generate_study
+from tests.support.dimse_commands import store_command
 
 #: pydicom test files (pydicom and pydicom-data), one per encoding or structure worth covering.
 PYDICOM_FILES = (
@@ -369,24 +370,10 @@ def test_garbage_is_refused() -> None:
             assert _outcome(data, DeflatedExplicitVRLittleEndian) == UNREADABLE
 
 
-def _store_command(message_id: int, sop_uid: str, move_originator: bool) -> bytes:
-    primitive = C_STORE()
-    primitive.MessageID, primitive.Priority = message_id, 2
-    primitive.AffectedSOPClassUID, primitive.AffectedSOPInstanceUID = MRImageStorage, sop_uid
-    primitive.DataSet = BytesIO(b"\x00" * 8)
-    if move_originator:
-        primitive.MoveOriginatorApplicationEntityTitle, primitive.MoveOriginatorMessageID = "MOVER", 9
-    message = C_STORE_RQ()
-    message.primitive_to_message(primitive)
-    data = encode(message.command_set, True, True)
-    assert data is not None
-    return data
-
-
 @pytest.mark.parametrize("move_originator", [False, True])
 @pytest.mark.parametrize("sop_uid", [SOP_UID, "1.2.3", "1.2.840.113619.2.55.3.604688119.969.1268071029.320"])
 def test_store_command_matches_pynetdicom(sop_uid: str, move_originator: bool) -> None:
-    data = _store_command(0xFFFF, sop_uid, move_originator)
+    data = store_command(0xFFFF, sop_uid, move_originator)
     reference = decode(BytesIO(data), True, True)
     command = decode_command(data)
     assert command.command_field == reference.CommandField == 0x0001
@@ -406,15 +393,15 @@ def test_echo_and_explicit_vr_commands_match_pynetdicom() -> None:
     command = decode_command(data)
     assert (command.command_field, command.message_id, command.has_dataset) == (0x0030, 5, False)
     assert command.affected_sop_instance_uid == ""
-    explicit = encode(decode(BytesIO(_store_command(3, SOP_UID, False)), True, True), False, True)
+    explicit = encode(decode(BytesIO(store_command(3, SOP_UID, False)), True, True), False, True)
     assert explicit is not None
     with pytest.warns(UserWarning, match="found explicit VR"):  # not conformant, read as pydicom reads it
-        assert decode_command(explicit) == decode_command(_store_command(3, SOP_UID, False))
+        assert decode_command(explicit) == decode_command(store_command(3, SOP_UID, False))
 
 
 def test_garbage_commands_are_protocol_errors() -> None:
     rng = random.Random(7)
-    data = _store_command(1, SOP_UID, False)
+    data = store_command(1, SOP_UID, False)
     samples = [b"", b"\x00" * 3, data[:10], rng.randbytes(40)]
     samples.append(b"\x00\x00\x34\x12\xff\xff\xff\xff\xfe\xff\x00\xe0\x10\x00\x00\x00\x01")  # cut sequence item
     samples += [rng.randbytes(rng.randint(0, 80)) for _ in range(300)]

@@ -29,8 +29,6 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filereader import data_element_generator
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, MRImageStorage, generate_uid
-from pynetdicom.dimse_messages import C_ECHO_RQ, C_STORE_RQ
-from pynetdicom.dimse_primitives import C_ECHO, C_STORE
 from pynetdicom.dsutils import encode
 
 from oncohabitat.listener import checks, dimse, elements
@@ -38,6 +36,7 @@ from oncohabitat.listener.checks import Budgets, InstanceHeader
 from oncohabitat.listener.errors import InvalidInstanceError
 from oncohabitat.listener.pdu_io import PduError
 from oncohabitat.listener.storage import split_part10
+from tests.support.dimse_commands import echo_command, store_command
 
 LITTLE_ENDIAN = (ImplicitVRLittleEndian, ExplicitVRLittleEndian)
 #: pydicom test files mutated byte by byte: sequences, implicit VR, encapsulated, UN, SR, RT, multi-frame.
@@ -553,30 +552,6 @@ def test_walker_leaves_big_endian_deflated_and_file_streams_to_pydicom(tmp_path:
 
 
 # --- tests: command sets ----------------------------------------------------------------------------------------------
-
-
-def store_command(message_id: int, sop_uid: str, move_originator: bool = False) -> bytes:
-    primitive = C_STORE()
-    primitive.MessageID, primitive.Priority = message_id, 2
-    primitive.AffectedSOPClassUID, primitive.AffectedSOPInstanceUID = MRImageStorage, sop_uid
-    primitive.DataSet = BytesIO(b"\x00" * 8)
-    if move_originator:
-        primitive.MoveOriginatorApplicationEntityTitle, primitive.MoveOriginatorMessageID = "MOVER", 9
-    message = C_STORE_RQ()
-    message.primitive_to_message(primitive)
-    data = encode(message.command_set, True, True)
-    assert data is not None
-    return data
-
-
-def echo_command(message_id: int) -> bytes:
-    primitive = C_ECHO()
-    primitive.MessageID = message_id
-    message = C_ECHO_RQ()
-    message.primitive_to_message(primitive)
-    data = encode(message.command_set, True, True)
-    assert data is not None
-    return data
 
 
 def _command_outcome(data: bytes) -> dimse.Command | tuple[str, str]:

@@ -113,18 +113,29 @@ def _item_is_implicit(data: bytes, position: int) -> bool:
     return not (0x40 < first < 0x5B and 0x40 < second < 0x5B)
 
 
+def _next_item(data: bytes, position: int, end: int) -> tuple[int | None, int]:
+    """The next item of an undefined-length value: ``(item length, position after its header)``;
+    ``(None, position after the delimiter)`` at its sequence delimiter. Anything else is unsure."""
+    if end - position < 8:
+        raise _UnsureError
+    group, element, length = _IMPLICIT_HEAD(data, position)
+    position += 8
+    if group != _DELIMITER_GROUP:
+        raise _UnsureError
+    if element == _SEQUENCE_DELIMITER and length == 0:
+        return None, position
+    if element != _ITEM:
+        raise _UnsureError
+    return length, position
+
+
 def _skip_fragments(data: bytes, position: int, end: int) -> int:
     """Skip an undefined-length value that is not a sequence (encapsulated data); its end."""
     while True:
-        if end - position < 8:
-            raise _UnsureError
-        group, element, length = _IMPLICIT_HEAD(data, position)
-        position += 8
-        if group != _DELIMITER_GROUP:
-            raise _UnsureError
-        if element == _SEQUENCE_DELIMITER and length == 0:
+        length, position = _next_item(data, position, end)
+        if length is None:
             return position
-        if element != _ITEM or length & 1:  # also an undefined fragment length
+        if length & 1:  # also an undefined fragment length
             raise _UnsureError
         position += length
         if position > end:
@@ -134,16 +145,9 @@ def _skip_fragments(data: bytes, position: int, end: int) -> int:
 def _skip_sequence(data: bytes, position: int, end: int, implicit: bool, depth: int) -> int:
     """Skip the items of an undefined-length sequence up to its delimiter; the delimiter's end."""
     while True:
-        if end - position < 8:
-            raise _UnsureError
-        group, element, length = _IMPLICIT_HEAD(data, position)
-        position += 8
-        if group != _DELIMITER_GROUP:
-            raise _UnsureError
-        if element == _SEQUENCE_DELIMITER and length == 0:
+        length, position = _next_item(data, position, end)
+        if length is None:
             return position
-        if element != _ITEM:
-            raise _UnsureError
         item_implicit = implicit or _item_is_implicit(data, position)
         if length == _UNDEFINED:
             position = _walk(data, position, end, item_implicit, depth, _UNDEFINED_ITEM)
