@@ -96,3 +96,18 @@ def test_the_follow_up_runs_after_the_reply_even_when_the_reply_fails(tmp_path: 
         assert sink.sent_before_follow_up == 1  # the C-STORE-RSP left before the follow-up started
     assert association._stats.duplicates == 1 and not association._stats.stored  # the final outcome counts
     assert sink.sent_before_follow_up == (0 if reply_fails else 1)
+
+
+def test_the_reactor_is_wanted_for_concurrent_associations_and_never_once_stopped() -> None:
+    from oncohabitat.listener.reactor import DataReactor
+
+    active = [1]
+    reactor = DataReactor(dimse_timeout_s=1.0, network_timeout_s=1.0, concurrency=lambda: active[0])
+    reactor.start()
+    try:
+        assert not reactor.wanted()  # one association alone keeps its thread
+        active[0] = 3
+        assert reactor.wanted()
+    finally:
+        reactor.stop()
+    assert not reactor.wanted()  # a stopped (or failed) loop takes nobody over

@@ -211,11 +211,6 @@ class Association:
         return self._sock
 
     @property
-    def peer_ip(self) -> str:
-        """The peer's IP address."""
-        return self._peer_ip
-
-    @property
     def in_message(self) -> bool:
         """True once a message has started (the DIMSE timeout applies, not the network timeout)."""
         return self._current is not None or bool(self._command)
@@ -388,7 +383,8 @@ class Association:
 
         ``staged``: None on the association's own thread (each C-STORE is stored, made durable and
         answered at once); the reactor's list otherwise: a C-STORE whose journal entry awaits the
-        round's sync is appended there and answered by the reactor (:meth:`complete_store`).
+        round's sync is appended there and answered by the reactor (:meth:`answer_store`, then
+        :meth:`follow_up_store`).
 
         Raises:
             _Abort, PduError, OSError: the association must end (see :meth:`outcome_of`).

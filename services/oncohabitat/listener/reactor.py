@@ -82,12 +82,6 @@ class DataReactor:
         self._stopping = False
         self._thread: threading.Thread | None = None
 
-    @property
-    def serving(self) -> int:
-        """Associations currently served here."""
-        with self._lock:
-            return len(self._connections) + len(self._adopted)
-
     def start(self) -> None:
         """Start the loop thread (no-op when running)."""
         if self._thread is not None:
@@ -107,8 +101,11 @@ class DataReactor:
         self._thread = None
 
     def wanted(self) -> bool:
-        """True when associations should move here (several at once, or some already here)."""
-        return bool(self._connections) or self._concurrency() > 1
+        """True when associations should move here (several at once, or some already here).
+
+        Never once the loop stopped (or failed): associations then keep their own threads.
+        """
+        return not self._stopping and (bool(self._connections) or self._concurrency() > 1)
 
     def adopt(self, association: Association) -> None:
         """Take over a negotiated association whose socket is non-blocking (called from its thread)."""
@@ -158,8 +155,8 @@ class DataReactor:
         connection = _Connection(association)
         try:
             self._selector.register(association.sock, selectors.EVENT_READ, connection)
-        except (OSError, ValueError) as exc:  # closed meanwhile
-            association.end(association.outcome_of(exc if isinstance(exc, OSError) else OSError(str(exc))))
+        except (OSError, ValueError):  # its socket was closed meanwhile
+            association.end("connection_lost")
             return
         with self._lock:
             self._connections.add(connection)
