@@ -61,26 +61,32 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def mr_instance(number: int, study: str, series: str, rng: np.random.Generator) -> Dataset:
+    """Instance ``number`` (from 1) of the benchmark's MR series: 168 x 168 x 16 bit, ~57 KB as Part 10."""
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
+    ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = study, series, "MR"
+    ds.SeriesDescription, ds.InstanceNumber = "benchmark", number
+    ds.ImagePositionPatient, ds.ImageOrientationPatient = [0, 0, float(number - 1)], [1, 0, 0, 0, 1, 0]
+    ds.PixelSpacing, ds.SliceThickness = [1, 1], 1
+    ds.Rows = ds.Columns = SIDE
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = rng.integers(0, 4000, (SIDE, SIDE), dtype=np.uint16).tobytes()
+    return ds
+
+
 def write_instances(directory: Path) -> list[Path]:
     """1,000 synthetic MR instances (one series) of ~57 KB each."""
     rng = np.random.default_rng(0)
     study, series = generate_uid(), generate_uid()
     paths = []
     for i in range(N_INSTANCES):
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
-        ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, generate_uid()
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = study, series, "MR"
-        ds.SeriesDescription, ds.InstanceNumber = "benchmark", i + 1
-        ds.ImagePositionPatient, ds.ImageOrientationPatient = [0, 0, float(i)], [1, 0, 0, 0, 1, 0]
-        ds.PixelSpacing, ds.SliceThickness = [1, 1], 1
-        ds.Rows = ds.Columns = SIDE
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-        ds.PixelData = rng.integers(0, 4000, (SIDE, SIDE), dtype=np.uint16).tobytes()
+        ds = mr_instance(i + 1, study, series, rng)
         path = directory / f"{i:04d}.dcm"
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)

@@ -26,11 +26,11 @@ import pytest
 from pydicom import config
 from pydicom.data import get_testdata_file, get_testdata_files
 from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filereader import data_element_generator
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, MRImageStorage, generate_uid
 from pynetdicom.dsutils import encode
 
+from benchmarks.bench_listener import mr_instance
 from oncohabitat.listener import checks, dimse, elements
 from oncohabitat.listener.checks import Budgets, InstanceHeader
 from oncohabitat.listener.errors import InvalidInstanceError
@@ -283,22 +283,8 @@ def synthetic_bodies() -> Iterator[tuple[str, bytes, str, bool]]:
 
 
 def benchmark_mr() -> bytes:
-    """A Part-10 MR instance like benchmarks/bench_listener.py pushes (168 x 168 x 16 bit, ~57 KB)."""
-    rng = np.random.default_rng(0)
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
-    ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, generate_uid()
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = generate_uid(), generate_uid(), "MR"
-    ds.SeriesDescription, ds.InstanceNumber = "benchmark", 1
-    ds.ImagePositionPatient, ds.ImageOrientationPatient = [0, 0, 1.0], [1, 0, 0, 0, 1, 0]
-    ds.PixelSpacing, ds.SliceThickness = [1, 1], 1
-    ds.Rows = ds.Columns = 168
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = rng.integers(0, 4000, (168, 168), dtype=np.uint16).tobytes()
+    """A Part-10 MR instance as benchmarks/bench_listener.py pushes it (168 x 168 x 16 bit, ~57 KB)."""
+    ds = mr_instance(1, generate_uid(), generate_uid(), np.random.default_rng(0))
     out = BytesIO()
     ds.save_as(out, enforce_file_format=True)
     return out.getvalue()

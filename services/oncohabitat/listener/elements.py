@@ -241,6 +241,9 @@ def header_values(data: bytes, start: int, implicit: bool, wanted: Collection[in
         return None  # the first element is not in the transfer syntax's VR encoding
     values: Values = {}
     position = start
+    # The top level is walked here rather than by _walk: this loop runs for every received instance,
+    # so it keeps the wanted values on the way and, past the header, only sums lengths; anything
+    # unusual is handed to _walk (nested sequences) or answers None.
     implicit_head, explicit_head, uint32, header_size = _IMPLICIT_HEAD, _EXPLICIT_HEAD, _UINT32, _HEADER_SIZE.get
     try:  # a header cut by the end of the data raises struct.error (end is the end of the data here)
         while position < end:
@@ -271,7 +274,7 @@ def header_values(data: bytes, start: int, implicit: bool, wanted: Collection[in
                 break
             if tag in wanted:
                 values[tag] = data[value:position] if length else _empty_value(vr)
-            elif tag == 0x00080005 and not _plain_charset(data[value:position]):  # Specific Character Set
+            elif tag == _CHARSET and not _plain_charset(data[value:position]):
                 return None
         while position < end:  # after the header: only the structure matters
             if implicit:
@@ -282,7 +285,8 @@ def header_values(data: bytes, start: int, implicit: bool, wanted: Collection[in
                 size = header_size(vr, 0)
                 if size == 12:
                     length = uint32(data, position + 8)[0]
-            if length & 1 or not size or group == 0xFFFE or group == 8:  # (0008,xxxx): Specific Character Set?
+            # group 8 may hold a Specific Character Set
+            if length & 1 or not size or group == _DELIMITER_GROUP or group == 8:
                 _walk(data, position, end, implicit, 0, _TOP)  # the careful walk decides
                 break
             position += size + length
