@@ -31,7 +31,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, MRImageS
 from pynetdicom.dsutils import encode
 
 from benchmarks.bench_listener import mr_instance
-from oncohabitat.listener import checks, dimse, elements
+from oncohabitat.listener import checks, dimse, elements, status
 from oncohabitat.listener.checks import Budgets, InstanceHeader
 from oncohabitat.listener.errors import InvalidInstanceError
 from oncohabitat.listener.pdu_io import PduError
@@ -629,3 +629,15 @@ def test_values_a_peer_makes_long_are_not_cached() -> None:
     assert not elements._plain_charset(b"ISO 2022 IR 6\\" * 20)
     assert elements._plain_charset(b"ISO_IR 100")
     assert elements._plain_charset_terms.cache_info().currsize == 1
+
+
+@pytest.mark.parametrize("vr", [b"ZZ", b"XX"])
+def test_a_character_set_of_unknown_vr_inside_an_item_is_unreadable(vr: bytes) -> None:
+    """pydicom cannot decode it (NotImplementedError): refused as unreadable, not an internal error."""
+    charset_item = item(element(0x00080005, vr, b"ISO_IR 100"), True)
+    body = build(True, [(0x00081140, sequence(0x00081140, b"SQ", [charset_item]))])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(InvalidInstanceError) as refused:
+            checks.inspect_body(_stream(body, 0), ExplicitVRLittleEndian, Budgets())
+    assert (refused.value.reason, refused.value.status) == ("unreadable", status.CANNOT_PARSE)

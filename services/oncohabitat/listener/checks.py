@@ -77,7 +77,19 @@ _WANTED_TAGS = frozenset(
     {tag for _name, tag in _REQUIRED_UIDS}
     | {_MODALITY, _SERIES_DESCRIPTION, _SERIES_NUMBER, _SAMPLES, _FRAMES, _ROWS, _COLUMNS, _BITS}
 )
-_PARSE_ERRORS = (InvalidDicomError, ValueError, TypeError, KeyError, EOFError, OSError, struct.error, IndexError)
+#: NotImplementedError: pydicom cannot decode some values (e.g. a Specific Character Set in an item
+#: whose element VRs are unknown); such a data set is unreadable here as well.
+_PARSE_ERRORS = (
+    InvalidDicomError,
+    ValueError,
+    TypeError,
+    KeyError,
+    EOFError,
+    OSError,
+    struct.error,
+    IndexError,
+    NotImplementedError,
+)
 
 Element = RawDataElement | DataElement
 
