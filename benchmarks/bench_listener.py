@@ -24,7 +24,11 @@ was seen to double).
 Note on the baseline: storescp and storescu exchange one small message per instance and wait for each
 other; when the scheduler puts both on the same core storescp is much faster (measured here with
 ``taskset``: 4,800-5,600 instances/s on one core, 3,000-3,600 on two), so its figure (and every ratio)
-moves between runs with where the scheduler placed it.
+moves between runs with where the scheduler placed it. For one association the benchmark therefore
+also runs storescp with both placements fixed (``taskset``: storescp and storescu on CPU 0; storescp
+on CPU 1, storescu on CPU 0) and reports our ratio against each. Our listener is left to the
+scheduler: it does best on a core of its own (it waits for its sync while storescu works; sharing
+one core with storescu measured 1,290-1,400 instead of 1,810-1,920 instances/s here).
 """
 
 from __future__ import annotations
@@ -109,12 +113,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def push(port: int, called_ae: str, groups: list[Path]) -> float:
-    """Seconds for ``len(groups)`` concurrent storescu processes to send their directories."""
+def _on_cpu(cpu: int | None) -> list[str]:
+    """Command prefix running a program on one CPU (``taskset``), or none for ``None``."""
+    return [] if cpu is None else ["taskset", "-c", str(cpu)]
+
+
+def push(port: int, called_ae: str, groups: list[Path], cpu: int | None = None) -> float:
+    """Seconds for ``len(groups)`` concurrent storescu processes (on ``cpu`` if given) to send their directories."""
     started = time.perf_counter()
     processes = [
         subprocess.Popen(
-            ["storescu", "-aec", called_ae, "+sd", "127.0.0.1", str(port), str(group)],
+            [*_on_cpu(cpu), "storescu", "-aec", called_ae, "+sd", "127.0.0.1", str(port), str(group)],
             env=DCMTK_ENV,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -129,25 +138,33 @@ def push(port: int, called_ae: str, groups: list[Path]) -> float:
 
 
 def timed_push(
-    server: subprocess.Popen[str] | subprocess.Popen[bytes], port: int, called_ae: str, groups: list[Path]
+    server: subprocess.Popen[str] | subprocess.Popen[bytes],
+    port: int,
+    called_ae: str,
+    groups: list[Path],
+    client_cpu: int | None = None,
 ) -> tuple[float, float]:
     """Push ``groups`` to a started server, then stop it: (wall s, server CPU s during the push)."""
     try:
         cpu = cpu_seconds(server.pid)
-        seconds = push(port, called_ae, groups)
+        seconds = push(port, called_ae, groups, client_cpu)
         return seconds, cpu_seconds(server.pid) - cpu
     finally:
         server.terminate()
         server.wait(30)
 
 
-def run_storescp(work: Path, groups: list[Path]) -> tuple[float, float]:
-    """One timed push to a fresh storescp writing into ``work/out``: (wall s, server CPU s)."""
+def run_storescp(work: Path, groups: list[Path], placement: tuple[int, int] | None = None) -> tuple[float, float]:
+    """One timed push to a fresh storescp writing into ``work/out``: (wall s, server CPU s).
+
+    ``placement``: (storescp's CPU, storescu's CPU) with ``taskset``; None lets the scheduler place both.
+    """
     out = work / f"storescp-out-{uuid.uuid4().hex[:8]}"  # kept until the end (module doc)
     out.mkdir()
     port = _free_port()
+    server_cpu, client_cpu = placement if placement is not None else (None, None)
     server = subprocess.Popen(
-        ["storescp", "-od", str(out), "-aet", "BENCH", str(port)],
+        [*_on_cpu(server_cpu), "storescp", "-od", str(out), "-aet", "BENCH", str(port)],
         env=DCMTK_ENV,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -158,10 +175,25 @@ def run_storescp(work: Path, groups: list[Path]) -> tuple[float, float]:
         server.terminate()
         server.wait(30)
         raise
-    seconds, cpu = timed_push(server, port, "BENCH", groups)
+    seconds, cpu = timed_push(server, port, "BENCH", groups, client_cpu)
     if len(list(out.iterdir())) != N_INSTANCES:
         raise RuntimeError("storescp did not store every instance")
     return seconds, cpu
+
+
+#: Placement-controlled storescp baselines (1 association): name -> (storescp's CPU, storescu's CPU).
+PLACEMENTS: dict[str, tuple[int, int]] = {"storescp-one-core": (0, 0), "storescp-two-cores": (1, 0)}
+PLACEMENT_TITLES = {
+    "storescp-one-core": "storescp and storescu on one core",
+    "storescp-two-cores": "storescp and storescu on two cores",
+}
+
+
+def placements_available() -> bool:
+    """True where storescp's placement can be controlled (``taskset`` and at least 2 CPUs)."""
+    return (
+        shutil.which("taskset") is not None and len(os.sched_getaffinity(0)) >= 2 and {0, 1} <= os.sched_getaffinity(0)
+    )
 
 
 #: Listener variants: name -> ``--set`` values.
@@ -284,9 +316,16 @@ def bench_listener() -> list[Measurement]:
         results: dict[tuple[str, int], float] = {}
         cpu: dict[tuple[str, int], float] = {}
         for count, dirs in layouts.items():  # interleave runs so load changes hit both sides alike
-            runs: dict[str, list[tuple[float, float]]] = {"storescp": [], **{name: [] for name in VARIANTS}}
+            placed = PLACEMENTS if count == 1 and placements_available() else {}
+            runs: dict[str, list[tuple[float, float]]] = {
+                "storescp": [],
+                **{name: [] for name in placed},
+                **{name: [] for name in VARIANTS},
+            }
             for _ in range(REPEATS):
                 runs["storescp"].append(run_storescp(work, dirs))
+                for name, cpus in placed.items():
+                    runs[name].append(run_storescp(work, dirs, cpus))
                 for name, settings in VARIANTS.items():
                     runs[name].append(run_listener(work, dirs, settings))
             for name, values in runs.items():
@@ -321,6 +360,21 @@ def bench_listener() -> list[Measurement]:
                         "listener", f"{title} {count} assoc", megabytes / seconds, "MB/s", megabytes / base_s, label
                     )
                 )
+        for name, title in PLACEMENT_TITLES.items():
+            if (name, 1) not in results:
+                continue
+            placed_s = results[(name, 1)]
+            rows.append(Measurement("listener", f"storescp 1 assoc, {title}", N_INSTANCES / placed_s, "inst/s"))
+            rows.append(
+                Measurement(
+                    "listener",
+                    f"ours durable (journal) 1 assoc vs storescp, {title}",
+                    N_INSTANCES / results[("ours", 1)],
+                    "inst/s",
+                    N_INSTANCES / placed_s,
+                    f"storescp 1 assoc, {title}",
+                )
+            )
         rows.append(
             Measurement(
                 "listener",
