@@ -4,7 +4,9 @@ worker restart, re-materialisation at start)."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +16,7 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
-from oncohabitat.listener import status
+from oncohabitat.listener import materialiser_worker, status
 from oncohabitat.listener.identifiers import uid_key
 from oncohabitat.listener.index import AddOutcome, StudyIndex, StudyState
 from oncohabitat.listener.journal import HEADER, IntakeJournal, JournalError, JournalReader
@@ -469,3 +471,27 @@ def test_a_replacement_acknowledged_before_a_crash_replaces_the_indexed_version_
     finally:
         store2.close()
         index2.close()
+
+
+def test_materialiser_worker_write_error_removes_the_partial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Journal path: a file the worker cannot finish (disk full) is deleted; the retry writes it whole."""
+    target = tmp_path / "instances" / "study" / "series" / "instance.dcm"
+    data = payload(1, 300_000)
+    real_write = os.write
+    calls = {"n": 0}
+
+    def half_then_full(fd: int, view: bytes | memoryview) -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return real_write(fd, bytes(view)[: len(view) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(materialiser_worker.os, "write", half_then_full)
+    with pytest.raises(OSError):
+        materialiser_worker._write_file(target, data)
+    assert calls["n"] == 2 and not target.exists()  # a partial file was written, then deleted
+    monkeypatch.setattr(materialiser_worker.os, "write", real_write)
+    materialiser_worker._write_file(target, data)
+    assert target.read_bytes() == data

@@ -20,6 +20,7 @@ it advances the journal checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -65,7 +66,14 @@ class WorkerConfig:
 
 
 def _write_file(path: Path, data: bytes) -> None:
-    """Write ``data`` at ``path`` (parents created), replacing any previous content."""
+    """Write ``data`` at ``path`` (parents created), replacing any previous content.
+
+    A write error (e.g. a full disk) deletes the partial file before it is raised: the instance
+    stays in the journal and its batch is retried.
+
+    Raises:
+        OSError: the file could not be written.
+    """
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
     except FileNotFoundError:
@@ -75,8 +83,12 @@ def _write_file(path: Path, data: bytes) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-    finally:
+    except OSError:
         os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        raise
+    os.close(fd)
 
 
 def _done_item(sequence: int, result: AddResult) -> DoneItem:
