@@ -10,14 +10,17 @@ from pathlib import Path
 import pydicom
 import pytest
 
+from oncohabitat.listener import classify as classify_module
 from oncohabitat.listener import status
 from oncohabitat.listener._worker import PollingWorker
-from oncohabitat.listener.completion import CompletionMonitor
+from oncohabitat.listener.classify import DceStudyClassifier, StudyVerdict
+from oncohabitat.listener.completion import CompletionMonitor, HandoffPolicy
 from oncohabitat.listener.errors import HandoffRejectedError
 from oncohabitat.listener.identifiers import uid_key
 from oncohabitat.listener.index import StudyIndex, StudyState
 from oncohabitat.listener.outbox import Outbox
 from oncohabitat.listener.storage import INDEX_FILE, InstanceStore
+from oncohabitat.phantom import generate_study
 
 QUIET_S = 0.5
 
@@ -303,3 +306,47 @@ def test_polling_worker_survives_a_failing_step() -> None:
     finally:
         worker.stop()
     assert not worker.running
+
+
+def test_a_failing_study_does_not_stall_the_others(listener: Listener, clock: FakeClock, ct_files: list[Path]) -> None:
+    """One study's completion raising unexpectedly: the others complete; it is retried at the next poll."""
+    first = listener.ingest(ct_files[0])
+    mr = generate_study(listener.root.parent / "mr", size="small", seed=5, layout="per-phase")
+    second = listener.ingest(mr.phase_files[0][0])
+    broken = {first}
+
+    def classifier(study_key: str) -> StudyVerdict:
+        if study_key in broken:
+            raise NotImplementedError("a header value pydicom cannot decode")
+        return StudyVerdict(True, "ELIGIBLE", "", "{}")
+
+    monitor = CompletionMonitor(listener.index, quiet_period_s=QUIET_S, clock=clock, classifier=classifier)
+    clock.advance(QUIET_S + 0.01)
+    assert monitor.run_once() == [second]
+    study = listener.index.get_study(first)
+    assert study is not None and study.state is StudyState.RECEIVING
+    broken.clear()
+    assert monitor.run_once() == [first]
+
+
+def test_a_classification_that_raises_ends_the_study_with_a_reason(
+    listener: Listener, clock: FakeClock, ct_files: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def cannot_decode(*_args: object) -> None:
+        raise NotImplementedError("Unknown Value Representation")
+
+    monkeypatch.setattr(classify_module, "classify_study_files", cannot_decode)
+    key = listener.ingest(ct_files[0])
+    classifier = DceStudyClassifier(listener.index, listener.root)
+    monitor = CompletionMonitor(
+        listener.index,
+        quiet_period_s=QUIET_S,
+        clock=clock,
+        classifier=classifier,
+        handoff_policy=HandoffPolicy.ELIGIBLE,
+    )
+    clock.advance(QUIET_S + 0.01)
+    assert monitor.run_once() == [key]
+    study = listener.index.get_study(key)
+    assert study is not None and study.state is StudyState.REJECTED
+    assert study.eligible is False and "CLASSIFICATION_FAILED" in (study.reason or "")

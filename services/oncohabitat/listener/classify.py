@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from oncohabitat.dicomio.dce import DceRules, classify_study_files
-from oncohabitat.dicomio.errors import DicomIOError
 from oncohabitat.listener.index import StudyIndex
 
 _LOG = logging.getLogger(__name__)
@@ -38,11 +37,15 @@ class DceStudyClassifier:
         self._rules = rules or DceRules()
 
     def __call__(self, study_key: str) -> StudyVerdict:
-        """The verdict; a study whose files cannot be classified gets ``CLASSIFICATION_FAILED``."""
+        """The verdict; a study whose files cannot be classified gets ``CLASSIFICATION_FAILED``.
+
+        Any exception counts (pydicom raises e.g. ``NotImplementedError`` for some values): a study
+        must end with a reason, never stay RECEIVING because its classification keeps failing.
+        """
         paths = [self._root / record.path for record in self._index.instances(study_key)]
         try:
             result = classify_study_files(paths, self._rules)
-        except (DicomIOError, OSError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - any header pydicom cannot read ends as a reason, not a stall
             _LOG.error("study %s could not be classified: %s", study_key, type(exc).__name__)
             payload = {"eligible": False, "reason_code": "CLASSIFICATION_FAILED", "reason": "headers unreadable"}
             return StudyVerdict(False, "CLASSIFICATION_FAILED", "headers unreadable", json.dumps(payload))

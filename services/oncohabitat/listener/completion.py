@@ -131,30 +131,43 @@ class CompletionMonitor:
         return None
 
     def run_once(self) -> list[str]:
-        """Complete every study that is due now; returns their keys (REJECTED ones included)."""
+        """Complete every study that is due now; returns their keys (REJECTED ones included).
+
+        A study whose completion fails unexpectedly is logged (its key and the error type only)
+        and tried again at the next poll; the other studies go on.
+        """
         now = self._clock()
         ended: list[str] = []
         for study_key, last_received_at in self._index.receiving_studies():
-            rule = self._due(study_key, last_received_at, now)
-            if rule is None or (self._has_pending is not None and self._has_pending(study_key)):
-                continue
-            verdict = self._classifier(study_key) if self._classifier is not None else None
-            reject = None
-            if verdict is not None and not verdict.eligible and self._policy is HandoffPolicy.ELIGIBLE:
-                reject = f"not eligible: {verdict.reason_code}: {verdict.reason}"
-            digest = self._index.complete_study(
-                study_key,
-                last_received_at,
-                now,
-                classification=verdict.classification_json if verdict is not None else "",
-                eligible=verdict.eligible if verdict is not None else None,
-                reject_reason=reject,
-            )
-            if digest is None:
-                continue  # a new instance arrived meanwhile
-            ended.append(study_key)
-            self._report(study_key, digest, rule, verdict, reject is not None, now)
+            try:
+                if self._complete(study_key, last_received_at, now):
+                    ended.append(study_key)
+            except Exception as exc:  # noqa: BLE001 - one study's failure must not stall the others
+                metrics.COMPLETION_ERRORS.inc()
+                _LOG.error("study %s: completion failed (%s); retried at the next poll", study_key, type(exc).__name__)
         return ended
+
+    def _complete(self, study_key: str, last_received_at: float, now: float) -> bool:
+        """Complete one RECEIVING study if it is due; True when it ended (completed or REJECTED)."""
+        rule = self._due(study_key, last_received_at, now)
+        if rule is None or (self._has_pending is not None and self._has_pending(study_key)):
+            return False
+        verdict = self._classifier(study_key) if self._classifier is not None else None
+        reject = None
+        if verdict is not None and not verdict.eligible and self._policy is HandoffPolicy.ELIGIBLE:
+            reject = f"not eligible: {verdict.reason_code}: {verdict.reason}"
+        digest = self._index.complete_study(
+            study_key,
+            last_received_at,
+            now,
+            classification=verdict.classification_json if verdict is not None else "",
+            eligible=verdict.eligible if verdict is not None else None,
+            reject_reason=reject,
+        )
+        if digest is None:
+            return False  # a new instance arrived meanwhile
+        self._report(study_key, digest, rule, verdict, reject is not None, now)
+        return True
 
     def _report(
         self, study_key: str, digest: str, rule: str, verdict: StudyVerdict | None, rejected: bool, now: float

@@ -80,6 +80,10 @@ STUDIES_REJECTED = Counter(
     "Studies that completed but are not eligible (classification reason code).",
     ["reason"],
 )
+COMPLETION_ERRORS = Counter(
+    "oncohabitat_listener_completion_errors_total",
+    "Unexpected failures while completing a study (the study is tried again at the next poll).",
+)
 STUDIES_UPDATED = Counter(
     "oncohabitat_listener_studies_updated_total",
     "New instances for studies that had completed, by late policy action ('rerun' or 'hold').",
