@@ -65,6 +65,9 @@ def platform_environment(data_dir: Path, host: str, overrides: Mapping[str, str]
         # in-flight RPCs get 3 s, so the whole platform stops within ``up``'s 4 s budget
         env.setdefault(f"{service.env_prefix}GRACE_PERIOD_S", "3")
     env.update(overrides)
+    rules = env.get("ONCOHABITAT_LISTENER_DCE_RULES_FILE")
+    if rules:  # the orchestrator assembles the phases the listener classified: same rules unless set apart
+        env.setdefault("ONCOHABITAT_ORCHESTRATOR_DCE_RULES_FILE", rules)
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 

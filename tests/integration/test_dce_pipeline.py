@@ -5,6 +5,7 @@ after the regions were built."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,4 +50,9 @@ def test_phantom_dce_study_runs_through_segmentation_and_regions(
     assert set(results) == {"load_study", "segment", "regions"}
     assert '"method": "onnx"' in results["segment"].replace(" ", "").replace('":"', '": "')
     assert "habitat_1" in results["regions"] and "peritumoral_ring_5mm" in results["regions"]
-    assert '"time_from_pre_s"' in results["load_study"]
+    loaded = json.loads(results["load_study"])
+    assert [round(p["time_from_pre_s"]) for p in loaded["phases"]] == [round(t) for t in study.phase_times_s]
+    assert [round(p["time_after_injection_s"]) for p in loaded["phases"]] == [
+        round(t - study.injection_time_s) for t in study.phase_times_s
+    ]
+    assert not any(p["resampled"] for p in loaded["phases"])

@@ -120,6 +120,9 @@ def test_classification_is_recorded_and_shown_by_the_admin_summary(
     phases = sorted((p for s in summary.series for p in s.phases), key=lambda p: p.index)
     assert [p.index for p in phases] == list(range(6))
     assert [round(p.time_offset_s) for p in phases] == [round(t) for t in phantom.phase_times_s]
+    after_injection = [round(t - phantom.injection_time_s) for t in phantom.phase_times_s]
+    assert all(p.HasField("time_after_injection_s") for p in phases)
+    assert [round(p.time_after_injection_s) for p in phases] == after_injection
     assert phases[0].role == common_pb2.PHASE_ROLE_PRE_CONTRAST
     assert {p.role for p in phases[1:]} == {common_pb2.PHASE_ROLE_POST_CONTRAST}
     assert {s.classification for s in summary.series} == {"dynamic-phase"}

@@ -129,6 +129,14 @@ def _grids_match(
     )
 
 
+def assembly_options(rules: DceRules | None) -> PhaseAssemblyOptions:
+    """The assembly options the DCE rules imply (their slice minimum and resampling permission)."""
+    return PhaseAssemblyOptions(
+        series=SeriesLoadOptions(min_slices=rules.min_slices if rules else 4),
+        allow_resample=bool(rules and rules.allow_resample),
+    )
+
+
 def validate_phase_geometry(
     phases: Sequence[PhaseInfo], rules: DceRules | None = None, options: PhaseAssemblyOptions | None = None
 ) -> None:
@@ -138,10 +146,7 @@ def validate_phase_geometry(
         PhaseAssemblyError: any per-phase geometry reason, or ``PHASE_GRID_MISMATCH`` when the
             phases differ in grid and neither ``rules.allow_resample`` nor ``options.allow_resample``.
     """
-    opts = options or PhaseAssemblyOptions(
-        series=SeriesLoadOptions(min_slices=rules.min_slices if rules else 4),
-        allow_resample=bool(rules and rules.allow_resample),
-    )
+    opts = options or assembly_options(rules)
     grids = [_phase_grid(phase, opts.series) for phase in phases]
     if opts.allow_resample:
         return

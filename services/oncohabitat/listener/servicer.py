@@ -62,6 +62,9 @@ def _phase(payload: dict[str, Any]) -> common_pb2.Phase:
         index=int(payload.get("index", 0)),
         time_offset_s=float(payload.get("time_from_pre_s", 0.0)),
         series_key=str(payload.get("series_key", "")),
+        time_after_injection_s=(
+            float(payload["time_after_injection_s"]) if payload.get("time_after_injection_s") is not None else None
+        ),
     )
 
 

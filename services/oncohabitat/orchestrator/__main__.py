@@ -15,6 +15,7 @@ from oncohabitat.common.channels import make_channel
 from oncohabitat.common.server import ServiceRuntime
 from oncohabitat.common.service_main import ServiceParts, run_service
 from oncohabitat.dicomio import RoiSelection
+from oncohabitat.dicomio.dce import DceRules
 from oncohabitat.orchestrator.jobstore import SqliteJobStore
 from oncohabitat.orchestrator.retry import RetryPolicy
 from oncohabitat.orchestrator.runner import JobRunner
@@ -46,6 +47,7 @@ def build_context(settings: OrchestratorSettings) -> PipelineContext:
         features=features_pb2_grpc.FeaturesStub(channel(settings.features_address, "Features")),
         scoring=scoring_pb2_grpc.ScoringStub(channel(settings.scoring_address, "Scoring")),
         roi_selection=RoiSelection(name=settings.roi_name or None, pattern=settings.roi_name_pattern),
+        dce_rules=DceRules.from_json_file(settings.dce_rules_file) if settings.dce_rules_file else None,
         default_destination=settings.export_destination,
         calling_ae=settings.export_calling_ae,
         export_retries=settings.export_retries,

@@ -34,6 +34,11 @@ class OrchestratorSettings(ServiceSettings):
     export_calling_ae: str = Field("ONCOHABITAT", max_length=16, description="Our AE title when exporting.")
     export_retries: int = Field(3, ge=0, description="C-STORE attempts beyond the first, per export.")
     roi_name: str = Field("", description="Exact ROI/segment name to use from supplied masks; empty = pattern rule.")
+    dce_rules_file: Path | None = Field(
+        None,
+        description="JSON file overriding the DCE classification and phase assembly rules; use the listener's"
+        " (``oncohabitat up`` passes the listener's DCE_RULES_FILE on when this is not set).",
+    )
     roi_name_pattern: str = Field(
         DEFAULT_ROI_PATTERN, description="Regex selecting the tumour ROI when several exist (default GTV/tumour)."
     )

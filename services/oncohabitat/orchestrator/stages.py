@@ -26,6 +26,7 @@ from oncohabitat.common.blobstore import BlobStore
 from oncohabitat.common.codec import VolumeCodec
 from oncohabitat.common.errors import error_detail_from
 from oncohabitat.dicomio import ExportError, RoiSelection
+from oncohabitat.dicomio.dce import DceRules
 from oncohabitat.dicomio.export import ResultForSR, build_result_sr, build_seg
 from oncohabitat.listener.errors import ExportError as SendError
 from oncohabitat.listener.scu import send_instances
@@ -92,6 +93,7 @@ class PipelineContext:
     features: features_pb2_grpc.FeaturesStub
     scoring: scoring_pb2_grpc.ScoringStub
     roi_selection: RoiSelection
+    dce_rules: DceRules | None = None
     default_destination: str = ""
     calling_ae: str = "ONCOHABITAT"
     export_retries: int = 3
@@ -129,6 +131,8 @@ def _study_message(context: PipelineContext, loaded: Mapping[str, Any]) -> commo
                 role=common_pb2.PHASE_ROLE_PRE_CONTRAST if p["pre_contrast"] else common_pb2.PHASE_ROLE_POST_CONTRAST,
                 index=p["index"],
                 time_offset_s=p["time_from_pre_s"],
+                time_after_injection_s=p.get("time_after_injection_s"),
+                resampled_to_pre_contrast=bool(p.get("resampled", False)),
                 volume=context.load_volume(p["volume"]),
             )
             for p in loaded["phases"]
@@ -140,7 +144,7 @@ def load_study_stage(context: PipelineContext, job: Job, _previous: StageResults
     """Assemble the image series and rasterise the supplied mask; both go to the study store."""
     paths = resolve_instance_paths(context.dicom_store, job.request.get("instance_paths", []))
     try:
-        study = load_study(paths, context.roi_selection)
+        study = load_study(paths, context.roi_selection, context.dce_rules)
     except ReviewNeeded as review:
         return StageOutcome.needs_review(review.reason)
     modality = study.series.modality
@@ -161,6 +165,8 @@ def load_study_stage(context: PipelineContext, job: Job, _previous: StageResults
                 "index": phase.index,
                 "pre_contrast": phase.pre_contrast,
                 "time_from_pre_s": phase.time_from_pre_s,
+                "time_after_injection_s": phase.time_after_injection_s,
+                "resampled": phase.resampled,
                 "volume": context.save_message(context.codec.encode_image(phase.image)),
             }
             for phase in study.phases

@@ -37,7 +37,7 @@ from oncohabitat.dicomio import (
 )
 from oncohabitat.dicomio.dce import DceRules, classify_dce
 from oncohabitat.dicomio.dce import PhaseRole as DcePhaseRole
-from oncohabitat.dicomio.phases import PhaseAssemblyError, assemble_phases
+from oncohabitat.dicomio.phases import PhaseAssemblyError, assemble_phases, assembly_options
 
 #: The phase masks are drawn on and segmentation runs on: the first post-contrast phase (seed 001).
 REFERENCE_PHASE_INDEX = 1
@@ -53,12 +53,19 @@ class ReviewNeeded(Exception):  # noqa: N818 - an outcome, not an error
 
 @dataclass(frozen=True)
 class LoadedPhase:
-    """One DCE phase: index (0 = pre-contrast), time after the pre-contrast acquisition (s), volume."""
+    """One DCE phase: index (0 = pre-contrast), times (s), volume, and whether it was resampled.
+
+    ``time_from_pre_s``: after the pre-contrast acquisition; ``time_after_injection_s``: after the
+    contrast injection (see :mod:`oncohabitat.dicomio.dce`); ``resampled``: put onto the
+    pre-contrast grid (only where the DCE rules allow it).
+    """
 
     index: int
     pre_contrast: bool
     time_from_pre_s: float
     image: sitk.Image
+    time_after_injection_s: float = 0.0
+    resampled: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,7 +135,7 @@ def _load_dce(
     if not classification.eligible:
         raise ReviewNeeded(f"NOT_DCE_STUDY: {classification.reason_code.value}: {classification.reason}")
     try:
-        volumes = assemble_phases(classification)
+        volumes = assemble_phases(classification, assembly_options(rules))
     except PhaseAssemblyError as exc:
         raise ReviewNeeded(f"PHASES_REFUSED: {exc.reason}") from None
     reference = volumes.phases[REFERENCE_PHASE_INDEX]
@@ -138,7 +145,14 @@ def _load_dce(
         raise ReviewNeeded("MASK_REFERENCES_UNKNOWN_SERIES: the supplied mask references no dynamic phase")
     mask, kind = _rasterise(candidate_masks, reference.series, selection)
     phases = tuple(
-        LoadedPhase(p.info.index, p.info.role == DcePhaseRole.PRE_CONTRAST, p.info.time_from_pre_s, p.image)
+        LoadedPhase(
+            p.info.index,
+            p.info.role == DcePhaseRole.PRE_CONTRAST,
+            p.info.time_from_pre_s,
+            p.image,
+            p.info.time_after_injection_s,
+            p.resampled,
+        )
         for p in volumes.phases
     )
     return LoadedStudy(reference.series, tuple(reference.info.paths), mask, kind, phases)
@@ -146,6 +160,9 @@ def _load_dce(
 
 def load_study(paths: Sequence[Path], selection: RoiSelection, dce_rules: DceRules | None = None) -> LoadedStudy:
     """Scan, choose and assemble the image series (or DCE phases) and rasterise the supplied mask.
+
+    ``dce_rules``: the deployment's DCE rules (the listener's ``DCE_RULES_FILE``; None = defaults),
+    used to classify the phases and to assemble them (slice minimum, resampling permission).
 
     Raises:
         ReviewNeeded: the study cannot be processed without a person (reason code first).

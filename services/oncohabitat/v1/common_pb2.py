@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1boncohabitat/v1/common.proto\x12\x0eoncohabitat.v1\"-\n\x07\x42lobRef\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x04\"\xb5\x01\n\x06Volume\x12\r\n\x05shape\x18\x01 \x03(\r\x12\x0f\n\x07spacing\x18\x02 \x03(\x01\x12\x0e\n\x06origin\x18\x03 \x03(\x01\x12\x11\n\tdirection\x18\x04 \x03(\x01\x12$\n\x05\x64type\x18\x05 \x01(\x0e\x32\x15.oncohabitat.v1.DType\x12\x0e\n\x04\x64\x61ta\x18\x06 \x01(\x0cH\x00\x12\'\n\x04\x62lob\x18\x07 \x01(\x0b\x32\x17.oncohabitat.v1.BlobRefH\x00\x42\t\n\x07payload\"9\n\x05Label\x12\r\n\x05value\x18\x01 \x01(\r\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"Y\n\x08LabelMap\x12&\n\x06volume\x18\x01 \x01(\x0b\x32\x16.oncohabitat.v1.Volume\x12%\n\x06labels\x18\x02 \x03(\x0b\x32\x15.oncohabitat.v1.Label\"\x92\x01\n\x05Phase\x12\'\n\x04role\x18\x01 \x01(\x0e\x32\x19.oncohabitat.v1.PhaseRole\x12\r\n\x05index\x18\x02 \x01(\r\x12\x15\n\rtime_offset_s\x18\x03 \x01(\x01\x12\x12\n\nseries_key\x18\x04 \x01(\t\x12&\n\x06volume\x18\x05 \x01(\x0b\x32\x16.oncohabitat.v1.Volume\"\x84\x01\n\x05Study\x12\x11\n\tstudy_key\x18\x01 \x01(\t\x12\x10\n\x08modality\x18\x02 \x01(\t\x12%\n\x06phases\x18\x03 \x03(\x0b\x32\x15.oncohabitat.v1.Phase\x12/\n\rsupplied_mask\x18\x04 \x01(\x0b\x32\x18.oncohabitat.v1.LabelMap\"1\n\x10\x43omponentVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\xe5\x02\n\nProvenance\x12\x34\n\ncomponents\x18\x01 \x03(\x0b\x32 .oncohabitat.v1.ComponentVersion\x12I\n\x10parameter_hashes\x18\x02 \x03(\x0b\x32/.oncohabitat.v1.Provenance.ParameterHashesEntry\x12\x41\n\x0cinput_hashes\x18\x03 \x03(\x0b\x32+.oncohabitat.v1.Provenance.InputHashesEntry\x12\x10\n\x08model_id\x18\x04 \x01(\t\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x1a\x36\n\x14ParameterHashesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x32\n\x10InputHashesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"=\n\x0b\x45rrorDetail\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t*\xbc\x01\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x44TYPE_UINT8\x10\x01\x12\x0e\n\nDTYPE_INT8\x10\x02\x12\x10\n\x0c\x44TYPE_UINT16\x10\x03\x12\x0f\n\x0b\x44TYPE_INT16\x10\x04\x12\x10\n\x0c\x44TYPE_UINT32\x10\x05\x12\x0f\n\x0b\x44TYPE_INT32\x10\x06\x12\x11\n\rDTYPE_FLOAT32\x10\x07\x12\x11\n\rDTYPE_FLOAT64\x10\x08\x12\x0f\n\x0b\x44TYPE_INT64\x10\t*\x95\x01\n\tPhaseRole\x12\x1a\n\x16PHASE_ROLE_UNSPECIFIED\x10\x00\x12\x1b\n\x17PHASE_ROLE_PRE_CONTRAST\x10\x01\x12\x1c\n\x18PHASE_ROLE_POST_CONTRAST\x10\x02\x12\x15\n\x11PHASE_ROLE_SINGLE\x10\x03\x12\x1a\n\x16PHASE_ROLE_SUBTRACTION\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1boncohabitat/v1/common.proto\x12\x0eoncohabitat.v1\"-\n\x07\x42lobRef\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x04\"\xb5\x01\n\x06Volume\x12\r\n\x05shape\x18\x01 \x03(\r\x12\x0f\n\x07spacing\x18\x02 \x03(\x01\x12\x0e\n\x06origin\x18\x03 \x03(\x01\x12\x11\n\tdirection\x18\x04 \x03(\x01\x12$\n\x05\x64type\x18\x05 \x01(\x0e\x32\x15.oncohabitat.v1.DType\x12\x0e\n\x04\x64\x61ta\x18\x06 \x01(\x0cH\x00\x12\'\n\x04\x62lob\x18\x07 \x01(\x0b\x32\x17.oncohabitat.v1.BlobRefH\x00\x42\t\n\x07payload\"9\n\x05Label\x12\r\n\x05value\x18\x01 \x01(\r\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"Y\n\x08LabelMap\x12&\n\x06volume\x18\x01 \x01(\x0b\x32\x16.oncohabitat.v1.Volume\x12%\n\x06labels\x18\x02 \x03(\x0b\x32\x15.oncohabitat.v1.Label\"\xf5\x01\n\x05Phase\x12\'\n\x04role\x18\x01 \x01(\x0e\x32\x19.oncohabitat.v1.PhaseRole\x12\r\n\x05index\x18\x02 \x01(\r\x12\x15\n\rtime_offset_s\x18\x03 \x01(\x01\x12\x12\n\nseries_key\x18\x04 \x01(\t\x12&\n\x06volume\x18\x05 \x01(\x0b\x32\x16.oncohabitat.v1.Volume\x12#\n\x16time_after_injection_s\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12!\n\x19resampled_to_pre_contrast\x18\x07 \x01(\x08\x42\x19\n\x17_time_after_injection_s\"\x84\x01\n\x05Study\x12\x11\n\tstudy_key\x18\x01 \x01(\t\x12\x10\n\x08modality\x18\x02 \x01(\t\x12%\n\x06phases\x18\x03 \x03(\x0b\x32\x15.oncohabitat.v1.Phase\x12/\n\rsupplied_mask\x18\x04 \x01(\x0b\x32\x18.oncohabitat.v1.LabelMap\"1\n\x10\x43omponentVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\xe5\x02\n\nProvenance\x12\x34\n\ncomponents\x18\x01 \x03(\x0b\x32 .oncohabitat.v1.ComponentVersion\x12I\n\x10parameter_hashes\x18\x02 \x03(\x0b\x32/.oncohabitat.v1.Provenance.ParameterHashesEntry\x12\x41\n\x0cinput_hashes\x18\x03 \x03(\x0b\x32+.oncohabitat.v1.Provenance.InputHashesEntry\x12\x10\n\x08model_id\x18\x04 \x01(\t\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x1a\x36\n\x14ParameterHashesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x32\n\x10InputHashesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"=\n\x0b\x45rrorDetail\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t*\xbc\x01\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x44TYPE_UINT8\x10\x01\x12\x0e\n\nDTYPE_INT8\x10\x02\x12\x10\n\x0c\x44TYPE_UINT16\x10\x03\x12\x0f\n\x0b\x44TYPE_INT16\x10\x04\x12\x10\n\x0c\x44TYPE_UINT32\x10\x05\x12\x0f\n\x0b\x44TYPE_INT32\x10\x06\x12\x11\n\rDTYPE_FLOAT32\x10\x07\x12\x11\n\rDTYPE_FLOAT64\x10\x08\x12\x0f\n\x0b\x44TYPE_INT64\x10\t*\x95\x01\n\tPhaseRole\x12\x1a\n\x16PHASE_ROLE_UNSPECIFIED\x10\x00\x12\x1b\n\x17PHASE_ROLE_PRE_CONTRAST\x10\x01\x12\x1c\n\x18PHASE_ROLE_POST_CONTRAST\x10\x02\x12\x15\n\x11PHASE_ROLE_SINGLE\x10\x03\x12\x1a\n\x16PHASE_ROLE_SUBTRACTION\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,10 +35,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PROVENANCE_PARAMETERHASHESENTRY']._serialized_options = b'8\001'
   _globals['_PROVENANCE_INPUTHASHESENTRY']._loaded_options = None
   _globals['_PROVENANCE_INPUTHASHESENTRY']._serialized_options = b'8\001'
-  _globals['_DTYPE']._serialized_start=1187
-  _globals['_DTYPE']._serialized_end=1375
-  _globals['_PHASEROLE']._serialized_start=1378
-  _globals['_PHASEROLE']._serialized_end=1527
+  _globals['_DTYPE']._serialized_start=1286
+  _globals['_DTYPE']._serialized_end=1474
+  _globals['_PHASEROLE']._serialized_start=1477
+  _globals['_PHASEROLE']._serialized_end=1626
   _globals['_BLOBREF']._serialized_start=47
   _globals['_BLOBREF']._serialized_end=92
   _globals['_VOLUME']._serialized_start=95
@@ -48,17 +48,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LABELMAP']._serialized_start=337
   _globals['_LABELMAP']._serialized_end=426
   _globals['_PHASE']._serialized_start=429
-  _globals['_PHASE']._serialized_end=575
-  _globals['_STUDY']._serialized_start=578
-  _globals['_STUDY']._serialized_end=710
-  _globals['_COMPONENTVERSION']._serialized_start=712
-  _globals['_COMPONENTVERSION']._serialized_end=761
-  _globals['_PROVENANCE']._serialized_start=764
-  _globals['_PROVENANCE']._serialized_end=1121
-  _globals['_PROVENANCE_PARAMETERHASHESENTRY']._serialized_start=1015
-  _globals['_PROVENANCE_PARAMETERHASHESENTRY']._serialized_end=1069
-  _globals['_PROVENANCE_INPUTHASHESENTRY']._serialized_start=1071
-  _globals['_PROVENANCE_INPUTHASHESENTRY']._serialized_end=1121
-  _globals['_ERRORDETAIL']._serialized_start=1123
-  _globals['_ERRORDETAIL']._serialized_end=1184
+  _globals['_PHASE']._serialized_end=674
+  _globals['_STUDY']._serialized_start=677
+  _globals['_STUDY']._serialized_end=809
+  _globals['_COMPONENTVERSION']._serialized_start=811
+  _globals['_COMPONENTVERSION']._serialized_end=860
+  _globals['_PROVENANCE']._serialized_start=863
+  _globals['_PROVENANCE']._serialized_end=1220
+  _globals['_PROVENANCE_PARAMETERHASHESENTRY']._serialized_start=1114
+  _globals['_PROVENANCE_PARAMETERHASHESENTRY']._serialized_end=1168
+  _globals['_PROVENANCE_INPUTHASHESENTRY']._serialized_start=1170
+  _globals['_PROVENANCE_INPUTHASHESENTRY']._serialized_end=1220
+  _globals['_ERRORDETAIL']._serialized_start=1222
+  _globals['_ERRORDETAIL']._serialized_end=1283
 # @@protoc_insertion_point(module_scope)

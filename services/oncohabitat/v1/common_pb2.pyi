@@ -88,18 +88,22 @@ class LabelMap(_message.Message):
     def __init__(self, volume: _Optional[_Union[Volume, _Mapping]] = ..., labels: _Optional[_Iterable[_Union[Label, _Mapping]]] = ...) -> None: ...
 
 class Phase(_message.Message):
-    __slots__ = ("role", "index", "time_offset_s", "series_key", "volume")
+    __slots__ = ("role", "index", "time_offset_s", "series_key", "volume", "time_after_injection_s", "resampled_to_pre_contrast")
     ROLE_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
     TIME_OFFSET_S_FIELD_NUMBER: _ClassVar[int]
     SERIES_KEY_FIELD_NUMBER: _ClassVar[int]
     VOLUME_FIELD_NUMBER: _ClassVar[int]
+    TIME_AFTER_INJECTION_S_FIELD_NUMBER: _ClassVar[int]
+    RESAMPLED_TO_PRE_CONTRAST_FIELD_NUMBER: _ClassVar[int]
     role: PhaseRole
     index: int
     time_offset_s: float
     series_key: str
     volume: Volume
-    def __init__(self, role: _Optional[_Union[PhaseRole, str]] = ..., index: _Optional[int] = ..., time_offset_s: _Optional[float] = ..., series_key: _Optional[str] = ..., volume: _Optional[_Union[Volume, _Mapping]] = ...) -> None: ...
+    time_after_injection_s: float
+    resampled_to_pre_contrast: bool
+    def __init__(self, role: _Optional[_Union[PhaseRole, str]] = ..., index: _Optional[int] = ..., time_offset_s: _Optional[float] = ..., series_key: _Optional[str] = ..., volume: _Optional[_Union[Volume, _Mapping]] = ..., time_after_injection_s: _Optional[float] = ..., resampled_to_pre_contrast: _Optional[bool] = ...) -> None: ...
 
 class Study(_message.Message):
     __slots__ = ("study_key", "modality", "phases", "supplied_mask")
