@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 
 import pytest
 
 from oncohabitat.common.channels import channel_target, service_config
-from oncohabitat.common.log_setup import JsonFormatter, PhiRedactingFilter
+from oncohabitat.common.log_setup import JsonFormatter, PhiRedactingFilter, StackOnlyFormatter
 
 
 def test_single_and_multiple_addresses() -> None:
@@ -52,3 +53,29 @@ def test_json_log_line_redacts_patient_fields_and_names() -> None:
     assert line["study_key"] == "ab" * 16
     assert line["service"] == "test"
     assert line["message"] == "stored instance for [redacted]"
+
+
+def test_values_quoted_by_dicom_libraries_and_warnings_are_masked() -> None:
+    raw_uid = "1.2.840.99999.123456789"
+    for name in ("pydicom", "pydicom.valuerep", "pynetdicom.dsutils", "py.warnings"):
+        record = logging.LogRecord(name, logging.WARNING, __file__, 1, "Invalid value for VR UI: %r", (raw_uid,), None)
+        line = _format(record)
+        assert raw_uid not in json.dumps(line), name
+        assert line["message"] == "Invalid value for VR UI: '[redacted]'"
+    ours = logging.LogRecord(
+        "oncohabitat.listener", logging.INFO, __file__, 1, "setting 'keep_first' applied", (), None
+    )
+    assert _format(ours)["message"] == "setting 'keep_first' applied"  # our own messages carry no values
+
+
+def test_text_log_lines_show_an_exception_without_its_message() -> None:
+    formatter = StackOnlyFormatter("%(levelname)s %(message)s")
+    value = "^".join(("DOE", "JANE")) + " " + ".".join(("1.2.840", "99999.1"))  # not in any source line
+    try:
+        raise ValueError(f"Invalid value {value!r}")
+    except ValueError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+    text = formatter.format(record)
+    assert "DOE" not in text and "1.2.840.99999.1" not in text
+    assert "Traceback" in text and text.rstrip().endswith("ValueError")
+    assert "test_text_log_lines_show_an_exception_without_its_message" in text  # the stack is kept

@@ -5,7 +5,11 @@ Only a service's ``__main__`` (or the CLI) calls :func:`configure_logging`; libr
 
 Protection against PHI is two-layered: code never logs identifiers (it logs opaque study keys and job ids),
 and :class:`PhiRedactingFilter` additionally blanks any ``extra`` field whose name is a known patient
-attribute and masks DICOM-style person names in messages.
+attribute and masks DICOM-style person names in messages. Third-party DICOM libraries do quote element
+values in their messages (pydicom: ``Invalid value for VR UI: '1.2...'``), so in records of their
+loggers, and of Python warnings (captured into logging, pydicom warns the same way), every quoted
+value is masked too. Tracebacks never carry exception messages: the JSON formatter keeps the
+exception's class, the text formatter its stack and class.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import logging
 import re
 import sys
 import time
+import traceback
 from typing import Any
 
 #: ``extra={...}`` keys that may never be emitted (compared case-insensitively, punctuation removed).
@@ -34,6 +39,10 @@ PHI_FIELD_NAMES = frozenset(
 REDACTED = "[redacted]"
 # DICOM PN values look like FAMILY^GIVEN[^MIDDLE...]: mask any caret-joined word pair.
 _PERSON_NAME = re.compile(r"\b[\w'-]+\^[\w'^ -]*")
+#: Loggers of libraries that quote DICOM values in their messages (and captured ``warnings``).
+VALUE_QUOTING_LOGGERS = ("pydicom", "pynetdicom", "highdicom", "py.warnings")
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_VALUE_QUOTING_ROOTS = frozenset(name for name in VALUE_QUOTING_LOGGERS if "." not in name)
 _STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
@@ -49,8 +58,13 @@ class PhiRedactingFilter(logging.Filter):
             if key not in _STANDARD_ATTRS and _normalise(key) in PHI_FIELD_NAMES:
                 setattr(record, key, REDACTED)
         message = record.getMessage()
-        if "^" in message:
-            record.msg = _PERSON_NAME.sub(REDACTED, message)
+        redacted = message
+        if record.name.split(".")[0] in _VALUE_QUOTING_ROOTS or record.name == "py.warnings":
+            redacted = _QUOTED.sub(f"'{REDACTED}'", redacted)
+        if "^" in redacted:
+            redacted = _PERSON_NAME.sub(REDACTED, redacted)
+        if redacted != message:
+            record.msg = redacted
             record.args = None
         return True
 
@@ -78,6 +92,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, ensure_ascii=False)
 
 
+class StackOnlyFormatter(logging.Formatter):
+    """Text lines; an exception is shown as its stack and class, never its message (it may quote values)."""
+
+    def formatException(self, ei: Any) -> str:
+        exc_type, _exc, tb = ei
+        stack = "".join(traceback.format_tb(tb)) if tb is not None else ""
+        return f"Traceback (most recent call last):\n{stack}{exc_type.__name__ if exc_type else 'Exception'}"
+
+
 def configure_logging(service: str, level: str = "INFO", json_lines: bool = True) -> None:
     """Install one stderr handler on the root logger (idempotent)."""
     root = logging.getLogger()
@@ -88,8 +111,9 @@ def configure_logging(service: str, level: str = "INFO", json_lines: bool = True
     if json_lines:
         handler.setFormatter(JsonFormatter(service))
     else:
-        handler.setFormatter(logging.Formatter(f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(StackOnlyFormatter(f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
+    logging.captureWarnings(True)  # library warnings go through the filter, not straight to stderr
     root.setLevel(level.upper())
     # pyradiomics and pynetdicom are chatty at INFO; keep their warnings.
     for noisy in ("radiomics", "pynetdicom"):
