@@ -32,6 +32,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::UserW
 MIB = 1024 * 1024
 Verification = "1.2.840.10008.1.1"
 MEMORY_LIMIT_KIB = 64 * 1024
+#: 20 connections announcing 4 GiB PDUs, each then streaming 8 MiB: a reader that kept what arrives
+#: would grow by 160 MiB, well past the limit.
+ATTACKERS = 20
+ATTACK_STREAM_BYTES = 8 * MIB
 STUDY, SERIES = "1.2.826.0.1.3680043.8.498.7001", "1.2.826.0.1.3680043.8.498.7002"
 
 
@@ -46,6 +50,8 @@ def listener(tmp_path: Path) -> Iterator[ListenerProcess]:
         "memory_spool_mb=4",
         "--set",
         "min_free_disk_mb=1",
+        "--set",
+        f"max_associations={ATTACKERS + 4}",  # every attacker is read (none turned away as busy)
         "--free-bytes-file",
         str(tmp_path / "free_bytes"),
     )
@@ -91,19 +97,19 @@ def test_huge_pdu_announcements_are_not_allocated_and_are_closed(listener: Liste
         pdu_type = pdu_io.P_DATA_TF if established else pdu_io.ASSOCIATE_RQ
         try:
             peer.sock.sendall(pdu_io.HEADER.pack(pdu_type, 0, 0xFFFFFFFF))  # 4 GiB announced
-            for _ in range(64):  # then stream up to 4 MiB, as a real attacker would
+            for _ in range(ATTACK_STREAM_BYTES // 65536):  # then stream, as a real attacker would
                 peer.sock.sendall(b"\x00" * 65536)
         except OSError:
             pass  # the listener closed the connection while we were still sending
         closed.append(peer.closed_by_peer(10.0))
         peer.close()
 
-    threads = [threading.Thread(target=attack, args=(i % 2 == 0,)) for i in range(20)]
+    threads = [threading.Thread(target=attack, args=(i % 2 == 0,)) for i in range(ATTACKERS)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(60)
-    assert closed == [True] * 20
+    assert closed == [True] * ATTACKERS
     growth = listener.rss_kib() - before
     assert growth < MEMORY_LIMIT_KIB, f"memory grew by {growth} KiB"
     echo = mr_peer(listener.port)  # still serving
