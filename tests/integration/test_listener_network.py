@@ -3,6 +3,7 @@ DICOM TLS, access control, association limits and timeouts; send_instances again
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import ssl
@@ -22,6 +23,7 @@ from pynetdicom.dsutils import split_dataset
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage, Verification  # type: ignore[attr-defined]
 
 from oncohabitat.listener import status
+from oncohabitat.listener.classify import DceStudyClassifier
 from oncohabitat.listener.errors import ExportError
 from oncohabitat.listener.identifiers import uid_key
 from oncohabitat.listener.index import StudyIndex
@@ -29,7 +31,9 @@ from oncohabitat.listener.scp import ListenerSCP
 from oncohabitat.listener.scu import send_instances
 from oncohabitat.listener.storage import INDEX_FILE, InstanceStore
 from oncohabitat.listener.testpeer import AssociationRejectedError, RawPeer
+from oncohabitat.phantom import generate_study
 from tests.conftest import free_port, require_tool
+from tests.integration.test_listener_dcmtk import assert_stored_like_source
 
 pytestmark = [
     pytest.mark.integration,
@@ -184,27 +188,49 @@ def test_send_instances_refuses_a_dataset_without_transfer_syntax() -> None:
 # ---- pushes with pynetdicom ------------------------------------------------------------------
 
 
-def test_pynetdicom_push_of_a_multiphase_vendor_style_study_is_classified(
-    scp: tuple[ListenerSCP, InstanceStore], tmp_path: Path
+@pytest.mark.parametrize("layout", ["per-phase", "multi-phase"])
+def test_pynetdicom_pushes_dce_studies_of_both_layouts_and_they_are_classified(
+    scp: tuple[ListenerSCP, InstanceStore], tmp_path: Path, layout: str
 ) -> None:
-    from oncohabitat.listener.classify import DceStudyClassifier
-    from oncohabitat.phantom import generate_study
-
     listener, store = scp
-    phantom = generate_study(tmp_path / "mp", size="small", seed=31, layout="multi-phase", trigger_time=True)
+    phantom = generate_study(tmp_path / layout, size="small", seed=31, layout=layout, trigger_time=True)
     files = sorted(phantom.dicom_dir.rglob("*.dcm"))
     report = send_instances(files, "ONCOTEST", "127.0.0.1", listener.port, retries=0)
     assert report.sent == len(files)
+    assert store.flush()
+    assert_stored_like_sources(store, files)
     key = uid_key(phantom.study_instance_uid)
     verdict = DceStudyClassifier(store.index, store.root)(key)
     assert verdict.eligible, verdict.reason
-    import json
-
-    phases = json.loads(verdict.classification_json)["phases"]
+    classification = json.loads(verdict.classification_json)
+    assert classification["layout"] == layout
+    phases = classification["phases"]
     assert [p["time_from_pre_s"] for p in phases] == pytest.approx(list(phantom.phase_times_s))
     assert [p["time_after_injection_s"] for p in phases] == pytest.approx(
         [t - phantom.injection_time_s for t in phantom.phase_times_s]
     )
+
+
+def test_pynetdicom_pushes_the_real_mr_and_ct_series(scp: tuple[ListenerSCP, InstanceStore], sts_ct_dir: Path) -> None:
+    """The shared STS_001 series (CT with its RTSTRUCT, T1 MR with its RTSTRUCT) are stored like their sources;
+    the MR study, not dynamic, ends with its reason."""
+    listener, store = scp
+    mr_files = sorted((sts_ct_dir.parent / "MR_T1").rglob("*.dcm"))
+    ct_files = sorted(sts_ct_dir.rglob("*.dcm"))
+    report = send_instances([*ct_files, *mr_files], "ONCOTEST", "127.0.0.1", listener.port, retries=0)
+    assert report.sent == len(ct_files) + len(mr_files) and len(mr_files) > 4 and len(ct_files) > 4
+    assert store.flush()
+    assert_stored_like_sources(store, [*ct_files, *mr_files])
+    mr_study = str(pydicom.dcmread(mr_files[0], stop_before_pixels=True).StudyInstanceUID)
+    verdict = DceStudyClassifier(store.index, store.root)(uid_key(mr_study))
+    assert (verdict.eligible, verdict.reason_code) == (False, "NO_DYNAMIC_SERIES")
+
+
+def assert_stored_like_sources(store: InstanceStore, sources: list[Path]) -> None:
+    """Every source is indexed; its stored data set equals the source's (pixel data bytes included)."""
+    for path in sources:
+        sop_uid = str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
+        assert_stored_like_source(store.root, store.index, sop_uid, path)
 
 
 # name -> (accepted?, reason when refused); every accepted file must decode like its source
@@ -485,7 +511,6 @@ def test_silent_and_idle_peers_are_cut_off_by_the_timeouts(tmp_path: Path) -> No
 def test_audit_events_name_ae_ip_and_instances_per_study_without_patient_data(
     scp: tuple[ListenerSCP, InstanceStore], sts_ct_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import json
     import logging
 
     listener, _ = scp
