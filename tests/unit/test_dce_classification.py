@@ -145,6 +145,44 @@ def test_vendor_series_that_are_not_phases_are_marked(
     assert extra_uid not in {p.series_uid for p in result.phases}
 
 
+@pytest.mark.parametrize(
+    ("vendor", "describe"),
+    [
+        ("GE", lambda n: (f"Ph{n}/Ax VIBRANT MPh", "VIBRANT MPh BREAST")),
+        ("Siemens", lambda _n: ("t1_fl3d_tra_dynaVIEWS_spair", "t1_fl3d_tra_dynaVIEWS_spair")),  # identical names
+        ("Philips", lambda n: (f"DYN_eTHRIVE_{n}", "DYN eTHRIVE SENSE")),
+    ],
+)
+def test_vendor_named_phase_series_are_ordered_by_time(
+    per_phase: PhantomStudy, vendor: str, describe: Callable[[int], tuple[str, str]]
+) -> None:
+    """One series per phase, named as GE, Siemens and Philips scanners name them: the phases are found
+    and ordered by acquisition time, whatever the names say (the phantom's body part stays BREAST)."""
+    phase_of = {path: n for n, files in enumerate(per_phase.phase_files, start=1) for path in files}
+    renamed = [
+        dataclasses.replace(
+            i, series_description=describe(phase_of[i.path])[0], protocol_name=describe(phase_of[i.path])[1]
+        )
+        for i in infos_of(per_phase)
+    ]
+    result = classify_dce(renamed)
+    assert result.eligible and len(result.phases) == 6, (vendor, result.reason)
+    assert [p.time_from_pre_s for p in result.phases] == pytest.approx(expected_times(per_phase)[0])
+    assert [p.role for p in result.phases] == [PhaseRole.PRE_CONTRAST] + [PhaseRole.POST_CONTRAST] * 5
+    for phase, files in zip(result.phases, per_phase.phase_files, strict=True):
+        assert sorted(phase.paths) == sorted(files)
+
+
+def test_philips_multi_phase_series_is_split_by_temporal_position(multi_phase: PhantomStudy) -> None:
+    renamed = [
+        dataclasses.replace(i, series_description="DYN_eTHRIVE SENSE", protocol_name="DYN eTHRIVE")
+        for i in infos_of(multi_phase)
+    ]
+    result = classify_dce(renamed)
+    assert result.eligible and result.layout == "multi-phase" and len(result.phases) == 6, result.reason
+    assert [p.time_from_pre_s for p in result.phases] == pytest.approx(expected_times(multi_phase)[0])
+
+
 def test_study_without_dynamic_series_says_why(shared_data: Path) -> None:
     mr = sorted((shared_data / "ibsi/ibsi_validation/dicom/STS_001/MR_T1").rglob("*.dcm"))
     result = classify_study_files(mr)
