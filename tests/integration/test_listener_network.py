@@ -4,6 +4,7 @@ DICOM TLS, access control, association limits and timeouts; send_instances again
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import ssl
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from prometheus_client import REGISTRY
 from pydicom.dataset import Dataset
 from pydicom.uid import ImplicitVRLittleEndian
 from pynetdicom import AE
@@ -423,17 +425,26 @@ def _access_scp(tmp_path: Path, **kwargs: object) -> tuple[ListenerSCP, Instance
     return listener, store
 
 
-def test_calling_ae_and_peer_allow_lists_reject_unknown_callers(tmp_path: Path) -> None:
+def test_calling_ae_and_peer_allow_lists_reject_unknown_callers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from oncohabitat.listener.access import AccessPolicy, parse_networks
 
     listener, store = _access_scp(
         tmp_path / "ae", access=AccessPolicy(calling_ae_titles=frozenset({"PACS"})), require_called_aet=True
     )
+    refused = "oncohabitat_listener_associations_total"
+    before = REGISTRY.get_sample_value(refused, {"outcome": "calling_ae_not_allowed"}) or 0.0
     try:
         ae = AE(ae_title="INTRUDER")
         ae.add_requested_context(Verification)
-        rejected = ae.associate("127.0.0.1", listener.port, ae_title="ONCOTEST")
+        with caplog.at_level(logging.INFO, logger="oncohabitat.listener.audit"):
+            rejected = ae.associate("127.0.0.1", listener.port, ae_title="ONCOTEST")
         assert rejected.is_rejected
+        (event,) = [r for r in caplog.records if getattr(r, "audit_event", "") == "association_rejected"]
+        assert (event.audit_calling_ae, event.audit_peer_ip) == ("INTRUDER", "127.0.0.1")  # type: ignore[attr-defined]
+        assert event.audit_reason == "calling_ae_not_allowed"  # type: ignore[attr-defined]
+        assert REGISTRY.get_sample_value(refused, {"outcome": "calling_ae_not_allowed"}) == before + 1
         pacs = AE(ae_title="PACS")
         pacs.add_requested_context(Verification)
         wrong_called = pacs.associate("127.0.0.1", listener.port, ae_title="SOMEONE")
@@ -450,6 +461,19 @@ def test_calling_ae_and_peer_allow_lists_reject_unknown_callers(tmp_path: Path) 
         peer = RawPeer("127.0.0.1", listener.port, timeout_s=5)
         assert peer.closed_by_peer(5.0)  # dropped before any byte is read
         peer.close()
+    finally:
+        listener.stop()
+        store.close()
+        store.index.close()
+    listener, store = _access_scp(
+        tmp_path / "ip-ok", access=AccessPolicy(peer_networks=parse_networks(["10.0.0.0/8", "127.0.0.0/8"]))
+    )
+    try:
+        ae = AE(ae_title="PACS")
+        ae.add_requested_context(Verification)
+        allowed = ae.associate("127.0.0.1", listener.port, ae_title="ONCOTEST")
+        assert allowed.is_established and allowed.send_c_echo().Status == 0  # type: ignore[attr-defined]
+        allowed.release()
     finally:
         listener.stop()
         store.close()
@@ -511,7 +535,6 @@ def test_silent_and_idle_peers_are_cut_off_by_the_timeouts(tmp_path: Path) -> No
 def test_audit_events_name_ae_ip_and_instances_per_study_without_patient_data(
     scp: tuple[ListenerSCP, InstanceStore], sts_ct_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import logging
 
     listener, _ = scp
     files = sorted((sts_ct_dir / "image").glob("*.dcm"))[:3]
@@ -530,3 +553,33 @@ def test_audit_events_name_ae_ip_and_instances_per_study_without_patient_data(
     assert stored == {uid_key(study): 3}
     text = " ".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
     assert patient_id not in text and study not in text
+
+
+def test_metrics_follow_associations_and_stored_bytes(scp: tuple[ListenerSCP, InstanceStore], sts_ct_dir: Path) -> None:
+    listener, store = scp
+    files = sorted((sts_ct_dir / "image").glob("*.dcm"))[:3]
+    active = "oncohabitat_listener_active_associations"
+    stored_bytes = "oncohabitat_listener_bytes_stored_total"
+    bytes_before = REGISTRY.get_sample_value(stored_bytes) or 0.0
+    active_before = REGISTRY.get_sample_value(active) or 0.0  # process-wide: other tests' listeners count too
+    ae = AE(ae_title="TESTSCU")
+    ae.add_requested_context(CTImageStorage, ImplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", listener.port, ae_title="ONCOTEST")
+    assert assoc.is_established
+    try:
+        assert REGISTRY.get_sample_value(active) == active_before + 1
+        for path in files:
+            assert assoc.send_c_store(pydicom.dcmread(path)).Status == 0  # type: ignore[attr-defined]
+    finally:
+        assoc.release()
+    deadline = time.monotonic() + 5
+    while REGISTRY.get_sample_value(active) != active_before:
+        assert time.monotonic() < deadline, "the closed association is still counted"
+        time.sleep(0.02)
+    assert store.flush()
+    sizes = 0
+    for path in files:
+        record = store.index.get_instance(str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID))
+        assert record is not None
+        sizes += store.path_of(record).stat().st_size
+    assert REGISTRY.get_sample_value(stored_bytes) == bytes_before + sizes

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from oncohabitat.common.errors import InvalidInputError, NotFoundError, PreconditionError
 from oncohabitat.listener import audit, status
@@ -119,8 +120,15 @@ def test_disk_guard_caches_measurements_and_logs_transitions(tmp_path: Path, cap
         free["b"] = 60
         assert guard.accepting()
     assert probes == [100, 10, 60]
+    assert REGISTRY.get_sample_value("oncohabitat_listener_disk_free_bytes") == 60  # the last measurement
+    assert REGISTRY.get_sample_value("oncohabitat_listener_disk_low") == 0
+    now["t"] = 4.0
+    free["b"] = 5
+    assert not guard.accepting()
+    assert REGISTRY.get_sample_value("oncohabitat_listener_disk_free_bytes") == 5
+    assert REGISTRY.get_sample_value("oncohabitat_listener_disk_low") == 1
     messages = [r.getMessage() for r in caplog.records]
-    assert sum("below the watermark" in m for m in messages) == 1 and sum("back above" in m for m in messages) == 1
+    assert sum("below the watermark" in m for m in messages) == 2 and sum("back above" in m for m in messages) == 1
     assert DiskGuard(tmp_path, 0, probe=lambda _p: 0).accepting()  # watermark 0 = off
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from prometheus_client import REGISTRY
 
 from oncohabitat.listener import classify as classify_module
 from oncohabitat.listener import status
@@ -121,9 +122,16 @@ def test_study_completes_only_after_quiet_period(listener: Listener, clock: Fake
     for path in ct_files[2:]:
         listener.ingest(path)
     clock.advance(QUIET_S + 0.01)
+    latency = "oncohabitat_listener_study_completion_seconds"
+    count, total = (REGISTRY.get_sample_value(f"{latency}{suffix}") or 0.0 for suffix in ("_count", "_sum"))
+    completions = REGISTRY.get_sample_value("oncohabitat_listener_studies_completed_total") or 0.0
     assert monitor.run_once() == [key]
     study = listener.index.get_study(key)
     assert study is not None
+    assert REGISTRY.get_sample_value(f"{latency}_count") == count + 1
+    # first instance to completion on the fake clock: 0.4 s + 0.4 s + the quiet period
+    assert REGISTRY.get_sample_value(f"{latency}_sum") == pytest.approx(total + 0.8 + QUIET_S + 0.01)
+    assert REGISTRY.get_sample_value("oncohabitat_listener_studies_completed_total") == completions + 1
     assert study.state is StudyState.COMPLETE
     assert study.instance_count == len(ct_files)
     assert study.content_digest == expected_digest(ct_files, listener)
