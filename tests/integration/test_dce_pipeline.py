@@ -10,10 +10,12 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
+from oncohabitat.listener.identifiers import uid_key
 from oncohabitat.phantom import generate_study
-from oncohabitat.v1 import pipeline_pb2
+from oncohabitat.v1 import listener_pb2, pipeline_pb2
 from tests.support.dcmtk import storescu
 from tests.support.platform import Platform
 
@@ -56,3 +58,35 @@ def test_phantom_dce_study_runs_through_segmentation_and_regions(
         round(t - study.injection_time_s) for t in study.phase_times_s
     ]
     assert not any(p["resampled"] for p in loaded["phases"])
+
+
+def test_admin_api_over_grpc_lists_shows_and_resubmits_a_study(platform: Platform, tmp_path: Path) -> None:
+    """ListStudies / GetStudy / ResubmitStudy through a real gRPC channel to the running listener."""
+    study = generate_study(tmp_path / "study", size="small", seed=777, layout="multi-phase", trigger_time=True)
+    jobs_before = len(platform.pipeline().ListJobs(pipeline_pb2.ListJobsRequest(), timeout=5).jobs)
+    pushed = storescu(platform.dicom_port, [study.dicom_dir])
+    assert pushed.returncode == 0, pushed.stderr
+    platform.wait_for_jobs(jobs_before + 1, timeout_s=240)
+    admin = platform.listener_admin()
+    key = uid_key(study.study_instance_uid)
+    listed = admin.ListStudies(
+        listener_pb2.ListStudiesRequest(state=listener_pb2.STUDY_STATE_HANDED_OFF, page_size=100), timeout=5
+    )
+    assert key in {s.study_key for s in listed.studies}
+    summary = admin.GetStudy(listener_pb2.GetStudyRequest(study_key=key), timeout=5)
+    assert summary.state == listener_pb2.STUDY_STATE_HANDED_OFF and summary.job_id
+    assert summary.instance_count == sum(map(len, study.phase_files)) and summary.reason.startswith("ELIGIBLE")
+    (series,) = summary.series
+    assert series.classification == "dynamic-multiphase"
+    phases = sorted(series.phases, key=lambda p: p.index)
+    assert [round(p.time_offset_s) for p in phases] == [round(t) for t in study.phase_times_s]
+    assert [round(p.time_after_injection_s) for p in phases] == [
+        round(t - study.injection_time_s) for t in study.phase_times_s
+    ]
+    assert study.study_instance_uid not in str(summary)
+    resubmitted = admin.ResubmitStudy(listener_pb2.ResubmitStudyRequest(study_key=key), timeout=10)
+    assert resubmitted.job_id and resubmitted.job_id != summary.job_id
+    platform.wait_for_jobs(jobs_before + 2, timeout_s=240)
+    with pytest.raises(grpc.RpcError) as missing:
+        admin.GetStudy(listener_pb2.GetStudyRequest(study_key="0" * 32), timeout=5)
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND

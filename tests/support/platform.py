@@ -15,7 +15,7 @@ import grpc
 from oncohabitat.common.health_client import check_health
 from oncohabitat.common.topology import SERVICES, spec
 from oncohabitat.launcher import RunningService, platform_environment, start_services, stop_services
-from oncohabitat.v1 import pipeline_pb2, pipeline_pb2_grpc
+from oncohabitat.v1 import listener_pb2_grpc, pipeline_pb2, pipeline_pb2_grpc
 from tests.conftest import free_port
 
 
@@ -84,6 +84,10 @@ class Platform:
     def pipeline(self) -> pipeline_pb2_grpc.PipelineStub:
         """A stub for the public API (plain channel: tests see failures as they are)."""
         return pipeline_pb2_grpc.PipelineStub(grpc.insecure_channel(self.address("orchestrator")))
+
+    def listener_admin(self) -> listener_pb2_grpc.ListenerAdminStub:
+        """A stub for the listener's admin API (plain channel)."""
+        return listener_pb2_grpc.ListenerAdminStub(grpc.insecure_channel(self.address("listener")))
 
     def wait_for_jobs(self, count: int, timeout_s: float = 60.0) -> list[pipeline_pb2.Job]:
         """Wait until ``count`` jobs exist and all are finished; returns them."""

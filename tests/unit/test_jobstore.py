@@ -314,3 +314,64 @@ def test_timestamps_are_fixed_width_utc() -> None:
     assert parse_rfc3339(format_rfc3339(moment)) == moment
     with pytest.raises(ValueError, match="naive"):
         format_rfc3339(datetime(2024, 1, 1))
+
+
+def test_a_rerun_of_finished_content_is_a_new_job_and_plain_submits_find_the_newest(store: SqliteJobStore) -> None:
+    first, created = store.submit("s", digest("x"), {"model_ids": []})
+    assert created
+    assert store.submit("s", digest("x"), {}, rerun=True) == (first, False)  # still QUEUED: no second run
+    store.claim_next("w1", lease_s=30)
+    assert store.submit("s", digest("x"), {}, rerun=True) == (first, False)  # RUNNING: the same
+    assert store.finish(first, JobState.NEEDS_REVIEW, "NO_MODEL", worker_id="w1")
+    second, created = store.submit("s", digest("x"), {"model_ids": ["new"]}, rerun=True)
+    assert created and second != first
+    job = store.get(second)
+    assert job is not None and job.state is JobState.QUEUED and job.request == {"model_ids": ["new"]}
+    assert [e.reason for e in store.events_since(second)] == ["re-run requested"]
+    old = store.get(first)
+    assert old is not None and old.state is JobState.NEEDS_REVIEW  # the first run and its history stay
+    assert store.submit("s", digest("x"), {}) == (second, False)  # an ordinary re-send finds the newest run
+
+
+def test_a_version_1_database_is_migrated_with_its_jobs_results_and_events(db_path: Path, clock: FakeClock) -> None:
+    db_path.parent.mkdir(parents=True)
+    now = "2024-05-01T12:00:00.000000Z"
+    with sqlite3.connect(db_path) as raw:  # the schema of version 1, as an earlier release left it
+        raw.executescript(
+            """
+            CREATE TABLE schema_version (version INTEGER NOT NULL PRIMARY KEY, applied_at TEXT NOT NULL);
+            CREATE TABLE jobs (
+                job_id TEXT NOT NULL PRIMARY KEY, study_key TEXT NOT NULL, content_digest TEXT NOT NULL,
+                state TEXT NOT NULL, stage TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '',
+                attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at TEXT NOT NULL, lease_owner TEXT,
+                lease_expires_at TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, request_json TEXT NOT NULL,
+                UNIQUE (study_key, content_digest));
+            CREATE TABLE stage_results (
+                job_id TEXT NOT NULL REFERENCES jobs (job_id) ON DELETE CASCADE, stage TEXT NOT NULL,
+                seq INTEGER NOT NULL, result_json TEXT NOT NULL, finished_at TEXT NOT NULL,
+                PRIMARY KEY (job_id, stage));
+            CREATE TABLE job_events (
+                job_id TEXT NOT NULL REFERENCES jobs (job_id) ON DELETE CASCADE, seq INTEGER NOT NULL,
+                state TEXT NOT NULL, stage TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL,
+                PRIMARY KEY (job_id, seq));
+            """
+        )
+        raw.execute("INSERT INTO schema_version VALUES (1, ?)", (now,))
+        raw.execute(
+            "INSERT INTO jobs VALUES ('a' || hex(zeroblob(15)), 's', ?, 'DONE', 'export', '', 1, ?, NULL, NULL, ?, ?, "
+            "'{}')",
+            (digest("x"), now, now, now),
+        )
+        job_id = raw.execute("SELECT job_id FROM jobs").fetchone()[0]
+        raw.execute("INSERT INTO stage_results VALUES (?, 'load', 1, '{\"n\": 3}', ?)", (job_id, now))
+        raw.execute("INSERT INTO job_events VALUES (?, 1, 'QUEUED', '', '', ?)", (job_id, now))
+    with SqliteJobStore(db_path, clock=clock) as migrated:
+        assert migrated.schema_version() == SCHEMA_VERSION == 2
+        job = migrated.get(job_id)
+        assert job is not None and job.state is JobState.DONE
+        assert migrated.load_stage_results(job_id) == {"load": {"n": 3}}  # children kept (no cascade)
+        assert [e.seq for e in migrated.events_since(job_id)] == [1]
+        assert migrated.submit("s", digest("x"), {}) == (job_id, False)
+        rerun, created = migrated.submit("s", digest("x"), {}, rerun=True)
+        assert created and rerun != job_id
+        assert migrated.pragmas()["foreign_keys"] == 1

@@ -4,7 +4,7 @@ structured audit events."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,12 @@ def admin(tmp_path: Path) -> Iterator[tuple[ListenerAdminServicer, InstanceStore
     index = StudyIndex(root / INDEX_FILE)
     store = InstanceStore(root, index, clock=clock)
     calls: list[str] = []
-    outbox = Outbox(index, root, lambda key, digest, paths: calls.append(key) or f"job-{digest[:6]}", clock=clock)
+
+    def handoff(key: str, digest: str, _paths: Sequence[Path], rerun: bool = False) -> str:
+        calls.append(f"{key} rerun" if rerun else key)
+        return f"job-{digest[:6]}"
+
+    outbox = Outbox(index, root, handoff, clock=clock)
     monitor = CompletionMonitor(index, quiet_period_s=1.0, clock=clock, classifier=DceStudyClassifier(index, root))
     study = generate_study(tmp_path / "phantom", size="small", seed=8, layout="multi-phase")
     for path in sorted(study.dicom_dir.rglob("*.dcm")):
@@ -75,7 +80,7 @@ def test_admin_lists_shows_and_resubmits(admin: tuple[ListenerAdminServicer, Ins
     assert [p.index for p in series.phases] == [0, 1, 2, 3, 4, 5]
     assert series.phases[0].role == common_pb2.PHASE_ROLE_PRE_CONTRAST and series.phases[3].time_offset_s == 240.0
     job = servicer.ResubmitStudy(listener_pb2.ResubmitStudyRequest(study_key=listed.study_key), context).job_id
-    assert job.startswith("job-") and calls == [listed.study_key]
+    assert job.startswith("job-") and calls == [f"{listed.study_key} rerun"]  # an operator's re-run
     completed = servicer.ListStudies(
         listener_pb2.ListStudiesRequest(state=listener_pb2.STUDY_STATE_HANDED_OFF), context
     ).studies

@@ -46,9 +46,11 @@ class RecordingHandoff:
         self.failures = failures
         self.exc = exc or ConnectionError("orchestrator unavailable")
         self.calls: list[tuple[str, str, list[Path]]] = []
+        self.reruns: list[bool] = []
 
-    def __call__(self, study_key: str, content_digest: str, instance_paths: Sequence[Path]) -> str:
+    def __call__(self, study_key: str, content_digest: str, instance_paths: Sequence[Path], rerun: bool = False) -> str:
         self.calls.append((study_key, content_digest, list(instance_paths)))
+        self.reruns.append(rerun)
         if self.failures > 0:
             self.failures -= 1
             raise self.exc
@@ -259,6 +261,7 @@ def test_rejected_handoff_is_not_retried(listener: Listener, clock: FakeClock, c
     assert "no eligible model" in study.reason
     assert len(handoff.calls) == 1
     assert outbox.resubmit(key) == "job-2"
+    assert handoff.reruns == [False, True]  # the automatic hand-off, then the operator's re-run
     study = listener.index.get_study(key)
     assert study is not None and study.state is StudyState.HANDED_OFF and study.job_id == "job-2"
 

@@ -162,7 +162,7 @@ def test_late_instance_reruns_by_default_and_identical_resend_does_nothing(
     node: Node, clock: Clock, phantom: PhantomStudy
 ) -> None:
     monitor = CompletionMonitor(node.index, quiet_period_s=QUIET_S, clock=clock)
-    outbox = Outbox(node.index, node.root, lambda key, digest, paths: f"job-{digest[:8]}", clock=clock)
+    outbox = Outbox(node.index, node.root, lambda key, digest, paths, rerun=False: f"job-{digest[:8]}", clock=clock)
     key = node.ingest(all_files(phantom)[:-1])
     clock.now += QUIET_S
     monitor.run_once()
@@ -189,7 +189,9 @@ def test_hold_policy_keeps_the_result_and_counts_the_late_instance(
     try:
         monitor = CompletionMonitor(node.index, quiet_period_s=QUIET_S, clock=clock)
         calls: list[int] = []
-        outbox = Outbox(node.index, node.root, lambda k, d, paths: calls.append(len(paths)) or f"job-{d[:8]}")
+        outbox = Outbox(
+            node.index, node.root, lambda k, d, paths, rerun=False: calls.append(len(paths)) or f"job-{d[:8]}"
+        )
         key = node.ingest(all_files(phantom)[:-1])
         clock.now += QUIET_S
         monitor.run_once()

@@ -31,10 +31,10 @@ class GrpcHandoff:
         self._channel = make_channel(address, "oncohabitat.v1.Pipeline", timeout_s=timeout_s)
         self._stub = pipeline_pb2_grpc.PipelineStub(self._channel)
 
-    def __call__(self, study_key: str, content_digest: str, instance_paths: Sequence[Path]) -> str:
+    def __call__(self, study_key: str, content_digest: str, instance_paths: Sequence[Path], rerun: bool = False) -> str:
         relative = [str(Path(p).resolve().relative_to(self._store_root)) for p in instance_paths]
         request = pipeline_pb2.SubmitStudyRequest(
-            study_key=study_key, content_digest=content_digest, instance_paths=relative
+            study_key=study_key, content_digest=content_digest, instance_paths=relative, rerun=rerun
         )
         try:
             response = self._stub.SubmitStudy(request, timeout=self._timeout_s)

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from oncohabitat.listener import metrics
 from oncohabitat.listener._worker import PollingWorker
@@ -28,8 +29,17 @@ from oncohabitat.listener.index import StudyIndex, StudyRecord, StudyState
 
 _LOG = logging.getLogger(__name__)
 
-#: ``handoff(study_key, content_digest, instance_paths) -> job_id``; paths are absolute files.
-HandoffFn = Callable[[str, str, Sequence[Path]], str]
+
+class HandoffFn(Protocol):
+    """``handoff(study_key, content_digest, instance_paths, rerun=False) -> job_id``; paths are absolute files.
+
+    ``rerun``: an operator's re-submission (:meth:`Outbox.resubmit`): the receiver runs content whose
+    job has finished again, as a new job; otherwise the same content gets the same job.
+    """
+
+    def __call__(
+        self, study_key: str, content_digest: str, instance_paths: Sequence[Path], rerun: bool = False
+    ) -> str: ...
 
 
 class Outbox:
@@ -81,14 +91,18 @@ class Outbox:
         return succeeded
 
     def resubmit(self, study_key: str) -> str | None:
-        """Queue a COMPLETE/HANDED_OFF/REJECTED study again and hand it off now.
+        """Queue a COMPLETE/HANDED_OFF/REJECTED study again and hand it off now as a re-run.
+
+        The receiver runs the study again as a new job even when its content is unchanged (e.g. after
+        a model bundle was added), unless that content's job is still queued or running.
 
         Returns the job id, or None when the study is unknown, still RECEIVING, or the attempt
-        failed (it then stays queued and is retried with backoff).
+        failed (the study then stays queued and its hand-off is retried with backoff as an ordinary
+        one, which finds the content's newest job: a re-run needs a successful call).
         """
         if self._index.requeue(study_key, self._clock()) is None:
             return None
-        return self._handoff_one(study_key)
+        return self._handoff_one(study_key, rerun=True)
 
     def wake(self) -> None:
         """Check for due hand-offs now (e.g. right after a study completed)."""
@@ -102,17 +116,20 @@ class Outbox:
         """Stop the background thread (waits for an in-flight hand-off up to ``timeout_s``)."""
         self._worker.stop(timeout_s)
 
-    def _handoff_one(self, study_key: str) -> str | None:
+    def _handoff_one(self, study_key: str, *, rerun: bool = False) -> str | None:
         with self._handoff_lock:
             study = self._index.get_study(study_key)
             if study is None or study.state is not StudyState.COMPLETE or study.content_digest is None:
                 return study.job_id if study is not None and study.state is StudyState.HANDED_OFF else None
-            return self._attempt(study, study.content_digest)
+            return self._attempt(study, study.content_digest, rerun=rerun)
 
-    def _attempt(self, study: StudyRecord, digest: str) -> str | None:
+    def _attempt(self, study: StudyRecord, digest: str, *, rerun: bool = False) -> str | None:
         paths = [self._root / record.path for record in self._index.instances(study.study_key)]
         try:
-            job_id = self._handoff(study.study_key, digest, paths)
+            if rerun:
+                job_id = self._handoff(study.study_key, digest, paths, rerun=True)
+            else:
+                job_id = self._handoff(study.study_key, digest, paths)
             if not job_id:
                 raise ValueError("hand-off returned an empty job id")
         except HandoffRejectedError as exc:

@@ -39,7 +39,7 @@ class _FileHandoff:
         self._failures_left = failures
         self._lock = threading.Lock()
 
-    def __call__(self, study_key: str, content_digest: str, instance_paths: Sequence[Path]) -> str:
+    def __call__(self, study_key: str, content_digest: str, instance_paths: Sequence[Path], rerun: bool = False) -> str:
         with self._lock:
             if self._failures_left > 0:
                 self._failures_left -= 1

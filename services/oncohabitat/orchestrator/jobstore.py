@@ -1,6 +1,7 @@
 """Durable job store: the :class:`JobStore` protocol and its SQLite implementation.
 
-Three tables: ``jobs`` (one row per (study_key, content_digest)), ``stage_results`` (one row per finished
+Three tables: ``jobs`` (one row per (study_key, content_digest, run): ``run`` 0 is the study content's job,
+an operator's re-run adds the next; see :meth:`SqliteJobStore.submit`), ``stage_results`` (one row per finished
 stage, primary key (job_id, stage), so each stage result is persisted exactly once; ``seq`` keeps their
 order) and ``job_events`` (numbered state/stage changes for ``WatchJob``). A worker *claims* a job with a
 time-limited lease; a job whose lease expired (its worker died, e.g. ``kill -9``) is claimable again, which
@@ -113,6 +114,42 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         ),
     ),
 )
+# Version 2 adds ``run`` to the jobs' unique key (re-runs of the same content). SQLite cannot change a table
+# constraint in place, so the table is rebuilt (SQLite's documented procedure, foreign keys off meanwhile).
+_REBUILD_MIGRATIONS = frozenset({2})
+_MIGRATIONS = (
+    *_MIGRATIONS,
+    (
+        2,
+        (
+            """
+            CREATE TABLE jobs_v2 (
+                job_id TEXT NOT NULL PRIMARY KEY,
+                study_key TEXT NOT NULL,
+                content_digest TEXT NOT NULL,
+                run INTEGER NOT NULL DEFAULT 0 CHECK (run >= 0),
+                state TEXT NOT NULL CHECK (state IN
+                    ('QUEUED', 'RUNNING', 'DONE', 'NEEDS_REVIEW', 'FAILED', 'CANCELLED')),
+                stage TEXT NOT NULL DEFAULT '',
+                reason TEXT NOT NULL DEFAULT '',
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at TEXT NOT NULL,
+                lease_owner TEXT,
+                lease_expires_at TEXT,
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL,
+                request_json TEXT NOT NULL,
+                UNIQUE (study_key, content_digest, run)
+            )
+            """,
+            f"INSERT INTO jobs_v2 ({_JOB_COLUMNS}, run) SELECT {_JOB_COLUMNS}, 0 FROM jobs",
+            "DROP TABLE jobs",
+            "ALTER TABLE jobs_v2 RENAME TO jobs",
+            "CREATE INDEX IF NOT EXISTS jobs_state_due_idx ON jobs (state, next_attempt_at)",
+            "CREATE INDEX IF NOT EXISTS jobs_created_idx ON jobs (created_at)",
+        ),
+    ),
+)
 SCHEMA_VERSION = _MIGRATIONS[-1][0]
 
 # A job is due when QUEUED and its retry time has come, or RUNNING with an expired lease (dead worker).
@@ -122,8 +159,10 @@ _DUE_CONDITION = "next_attempt_at <= ? AND (state = ? OR (state = ? AND lease_ex
 class JobStore(Protocol):
     """Durable, multi-worker job storage (see the module docstring for semantics)."""
 
-    def submit(self, study_key: str, content_digest: str, request: Mapping[str, Any]) -> tuple[str, bool]:
-        """Queue a job; idempotent per (study_key, content_digest). Returns (job_id, created)."""
+    def submit(
+        self, study_key: str, content_digest: str, request: Mapping[str, Any], *, rerun: bool = False
+    ) -> tuple[str, bool]:
+        """Queue a job; idempotent per (study_key, content_digest) unless ``rerun``. Returns (job_id, created)."""
         ...
 
     def get(self, job_id: str) -> Job | None:
@@ -286,21 +325,32 @@ class SqliteJobStore:
     # ------------------------------------------------------------------ schema
 
     def _migrate(self) -> None:
+        """Apply the pending migrations, each in its own transaction (a table rebuild with foreign keys off)."""
         with self._write() as conn:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL PRIMARY KEY, "
                 "applied_at TEXT NOT NULL)"
             )
             applied = {int(row[0]) for row in conn.execute("SELECT version FROM schema_version")}
-            for version, statements in _MIGRATIONS:
-                if version in applied:
-                    continue
-                for statement in statements:
-                    conn.execute(statement)
-                conn.execute(
-                    "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)", (version, self._now_text())
-                )
-                logger.info("job store schema migrated to version %d", version)
+        for version, statements in _MIGRATIONS:
+            if version in applied:
+                continue
+            rebuild = version in _REBUILD_MIGRATIONS
+            if rebuild:  # outside a transaction, or it is ignored; else DROP TABLE would cascade to the children
+                self._open_conn().execute("PRAGMA foreign_keys = OFF")
+            try:
+                with self._write() as conn:
+                    for statement in statements:
+                        conn.execute(statement)
+                    if rebuild and conn.execute("PRAGMA foreign_key_check").fetchall():
+                        raise JobStoreUnavailableError(f"schema migration {version} broke a foreign key")
+                    conn.execute(
+                        "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)", (version, self._now_text())
+                    )
+            finally:
+                if rebuild:
+                    self._open_conn().execute("PRAGMA foreign_keys = ON")
+            logger.info("job store schema migrated to version %d", version)
 
     def schema_version(self) -> int:
         """Highest applied schema migration."""
@@ -332,17 +382,22 @@ class SqliteJobStore:
 
     # ------------------------------------------------------------------ API
 
-    def submit(self, study_key: str, content_digest: str, request: Mapping[str, Any]) -> tuple[str, bool]:
+    def submit(
+        self, study_key: str, content_digest: str, request: Mapping[str, Any], *, rerun: bool = False
+    ) -> tuple[str, bool]:
         """Queue a job for a study's content; the same (study_key, content_digest) returns the existing job.
 
         Args:
             study_key: Opaque study key (non-empty, at most 256 characters; never a patient identifier).
             content_digest: Hex SHA-256 of the study content (64 hex digits; stored lower case).
             request: JSON-serialisable submission parameters (no patient-identifier keys).
+            rerun: an operator's re-run: when this content's newest job has finished, queue a new job
+                (next ``run``, new job id) with ``request``; while it is QUEUED or RUNNING it is returned.
 
         Returns:
             (job_id, created): ``created`` is False when an identical submission already existed, whatever
-            its state (its request is kept).
+            its state (its request is kept), and for a re-run of an active job. Without ``rerun`` the
+            newest job of the content is returned.
         """
         key = _check_text(study_key, "study_key")
         digest = content_digest.lower() if isinstance(content_digest, str) else ""
@@ -352,18 +407,20 @@ class SqliteJobStore:
         now = self._now_text()
         job_id = uuid.uuid4().hex
         with self._write() as conn:
-            cursor = conn.execute(
-                f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, '', '', 0, ?, NULL, NULL, ?, ?, ?) "
-                "ON CONFLICT (study_key, content_digest) DO NOTHING",
-                (job_id, key, digest, JobState.QUEUED.value, now, now, now, request_json),
-            )
-            if cursor.rowcount == 1:
-                self._append_event(conn, job_id, JobState.QUEUED, "", "", now)
-                return job_id, True
-            row = conn.execute(
-                "SELECT job_id FROM jobs WHERE study_key = ? AND content_digest = ?", (key, digest)
+            newest = conn.execute(
+                "SELECT job_id, run, state FROM jobs WHERE study_key = ? AND content_digest = ? "
+                "ORDER BY run DESC LIMIT 1",
+                (key, digest),
             ).fetchone()
-            return str(row["job_id"]), False
+            if newest is not None and (not rerun or JobState(newest["state"]) in ACTIVE_STATES):
+                return str(newest["job_id"]), False
+            run = 0 if newest is None else int(newest["run"]) + 1
+            conn.execute(
+                f"INSERT INTO jobs ({_JOB_COLUMNS}, run) VALUES (?, ?, ?, ?, '', '', 0, ?, NULL, NULL, ?, ?, ?, ?)",
+                (job_id, key, digest, JobState.QUEUED.value, now, now, now, request_json, run),
+            )
+            self._append_event(conn, job_id, JobState.QUEUED, "", "re-run requested" if run else "", now)
+            return job_id, True
 
     def get(self, job_id: str) -> Job | None:
         """The job, or None when unknown."""

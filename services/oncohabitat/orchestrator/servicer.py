@@ -66,7 +66,7 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServicer):
         self, request: pipeline_pb2.SubmitStudyRequest, context: grpc.ServicerContext
     ) -> pipeline_pb2.SubmitStudyResponse:
         payload = validate_submission(request)
-        job_id, created = self._store.submit(request.study_key, request.content_digest, payload)
+        job_id, created = self._store.submit(request.study_key, request.content_digest, payload, rerun=request.rerun)
         if created:
             self._on_submit()
         return pipeline_pb2.SubmitStudyResponse(job_id=job_id, created=created)

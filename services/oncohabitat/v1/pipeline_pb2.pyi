@@ -26,18 +26,20 @@ JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELLED: JobState
 
 class SubmitStudyRequest(_message.Message):
-    __slots__ = ("study_key", "content_digest", "model_ids", "export_destination", "instance_paths")
+    __slots__ = ("study_key", "content_digest", "model_ids", "export_destination", "instance_paths", "rerun")
     STUDY_KEY_FIELD_NUMBER: _ClassVar[int]
     CONTENT_DIGEST_FIELD_NUMBER: _ClassVar[int]
     MODEL_IDS_FIELD_NUMBER: _ClassVar[int]
     EXPORT_DESTINATION_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_PATHS_FIELD_NUMBER: _ClassVar[int]
+    RERUN_FIELD_NUMBER: _ClassVar[int]
     study_key: str
     content_digest: str
     model_ids: _containers.RepeatedScalarFieldContainer[str]
     export_destination: str
     instance_paths: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, study_key: _Optional[str] = ..., content_digest: _Optional[str] = ..., model_ids: _Optional[_Iterable[str]] = ..., export_destination: _Optional[str] = ..., instance_paths: _Optional[_Iterable[str]] = ...) -> None: ...
+    rerun: bool
+    def __init__(self, study_key: _Optional[str] = ..., content_digest: _Optional[str] = ..., model_ids: _Optional[_Iterable[str]] = ..., export_destination: _Optional[str] = ..., instance_paths: _Optional[_Iterable[str]] = ..., rerun: _Optional[bool] = ...) -> None: ...
 
 class SubmitStudyResponse(_message.Message):
     __slots__ = ("job_id", "created")
