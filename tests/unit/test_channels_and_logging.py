@@ -79,3 +79,18 @@ def test_text_log_lines_show_an_exception_without_its_message() -> None:
     assert "DOE" not in text and "1.2.840.99999.1" not in text
     assert "Traceback" in text and text.rstrip().endswith("ValueError")
     assert "test_text_log_lines_show_an_exception_without_its_message" in text  # the stack is kept
+
+
+def test_text_log_lines_show_a_chain_of_exceptions_cause_first_without_messages() -> None:
+    formatter = StackOnlyFormatter("%(message)s")
+    value = "^".join(("DOE", "JANE"))
+    try:
+        try:
+            raise KeyError(value)
+        except KeyError as cause:
+            raise RuntimeError(f"wrapped {value}") from cause
+    except RuntimeError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+    text = formatter.format(record)
+    assert "DOE" not in text
+    assert text.index("KeyError") < text.index("which led to:") < text.index("RuntimeError")

@@ -6,6 +6,7 @@ import hashlib
 import sqlite3
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -375,3 +376,66 @@ def test_a_version_1_database_is_migrated_with_its_jobs_results_and_events(db_pa
         rerun, created = migrated.submit("s", digest("x"), {}, rerun=True)
         assert created and rerun != job_id
         assert migrated.pragmas()["foreign_keys"] == 1
+
+
+def test_two_processes_migrating_the_same_database_at_once_both_open_it(db_path: Path, clock: FakeClock) -> None:
+    """Both read the applied versions before either migrates: the second finds version 2 applied and skips it."""
+    with SqliteJobStore(db_path, clock=clock) as first:
+        job_id, _ = first.submit("s", digest("x"), {})
+    with sqlite3.connect(db_path) as raw:  # back to "version 2 not applied" with the version-1 table layout
+        raw.execute("PRAGMA foreign_keys = OFF")
+        raw.execute("DELETE FROM schema_version WHERE version = 2")
+        raw.execute("CREATE TABLE jobs_v1 AS SELECT * FROM jobs")
+        raw.execute("DROP TABLE jobs")
+        raw.execute(
+            "CREATE TABLE jobs (job_id TEXT NOT NULL PRIMARY KEY, study_key TEXT NOT NULL,"
+            " content_digest TEXT NOT NULL, state TEXT NOT NULL, stage TEXT NOT NULL DEFAULT '',"
+            " reason TEXT NOT NULL DEFAULT '',"
+            " attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at TEXT NOT NULL, lease_owner TEXT,"
+            " lease_expires_at TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, request_json TEXT NOT NULL,"
+            " UNIQUE (study_key, content_digest))"
+        )
+        columns = "job_id, study_key, content_digest, state, stage, reason, attempts, next_attempt_at, lease_owner, "
+        columns += "lease_expires_at, created_at, updated_at, request_json"
+        raw.execute(f"INSERT INTO jobs ({columns}) SELECT {columns} FROM jobs_v1")
+        raw.execute("DROP TABLE jobs_v1")
+    both_read = threading.Barrier(2, timeout=10)
+
+    class ReadsThenWaits(SqliteJobStore):
+        """Waits after its first transaction (reading the applied versions) until the other store read too."""
+
+        @contextmanager
+        def _write(self) -> Iterator[sqlite3.Connection]:
+            with super()._write() as conn:
+                yield conn
+            if not getattr(self, "_waited", False):
+                self._waited = True
+                both_read.wait()
+
+    opened: list[SqliteJobStore] = []
+    errors: list[BaseException] = []
+
+    def open_store() -> None:
+        try:
+            opened.append(ReadsThenWaits(db_path, clock=clock))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == [] and len(opened) == 2
+    for store in opened:
+        assert store.schema_version() == SCHEMA_VERSION and store.get(job_id) is not None
+        store.close()
+
+
+def test_a_database_from_a_newer_build_is_refused(db_path: Path, clock: FakeClock) -> None:
+    with SqliteJobStore(db_path, clock=clock):
+        pass
+    with sqlite3.connect(db_path) as raw:
+        raw.execute("INSERT INTO schema_version VALUES (?, '2030-01-01T00:00:00.000000Z')", (SCHEMA_VERSION + 1,))
+    with pytest.raises(JobStoreUnavailableError, match="newer than this build"):
+        SqliteJobStore(db_path, clock=clock)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -361,3 +363,56 @@ def test_a_classification_that_raises_ends_the_study_with_a_reason(
     study = listener.index.get_study(key)
     assert study is not None and study.state is StudyState.REJECTED
     assert study.eligible is False and "CLASSIFICATION_FAILED" in (study.reason or "")
+
+
+def test_a_study_that_keeps_failing_is_logged_once_and_counted_every_time(
+    listener: Listener, clock: FakeClock, ct_files: list[Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    key = listener.ingest(ct_files[0])
+
+    def broken(_study_key: str) -> StudyVerdict:
+        raise RuntimeError("classifier bug")
+
+    monitor = CompletionMonitor(listener.index, quiet_period_s=QUIET_S, clock=clock, classifier=broken)
+    clock.advance(QUIET_S + 0.01)
+    errors = REGISTRY.get_sample_value("oncohabitat_listener_completion_errors_total") or 0.0
+    with caplog.at_level(logging.ERROR, logger="oncohabitat.listener.completion"):
+        for _ in range(3):
+            assert monitor.run_once() == []
+    assert REGISTRY.get_sample_value("oncohabitat_listener_completion_errors_total") == errors + 3
+    assert [r.getMessage() for r in caplog.records] == [
+        f"study {key}: completion failed (RuntimeError); retried at every poll"
+    ]
+
+
+def test_a_resubmission_is_not_overtaken_by_the_poller(
+    listener: Listener, clock: FakeClock, ct_files: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The background poller, running just after ResubmitStudy requeued the study, cannot hand it off first
+    (as an ordinary hand-off, which would find the finished job instead of re-running it)."""
+    key = listener.ingest(ct_files[0])
+    clock.advance(QUIET_S + 0.01)
+    CompletionMonitor(listener.index, quiet_period_s=QUIET_S, clock=clock).run_once()
+    calls: list[bool] = []
+
+    def handoff(_key: str, digest: str, _paths: Sequence[Path], rerun: bool = False) -> str:
+        calls.append(rerun)
+        return f"job-{len(calls)}"
+
+    outbox = Outbox(listener.index, listener.root, handoff, clock=clock)
+    outbox.run_once()  # the ordinary hand-off
+    requeue = listener.index.requeue
+    pollers: list[threading.Thread] = []
+
+    def requeue_then_poll(study_key: str, now: float) -> object:
+        result = requeue(study_key, now)
+        poller = threading.Thread(target=outbox.run_once)  # the poller wakes right here
+        poller.start()
+        poller.join(0.3)
+        pollers.append(poller)
+        return result
+
+    monkeypatch.setattr(listener.index, "requeue", requeue_then_poll)
+    assert outbox.resubmit(key) == "job-2"
+    pollers[0].join(10)
+    assert calls == [False, True]  # the re-run was the only hand-off after the requeue

@@ -93,12 +93,28 @@ class JsonFormatter(logging.Formatter):
 
 
 class StackOnlyFormatter(logging.Formatter):
-    """Text lines; an exception is shown as its stack and class, never its message (it may quote values)."""
+    """Text lines; an exception is shown as its stacks and classes, never its messages (they may quote values).
+
+    A chain (``raise ... from`` or an exception while handling another) is shown cause first, as Python does.
+    """
 
     def formatException(self, ei: Any) -> str:
-        exc_type, _exc, tb = ei
-        stack = "".join(traceback.format_tb(tb)) if tb is not None else ""
-        return f"Traceback (most recent call last):\n{stack}{exc_type.__name__ if exc_type else 'Exception'}"
+        exc_type, exc, tb = ei
+        if exc is None:
+            stack = "".join(traceback.format_tb(tb)) if tb is not None else ""
+            return f"Traceback (most recent call last):\n{stack}{exc_type.__name__ if exc_type else 'Exception'}"
+        chain: list[BaseException] = []
+        current: BaseException | None = exc
+        while current is not None and all(current is not seen for seen in chain):
+            chain.append(current)
+            current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+        parts = [
+            "Traceback (most recent call last):\n"
+            + "".join(traceback.format_tb(item.__traceback__))
+            + type(item).__name__
+            for item in reversed(chain)
+        ]
+        return "\n\nwhich led to:\n\n".join(parts)
 
 
 def configure_logging(service: str, level: str = "INFO", json_lines: bool = True) -> None:

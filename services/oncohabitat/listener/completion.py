@@ -116,6 +116,7 @@ class CompletionMonitor:
         self._classifier = classifier
         self._policy = handoff_policy
         self._has_pending = has_pending
+        self._failing: set[str] = set()  # studies whose last completion attempt raised
         interval = poll_interval_s if poll_interval_s is not None else min(1.0, quiet_period_s / 4)
         self._worker = PollingWorker("listener-completion", self.run_once, max(interval, 0.01))
 
@@ -142,9 +143,12 @@ class CompletionMonitor:
             try:
                 if self._complete(study_key, last_received_at, now):
                     ended.append(study_key)
+                self._failing.discard(study_key)
             except Exception as exc:  # noqa: BLE001 - one study's failure must not stall the others
                 metrics.COMPLETION_ERRORS.inc()
-                _LOG.error("study %s: completion failed (%s); retried at the next poll", study_key, type(exc).__name__)
+                if study_key not in self._failing:  # logged once per failing spell; every failure is counted
+                    self._failing.add(study_key)
+                    _LOG.error("study %s: completion failed (%s); retried at every poll", study_key, type(exc).__name__)
         return ended
 
     def _complete(self, study_key: str, last_received_at: float, now: float) -> bool:

@@ -85,7 +85,7 @@ def _write_file(path: Path, data: bytes) -> None:
             view = view[os.write(fd, view) :]
     except OSError:
         os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # the write error is the one to report
             path.unlink()
         raise
     os.close(fd)

@@ -100,9 +100,10 @@ class Outbox:
         failed (the study then stays queued and its hand-off is retried with backoff as an ordinary
         one, which finds the content's newest job: a re-run needs a successful call).
         """
-        if self._index.requeue(study_key, self._clock()) is None:
-            return None
-        return self._handoff_one(study_key, rerun=True)
+        with self._handoff_lock:  # the poller must not hand the requeued study off first (without the re-run)
+            if self._index.requeue(study_key, self._clock()) is None:
+                return None
+            return self._handoff_locked(study_key, rerun=True)
 
     def wake(self) -> None:
         """Check for due hand-offs now (e.g. right after a study completed)."""
@@ -116,20 +117,21 @@ class Outbox:
         """Stop the background thread (waits for an in-flight hand-off up to ``timeout_s``)."""
         self._worker.stop(timeout_s)
 
-    def _handoff_one(self, study_key: str, *, rerun: bool = False) -> str | None:
+    def _handoff_one(self, study_key: str) -> str | None:
         with self._handoff_lock:
-            study = self._index.get_study(study_key)
-            if study is None or study.state is not StudyState.COMPLETE or study.content_digest is None:
-                return study.job_id if study is not None and study.state is StudyState.HANDED_OFF else None
-            return self._attempt(study, study.content_digest, rerun=rerun)
+            return self._handoff_locked(study_key)
+
+    def _handoff_locked(self, study_key: str, *, rerun: bool = False) -> str | None:
+        """Hand a COMPLETE study off (``_handoff_lock`` held); the job id of a HANDED_OFF one."""
+        study = self._index.get_study(study_key)
+        if study is None or study.state is not StudyState.COMPLETE or study.content_digest is None:
+            return study.job_id if study is not None and study.state is StudyState.HANDED_OFF else None
+        return self._attempt(study, study.content_digest, rerun=rerun)
 
     def _attempt(self, study: StudyRecord, digest: str, *, rerun: bool = False) -> str | None:
         paths = [self._root / record.path for record in self._index.instances(study.study_key)]
         try:
-            if rerun:
-                job_id = self._handoff(study.study_key, digest, paths, rerun=True)
-            else:
-                job_id = self._handoff(study.study_key, digest, paths)
+            job_id = self._handoff(study.study_key, digest, paths, rerun=rerun)
             if not job_id:
                 raise ValueError("hand-off returned an empty job id")
         except HandoffRejectedError as exc:

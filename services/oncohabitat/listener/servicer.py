@@ -167,6 +167,9 @@ class ListenerAdminServicer(listener_pb2_grpc.ListenerAdminServicer):
         job_id = self._outbox.resubmit(record.study_key)
         if job_id is None:
             raise PreconditionError(
-                "HANDOFF_PENDING", "hand-off failed for now; it is queued and retried automatically", "study_key"
+                "HANDOFF_PENDING",
+                "the orchestrator did not take the re-run now; the study stays queued for an ordinary hand-off"
+                " (which does not re-run finished content): call ResubmitStudy again",
+                "study_key",
             )
         return listener_pb2.ResubmitStudyResponse(job_id=job_id)

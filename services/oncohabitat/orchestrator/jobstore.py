@@ -332,6 +332,10 @@ class SqliteJobStore:
                 "applied_at TEXT NOT NULL)"
             )
             applied = {int(row[0]) for row in conn.execute("SELECT version FROM schema_version")}
+        if max(applied, default=0) > SCHEMA_VERSION:
+            raise JobStoreUnavailableError(
+                f"job database schema version {max(applied)} is newer than this build supports ({SCHEMA_VERSION})"
+            )
         for version, statements in _MIGRATIONS:
             if version in applied:
                 continue
@@ -340,6 +344,8 @@ class SqliteJobStore:
                 self._open_conn().execute("PRAGMA foreign_keys = OFF")
             try:
                 with self._write() as conn:
+                    if conn.execute("SELECT 1 FROM schema_version WHERE version = ?", (version,)).fetchone():
+                        continue  # another process applied it since we looked (we now hold the write lock)
                     for statement in statements:
                         conn.execute(statement)
                     if rebuild and conn.execute("PRAGMA foreign_key_check").fetchall():

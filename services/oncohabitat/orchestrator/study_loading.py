@@ -56,7 +56,7 @@ class LoadedPhase:
     """One DCE phase: index (0 = pre-contrast), times (s), volume, and whether it was resampled.
 
     ``time_from_pre_s``: after the pre-contrast acquisition; ``time_after_injection_s``: after the
-    contrast injection (see :mod:`oncohabitat.dicomio.dce`); ``resampled``: put onto the
+    contrast injection (see :mod:`oncohabitat.dicomio.dce`; None where unknown); ``resampled``: put onto the
     pre-contrast grid (only where the DCE rules allow it).
     """
 
@@ -64,7 +64,7 @@ class LoadedPhase:
     pre_contrast: bool
     time_from_pre_s: float
     image: sitk.Image
-    time_after_injection_s: float = 0.0
+    time_after_injection_s: float | None = None
     resampled: bool = False
 
 
