@@ -12,6 +12,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -416,13 +417,32 @@ def test_dicom_tls_with_optional_or_required_client_certificates(
         store.index.close()
 
 
-def _access_scp(tmp_path: Path, **kwargs: object) -> tuple[ListenerSCP, InstanceStore]:
+@contextmanager
+def running_scp(tmp_path: Path, **kwargs: object) -> Iterator[ListenerSCP]:
+    """A started ListenerSCP (``kwargs``: its options) on a fresh store under ``tmp_path``; stopped after."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     index = StudyIndex(tmp_path / INDEX_FILE)
     store = InstanceStore(tmp_path, index)
     listener = ListenerSCP(store, ae_title="ONCOTEST", host="127.0.0.1", port=0, **kwargs)  # type: ignore[arg-type]
     listener.start()
-    return listener, store
+    try:
+        yield listener
+    finally:
+        listener.stop()
+        store.close()
+        index.close()
+
+
+def echo_succeeds(port: int, calling_ae: str = "TESTSCU") -> bool:
+    """Associate as ``calling_ae``, C-ECHO, release: True when the echo succeeded."""
+    ae = AE(ae_title=calling_ae)
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", port, ae_title="ONCOTEST")
+    if not assoc.is_established:
+        return False
+    succeeded = assoc.send_c_echo().Status == 0  # type: ignore[attr-defined]
+    assoc.release()
+    return bool(succeeded)
 
 
 def test_calling_ae_and_peer_allow_lists_reject_unknown_callers(
@@ -430,12 +450,11 @@ def test_calling_ae_and_peer_allow_lists_reject_unknown_callers(
 ) -> None:
     from oncohabitat.listener.access import AccessPolicy, parse_networks
 
-    listener, store = _access_scp(
-        tmp_path / "ae", access=AccessPolicy(calling_ae_titles=frozenset({"PACS"})), require_called_aet=True
-    )
     refused = "oncohabitat_listener_associations_total"
     before = REGISTRY.get_sample_value(refused, {"outcome": "calling_ae_not_allowed"}) or 0.0
-    try:
+    with running_scp(
+        tmp_path / "ae", access=AccessPolicy(calling_ae_titles=frozenset({"PACS"})), require_called_aet=True
+    ) as listener:
         ae = AE(ae_title="INTRUDER")
         ae.add_requested_context(Verification)
         with caplog.at_level(logging.INFO, logger="oncohabitat.listener.audit"):
@@ -449,40 +468,18 @@ def test_calling_ae_and_peer_allow_lists_reject_unknown_callers(
         pacs.add_requested_context(Verification)
         wrong_called = pacs.associate("127.0.0.1", listener.port, ae_title="SOMEONE")
         assert wrong_called.is_rejected
-        allowed = pacs.associate("127.0.0.1", listener.port, ae_title="ONCOTEST")
-        assert allowed.is_established and allowed.send_c_echo().Status == 0  # type: ignore[attr-defined]
-        allowed.release()
-    finally:
-        listener.stop()
-        store.close()
-        store.index.close()
-    listener, store = _access_scp(tmp_path / "ip", access=AccessPolicy(peer_networks=parse_networks(["10.0.0.0/8"])))
-    try:
+        assert echo_succeeds(listener.port, "PACS")
+    with running_scp(tmp_path / "ip", access=AccessPolicy(peer_networks=parse_networks(["10.0.0.0/8"]))) as listener:
         peer = RawPeer("127.0.0.1", listener.port, timeout_s=5)
         assert peer.closed_by_peer(5.0)  # dropped before any byte is read
         peer.close()
-    finally:
-        listener.stop()
-        store.close()
-        store.index.close()
-    listener, store = _access_scp(
-        tmp_path / "ip-ok", access=AccessPolicy(peer_networks=parse_networks(["10.0.0.0/8", "127.0.0.0/8"]))
-    )
-    try:
-        ae = AE(ae_title="PACS")
-        ae.add_requested_context(Verification)
-        allowed = ae.associate("127.0.0.1", listener.port, ae_title="ONCOTEST")
-        assert allowed.is_established and allowed.send_c_echo().Status == 0  # type: ignore[attr-defined]
-        allowed.release()
-    finally:
-        listener.stop()
-        store.close()
-        store.index.close()
+    allowed = AccessPolicy(peer_networks=parse_networks(["10.0.0.0/8", "127.0.0.0/8"]))
+    with running_scp(tmp_path / "ip-ok", access=allowed) as listener:
+        assert echo_succeeds(listener.port, "PACS")
 
 
 def test_association_limit_rejects_transiently_and_recovers(tmp_path: Path) -> None:
-    listener, store = _access_scp(tmp_path, maximum_associations=2)
-    try:
+    with running_scp(tmp_path, maximum_associations=2) as listener:
         ae = AE(ae_title="TESTSCU")
         ae.add_requested_context(Verification)
         first = ae.associate("127.0.0.1", listener.port, ae_title="ONCOTEST")
@@ -497,19 +494,12 @@ def test_association_limit_rejects_transiently_and_recovers(tmp_path: Path) -> N
         deadline = time.monotonic() + 5
         while listener.active_associations > 1 and time.monotonic() < deadline:
             time.sleep(0.02)
-        third = ae.associate("127.0.0.1", listener.port, ae_title="ONCOTEST")
-        assert third.is_established
-        third.release()
+        assert echo_succeeds(listener.port)
         second.release()
-    finally:
-        listener.stop()
-        store.close()
-        store.index.close()
 
 
 def test_silent_and_idle_peers_are_cut_off_by_the_timeouts(tmp_path: Path) -> None:
-    listener, store = _access_scp(tmp_path, acse_timeout_s=0.5, network_timeout_s=0.5)
-    try:
+    with running_scp(tmp_path, acse_timeout_s=0.5, network_timeout_s=0.5) as listener:
         silent = RawPeer("127.0.0.1", listener.port, timeout_s=5)
         started = time.monotonic()
         assert silent.closed_by_peer(5.0)  # never sent A-ASSOCIATE-RQ
@@ -521,15 +511,7 @@ def test_silent_and_idle_peers_are_cut_off_by_the_timeouts(tmp_path: Path) -> No
         assert time.monotonic() - started < 3.0
         for peer in (silent, idle):
             peer.close()
-        ae = AE(ae_title="TESTSCU")
-        ae.add_requested_context(Verification)
-        alive = ae.associate("127.0.0.1", listener.port, ae_title="ONCOTEST")
-        assert alive.is_established and alive.send_c_echo().Status == 0  # type: ignore[attr-defined]
-        alive.release()
-    finally:
-        listener.stop()
-        store.close()
-        store.index.close()
+        assert echo_succeeds(listener.port)
 
 
 def test_audit_events_name_ae_ip_and_instances_per_study_without_patient_data(
