@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -28,11 +29,24 @@ def sts_ct_dir(shared_data: Path) -> Path:
     return shared_data / "ibsi" / "ibsi_validation" / "dicom" / "STS_001" / "CT"
 
 
+_HANDED_OUT_PORTS: set[int] = set()
+_HANDED_OUT_LOCK = threading.Lock()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that was free a moment ago and that this process has not handed out before.
+
+    The kernel may give a just-released port again, so ports picked in a row (a whole platform's) could
+    repeat (seen once: segmentation's gRPC port equal to features' metrics port); those are skipped.
+    """
+    with _HANDED_OUT_LOCK:
+        while True:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = int(sock.getsockname()[1])
+            if port not in _HANDED_OUT_PORTS:
+                _HANDED_OUT_PORTS.add(port)
+                return port
 
 
 def require_tool(name: str) -> str:
