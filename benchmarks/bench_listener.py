@@ -21,6 +21,11 @@ without a journal) creating files right after a thousand were deleted is slower 
 skips recently freed inodes), which penalised whichever server ran next (storescp's CPU per instance
 was seen to double).
 
+A second baseline, ``storescp durable``: storescp made durable with dcmtk's own means (see
+:data:`STORESCP_DURABLE_ARGS`: each file ``fdatasync``-ed by a synchronous reception command before
+the response). It shows what durability costs a dcmtk server; the target compares with the plain
+storescp above, which syncs nothing.
+
 Note on the baseline: storescp and storescu exchange one small message per instance and wait for each
 other; when the scheduler puts both on the same core storescp is much faster (measured here with
 ``taskset``: 4,800-5,600 instances/s on one core, 3,000-3,600 on two), so its figure (and every ratio)
@@ -154,17 +159,32 @@ def timed_push(
         server.wait(30)
 
 
-def run_storescp(work: Path, groups: list[Path], placement: tuple[int, int] | None = None) -> tuple[float, float]:
+#: storescp options that make each received file durable before its response: dcmtk runs the
+#: reception command synchronously (``-xs``) before it answers the C-STORE (checked: a command
+#: sleeping 50 ms makes every instance take 50 ms), here coreutils' ``sync --data`` on the new file
+#: (its ``fdatasync``). A fork and exec per instance: this is what dcmtk itself offers for
+#: durability, not the fastest a durable C server could be.
+STORESCP_DURABLE_ARGS = ("-xs", "-xcr", "sync --data #p/#f")
+
+
+def run_storescp(
+    work: Path,
+    groups: list[Path],
+    placement: tuple[int, int] | None = None,
+    extra_args: tuple[str, ...] = (),
+) -> tuple[float, float]:
     """One timed push to a fresh storescp writing into ``work/out``: (wall s, server CPU s).
 
     ``placement``: (storescp's CPU, storescu's CPU) with ``taskset``; None lets the scheduler place both.
+    ``extra_args``: further storescp options (e.g. :data:`STORESCP_DURABLE_ARGS`). The CPU is
+    storescp's own (not that of the commands it runs).
     """
     out = work / f"storescp-out-{uuid.uuid4().hex[:8]}"  # kept until the end (module doc)
     out.mkdir()
     port = _free_port()
     server_cpu, client_cpu = placement if placement is not None else (None, None)
     server = subprocess.Popen(
-        [*_on_cpu(server_cpu), "storescp", "-od", str(out), "-aet", "BENCH", str(port)],
+        [*_on_cpu(server_cpu), "storescp", *extra_args, "-od", str(out), "-aet", "BENCH", str(port)],
         env=DCMTK_ENV,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -319,11 +339,13 @@ def bench_listener() -> list[Measurement]:
             placed = PLACEMENTS if count == 1 and placements_available() else {}
             runs: dict[str, list[tuple[float, float]]] = {
                 "storescp": [],
+                "storescp-durable": [],
                 **{name: [] for name in placed},
                 **{name: [] for name in VARIANTS},
             }
             for _ in range(REPEATS):
                 runs["storescp"].append(run_storescp(work, dirs))
+                runs["storescp-durable"].append(run_storescp(work, dirs, extra_args=STORESCP_DURABLE_ARGS))
                 for name, cpus in placed.items():
                     runs[name].append(run_storescp(work, dirs, cpus))
                 for name, settings in VARIANTS.items():
@@ -360,6 +382,20 @@ def bench_listener() -> list[Measurement]:
                         "listener", f"{title} {count} assoc", megabytes / seconds, "MB/s", megabytes / base_s, label
                     )
                 )
+        for count in layouts:
+            durable_s = results[("storescp-durable", count)]
+            durable_label = f"storescp durable {count} assoc"
+            rows.append(Measurement("listener", durable_label, N_INSTANCES / durable_s, "inst/s"))
+            rows.append(
+                Measurement(
+                    "listener",
+                    f"ours durable (journal) {count} assoc vs storescp durable (sync --data per file)",
+                    N_INSTANCES / results[("ours", count)],
+                    "inst/s",
+                    N_INSTANCES / durable_s,
+                    durable_label,
+                )
+            )
         for name, title in PLACEMENT_TITLES.items():
             if (name, 1) not in results:
                 continue
@@ -394,7 +430,7 @@ def bench_listener() -> list[Measurement]:
             Measurement("listener", "storescp time per instance", results[("storescp", 1)] / N_INSTANCES * 1000, "ms")
         )
         for count in layouts:
-            for name in ("storescp", *VARIANTS):
+            for name in ("storescp", "storescp-durable", *VARIANTS):
                 per_instance_ms = cpu[(name, count)] / N_INSTANCES * 1000
                 rows.append(
                     Measurement("listener", f"{name} server CPU per instance ({count} assoc)", per_instance_ms, "ms")
