@@ -6,6 +6,7 @@ is injected (gRPC to the orchestrator in production, a file in tests).
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,20 @@ from oncohabitat.listener.tlsconfig import TlsConfig, server_context
 GIL_SWITCH_INTERVAL_S = 0.0005
 
 
+def freeze_startup_heap() -> None:
+    """Move every object alive now out of the cyclic garbage collector's reach (``gc.freeze``).
+
+    Why: a listener process holds ~150,000 long-lived objects once started (pydicom's data
+    dictionaries, gRPC, pydantic models, the settings). Each full (generation-2) collection
+    traversed all of them: 38 ms measured here, during which the data-phase reactor served no
+    association (4 storescu pushes: ~8% of the push time, and the collector was 15% of the
+    listener's CPU in a profile). Objects created later are collected as before; start-up objects
+    that become garbage later are never freed (a one-time, bounded cost).
+    """
+    gc.collect()
+    gc.freeze()
+
+
 @dataclass
 class ListenerParts:
     """The running pieces of one listener."""
@@ -43,8 +58,13 @@ class ListenerParts:
     scp: ListenerSCP
 
     def start(self) -> None:
-        """Start outbox, completion monitor and SCP (in that order); sets the process's GIL switch interval."""
+        """Start outbox, completion monitor and SCP (in that order).
+
+        Also tunes the process: the GIL switch interval (:data:`GIL_SWITCH_INTERVAL_S`) and the
+        start-up heap frozen (:func:`freeze_startup_heap`).
+        """
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+        freeze_startup_heap()
         self.outbox.start()
         self.completion.start()
         self.scp.start()
