@@ -369,12 +369,20 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {p.stem + p.suffix: p for p in d.iterdir()}
 
 
-def _tls_scp(tmp_path: Path, pki: dict[str, Path], require_client: bool) -> tuple[ListenerSCP, InstanceStore]:
+def _tls_scp(
+    tmp_path: Path, pki: dict[str, Path], require_client: bool, key_in_cert: bool = False
+) -> tuple[ListenerSCP, InstanceStore]:
+    """A started TLS listener; ``key_in_cert``: its certificate and key in one PEM file (no key file)."""
     from oncohabitat.listener.tlsconfig import TlsConfig, server_context
 
     index = StudyIndex(tmp_path / INDEX_FILE)
     store = InstanceStore(tmp_path, index)
-    config = TlsConfig(pki["server.pem"], pki["server.key"], pki["ca.pem"], require_client)
+    if key_in_cert:
+        combined = tmp_path / "server-with-key.pem"
+        combined.write_bytes(pki["server.pem"].read_bytes() + pki["server.key"].read_bytes())
+        config = TlsConfig(combined, None, pki["ca.pem"], require_client)
+    else:
+        config = TlsConfig(pki["server.pem"], pki["server.key"], pki["ca.pem"], require_client)
     listener = ListenerSCP(store, ae_title="ONCOTEST", host="127.0.0.1", port=0, tls=server_context(config))
     listener.start()
     return listener, store
@@ -387,11 +395,11 @@ def _client_context(pki: dict[str, Path], with_cert: bool) -> ssl.SSLContext:
     return context
 
 
-@pytest.mark.parametrize("require_client", [False, True])
+@pytest.mark.parametrize(("require_client", "key_in_cert"), [(False, False), (True, False), (True, True)])
 def test_dicom_tls_with_optional_or_required_client_certificates(
-    tmp_path: Path, pki: dict[str, Path], require_client: bool, sts_ct_dir: Path
+    tmp_path: Path, pki: dict[str, Path], require_client: bool, key_in_cert: bool, sts_ct_dir: Path
 ) -> None:
-    listener, store = _tls_scp(tmp_path, pki, require_client)
+    listener, store = _tls_scp(tmp_path, pki, require_client, key_in_cert)
     try:
         ae = AE(ae_title="TESTSCU")
         ae.add_requested_context(Verification)
@@ -411,6 +419,25 @@ def test_dicom_tls_with_optional_or_required_client_certificates(
         plain = ae.associate("127.0.0.1", listener.port, ae_title="ONCOTEST")  # no TLS at all
         assert not plain.is_established
         assert len(list((tmp_path / "instances").rglob("*.dcm"))) == 1
+    finally:
+        listener.stop()
+        store.close()
+        store.index.close()
+
+
+def test_stopping_the_listener_closes_open_tls_associations(tmp_path: Path, pki: dict[str, Path]) -> None:
+    """stop() ends a TLS association that is still open (its raw socket was detached by the TLS wrap)."""
+    listener, store = _tls_scp(tmp_path, pki, require_client=False)
+    try:
+        peer = RawPeer("127.0.0.1", listener.port, tls=_client_context(pki, True))
+        assert peer.associate([(Verification, [ImplicitVRLittleEndian])], called_ae="ONCOTEST")
+        assert listener.active_associations == 1
+        started = time.monotonic()
+        listener.stop(timeout_s=10.0)
+        assert time.monotonic() - started < 5.0  # not the join timeout: the association ended
+        assert listener.active_associations == 0
+        assert peer.closed_by_peer(5.0)
+        assert not [t for t in threading.enumerate() if t.name == "dicom-association"]
     finally:
         listener.stop()
         store.close()

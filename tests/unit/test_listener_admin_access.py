@@ -21,8 +21,10 @@ from oncohabitat.listener.errors import ListenerConfigError
 from oncohabitat.listener.index import StudyIndex
 from oncohabitat.listener.outbox import Outbox
 from oncohabitat.listener.servicer import ListenerAdminServicer
+from oncohabitat.listener.settings import ListenerSettings
 from oncohabitat.listener.storage import INDEX_FILE, InstanceStore
 from oncohabitat.listener.tlsconfig import TlsConfig, server_context
+from oncohabitat.listener.wiring import tls_config
 from oncohabitat.phantom import generate_study
 from oncohabitat.v1 import common_pb2, listener_pb2
 
@@ -143,6 +145,20 @@ def test_tls_configuration_errors_are_clear(tmp_path: Path) -> None:
         server_context(missing)
     with pytest.raises(ListenerConfigError, match="CA file"):
         server_context(TlsConfig(tmp_path / "a", tmp_path / "b", None, require_client_cert=True))
+
+
+@pytest.mark.parametrize(
+    "tls_settings",
+    [{"tls_key_file": "server.key"}, {"tls_ca_file": "ca.pem"}, {"tls_require_client_cert": True}],
+)
+def test_tls_settings_without_a_certificate_refuse_to_start(tmp_path: Path, tls_settings: dict[str, Any]) -> None:
+    """Some TLS setting but no certificate: a start-up error, never plain TCP in its place."""
+    settings = ListenerSettings(store_dir=tmp_path, data_dir=tmp_path, **tls_settings)
+    with pytest.raises(ListenerConfigError, match="no server certificate"):
+        tls_config(settings)
+    assert tls_config(ListenerSettings(store_dir=tmp_path, data_dir=tmp_path)) is None  # no TLS setting: plain TCP
+    key_in_cert = tls_config(ListenerSettings(store_dir=tmp_path, data_dir=tmp_path, tls_cert_file=tmp_path / "s.pem"))
+    assert key_in_cert is not None and key_in_cert.key_file is None
 
 
 def test_audit_events_are_structured_and_free_of_patient_fields(caplog: pytest.LogCaptureFixture) -> None:

@@ -582,6 +582,18 @@ class Association:
         except OSError:
             pass
 
+    def interrupt(self) -> None:
+        """Shut the connection down from another thread (the listener is stopping).
+
+        The serving thread's blocked read then returns and the association ends. Works on a TLS
+        connection too: the TCP connection is shut down under the TLS layer (``SSLSocket.shutdown``
+        would also drop the TLS state the serving thread is using).
+        """
+        try:
+            socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
+        except OSError:  # already closed
+            pass
+
     def _close(self) -> None:
         try:
             self._sock.shutdown(socket.SHUT_RDWR)

@@ -161,6 +161,7 @@ class ListenerSCP:
         self._active = 0
         self._rejecting = 0
         self._connections: set[socket.socket] = set()
+        self._associations: set[Association] = set()
         self._threads: set[threading.Thread] = set()
         self._reactor = (
             DataReactor(
@@ -225,12 +226,15 @@ class ListenerSCP:
         self._listener = None
         with self._lock:
             connections = list(self._connections)
+            associations = list(self._associations)
             threads = list(self._threads)
-        for conn in connections:
+        for conn in connections:  # not yet wrapped in TLS (after wrapping the raw socket is detached)
             try:
                 conn.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+        for association in associations:  # plain or TLS
+            association.interrupt()
         for thread in threads:
             thread.join(timeout_s)
         if self._reactor is not None:
@@ -298,8 +302,9 @@ class ListenerSCP:
             if serving:
                 metrics.ACTIVE_ASSOCIATIONS.dec()
 
+        association: Association | None = None
         try:
-            Association(
+            association = Association(
                 conn,
                 peer,
                 self._config,
@@ -307,7 +312,11 @@ class ListenerSCP:
                 lambda: self._busy_reason(serving),
                 on_closed=closed,
                 data_phase=self._reactor if serving else None,
-            ).run()
+            )
+            with self._lock:
+                self._associations.add(association)
+            association.run()  # returns once ended, or once the reactor serves its data phase
         finally:
             with self._lock:
+                self._associations.discard(association)
                 self._threads.discard(threading.current_thread())

@@ -35,7 +35,9 @@ class ListenerSettings(ServiceSettings):
     allowed_calling_ae_titles: str = Field("", description="Comma-separated calling AE allow-list; empty = any.")
     allowed_peers: str = Field("", description="Comma-separated peer IP addresses/networks; empty = any.")
     tls_cert_file: Path | None = Field(None, description="PEM server certificate: enables DICOM TLS.")
-    tls_key_file: Path | None = Field(None, description="PEM private key of the server certificate.")
+    tls_key_file: Path | None = Field(
+        None, description="PEM private key of the server certificate (unset: the key is in TLS_CERT_FILE)."
+    )
     tls_ca_file: Path | None = Field(None, description="PEM CA bundle verifying client certificates.")
     tls_require_client_cert: bool = Field(False, description="Refuse TLS peers without a valid client certificate.")
     max_associations: int = Field(10, ge=1, description="Concurrent DICOM associations.")

@@ -13,11 +13,12 @@ from oncohabitat.listener.errors import ListenerConfigError
 class TlsConfig:
     """Server certificate and key (PEM); ``ca_file`` verifies client certificates.
 
+    ``key_file``: None when ``cert_file`` holds the private key too (one PEM with both).
     ``require_client_cert``: refuse peers without a certificate signed by ``ca_file``.
     """
 
     cert_file: Path
-    key_file: Path
+    key_file: Path | None
     ca_file: Path | None = None
     require_client_cert: bool = False
 

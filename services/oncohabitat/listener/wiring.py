@@ -19,6 +19,7 @@ from oncohabitat.listener.checks import Budgets
 from oncohabitat.listener.classify import DceStudyClassifier
 from oncohabitat.listener.completion import CompletionMonitor, parse_expected_series
 from oncohabitat.listener.diskguard import DiskGuard, statvfs_free_bytes
+from oncohabitat.listener.errors import ListenerConfigError
 from oncohabitat.listener.index import StudyIndex
 from oncohabitat.listener.outbox import HandoffFn, Outbox
 from oncohabitat.listener.scp import ListenerSCP
@@ -92,8 +93,19 @@ def access_policy(settings: ListenerSettings) -> AccessPolicy:
 
 
 def tls_config(settings: ListenerSettings) -> TlsConfig | None:
-    """The TLS configuration, or None when no server certificate is configured."""
-    if settings.tls_cert_file is None or settings.tls_key_file is None:
+    """The TLS configuration, or None when no TLS setting is given (plain TCP).
+
+    Never falls back to plain TCP when some TLS setting is given: a server certificate is then
+    required (its key may be in the same PEM file).
+
+    Raises:
+        ListenerConfigError: a key, CA file or client-certificate requirement without a certificate.
+    """
+    if settings.tls_cert_file is None:
+        if settings.tls_key_file is not None or settings.tls_ca_file is not None or settings.tls_require_client_cert:
+            raise ListenerConfigError(
+                "TLS settings are given but no server certificate (TLS_CERT_FILE): DICOM TLS cannot be enabled"
+            )
         return None
     return TlsConfig(
         settings.tls_cert_file, settings.tls_key_file, settings.tls_ca_file, settings.tls_require_client_cert
