@@ -171,6 +171,30 @@ def test_entries_with_a_crc32_check_get_their_sha256_on_reading_and_torn_payload
     assert [e.sequence for e in IntakeJournal(tmp_path, segment_bytes=SEGMENT, segments=2).recovered] == [1]
 
 
+def test_a_failed_sync_is_latched_for_every_later_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Linux reports a write-back error to one fdatasync only: entries after it must never count as durable."""
+    journal = IntakeJournal(tmp_path / "journal", segment_bytes=1 << 20, segments=2)
+    first = journal.write(b"{}", payload(1, 1000))
+    second = journal.write(b"{}", payload(2, 1000))
+    real_fdatasync = os.fdatasync
+    calls: list[int] = []
+
+    def fails_once(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 1:
+            raise OSError(errno.EIO, "Input/output error")
+        real_fdatasync(fd)  # what Linux does next: the failed pages are clean, so this returns 0
+
+    monkeypatch.setattr(os, "fdatasync", fails_once)
+    with pytest.raises(JournalError, match="sync failed"):
+        journal.wait_durable(first)
+    with pytest.raises(JournalError, match="earlier journal write or sync failed"):
+        journal.wait_durable(second)  # was in the failed write-back too: never acknowledged
+    with pytest.raises(JournalError, match="unusable"):
+        journal.write(b"{}", payload(3, 1000))  # new instances take the direct path
+    journal.close()
+
+
 def test_oversized_entries_and_damaged_checkpoints_are_refused(tmp_path: Path) -> None:
     journal = IntakeJournal(tmp_path, segment_bytes=SEGMENT, segments=2)
     big = bytes(SEGMENT)

@@ -140,7 +140,7 @@ class _SyncState:
     synced_through: int = 0  # every entry <= this is durable
     syncing: bool = False
     finished: set[int] = field(default_factory=set)
-    failed_at: int | None = None  # first entry whose write failed: it and later ones are never durable
+    failed_at: int | None = None  # first entry whose write or sync failed: it and later ones are never durable
 
 
 def encode_header(sequence: int, meta: bytes, payload_length: int, digest: bytes, flags: int = 0) -> bytes:
@@ -284,7 +284,7 @@ class IntakeJournal:
     def _reserve(self, size: int) -> tuple[int, _Segment, int]:
         with self._cond:
             if self._state.failed_at is not None:
-                raise JournalError("journal unusable after a write error")
+                raise JournalError("journal unusable after a write or sync error")
             if time.monotonic() < self._bypass_until:
                 raise JournalError("journal full: the background writer is behind")
             segment = self._segments[self._current]
@@ -364,13 +364,13 @@ class IntakeJournal:
             with self._cond:
                 self._cond.wait_for(lambda: self._state.done_through >= sequence)
                 if self._state.failed_at is not None and self._state.failed_at <= sequence:
-                    raise JournalError("an earlier journal write failed")
+                    raise JournalError("an earlier journal write or sync failed")
             return
         with self._cond:
             state = self._state
             while state.synced_through < sequence:
                 if state.failed_at is not None and state.failed_at <= sequence:
-                    raise JournalError("an earlier journal write failed")
+                    raise JournalError("an earlier journal write or sync failed")
                 if state.syncing or state.done_through < sequence:
                     self._cond.wait()
                     continue
@@ -389,6 +389,10 @@ class IntakeJournal:
                     state.syncing = False
                     if error is None:
                         state.synced_through = max(state.synced_through, covered)
+                    elif state.failed_at is None or state.synced_through + 1 < state.failed_at:
+                        # Latched: Linux reports a write-back error once and marks the pages clean,
+                        # so a later fdatasync would return 0 for data that never reached the disk.
+                        state.failed_at = state.synced_through + 1
                     self._cond.notify_all()
                 if error is not None:
                     raise JournalError(f"journal sync failed: {error.strerror}") from error
