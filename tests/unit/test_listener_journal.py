@@ -497,6 +497,45 @@ def test_a_replacement_acknowledged_before_a_crash_replaces_the_indexed_version_
         index2.close()
 
 
+def test_a_replacement_that_cannot_be_written_keeps_its_journal_entry_for_the_restart(
+    tmp_path: Path, ct_series: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replace policy: an acknowledged re-sent version whose direct write fails is not checkpointed away."""
+    root = tmp_path / "root"
+    store, index = open_store(root, duplicates=DuplicatePolicy.REPLACE)
+    assert receive(store, event_of(ct_series[0])).outcome is AddOutcome.STORED  # type: ignore[arg-type]
+    assert store.flush(10)
+    ds = pydicom.dcmread(ct_series[0])
+    ds.SeriesDescription = "corrected"
+    changed = make_event(encode_body(ds), ds.SOPClassUID, ds.SOPInstanceUID)
+    acknowledged = store_without_follow_up(store, changed)
+    assert acknowledged.status == status.SUCCESS and acknowledged.follow_up is not None
+
+    def disk_full(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store, "_write_durably", disk_full)
+    assert acknowledged.follow_up().outcome is None  # nothing written now
+    monkeypatch.undo()
+    materialiser, journal = store._materialiser, store.journal
+    assert materialiser is not None and journal is not None and store._lock_handle is not None
+    materialiser.checkpoint()
+    assert journal.checkpointed_through == 1  # the replacement's entry (2) is kept
+    materialiser._end_worker(5)  # crash
+    materialiser._stopping = True
+    store._lock_handle.close()
+    store._lock_handle = None
+    index.close()
+    store2, index2 = open_store(root, duplicates=DuplicatePolicy.REPLACE)
+    try:
+        record = index2.get_instance(str(ds.SOPInstanceUID))
+        assert record is not None and record.sha256 == sha(changed.encoded_dataset())
+        assert (root / record.path).read_bytes() == changed.encoded_dataset()
+    finally:
+        store2.close()
+        index2.close()
+
+
 def test_materialiser_worker_write_error_removes_the_partial_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -520,20 +520,25 @@ class InstanceStore:
                 metrics.INSTANCES_STORED.inc()
                 metrics.BYTES_STORED.inc(record.size)
                 return StoreResult(status.SUCCESS, AddOutcome.STORED, record.study_key)
-        try:
-            if pending is not None:
-                materialiser.flush()
-            result = self._commit(
-                header,
-                record.transfer_syntax,
-                spool.sha256(),
-                record.size,
-                lambda final: self._write_durably(final, data),
+        if pending is not None:
+            materialiser.flush()
+        result = self._commit(
+            header,
+            record.transfer_syntax,
+            spool.sha256(),
+            record.size,
+            lambda final: self._write_durably(final, data),
+        )
+        if result.outcome is None:
+            # Nothing could be written (disk full, index error): the acknowledged entry stays
+            # unresolved, so no checkpoint passes it and a restart stores it from the journal.
+            _LOG.error(
+                "instance %s: a re-sent version could not be stored (%s); its journal entry is kept",
+                sop_key,
+                result.reason,
             )
-        finally:
-            materialiser.skip(item.location.sequence)
-        if result.outcome is None:  # nothing could be written: the acknowledged entry must stay
-            _LOG.error("instance %s: a re-sent version could not be stored (%s)", sop_key, result.reason)
+            return result
+        materialiser.skip(item.location.sequence)
         return result
 
     def _materialised(self, item: PendingInstance, result: AddResult) -> None:
