@@ -11,11 +11,13 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
+from oncohabitat.listener import materialiser as materialiser_module
 from oncohabitat.listener import materialiser_worker, status
 from oncohabitat.listener.identifiers import uid_key
 from oncohabitat.listener.index import AddOutcome, StudyIndex, StudyState
@@ -342,6 +344,32 @@ def test_a_dead_worker_is_restarted_and_gets_the_pending_instances_again(
     assert store.flush(20)
     assert materialiser._process is not None and materialiser._process.pid != old_pid
     assert len(index.instances(results[0].study_key or "")) == 6
+
+
+def test_a_worker_that_cannot_be_started_is_retried_without_leaking_descriptors(
+    journaled: tuple[InstanceStore, StudyIndex], ct_series: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fork failing (EAGAIN) twice: the receiver keeps retrying, closes every pipe end, then materialises."""
+    store, index = journaled
+    materialiser = store._materialiser
+    assert materialiser is not None and materialiser._process is not None
+    materialiser._restart_backoff_s = 0.05
+    real_popen = materialiser_module.subprocess.Popen
+    attempts: list[int] = []
+
+    def fork_fails_twice(*args: Any, **kwargs: Any) -> Any:
+        attempts.append(len(os.listdir("/proc/self/fd")))  # descriptors open at each attempt
+        if len(attempts) <= 2:
+            raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+        return real_popen(*args, **kwargs)
+
+    monkeypatch.setattr(materialiser_module.subprocess, "Popen", fork_fails_twice)
+    materialiser._process.kill()
+    result = receive(store, event_of(ct_series[0]))  # type: ignore[arg-type]
+    assert store.flush(20)  # the receiver survived the failed starts
+    assert len(attempts) == 3 and attempts[0] == attempts[1] == attempts[2]  # no pipe end left open
+    assert materialiser._receiver is not None and materialiser._receiver.is_alive()
+    assert len(index.instances(result.study_key or "")) == 1
 
 
 def test_stop_materialises_and_checkpoints_everything(tmp_path: Path, ct_series: list[Path]) -> None:

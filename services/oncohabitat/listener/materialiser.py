@@ -221,9 +221,18 @@ class Materialiser:
         self.checkpoint()
 
     def _spawn(self) -> None:
-        """Start a worker process connected by two pipes."""
+        """Start a worker process connected by two pipes.
+
+        Raises:
+            OSError, subprocess.SubprocessError: no pipe or process (every descriptor is closed again).
+        """
         to_child_r, to_child_w = os.pipe()
-        from_child_r, from_child_w = os.pipe()
+        try:
+            from_child_r, from_child_w = os.pipe()
+        except OSError:
+            os.close(to_child_r)
+            os.close(to_child_w)
+            raise
         with contextlib.suppress(OSError):  # a larger pipe: submit() never waits on a busy worker
             fcntl.fcntl(to_child_w, _F_SETPIPE_SZ, _PIPE_BYTES)
         try:
@@ -239,6 +248,10 @@ class Materialiser:
                 pass_fds=(to_child_r, from_child_w),
                 stdin=subprocess.DEVNULL,
             )
+        except BaseException:
+            os.close(to_child_w)
+            os.close(from_child_r)
+            raise
         finally:
             os.close(to_child_r)
             os.close(from_child_w)
@@ -263,19 +276,36 @@ class Materialiser:
                 process.kill()
                 process.wait()
 
-    def _restart(self) -> None:
-        """Replace a dead worker and send it every pending instance again (in sequence order)."""
+    def _restart(self) -> bool:
+        """Replace a dead worker and send it every pending instance again (in sequence order).
+
+        A worker that cannot be started (no process or pipe: EAGAIN, EMFILE) is retried every
+        ``restart_backoff_s`` until it starts; False when stopping meanwhile.
+        """
         metrics.JOURNAL_ERRORS.labels(stage="materialise").inc()
         _LOG.error("materialiser worker exited unexpectedly; restarting it")
         self._end_worker(5.0)
-        time.sleep(self._restart_backoff_s)
-        self._spawn()
+        failing = False
+        while True:
+            time.sleep(self._restart_backoff_s)
+            if self._stopping:
+                return False
+            try:
+                self._spawn()
+                break
+            except (OSError, subprocess.SubprocessError) as exc:
+                if not failing:  # once per spell: retried every restart_backoff_s
+                    _LOG.error("materialiser worker cannot be started (%s); retrying", type(exc).__name__)
+                failing = True
+        if failing:
+            _LOG.info("materialiser worker started again")
         with self._cond:
             locations = [self._by_sequence[s].location for s in sorted(self._by_sequence)]
             self._outgoing = []  # all of them are in ``locations``
             self._outgoing_bytes = 0
         if locations:
             self._send(locations)
+        return True
 
     # ---- receiving -------------------------------------------------------------------------
 
@@ -293,9 +323,8 @@ class Materialiser:
                         self._apply(message[1])
                         last_report = time.monotonic()
             except (EOFError, OSError):
-                if self._stopping:
+                if self._stopping or not self._restart():
                     return
-                self._restart()
                 continue
             idle = time.monotonic() - last_report >= self._idle_checkpoint_s
             if (
