@@ -17,7 +17,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, MRImageS
 from pynetdicom.dsutils import encode
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
-from oncohabitat.listener import status
+from oncohabitat.listener import pdu_io, status
 from oncohabitat.listener.index import StudyIndex
 from oncohabitat.listener.scp import ListenerSCP
 from oncohabitat.listener.storage import INDEX_FILE, InstanceStore, StorePolicy
@@ -155,3 +155,30 @@ def test_a_message_stalled_mid_data_set_is_cut_off_by_the_dimse_timeout(
     assert 0.8 <= time.monotonic() - started < 4.0  # the 1 s DIMSE timeout, not the 5 s network one
     staller.close()
     assert store.index.get_instance(sop_uid) is None
+
+
+def test_an_oversized_pdu_header_behind_a_valid_pdu_ends_the_association_at_once(
+    reactor_scp: tuple[ListenerSCP, InstanceStore],
+) -> None:
+    """A valid echo and, in the same segment, a header announcing ~4 GiB: the echo is answered and the
+    association aborted now, not when the 5 s network timeout finds it idle."""
+    scp, _store = reactor_scp
+    peers = [RawPeer("127.0.0.1", scp.port, timeout_s=10) for _ in range(2)]  # two: the reactor serves them
+    try:
+        for peer in peers:
+            peer.associate([(Verification, [ImplicitVRLittleEndian])], called_ae="ONCOTEST")
+            peer.send_message(next(iter(peer.accepted)), echo_command(1), None)
+            assert peer.read_response().status == status.SUCCESS  # a message boundary: handed to the reactor
+        hostile = peers[0]
+        context_id = next(iter(hostile.accepted))
+        echo = pdu_io.encode_pdata(context_id, pdu_io.CONTROL_COMMAND | pdu_io.CONTROL_LAST, echo_command(2))
+        hostile.sock.sendall(echo + pdu_io.HEADER.pack(pdu_io.P_DATA_TF, 0, 0xFFFFFFF0))
+        assert hostile.read_response().status == status.SUCCESS
+        started = time.monotonic()
+        assert hostile.closed_by_peer(4.0)
+        assert time.monotonic() - started < 2.0
+        peers[1].send_message(next(iter(peers[1].accepted)), echo_command(3), None)
+        assert peers[1].read_response().status == status.SUCCESS  # the other association is untouched
+    finally:
+        for peer in peers:
+            peer.close()

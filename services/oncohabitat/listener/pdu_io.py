@@ -293,6 +293,15 @@ class PduAssembler:
         self._end += count
         return self._parse(limits)
 
+    def raise_deferred_error(self) -> None:
+        """Raise the error found after the PDUs the last :meth:`receive` returned, if any.
+
+        The caller acts on those PDUs first, then calls this: the offending header must end the
+        association now, not at the next readable event (which may never come).
+        """
+        if self._error is not None:
+            raise self._error
+
     def _parse(self, limits: dict[int, int]) -> list[Pdu]:
         pdus: list[Pdu] = []
         while True:

@@ -176,6 +176,7 @@ class DataReactor:
                 if outcome is not None:
                     self._end(connection, outcome)
                     return
+            connection.assembler.raise_deferred_error()
         except Exception as exc:  # noqa: BLE001 - one association's failure ends that association only
             self._end(connection, association.outcome_of(exc))
 
