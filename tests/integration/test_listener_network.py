@@ -25,7 +25,7 @@ from pynetdicom import AE
 from pynetdicom.dsutils import split_dataset
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage, Verification  # type: ignore[attr-defined]
 
-from oncohabitat.listener import status
+from oncohabitat.listener import pdu_io, status
 from oncohabitat.listener.classify import DceStudyClassifier
 from oncohabitat.listener.errors import ExportError
 from oncohabitat.listener.identifiers import uid_key
@@ -37,6 +37,7 @@ from oncohabitat.listener.testpeer import AssociationRejectedError, RawPeer
 from oncohabitat.phantom import generate_study
 from tests.conftest import free_port, require_tool
 from tests.integration.test_listener_dcmtk import assert_stored_like_source
+from tests.support.dimse_commands import echo_command
 
 pytestmark = [
     pytest.mark.integration,
@@ -592,3 +593,29 @@ def test_metrics_follow_associations_and_stored_bytes(scp: tuple[ListenerSCP, In
         assert record is not None
         sizes += store.path_of(record).stat().st_size
     assert REGISTRY.get_sample_value(stored_bytes) == bytes_before + sizes
+
+
+def test_echo_only_on_verification_and_one_command_on_one_context(tmp_path: Path) -> None:
+    """A C-ECHO on a Storage context is refused (0x0122); command fragments that switch context abort."""
+    contexts = [(Verification, [ImplicitVRLittleEndian]), (MRImageStorage, [ImplicitVRLittleEndian])]
+    with running_scp(tmp_path) as listener:
+        peer = RawPeer("127.0.0.1", listener.port)
+        try:
+            peer.associate(contexts, called_ae="ONCOTEST")
+            peer.send_message(peer.context_for(MRImageStorage), echo_command(1), None)
+            assert peer.read_response().status == 0x0122  # SOP class not supported on that context
+            peer.send_message(peer.context_for(Verification), echo_command(2), None)
+            assert peer.read_response().status == status.SUCCESS
+            command = echo_command(3)
+            peer.sock.sendall(
+                pdu_io.encode_pdata(peer.context_for(Verification), pdu_io.CONTROL_COMMAND, command[:20])
+                + pdu_io.encode_pdata(
+                    peer.context_for(MRImageStorage), pdu_io.CONTROL_COMMAND | pdu_io.CONTROL_LAST, command[20:]
+                )
+            )
+            peer.sock.settimeout(5.0)
+            answer = pdu_io.read_pdu(peer.sock, {pdu_io.P_DATA_TF: 1 << 20, pdu_io.ABORT: 64})
+            assert answer.pdu_type == pdu_io.ABORT  # no reply on either context
+            assert peer.closed_by_peer(5.0)
+        finally:
+            peer.close()

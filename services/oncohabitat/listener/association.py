@@ -62,6 +62,8 @@ _LOG = logging.getLogger(__name__)
 
 #: Status answered for a C-STORE on a context whose abstract syntax is another SOP class.
 SOP_CLASS_NOT_SUPPORTED = 0x0122
+#: The Verification SOP Class: a C-ECHO is answered with success only on a context of this class.
+VERIFICATION_SOP_CLASS = "1.2.840.10008.1.1"
 _RELEASE_OR_ABORT = 64  # A-RELEASE-RQ / A-ABORT bodies are 4 bytes
 #: Longest single blocking receive on a plain TCP association (s); timeouts are checked after each.
 _RECEIVE_SLICE_S = 1.0
@@ -194,6 +196,7 @@ class Association:
         self._peer_max_pdu = 0
         self._stats = _Stats()
         self._command = bytearray()  # command fragments of the message being received
+        self._command_context = 0  # their presentation context
         self._current: _PendingStore | None = None  # the C-STORE whose data set is being received
         self._nonblocking = False
         self._ended = False
@@ -404,6 +407,9 @@ class Association:
                 if pending is not None:
                     raise _Abort("command_mid_dataset")
                 command = self._command
+                if command and context_id != self._command_context:
+                    raise _Abort("command_context_changed")  # one message's fragments share a context
+                self._command_context = context_id
                 command += data
                 if len(command) > MAX_COMMAND_BYTES:
                     raise _Abort("command_too_large")
@@ -435,7 +441,10 @@ class Association:
         if command.command_field == C_ECHO_RQ:
             if command.has_dataset:
                 raise _Abort("echo_with_dataset")
-            self._respond(context_id, C_ECHO_RSP, command, "", status.SUCCESS)
+            verification = str(context.abstract_syntax) == VERIFICATION_SOP_CLASS
+            self._respond(
+                context_id, C_ECHO_RSP, command, "", status.SUCCESS if verification else SOP_CLASS_NOT_SUPPORTED
+            )
             return None
         if command.command_field != C_STORE_RQ:
             raise _Abort("unsupported_command")
