@@ -33,7 +33,7 @@ from oncohabitat.listener.index import StudyIndex
 from oncohabitat.listener.scp import ListenerSCP
 from oncohabitat.listener.scu import send_instances
 from oncohabitat.listener.storage import INDEX_FILE, InstanceStore
-from oncohabitat.listener.testpeer import AssociationRejectedError, RawPeer
+from oncohabitat.listener.testpeer import AssociationRejectedError, RawPeer, encode_associate_request
 from oncohabitat.phantom import generate_study
 from tests.conftest import free_port, require_tool
 from tests.integration.test_listener_dcmtk import assert_stored_like_source
@@ -619,3 +619,26 @@ def test_echo_only_on_verification_and_one_command_on_one_context(tmp_path: Path
             assert peer.closed_by_peer(5.0)
         finally:
             peer.close()
+
+
+def test_a_peer_trickling_its_association_request_is_cut_off_at_the_acse_timeout(tmp_path: Path) -> None:
+    """One byte every 0.4 s never waits a whole (1 s) socket timeout, yet the set-up ends after ~1 s:
+    the slot is free again for a real peer."""
+    request = encode_associate_request([(Verification, [ImplicitVRLittleEndian])], called_ae="ONCOTEST")
+    with running_scp(tmp_path, acse_timeout_s=1.0, maximum_associations=1) as listener:
+        slow = socket.create_connection(("127.0.0.1", listener.port), timeout=5.0)
+        started = time.monotonic()
+        closed_after: float | None = None
+        try:
+            for index in range(len(request) - 1):  # never the last byte
+                slow.sendall(request[index : index + 1])
+                time.sleep(0.4)
+                if time.monotonic() - started > 6.0:
+                    break
+        except OSError:  # the listener closed the connection
+            closed_after = time.monotonic() - started
+        finally:
+            slow.close()
+        assert closed_after is not None and closed_after < 3.0
+        assert echo_succeeds(listener.port)
+

@@ -21,6 +21,8 @@ import json
 import logging
 import socket
 import ssl
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -111,7 +113,9 @@ class AssociationConfig:
         contexts: presentation contexts we support (abstract syntax + transfer syntaxes).
         max_pdu_bytes: largest P-DATA-TF PDU we accept (announced as Maximum Length Received).
         max_request_bytes: largest A-ASSOCIATE-RQ accepted.
-        acse_timeout_s: TLS handshake, A-ASSOCIATE-RQ arrival.
+        acse_timeout_s: TLS handshake and A-ASSOCIATE-RQ together, from the connection's
+            acceptance (a total: a peer trickling bytes cannot stretch it; see
+            :meth:`Association.expire_setup`).
         dimse_timeout_s: longest wait for the next fragment once a message has started.
         network_timeout_s: longest idle time between messages.
         tls: server TLS context (None = plain TCP).
@@ -200,6 +204,10 @@ class Association:
         self._current: _PendingStore | None = None  # the C-STORE whose data set is being received
         self._nonblocking = False
         self._ended = False
+        self._setup_lock = threading.Lock()
+        self._setup_deadline = time.monotonic() + config.acse_timeout_s
+        self._setting_up = True  # until the A-ASSOCIATE-AC is sent
+        self._setup_expired = False
         self.limits = {
             pdu_io.P_DATA_TF: config.max_pdu_bytes,
             pdu_io.RELEASE_RQ: _RELEASE_OR_ABORT,
@@ -232,7 +240,25 @@ class Association:
                     return
         except Exception as exc:  # noqa: BLE001 - boundary of one association (see outcome_of)
             outcome = self.outcome_of(exc)
+        if self._setup_expired:
+            outcome = "acse_timeout"
+            self._reject_audit(outcome, "")
         self.end(outcome)
+
+    def expire_setup(self, now: float) -> bool:
+        """End the association if it is still being set up past its ACSE deadline (another thread).
+
+        The socket timeouts bound each wait for bytes, not the whole set-up: a peer sending one
+        byte per timeout would hold an association slot, before any access check, indefinitely.
+        ``now``: ``time.monotonic()``. True when the association was interrupted.
+        """
+        with self._setup_lock:
+            if not self._setting_up or now < self._setup_deadline:
+                return False
+            self._setting_up = False
+            self._setup_expired = True
+        self.interrupt()
+        return True
 
     def outcome_of(self, exc: BaseException) -> str:
         """The outcome label of an association ended by ``exc``; aborts the association where due."""
@@ -294,7 +320,8 @@ class Association:
         try:
             self._sock = self._config.tls.wrap_socket(self._sock, server_side=True)
         except (ssl.SSLError, OSError) as exc:
-            self._reject_audit("tls_handshake_failed", "")
+            if not self._setup_expired:  # else audited as acse_timeout
+                self._reject_audit("tls_handshake_failed", "")
             _LOG.info("TLS handshake with %s failed: %s", self._peer_ip, type(exc).__name__)
             return False
         return True
@@ -312,6 +339,10 @@ class Association:
         results, roles = negotiate_contexts(request, self._config.contexts)
         self._accepted = {int(cx.context_id): cx for cx in results if cx.result == 0x00 and cx.context_id is not None}
         self._peer_max_pdu = request.peer_max_pdu
+        with self._setup_lock:
+            if self._setup_expired:  # interrupted meanwhile: the socket is shut down
+                return False
+            self._setting_up = False
         self._sock.sendall(encode_accept(request, results, roles, self._config.max_pdu_bytes))
         metrics.ASSOCIATIONS.labels(outcome="accepted").inc()
         audit.emit(

@@ -17,6 +17,7 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Sequence
 
 from pydicom.uid import (
@@ -247,6 +248,7 @@ class ListenerSCP:
         assert self._listener is not None
         listener = self._listener
         while not self._stop.is_set():
+            self._expire_setups()
             try:
                 conn, address = listener.accept()
             except TimeoutError:
@@ -257,6 +259,18 @@ class ListenerSCP:
                 _LOG.error("accept failed: %s", exc.strerror or type(exc).__name__)
                 continue
             self._admit(conn, (str(address[0]), int(address[1])))
+
+    def _expire_setups(self) -> None:
+        """End associations whose set-up (TLS handshake + request) outlasted ``acse_timeout_s``.
+
+        Checked every accept poll (:data:`_ACCEPT_POLL_S`: the deadline's precision).
+        """
+        now = time.monotonic()
+        with self._lock:
+            associations = list(self._associations)
+        for association in associations:
+            if association.expire_setup(now):
+                _LOG.warning("an association's set-up outlasted the ACSE timeout: closed (audited)")
 
     def _admit(self, conn: socket.socket, peer: tuple[str, int]) -> None:
         if not self._config.access.peer_allowed(peer[0]):

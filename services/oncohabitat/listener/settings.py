@@ -41,7 +41,9 @@ class ListenerSettings(ServiceSettings):
     tls_ca_file: Path | None = Field(None, description="PEM CA bundle verifying client certificates.")
     tls_require_client_cert: bool = Field(False, description="Refuse TLS peers without a valid client certificate.")
     max_associations: int = Field(10, ge=1, description="Concurrent DICOM associations.")
-    acse_timeout_s: float = Field(30.0, gt=0, description="TLS handshake + association request timeout, s.")
+    acse_timeout_s: float = Field(
+        30.0, gt=0, description="TLS handshake + association request, s: a total from the connection, not per read."
+    )
     dimse_timeout_s: float = Field(30.0, gt=0, description="Longest gap between fragments of one message, s.")
     network_timeout_s: float = Field(60.0, gt=0, description="Longest idle time between messages, s.")
     reactor: bool = Field(

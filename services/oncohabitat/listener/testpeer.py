@@ -58,6 +58,36 @@ def encode_store_request(message_id: int, sop_class_uid: str, sop_instance_uid: 
     return struct.pack("<HHLL", 0, 0, 4, len(body)) + body
 
 
+def encode_associate_request(
+    contexts: Sequence[tuple[str, Sequence[str]]],
+    *,
+    calling_ae: str = "RAWPEER",
+    called_ae: str = "ONCOHABITAT",
+    max_pdu: int = 16384,
+) -> bytes:
+    """An A-ASSOCIATE-RQ PDU proposing ``contexts`` (presentation context ids 1, 3, 5, ...)."""
+    primitive = A_ASSOCIATE()
+    primitive.application_context_name = UID(APPLICATION_CONTEXT)
+    primitive.calling_ae_title = calling_ae
+    primitive.called_ae_title = called_ae
+    requested = []
+    for index, (abstract, syntaxes) in enumerate(contexts):
+        context = PresentationContext()
+        context.context_id = 2 * index + 1
+        context.abstract_syntax = UID(abstract)
+        context.transfer_syntax = [UID(ts) for ts in syntaxes]
+        requested.append(context)
+    primitive.presentation_context_definition_list = requested
+    max_length = MaximumLengthNotification()
+    max_length.maximum_length_received = max_pdu
+    implementation = ImplementationClassUIDNotification()
+    implementation.implementation_class_uid = PYNETDICOM_IMPLEMENTATION_UID
+    primitive.user_information = [max_length, implementation]
+    pdu = A_ASSOCIATE_RQ()
+    pdu.from_primitive(primitive)
+    return bytes(pdu.encode())
+
+
 class RawPeer:
     """One TCP connection to the listener (``timeout_s`` for every socket operation)."""
 
@@ -81,26 +111,9 @@ class RawPeer:
             AssociationRejectedError: the listener rejected the association.
             ConnectionClosedError: the listener closed the connection instead.
         """
-        primitive = A_ASSOCIATE()
-        primitive.application_context_name = UID(APPLICATION_CONTEXT)
-        primitive.calling_ae_title = calling_ae
-        primitive.called_ae_title = called_ae
-        requested = []
-        for index, (abstract, syntaxes) in enumerate(contexts):
-            context = PresentationContext()
-            context.context_id = 2 * index + 1
-            context.abstract_syntax = UID(abstract)
-            context.transfer_syntax = [UID(ts) for ts in syntaxes]
-            requested.append(context)
-        primitive.presentation_context_definition_list = requested
-        max_length = MaximumLengthNotification()
-        max_length.maximum_length_received = max_pdu
-        implementation = ImplementationClassUIDNotification()
-        implementation.implementation_class_uid = PYNETDICOM_IMPLEMENTATION_UID
-        primitive.user_information = [max_length, implementation]
-        pdu = A_ASSOCIATE_RQ()
-        pdu.from_primitive(primitive)
-        self.sock.sendall(pdu.encode())
+        self.sock.sendall(
+            encode_associate_request(contexts, calling_ae=calling_ae, called_ae=called_ae, max_pdu=max_pdu)
+        )
         reply = pdu_io.read_pdu(self.sock, {pdu_io.ASSOCIATE_AC: 1 << 20, pdu_io.ASSOCIATE_RJ: 64, pdu_io.ABORT: 64})
         raw = pdu_io.HEADER.pack(reply.pdu_type, 0, len(reply.body)) + bytes(reply.body)
         if reply.pdu_type == pdu_io.ASSOCIATE_RJ:
@@ -111,7 +124,7 @@ class RawPeer:
             raise pdu_io.ConnectionClosedError("association aborted")
         ac = A_ASSOCIATE_AC()
         ac.decode(raw)
-        by_id = {int(cx.context_id): str(cx.abstract_syntax) for cx in requested if cx.context_id is not None}
+        by_id = {2 * index + 1: str(abstract) for index, (abstract, _) in enumerate(contexts)}  # as requested
         self.accepted = {
             int(cx.context_id): (by_id[int(cx.context_id)], str(cx.transfer_syntax[0]))
             for cx in ac.to_primitive().presentation_context_definition_results_list
