@@ -641,4 +641,3 @@ def test_a_peer_trickling_its_association_request_is_cut_off_at_the_acse_timeout
             slow.close()
         assert closed_after is not None and closed_after < 3.0
         assert echo_succeeds(listener.port)
-

@@ -5,6 +5,7 @@ the reactor and the thread-per-association mode store the same instances."""
 from __future__ import annotations
 
 import contextlib
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -179,6 +180,59 @@ def test_an_oversized_pdu_header_behind_a_valid_pdu_ends_the_association_at_once
         assert time.monotonic() - started < 2.0
         peers[1].send_message(next(iter(peers[1].accepted)), echo_command(3), None)
         assert peers[1].read_response().status == status.SUCCESS  # the other association is untouched
+    finally:
+        for peer in peers:
+            peer.close()
+
+
+def element_flood_body(sop_uid: str, empty_elements: int) -> bytes:
+    """An implicit-VR MR data set: a valid header, then ``empty_elements`` zero-length private elements
+    (every one parsed by the structure check: slow to walk, small on the wire)."""
+
+    def element(group: int, number: int, value: bytes) -> bytes:
+        return struct.pack("<HHL", group, number, len(value)) + value
+
+    study, series = generate_uid(), generate_uid()
+    header = b"".join(
+        element(group, number, value.encode() + b"\0" * (len(value) % 2))
+        for group, number, value in (
+            (0x0008, 0x0016, MRImageStorage),
+            (0x0008, 0x0018, sop_uid),
+            (0x0020, 0x000D, study),
+            (0x0020, 0x000E, series),
+        )
+    )
+    return header + struct.pack("<HHL", 0x0029, 0x1010, 0) * empty_elements
+
+
+def test_a_slow_large_data_set_does_not_stall_the_other_associations(
+    reactor_scp: tuple[ListenerSCP, InstanceStore],
+) -> None:
+    """~9 MiB of empty elements take the reactor's checks ~2 s: stored off the loop, another
+    association's echo is answered meanwhile, and the large one still gets its success."""
+    scp, store = reactor_scp
+    peers = [RawPeer("127.0.0.1", scp.port, timeout_s=30) for _ in range(2)]
+    try:
+        for peer in peers:
+            peer.associate(
+                [(Verification, [ImplicitVRLittleEndian]), (MRImageStorage, [ImplicitVRLittleEndian])],
+                called_ae="ONCOTEST",
+            )
+            peer.send_message(peer.context_for(Verification), echo_command(1), None)
+            assert peer.read_response().status == status.SUCCESS  # a message boundary: handed to the reactor
+        large, other = peers
+        sop_uid = generate_uid()
+        body = element_flood_body(sop_uid, 1_200_000)
+        large.send_message(
+            large.context_for(MRImageStorage), encode_store_request(2, MRImageStorage, sop_uid), body, fragment=200_000
+        )
+        time.sleep(0.3)  # the data set has arrived: its checks run
+        started = time.monotonic()
+        other.send_message(other.context_for(Verification), echo_command(3), None)
+        assert other.read_response().status == status.SUCCESS
+        assert time.monotonic() - started < 0.5
+        assert large.read_response().status == status.SUCCESS
+        assert store.flush(10) and store.index.get_instance(sop_uid) is not None
     finally:
         for peer in peers:
             peer.close()

@@ -15,14 +15,19 @@ negotiated plain-TCP connections at once (``selectors``: epoll on Linux) and, pe
    the materialiser);
 4. every :data:`_TIMEOUT_CHECK_S`, ends the connections whose DIMSE or network timeout has passed.
 
+A data set larger than :data:`~.association.REACTOR_INLINE_MAX_BYTES` is checked and stored on a
+background thread (its own durable write, no round sync) and answered by the loop once done: its
+checks can take seconds (a pydicom walk of every element), and the loop serves everyone else
+meanwhile.
+
 Association set-up (TLS handshake, A-ASSOCIATE negotiation) stays on the association's own thread.
 Its data phase stays there too while it is the only association (no loop overhead: the fastest
 way to serve one peer); once several are served at once, each hands its connection over at its
 next message boundary (:meth:`DataReactor.adopt`) and its thread ends. TLS connections keep their
 thread for the whole association. Sockets here are non-blocking: a reply that cannot be sent at
 once (a peer that stopped reading while it keeps sending) ends that association, never the loop.
-Direct-path stores (data sets spooled to disk, duplicates, a full journal) run on this thread and
-delay the round: they are rare and bounded by the disk.
+Other direct-path stores (duplicates, a full journal) run on this thread and delay the round: they
+are rare and bounded by the disk.
 """
 
 from __future__ import annotations
@@ -34,10 +39,12 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from oncohabitat.listener import pdu_io
 from oncohabitat.listener.association import Association, StagedStore
+from oncohabitat.listener.storage import StoreResult
 
 _LOG = logging.getLogger(__name__)
 
@@ -81,12 +88,15 @@ class DataReactor:
         self._connections: set[_Connection] = set()
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self._large_stores: ThreadPoolExecutor | None = None  # while the loop runs
+        self._in_background: list[tuple[StagedStore, Future[StoreResult]]] = []
 
     def start(self) -> None:
         """Start the loop thread (no-op when running)."""
         if self._thread is not None:
             return
         self._stopping = False
+        self._large_stores = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dicom-large-store")
         self._thread = threading.Thread(target=self._loop, name="dicom-reactor", daemon=True)
         self._thread.start()
 
@@ -142,6 +152,8 @@ class DataReactor:
                         self._receive(key.data, staged)
                 if staged:
                     self._answer(staged)
+                if self._in_background:
+                    self._answer_background(wait=False)
                 now = time.monotonic()
                 if now >= next_check:
                     self._expire(now)
@@ -149,7 +161,10 @@ class DataReactor:
         except Exception:  # noqa: BLE001 - the loop must not die silently: end what it serves
             _LOG.critical("DICOM reactor failed; its associations are closed", exc_info=True)
         finally:
+            self._answer_background(wait=True)  # their follow-ups hand journaled instances on
             self._end_all()
+            if self._large_stores is not None:
+                self._large_stores.shutdown(wait=True)
 
     def _register(self, association: Association) -> None:
         connection = _Connection(association)
@@ -181,10 +196,34 @@ class DataReactor:
             self._end(connection, association.outcome_of(exc))
 
     def _answer(self, staged: list[StagedStore]) -> None:
-        """Sync and answer the round's staged C-STOREs, then run their follow-ups (see module doc)."""
-        answered = [  # the first settle syncs every entry written in the round
-            (item.association, *item.association.answer_store(item.pending, item.result)) for item in staged
-        ]
+        """Sync and answer the round's staged C-STOREs, then run their follow-ups (see module doc).
+
+        Large data sets (``store`` set) go to the background thread instead; answered when done.
+        """
+        stored = []
+        for item in staged:
+            if item.result is not None:
+                stored.append((item, item.result))
+            else:
+                assert item.store is not None and self._large_stores is not None
+                future = self._large_stores.submit(item.store)
+                future.add_done_callback(lambda _done: self._wake())
+                self._in_background.append((item, future))
+        self._answer_stored(stored)  # the first settle syncs every entry written in the round
+
+    def _answer_background(self, *, wait: bool) -> None:
+        """Answer the large data sets stored in the background by now (``wait``: all of them)."""
+        done, still = [], []
+        for item, future in self._in_background:
+            if wait or future.done():
+                done.append((item, future.result()))  # the store never raises (Association._store)
+            else:
+                still.append((item, future))
+        self._in_background = still
+        self._answer_stored(done)
+
+    def _answer_stored(self, stored: list[tuple[StagedStore, StoreResult]]) -> None:
+        answered = [(item.association, *item.association.answer_store(item.pending, result)) for item, result in stored]
         for association, result, error in answered:
             association.follow_up_store(result)
             if error is not None:  # the reply could not be sent: that association ends
