@@ -129,6 +129,41 @@ def test_a_writer_waiting_for_space_continues_after_the_checkpoint(tmp_path: Pat
     assert done and not journal.space_wanted
 
 
+def test_two_writers_waiting_for_space_both_continue_after_the_checkpoint(tmp_path: Path) -> None:
+    """The first to rotate fills part of the reused segment: the second must use it, not time out."""
+    journal = IntakeJournal(tmp_path / "journal", segment_bytes=1 << 20, segments=2, space_timeout_s=5.0)
+    entry_size = 100_000
+    while True:  # fill both segments
+        location = journal.write(b"{}", payload(0, entry_size))
+        journal.wait_durable(location)
+        segment = journal._segments[1]
+        if location.segment == 1 and segment.write_offset + entry_size + 4096 > journal.segment_bytes:
+            break
+    outcomes: dict[int, str] = {}
+
+    def writer(number: int) -> None:
+        started = time.monotonic()
+        try:
+            journal.wait_durable(journal.write(b"{}", payload(number, entry_size)))
+            outcomes[number] = f"ok after {time.monotonic() - started:.1f} s"
+        except JournalError as exc:
+            outcomes[number] = f"refused: {exc}"
+
+    writers = [threading.Thread(target=writer, args=(n,)) for n in (1, 2)]
+    for thread in writers:
+        thread.start()
+    deadline = time.monotonic() + 5.0
+    while not journal.space_wanted and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)  # both are waiting
+    journal.checkpoint(journal.last_sequence)  # every entry so far materialised: segment 0 is reusable
+    for thread in writers:
+        thread.join(10)
+    assert all(outcome.startswith("ok") for outcome in outcomes.values()) and len(outcomes) == 2, outcomes
+    journal.wait_durable(journal.write(b"{}", payload(3, 10)))  # no bypass afterwards
+    journal.close()
+
+
 def test_concurrent_appends_are_all_durable_and_numbered_once(tmp_path: Path) -> None:
     journal = IntakeJournal(tmp_path, segment_bytes=4 * MIB, segments=2)
     results: list[int] = []

@@ -288,7 +288,7 @@ class IntakeJournal:
             if time.monotonic() < self._bypass_until:
                 raise JournalError("journal full: the background writer is behind")
             segment = self._segments[self._current]
-            if segment.write_offset + size > self.segment_bytes:
+            while segment.write_offset + size > self.segment_bytes:
                 segment = self._rotate()
             sequence = self._next_sequence
             self._next_sequence += 1
@@ -298,15 +298,23 @@ class IntakeJournal:
             return sequence, segment, offset
 
     def _rotate(self) -> _Segment:
-        """Move to the next segment of the ring, waiting until it is reusable (lock held)."""
-        following = self._segments[(self._current + 1) % len(self._segments)]
+        """Move to the next segment of the ring, waiting until it is reusable (lock held).
+
+        Returns the new current segment; the caller checks it has room (another writer waiting
+        here too may have rotated first and filled part of it).
+        """
+        current = self._current
+        following = self._segments[(current + 1) % len(self._segments)]
         if following.max_sequence > self.checkpointed_through:
             self._space_wanted = True
             self._cond.notify_all()
             reusable = self._cond.wait_for(
-                lambda: following.max_sequence <= self.checkpointed_through, self._space_timeout_s
+                lambda: self._current != current or following.max_sequence <= self.checkpointed_through,
+                self._space_timeout_s,
             )
             self._space_wanted = False
+            if self._current != current:  # another writer rotated meanwhile
+                return self._segments[self._current]
             if not reusable:
                 self._bypass_until = time.monotonic() + self._bypass_s
                 raise JournalError("journal full: the background writer is behind")
@@ -318,6 +326,7 @@ class IntakeJournal:
         following.write_offset = 0
         following.max_sequence = 0
         self._current = following.number
+        self._cond.notify_all()  # writers waiting for the same rotation
         return following
 
     def _prepare(self, segment: _Segment) -> None:
