@@ -517,7 +517,7 @@ def test_the_reply_does_not_wait_for_the_duplicate_checks_and_the_checkpoint_wai
     assert again.status == status.SUCCESS and again.follow_up is not None  # answered before any check
     new = store_without_follow_up(store, event_of(ct_series[1]))
     assert new.status == status.SUCCESS and new.follow_up is not None
-    assert not store.has_pending(new.study_key or "")  # not handed to the materialiser yet
+    assert store.has_pending(new.study_key or "")  # acknowledged, not handed on yet: completion waits for it
     materialiser, journal = store._materialiser, store.journal
     assert materialiser is not None and journal is not None
     materialiser.checkpoint()
@@ -525,6 +525,7 @@ def test_the_reply_does_not_wait_for_the_duplicate_checks_and_the_checkpoint_wai
     assert again.follow_up().outcome is AddOutcome.IDENTICAL
     assert new.follow_up().outcome is AddOutcome.STORED
     assert store.flush(10)
+    assert not store.has_pending(new.study_key or "")
     materialiser.checkpoint()
     assert journal.checkpointed_through == 3
     assert len(index.instances(new.study_key or "")) == 2

@@ -59,6 +59,7 @@ import struct
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -251,6 +252,10 @@ class InstanceStore:
         self._instances_dir = root / INSTANCES_DIR
         self._incoming_dir = root / INCOMING_DIR
         self._stripes = [threading.Lock() for _ in range(_LOCK_STRIPES)]
+        #: Journaled instances per study whose after-reply work has not run yet: neither pending in
+        #: the materialiser nor indexed, yet acknowledged (or about to be). Completion waits for them.
+        self._unresolved: Counter[str] = Counter()
+        self._unresolved_lock = threading.Lock()
         self._known_dirs: set[Path] = set()
         self._dirs_lock = threading.Lock()
         try:
@@ -331,7 +336,19 @@ class InstanceStore:
 
     def has_pending(self, study_key: str) -> bool:
         """True while acknowledged instances of the study are not yet indexed (journal path)."""
-        return self._materialiser is not None and self._materialiser.has_pending(study_key)
+        if self._materialiser is None:
+            return False
+        with self._unresolved_lock:
+            if self._unresolved[study_key]:
+                return True
+        return self._materialiser.has_pending(study_key)
+
+    def _resolved(self, study_key: str) -> None:
+        """One journaled instance of the study no longer awaits its after-reply work."""
+        with self._unresolved_lock:
+            self._unresolved[study_key] -= 1
+            if not self._unresolved[study_key]:
+                del self._unresolved[study_key]
 
     def flush(self, timeout_s: float = 30.0) -> bool:
         """Wait until every acknowledged instance is indexed; False on timeout."""
@@ -473,20 +490,32 @@ class InstanceStore:
             metrics.JOURNAL_ERRORS.labels(stage="append").inc()
             _LOG.error("intake journal refused an instance (stored directly instead): %s", exc)
             return None
+        with self._unresolved_lock:  # from now until its follow-up has run (see has_pending)
+            self._unresolved[study_key] += 1
 
         def follow_up() -> StoreResult:
-            return self._resolve_journaled(PendingInstance(location, record, header.study_uid), header, data, spool)
+            try:
+                return self._resolve_journaled(PendingInstance(location, record, header.study_uid), header, data, spool)
+            finally:
+                self._resolved(study_key)
 
         def settle() -> StoreResult:
             try:
                 journal.wait_durable(location)
             except JournalError as exc:  # the sync failed: not acknowledged, stored directly instead
-                materialiser.skip(location.sequence)
-                metrics.JOURNAL_ERRORS.labels(stage="append").inc()
-                _LOG.error("intake journal could not sync an instance (stored directly instead): %s", exc)
-                return self._commit(
-                    header, transfer_syntax, spool.sha256(), len(data), lambda final: self._write_durably(final, data)
-                )
+                try:
+                    materialiser.skip(location.sequence)
+                    metrics.JOURNAL_ERRORS.labels(stage="append").inc()
+                    _LOG.error("intake journal could not sync an instance (stored directly instead): %s", exc)
+                    return self._commit(
+                        header,
+                        transfer_syntax,
+                        spool.sha256(),
+                        len(data),
+                        lambda final: self._write_durably(final, data),
+                    )
+                finally:
+                    self._resolved(study_key)
             return StoreResult(status.SUCCESS, AddOutcome.STORED, study_key, follow_up=follow_up)
 
         if defer_sync:
