@@ -464,6 +464,36 @@ def test_a_failing_journal_falls_back_to_the_direct_durable_path(
     assert metric("oncohabitat_listener_journal_errors_total", {"stage": "append"}) == before + 1
 
 
+def test_a_direct_store_of_a_uid_still_pending_waits_for_its_journaled_version(
+    journaled: tuple[InstanceStore, StudyIndex], ct_series: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Version A journaled (held back, not indexed yet), version B of the same UID takes the direct
+    path: A is indexed first, so B is a conflict (keep first) and the row matches the file."""
+    store, index = journaled
+    first = event_of(ct_series[0])
+    ds = pydicom.dcmread(ct_series[0])
+    ds.SeriesDescription = "other bytes"
+    second = make_event(encode_body(ds), ds.SOPClassUID, ds.SOPInstanceUID)
+    assert store.journal is not None and store._materialiser is not None
+    real_write = store.journal.write
+    calls: list[int] = []
+
+    def full_after_the_first(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) > 1:
+            raise JournalError("journal full: the background writer is behind")
+        return real_write(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store.journal, "write", full_after_the_first)
+    assert receive(store, first).outcome is AddOutcome.STORED  # type: ignore[arg-type]
+    assert store._materialiser.pending(str(ds.SOPInstanceUID)) is not None  # held back, not indexed
+    assert receive(store, second).outcome is AddOutcome.CONFLICT  # type: ignore[arg-type]
+    assert store.flush(10)
+    record = index.get_instance(str(ds.SOPInstanceUID))
+    assert record is not None and record.sha256 == sha(first.encoded_dataset())  # type: ignore[attr-defined]
+    assert sha((store.root / record.path).read_bytes()) == record.sha256
+
+
 def test_held_back_instances_are_materialised_once_intake_pauses(
     journaled: tuple[InstanceStore, StudyIndex], ct_series: list[Path]
 ) -> None:

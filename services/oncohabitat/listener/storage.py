@@ -422,6 +422,11 @@ class InstanceStore:
             else:
                 self._move_durably(spool, final)
 
+        materialiser = self._materialiser
+        if materialiser is not None and materialiser.pending(header.sop_uid) is not None:
+            # A journaled version of this UID is not indexed yet: let the worker index it first, or
+            # it and this direct write would both claim the UID's path and row.
+            materialiser.flush()
         result = self._commit(header, transfer_syntax, spool.sha256(), spool.size, place)
         spool.discard()
         if result.outcome is not None:
