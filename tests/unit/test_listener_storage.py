@@ -425,6 +425,45 @@ def test_without_fsync_instances_are_still_stored(root: Path, ct_file: Path, mon
         index.close()
 
 
+def test_a_replacement_whose_index_commit_was_lost_takes_over_its_row_at_start(root: Path, sts_ct_dir: Path) -> None:
+    """Replace policy, synchronous=NORMAL: a power loss drops the replacement's commit after the old
+    file was unlinked; the unclean start points the row at the surviving replacement file."""
+    import sqlite3
+
+    root.mkdir()
+    source = sorted((sts_ct_dir / "image").glob("*.dcm"))[0]
+    policy = StorePolicy(duplicates=DuplicatePolicy.REPLACE)
+    index = StudyIndex(root / INDEX_FILE, synchronous="NORMAL")
+    store = InstanceStore(root, index, policy=policy)
+    assert store.store_part10(source.read_bytes()).status == status.SUCCESS
+    ds = pydicom.dcmread(source)
+    uid = str(ds.SOPInstanceUID)
+    first = index.get_instance(uid)
+    assert first is not None
+    ds.SeriesDescription = "corrected"
+    ds.save_as(root / "corrected.dcm", enforce_file_format=True)
+    replacement = (root / "corrected.dcm").read_bytes()
+    assert store.store_part10(replacement).outcome is AddOutcome.REPLACED
+    assert not (root / first.path).exists()  # the old file is gone at once
+    store.close()
+    index.close()
+    with sqlite3.connect(root / INDEX_FILE) as conn:  # the power loss: the replacement's commit is lost
+        conn.execute(
+            "UPDATE instances SET path = ?, sha256 = ?, size = ?, received_at = ? WHERE sop_uid = ?",
+            (first.path, first.sha256, first.size, first.received_at, uid),
+        )
+    (root / f"{INDEX_FILE}.clean").unlink()
+    reopened = StudyIndex(root / INDEX_FILE, synchronous="NORMAL")
+    store = InstanceStore(root, reopened, policy=policy)
+    try:
+        record = reopened.get_instance(uid)
+        assert record is not None and record.sha256 == hashlib.sha256(replacement).hexdigest()
+        assert store.path_of(record).read_bytes() == replacement
+    finally:
+        store.close()
+        reopened.close()
+
+
 def test_unclean_stop_reindexes_durable_files_and_drops_cut_writes(root: Path, sts_ct_dir: Path) -> None:
     root.mkdir()
     files = sorted((sts_ct_dir / "image").glob("*.dcm"))[:4]

@@ -775,6 +775,9 @@ class InstanceStore:
         With ``synchronous=NORMAL`` a power loss can drop the last index commits while their
         (fsynced) files survive: those acknowledged instances are re-indexed from their headers.
         Files that fail the checks (a write cut short before it was acknowledged) are deleted.
+        A replacement file (duplicate policy "replace", named ``<uid key>-<sha16>.dcm``) whose
+        commit was lost takes over its UID's row when the row's file is gone (the old file is
+        unlinked right after the commit) or is older than the replacement.
         """
         indexed = self.index.indexed_paths()
         added = removed = 0
@@ -792,15 +795,28 @@ class InstanceStore:
                 removed += 1
                 continue
             keys = (uid_key(header.study_uid), uid_key(header.series_uid), uid_key(header.sop_uid))
-            if relative != "{}/{}/{}/{}.dcm".format(INSTANCES_DIR, *keys):
-                continue  # a replaced version (duplicate policy "replace") is not re-indexed blindly
             sha = hashlib.sha256(data).hexdigest()
             record = instance_record(header, transfer_syntax, relative, sha, len(data), path.stat().st_mtime)
+            if relative != "{}/{}/{}/{}.dcm".format(INSTANCES_DIR, *keys):
+                if self._replacement_lost(record):
+                    self.index.replace_instance(record)
+                    added += 1
+                continue
             if self.index.add_instance(record, header.study_uid).outcome is AddOutcome.STORED:
                 added += 1
         if added or removed:
             _LOG.warning("unclean stop: %d instance file(s) re-indexed, %d unusable file(s) removed", added, removed)
         return added
+
+    def _replacement_lost(self, replacement: InstanceRecord) -> bool:
+        """True when an unindexed replacement file should take over its UID's row (see :meth:`reconcile`)."""
+        if self.policy.duplicates is not DuplicatePolicy.REPLACE:
+            return False
+        indexed = self.index.get_instance(replacement.sop_uid)
+        if indexed is None or indexed.sha256 == replacement.sha256:
+            return False
+        current = self.root / indexed.path
+        return not current.exists() or indexed.received_at < replacement.received_at
 
     def _remove_orphan_temp_files(self) -> int:
         """Delete temporary files left by a crash mid-write; returns how many were removed."""
