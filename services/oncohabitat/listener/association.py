@@ -262,15 +262,16 @@ class Association:
 
         The socket timeouts bound each wait for bytes, not the whole set-up: a peer sending one
         byte per timeout would hold an association slot, before any access check, indefinitely.
-        ``now``: ``time.monotonic()``. True when the association was interrupted.
+        ``now``: ``time.monotonic()``. Interrupts again at every call until the set-up has ended
+        (a TLS wrap may have swapped the socket just then). True the first time it interrupts.
         """
         with self._setup_lock:
             if not self._setting_up or now < self._setup_deadline:
                 return False
-            self._setting_up = False
+            first = not self._setup_expired
             self._setup_expired = True
         self.interrupt()
-        return True
+        return first
 
     def outcome_of(self, exc: BaseException) -> str:
         """The outcome label of an association ended by ``exc``; aborts the association where due."""
