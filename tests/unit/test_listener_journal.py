@@ -610,6 +610,7 @@ def test_a_replacement_that_cannot_be_written_keeps_its_journal_entry_for_the_re
 
     monkeypatch.setattr(store, "_write_durably", disk_full)
     assert acknowledged.follow_up().outcome is None  # nothing written now
+    store._closing.set()  # the crash below: no retry runs (see the next test for the retry)
     monkeypatch.undo()
     materialiser, journal = store._materialiser, store.journal
     assert materialiser is not None and journal is not None and store._lock_handle is not None
@@ -628,6 +629,47 @@ def test_a_replacement_that_cannot_be_written_keeps_its_journal_entry_for_the_re
     finally:
         store2.close()
         index2.close()
+
+
+def test_a_replacement_that_could_not_be_written_is_retried_and_its_study_waits(
+    tmp_path: Path, ct_series: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kept entry is retried (1 s, then doubling): meanwhile its study is pending; then it is
+    stored and the checkpoint moves past it."""
+    store, index = open_store(tmp_path / "root", duplicates=DuplicatePolicy.REPLACE)
+    try:
+        assert receive(store, event_of(ct_series[0])).outcome is AddOutcome.STORED  # type: ignore[arg-type]
+        assert store.flush(10)
+        ds = pydicom.dcmread(ct_series[0])
+        ds.SeriesDescription = "corrected"
+        changed = make_event(encode_body(ds), ds.SOPClassUID, ds.SOPInstanceUID)
+        acknowledged = store_without_follow_up(store, changed)
+        assert acknowledged.follow_up is not None
+        real_write = store._write_durably
+        failures: list[int] = []
+
+        def full_once(*args: Any, **kwargs: Any) -> Any:
+            if not failures:
+                failures.append(1)
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real_write(*args, **kwargs)
+
+        monkeypatch.setattr(store, "_write_durably", full_once)
+        assert acknowledged.follow_up().outcome is None
+        study_key = acknowledged.study_key or ""
+        assert store.has_pending(study_key)  # the acknowledged replacement is not stored yet
+        deadline = time.monotonic() + 10.0
+        while store.has_pending(study_key) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not store.has_pending(study_key)
+        record = index.get_instance(str(ds.SOPInstanceUID))
+        assert record is not None and record.sha256 == sha(changed.encoded_dataset())
+        assert store._materialiser is not None and store.journal is not None
+        store._materialiser.checkpoint()
+        assert store.journal.checkpointed_through == store.journal.last_sequence
+    finally:
+        store.close()
+        index.close()
 
 
 def test_materialiser_worker_write_error_removes_the_partial_file(

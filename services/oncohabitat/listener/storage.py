@@ -92,6 +92,9 @@ INDEX_FILE = "index.sqlite3"
 JOURNAL_DIR = "journal"
 LOCK_FILE = ".lock"
 _LOCK_STRIPES = 64
+#: First and longest wait before a failed after-reply step of a journaled instance is retried (s).
+_RESOLVE_RETRY_FIRST_S = 1.0
+_RESOLVE_RETRY_MAX_S = 60.0
 _META_GROUP = struct.Struct("<HH2sHL")
 
 __all__ = [
@@ -256,6 +259,7 @@ class InstanceStore:
         #: the materialiser nor indexed, yet acknowledged (or about to be). Completion waits for them.
         self._unresolved: Counter[str] = Counter()
         self._unresolved_lock = threading.Lock()
+        self._closing = threading.Event()
         self._known_dirs: set[Path] = set()
         self._dirs_lock = threading.Lock()
         try:
@@ -324,6 +328,7 @@ class InstanceStore:
 
         The index is closed by its owner, after this.
         """
+        self._closing.set()  # pending retries end: their entries stay in the journal
         if self._materialiser is not None:
             self._materialiser.stop()
             self._materialiser = None
@@ -342,6 +347,31 @@ class InstanceStore:
             if self._unresolved[study_key]:
                 return True
         return self._materialiser.has_pending(study_key)
+
+    def _retry_resolution(self, resolve: Callable[[], StoreResult], study_key: str, delay_s: float) -> None:
+        """Run an acknowledged instance's failed after-reply work again in ``delay_s`` (doubling, capped).
+
+        Until it succeeds the study stays pending and no checkpoint passes the journal entry; a
+        stop leaves it to the next start (recovery stores it from the journal).
+        """
+
+        def attempt() -> None:
+            if self._closing.is_set():
+                return
+            try:
+                done = resolve().outcome is not None
+            except Exception:  # noqa: BLE001 - retried: the entry stays in the journal meanwhile
+                _LOG.error("after-reply work of a journaled instance failed again", exc_info=True)
+                done = False
+            if done:
+                self._resolved(study_key)
+            else:
+                self._retry_resolution(resolve, study_key, min(delay_s * 2, _RESOLVE_RETRY_MAX_S))
+
+        timer = threading.Timer(delay_s, attempt)
+        timer.daemon = True
+        timer.name = "listener-resolve-retry"
+        timer.start()
 
     def _resolved(self, study_key: str) -> None:
         """One journaled instance of the study no longer awaits its after-reply work."""
@@ -498,11 +528,19 @@ class InstanceStore:
         with self._unresolved_lock:  # from now until its follow-up has run (see has_pending)
             self._unresolved[study_key] += 1
 
+        def resolve() -> StoreResult:
+            return self._resolve_journaled(PendingInstance(location, record, header.study_uid), header, data, spool)
+
         def follow_up() -> StoreResult:
+            result: StoreResult | None = None
             try:
-                return self._resolve_journaled(PendingInstance(location, record, header.study_uid), header, data, spool)
+                result = resolve()
+                return result
             finally:
-                self._resolved(study_key)
+                if result is not None and result.outcome is not None:
+                    self._resolved(study_key)
+                else:  # nothing written: the entry is kept (see _resolve_journaled) and retried
+                    self._retry_resolution(resolve, study_key, _RESOLVE_RETRY_FIRST_S)
 
         def settle() -> StoreResult:
             try:
@@ -565,7 +603,8 @@ class InstanceStore:
         )
         if result.outcome is None:
             # Nothing could be written (disk full, index error): the acknowledged entry stays
-            # unresolved, so no checkpoint passes it and a restart stores it from the journal.
+            # unresolved, so no checkpoint passes it; the follow-up retries it (and a restart
+            # stores it from the journal).
             _LOG.error(
                 "instance %s: a re-sent version could not be stored (%s); its journal entry is kept",
                 sop_key,
