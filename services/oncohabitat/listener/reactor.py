@@ -59,6 +59,9 @@ class _Connection:
     association: Association
     assembler: pdu_io.PduAssembler = field(default_factory=pdu_io.PduAssembler)
     last_activity: float = field(default_factory=time.monotonic)
+    #: Its C-STOREs being stored in the background: meanwhile it is not read (one operation at a
+    #: time, as negotiated) and no timeout applies (the peer rightly waits for the reply).
+    in_background: int = 0
 
 
 class DataReactor:
@@ -209,7 +212,35 @@ class DataReactor:
                 future = self._large_stores.submit(item.store)
                 future.add_done_callback(lambda _done: self._wake())
                 self._in_background.append((item, future))
+                self._pause(item.association)
         self._answer_stored(stored)  # the first settle syncs every entry written in the round
+
+    def _connection_of(self, association: Association) -> _Connection | None:
+        with self._lock:
+            return next((c for c in self._connections if c.association is association), None)
+
+    def _pause(self, association: Association) -> None:
+        """Stop reading an association while one of its C-STOREs is stored in the background."""
+        connection = self._connection_of(association)
+        if connection is None:
+            return
+        connection.in_background += 1
+        if connection.in_background == 1:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self._selector.unregister(association.sock)
+
+    def _resume(self, association: Association) -> None:
+        """Read an association again once its background C-STOREs are answered (its timeouts restart)."""
+        connection = self._connection_of(association)
+        if connection is None:
+            return
+        connection.in_background -= 1
+        if connection.in_background == 0:
+            connection.last_activity = time.monotonic()
+            try:
+                self._selector.register(association.sock, selectors.EVENT_READ, connection)
+            except (OSError, ValueError):  # closed meanwhile
+                self._end(connection, "connection_lost")
 
     def _answer_background(self, *, wait: bool) -> None:
         """Answer the large data sets stored in the background by now (``wait``: all of them)."""
@@ -221,6 +252,8 @@ class DataReactor:
                 still.append((item, future))
         self._in_background = still
         self._answer_stored(done)
+        for item, _result in done:
+            self._resume(item.association)
 
     def _answer_stored(self, stored: list[tuple[StagedStore, StoreResult]]) -> None:
         answered = [(item.association, *item.association.answer_store(item.pending, result)) for item, result in stored]
@@ -230,6 +263,8 @@ class DataReactor:
                 self._end_association(association, association.outcome_of(error))
 
     def _deadline(self, connection: _Connection) -> float:
+        if connection.in_background:
+            return float("inf")
         association = connection.association
         timeout = self._dimse_timeout_s if association.in_message else self._network_timeout_s
         return connection.last_activity + timeout
