@@ -153,9 +153,9 @@ def test_two_writers_waiting_for_space_both_continue_after_the_checkpoint(tmp_pa
     for thread in writers:
         thread.start()
     deadline = time.monotonic() + 5.0
-    while not journal.space_wanted and time.monotonic() < deadline:
+    while len(journal._cond._waiters) < 2 and time.monotonic() < deadline:  # type: ignore[attr-defined]
         time.sleep(0.01)
-    time.sleep(0.2)  # both are waiting
+    assert journal.space_wanted and len(journal._cond._waiters) == 2  # type: ignore[attr-defined]
     journal.checkpoint(journal.last_sequence)  # every entry so far materialised: segment 0 is reusable
     for thread in writers:
         thread.join(10)
@@ -485,6 +485,7 @@ def test_a_direct_store_of_a_uid_still_pending_waits_for_its_journaled_version(
         return real_write(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(store.journal, "write", full_after_the_first)
+    monkeypatch.setattr(store._materialiser, "_defer_idle_s", 60.0)  # held back until a flush
     assert receive(store, first).outcome is AddOutcome.STORED  # type: ignore[arg-type]
     assert store._materialiser.pending(str(ds.SOPInstanceUID)) is not None  # held back, not indexed
     assert receive(store, second).outcome is AddOutcome.CONFLICT  # type: ignore[arg-type]

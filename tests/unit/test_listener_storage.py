@@ -425,9 +425,12 @@ def test_without_fsync_instances_are_still_stored(root: Path, ct_file: Path, mon
         index.close()
 
 
-def test_a_replacement_whose_index_commit_was_lost_takes_over_its_row_at_start(root: Path, sts_ct_dir: Path) -> None:
-    """Replace policy, synchronous=NORMAL: a power loss drops the replacement's commit after the old
-    file was unlinked; the unclean start points the row at the surviving replacement file."""
+@pytest.mark.parametrize("lost", ["replacement_commit", "both_commits"])
+def test_a_replacement_whose_index_commit_was_lost_takes_over_its_row_at_start(
+    root: Path, sts_ct_dir: Path, lost: str
+) -> None:
+    """Replace policy, synchronous=NORMAL: a power loss drops the replacement's commit (or the first
+    version's too) after the old file was unlinked; the unclean start indexes the replacement file."""
     import sqlite3
 
     root.mkdir()
@@ -447,11 +450,14 @@ def test_a_replacement_whose_index_commit_was_lost_takes_over_its_row_at_start(r
     assert not (root / first.path).exists()  # the old file is gone at once
     store.close()
     index.close()
-    with sqlite3.connect(root / INDEX_FILE) as conn:  # the power loss: the replacement's commit is lost
-        conn.execute(
-            "UPDATE instances SET path = ?, sha256 = ?, size = ?, received_at = ? WHERE sop_uid = ?",
-            (first.path, first.sha256, first.size, first.received_at, uid),
-        )
+    with sqlite3.connect(root / INDEX_FILE) as conn:  # the power loss: the last commit(s) are lost
+        if lost == "replacement_commit":
+            conn.execute(
+                "UPDATE instances SET path = ?, sha256 = ?, size = ?, received_at = ? WHERE sop_uid = ?",
+                (first.path, first.sha256, first.size, first.received_at, uid),
+            )
+        else:
+            conn.execute("DELETE FROM instances WHERE sop_uid = ?", (uid,))
     (root / f"{INDEX_FILE}.clean").unlink()
     reopened = StudyIndex(root / INDEX_FILE, synchronous="NORMAL")
     store = InstanceStore(root, reopened, policy=policy)

@@ -348,6 +348,16 @@ class InstanceStore:
                 return True
         return self._materialiser.has_pending(study_key)
 
+    def _wait_for_journaled_version(self, sop_uid: str) -> None:
+        """Before a direct-path store: let the worker index a journaled version of ``sop_uid`` first.
+
+        Otherwise it and the direct write would both claim the UID's path and row (the row could
+        then name other bytes than the file).
+        """
+        materialiser = self._materialiser
+        if materialiser is not None and materialiser.pending(sop_uid) is not None:
+            materialiser.flush()
+
     def _retry_resolution(self, resolve: Callable[[], StoreResult], study_key: str, delay_s: float) -> None:
         """Run an acknowledged instance's failed after-reply work again in ``delay_s`` (doubling, capped).
 
@@ -452,11 +462,7 @@ class InstanceStore:
             else:
                 self._move_durably(spool, final)
 
-        materialiser = self._materialiser
-        if materialiser is not None and materialiser.pending(header.sop_uid) is not None:
-            # A journaled version of this UID is not indexed yet: let the worker index it first, or
-            # it and this direct write would both claim the UID's path and row.
-            materialiser.flush()
+        self._wait_for_journaled_version(header.sop_uid)
         result = self._commit(header, transfer_syntax, spool.sha256(), spool.size, place)
         spool.discard()
         if result.outcome is not None:
@@ -550,6 +556,7 @@ class InstanceStore:
                     materialiser.skip(location.sequence)
                     metrics.JOURNAL_ERRORS.labels(stage="append").inc()
                     _LOG.error("intake journal could not sync an instance (stored directly instead): %s", exc)
+                    self._wait_for_journaled_version(header.sop_uid)
                     return self._commit(
                         header,
                         transfer_syntax,
@@ -820,7 +827,8 @@ class InstanceStore:
         """
         indexed = self.index.indexed_paths()
         added = removed = 0
-        for path in sorted(self._instances_dir.glob("*/*/*.dcm")):
+        # first-received files (``<uid key>.dcm``) before replacements (``<uid key>-<sha16>.dcm``)
+        for path in sorted(self._instances_dir.glob("*/*/*.dcm"), key=lambda p: ("-" in p.stem, p.as_posix())):
             relative = path.relative_to(self.root).as_posix()
             if relative in indexed:
                 continue
@@ -837,7 +845,13 @@ class InstanceStore:
             sha = hashlib.sha256(data).hexdigest()
             record = instance_record(header, transfer_syntax, relative, sha, len(data), path.stat().st_mtime)
             if relative != "{}/{}/{}/{}.dcm".format(INSTANCES_DIR, *keys):
-                if self._replacement_lost(record):
+                if self.policy.duplicates is not DuplicatePolicy.REPLACE:
+                    continue  # not ours to decide: such files exist only under the replace policy
+                current = self.index.get_instance(record.sop_uid)
+                if current is None:  # both commits lost: the replacement is the version acknowledged last
+                    outcome = self.index.add_instance(record, header.study_uid).outcome
+                    added += outcome is AddOutcome.STORED
+                elif self._replacement_lost(record, current):
                     self.index.replace_instance(record)
                     added += 1
                 continue
@@ -847,12 +861,9 @@ class InstanceStore:
             _LOG.warning("unclean stop: %d instance file(s) re-indexed, %d unusable file(s) removed", added, removed)
         return added
 
-    def _replacement_lost(self, replacement: InstanceRecord) -> bool:
+    def _replacement_lost(self, replacement: InstanceRecord, indexed: InstanceRecord) -> bool:
         """True when an unindexed replacement file should take over its UID's row (see :meth:`reconcile`)."""
-        if self.policy.duplicates is not DuplicatePolicy.REPLACE:
-            return False
-        indexed = self.index.get_instance(replacement.sop_uid)
-        if indexed is None or indexed.sha256 == replacement.sha256:
+        if indexed.sha256 == replacement.sha256:
             return False
         current = self.root / indexed.path
         return not current.exists() or indexed.received_at < replacement.received_at
