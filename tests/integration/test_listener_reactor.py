@@ -238,3 +238,48 @@ def test_a_slow_large_data_set_does_not_stall_the_other_associations(tmp_path: P
         scp.stop()
         store.close()
         store.index.close()
+
+
+def test_a_duplicate_waiting_for_the_materialiser_does_not_stall_the_other_associations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-sent UID whose first version is not indexed yet waits for the materialiser (here 2 s):
+    that wait runs off the loop, so another association's echo is answered meanwhile."""
+    scp, store = open_scp(tmp_path / "root", reactor=True)
+    materialiser = store._materialiser
+    assert materialiser is not None
+    monkeypatch.setattr(materialiser, "_defer_idle_s", 60.0)  # the first version stays held back
+    real_flush = materialiser.flush
+
+    def slow_flush(timeout_s: float = 30.0) -> bool:  # a large held-back backlog
+        time.sleep(2.0)
+        return real_flush(timeout_s)
+
+    monkeypatch.setattr(materialiser, "flush", slow_flush)
+    contexts = [(Verification, [ImplicitVRLittleEndian]), (MRImageStorage, [ExplicitVRLittleEndian])]
+    peers = [RawPeer("127.0.0.1", scp.port, timeout_s=30) for _ in range(2)]
+    try:
+        for peer in peers:
+            peer.associate(contexts, called_ae="ONCOTEST")
+            peer.send_message(peer.context_for(Verification), echo_command(1), None)
+            assert peer.read_response().status == status.SUCCESS  # a message boundary: handed to the reactor
+        first, again = peers
+        instance = mr_instance(generate_uid(), generate_uid(), 1)
+        body = encode(instance, False, True)
+        assert first.c_store(MRImageStorage, instance.SOPInstanceUID, body, message_id=2).status == status.SUCCESS
+        instance.InstanceNumber = 2  # other bytes, same UID
+        changed = encode(instance, False, True)
+        assert again.c_store(MRImageStorage, instance.SOPInstanceUID, changed, message_id=2).status == status.SUCCESS
+        started = time.monotonic()
+        first.send_message(first.context_for(Verification), echo_command(3), None)
+        assert first.read_response().status == status.SUCCESS
+        assert time.monotonic() - started < 1.0
+        assert store.flush(10)
+        record = store.index.get_instance(instance.SOPInstanceUID)
+        assert record is not None and store.path_of(record).read_bytes().endswith(body)  # keep the first
+    finally:
+        for peer in peers:
+            peer.close()
+        scp.stop()
+        store.close()
+        store.index.close()

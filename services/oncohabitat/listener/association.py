@@ -211,6 +211,7 @@ class Association:
         self._accepted: dict[int, PresentationContext] = {}
         self._peer_max_pdu = 0
         self._stats = _Stats()
+        self._stats_lock = threading.Lock()
         self._command = bytearray()  # command fragments of the message being received
         self._command_context = 0  # their presentation context
         self._current: _PendingStore | None = None  # the C-STORE whose data set is being received
@@ -597,12 +598,13 @@ class Association:
             return StoreResult(status.SUCCESS)
 
     def _count(self, result: StoreResult) -> None:
-        if result.outcome is AddOutcome.STORED or result.outcome is AddOutcome.REPLACED:
-            self._stats.stored[result.study_key or ""] += 1
-        elif result.outcome is not None:
-            self._stats.duplicates += 1
-        else:
-            self._stats.refused += 1
+        with self._stats_lock:  # the reactor's background thread counts too
+            if result.outcome is AddOutcome.STORED or result.outcome is AddOutcome.REPLACED:
+                self._stats.stored[result.study_key or ""] += 1
+            elif result.outcome is not None:
+                self._stats.duplicates += 1
+            else:
+                self._stats.refused += 1
 
     # ---- sending -------------------------------------------------------------------------
 

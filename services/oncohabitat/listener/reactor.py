@@ -12,7 +12,8 @@ negotiated plain-TCP connections at once (``selectors``: epoll on Linux) and, pe
 2. makes every staged entry durable with one ``fdatasync`` (group commit: the first
    :attr:`~.storage.StoreResult.settle` syncs through the newest entry, the others find it done);
 3. answers every staged C-STORE, then runs their after-reply work (duplicate checks, hand-off to
-   the materialiser);
+   the materialiser; a duplicate of a UID not yet indexed waits for the materialiser, so its
+   check runs on the background thread below);
 4. every :data:`_TIMEOUT_CHECK_S`, ends the connections whose DIMSE or network timeout has passed.
 
 A data set larger than :data:`~.association.REACTOR_INLINE_MAX_BYTES` is checked and stored on a
@@ -258,7 +259,11 @@ class DataReactor:
     def _answer_stored(self, stored: list[tuple[StagedStore, StoreResult]]) -> None:
         answered = [(item.association, *item.association.answer_store(item.pending, result)) for item, result in stored]
         for association, result, error in answered:
-            association.follow_up_store(result)
+            if result.follow_up_waits and self._large_stores is not None:
+                # a duplicate of a UID still being materialised: its check waits for the worker
+                self._large_stores.submit(association.follow_up_store, result)
+            else:
+                association.follow_up_store(result)
             if error is not None:  # the reply could not be sent: that association ends
                 self._end_association(association, association.outcome_of(error))
 
