@@ -158,18 +158,25 @@ def test_a_message_stalled_mid_data_set_is_cut_off_by_the_dimse_timeout(
     assert store.index.get_instance(sop_uid) is None
 
 
+def reactor_peers(scp: ListenerSCP, contexts: list[tuple[str, list[str]]], count: int = 2) -> list[RawPeer]:
+    """``count`` associated raw peers, each past one echo: at that message boundary the reactor
+    serves them (it is used from two associations on). ``contexts`` must include Verification."""
+    peers = [RawPeer("127.0.0.1", scp.port, timeout_s=30) for _ in range(count)]
+    for peer in peers:
+        peer.associate(contexts, called_ae="ONCOTEST")
+        peer.send_message(peer.context_for(Verification), echo_command(1), None)
+        assert peer.read_response().status == status.SUCCESS
+    return peers
+
+
 def test_an_oversized_pdu_header_behind_a_valid_pdu_ends_the_association_at_once(
     reactor_scp: tuple[ListenerSCP, InstanceStore],
 ) -> None:
     """A valid echo and, in the same segment, a header announcing ~4 GiB: the echo is answered and the
     association aborted now, not when the 5 s network timeout finds it idle."""
     scp, _store = reactor_scp
-    peers = [RawPeer("127.0.0.1", scp.port, timeout_s=10) for _ in range(2)]  # two: the reactor serves them
+    peers = reactor_peers(scp, [(Verification, [ImplicitVRLittleEndian])])
     try:
-        for peer in peers:
-            peer.associate([(Verification, [ImplicitVRLittleEndian])], called_ae="ONCOTEST")
-            peer.send_message(next(iter(peer.accepted)), echo_command(1), None)
-            assert peer.read_response().status == status.SUCCESS  # a message boundary: handed to the reactor
         hostile = peers[0]
         context_id = next(iter(hostile.accepted))
         echo = pdu_io.encode_pdata(context_id, pdu_io.CONTROL_COMMAND | pdu_io.CONTROL_LAST, echo_command(2))
@@ -210,15 +217,8 @@ def test_a_slow_large_data_set_does_not_stall_the_other_associations(tmp_path: P
     is answered meanwhile, and the large one gets its success although its wait outlasts the 1 s
     network timeout (no timeout applies while its store runs)."""
     scp, store = open_scp(tmp_path / "root", reactor=True, dimse_timeout_s=1.0, network_timeout_s=1.0)
-    peers = [RawPeer("127.0.0.1", scp.port, timeout_s=30) for _ in range(2)]
+    peers = reactor_peers(scp, [(Verification, [ImplicitVRLittleEndian]), (MRImageStorage, [ImplicitVRLittleEndian])])
     try:
-        for peer in peers:
-            peer.associate(
-                [(Verification, [ImplicitVRLittleEndian]), (MRImageStorage, [ImplicitVRLittleEndian])],
-                called_ae="ONCOTEST",
-            )
-            peer.send_message(peer.context_for(Verification), echo_command(1), None)
-            assert peer.read_response().status == status.SUCCESS  # a message boundary: handed to the reactor
         large, other = peers
         sop_uid = generate_uid()
         body = element_flood_body(sop_uid, 1_200_000)
@@ -257,12 +257,8 @@ def test_a_duplicate_waiting_for_the_materialiser_does_not_stall_the_other_assoc
 
     monkeypatch.setattr(materialiser, "flush", slow_flush)
     contexts = [(Verification, [ImplicitVRLittleEndian]), (MRImageStorage, [ExplicitVRLittleEndian])]
-    peers = [RawPeer("127.0.0.1", scp.port, timeout_s=30) for _ in range(2)]
+    peers = reactor_peers(scp, contexts)
     try:
-        for peer in peers:
-            peer.associate(contexts, called_ae="ONCOTEST")
-            peer.send_message(peer.context_for(Verification), echo_command(1), None)
-            assert peer.read_response().status == status.SUCCESS  # a message boundary: handed to the reactor
         first, again = peers
         instance = mr_instance(generate_uid(), generate_uid(), 1)
         body = encode(instance, False, True)

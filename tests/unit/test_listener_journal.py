@@ -31,7 +31,7 @@ from oncohabitat.listener.storage import (
     StorePolicy,
     StoreResult,
 )
-from tests.unit.test_listener_storage import encode_body, file_body, make_event, metric, receive
+from tests.unit.test_listener_storage import Event, encode_body, file_body, make_event, metric, receive
 
 MIB = 1024 * 1024
 SEGMENT = 1 * MIB
@@ -592,6 +592,17 @@ def test_a_replacement_acknowledged_before_a_crash_replaces_the_indexed_version_
         index2.close()
 
 
+def acknowledged_replacement(store: InstanceStore, path: Path) -> tuple[StoreResult, Event]:
+    """Re-send ``path``'s instance with other bytes (its series description): the result as answered,
+    before its follow-up ran, and the re-sent event."""
+    ds = pydicom.dcmread(path)
+    ds.SeriesDescription = "corrected"
+    changed = make_event(encode_body(ds), ds.SOPClassUID, ds.SOPInstanceUID)
+    acknowledged = store_without_follow_up(store, changed)
+    assert acknowledged.status == status.SUCCESS and acknowledged.follow_up is not None
+    return acknowledged, changed
+
+
 def test_a_replacement_that_cannot_be_written_keeps_its_journal_entry_for_the_restart(
     tmp_path: Path, ct_series: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -600,11 +611,9 @@ def test_a_replacement_that_cannot_be_written_keeps_its_journal_entry_for_the_re
     store, index = open_store(root, duplicates=DuplicatePolicy.REPLACE)
     assert receive(store, event_of(ct_series[0])).outcome is AddOutcome.STORED  # type: ignore[arg-type]
     assert store.flush(10)
-    ds = pydicom.dcmread(ct_series[0])
-    ds.SeriesDescription = "corrected"
-    changed = make_event(encode_body(ds), ds.SOPClassUID, ds.SOPInstanceUID)
-    acknowledged = store_without_follow_up(store, changed)
-    assert acknowledged.status == status.SUCCESS and acknowledged.follow_up is not None
+    acknowledged, changed = acknowledged_replacement(store, ct_series[0])
+    assert acknowledged.follow_up is not None
+    sop_uid = changed.sop_uid
 
     def disk_full(*_args: object, **_kwargs: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -624,7 +633,7 @@ def test_a_replacement_that_cannot_be_written_keeps_its_journal_entry_for_the_re
     index.close()
     store2, index2 = open_store(root, duplicates=DuplicatePolicy.REPLACE)
     try:
-        record = index2.get_instance(str(ds.SOPInstanceUID))
+        record = index2.get_instance(str(sop_uid))
         assert record is not None and record.sha256 == sha(changed.encoded_dataset())
         assert (root / record.path).read_bytes() == changed.encoded_dataset()
     finally:
@@ -641,11 +650,9 @@ def test_a_replacement_that_could_not_be_written_is_retried_and_its_study_waits(
     try:
         assert receive(store, event_of(ct_series[0])).outcome is AddOutcome.STORED  # type: ignore[arg-type]
         assert store.flush(10)
-        ds = pydicom.dcmread(ct_series[0])
-        ds.SeriesDescription = "corrected"
-        changed = make_event(encode_body(ds), ds.SOPClassUID, ds.SOPInstanceUID)
-        acknowledged = store_without_follow_up(store, changed)
+        acknowledged, changed = acknowledged_replacement(store, ct_series[0])
         assert acknowledged.follow_up is not None
+        sop_uid = changed.sop_uid
         real_write = store._write_durably
         failures: list[int] = []
 
@@ -663,7 +670,7 @@ def test_a_replacement_that_could_not_be_written_is_retried_and_its_study_waits(
         while store.has_pending(study_key) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not store.has_pending(study_key)
-        record = index.get_instance(str(ds.SOPInstanceUID))
+        record = index.get_instance(str(sop_uid))
         assert record is not None and record.sha256 == sha(changed.encoded_dataset())
         assert store._materialiser is not None and store.journal is not None
         store._materialiser.checkpoint()
