@@ -158,6 +158,15 @@ def test_a_message_stalled_mid_data_set_is_cut_off_by_the_dimse_timeout(
     assert store.index.get_instance(sop_uid) is None
 
 
+def close_all(peers: list[RawPeer], scp: ListenerSCP, store: InstanceStore) -> None:
+    """Close the peers, then stop the listener and release its store and index."""
+    for peer in peers:
+        peer.close()
+    scp.stop()
+    store.close()
+    store.index.close()
+
+
 def reactor_peers(scp: ListenerSCP, contexts: list[tuple[str, list[str]]], count: int = 2) -> list[RawPeer]:
     """``count`` associated raw peers, each past one echo: at that message boundary the reactor
     serves them (it is used from two associations on). ``contexts`` must include Verification."""
@@ -233,11 +242,7 @@ def test_a_slow_large_data_set_does_not_stall_the_other_associations(tmp_path: P
         assert large.read_response().status == status.SUCCESS
         assert store.flush(10) and store.index.get_instance(sop_uid) is not None
     finally:
-        for peer in peers:
-            peer.close()
-        scp.stop()
-        store.close()
-        store.index.close()
+        close_all(peers, scp, store)
 
 
 def test_a_duplicate_waiting_for_the_materialiser_does_not_stall_the_other_associations(
@@ -274,8 +279,4 @@ def test_a_duplicate_waiting_for_the_materialiser_does_not_stall_the_other_assoc
         record = store.index.get_instance(instance.SOPInstanceUID)
         assert record is not None and store.path_of(record).read_bytes().endswith(body)  # keep the first
     finally:
-        for peer in peers:
-            peer.close()
-        scp.stop()
-        store.close()
-        store.index.close()
+        close_all(peers, scp, store)
