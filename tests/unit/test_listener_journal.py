@@ -680,6 +680,33 @@ def test_a_replacement_that_could_not_be_written_is_retried_and_its_study_waits(
         index.close()
 
 
+def test_a_replacement_resolved_late_never_overwrites_a_newer_acknowledged_version(
+    tmp_path: Path, ct_series: list[Path]
+) -> None:
+    """Replace policy: versions B then C of one UID are acknowledged; C's after-reply work runs first
+    (B's waited, e.g. for the materialiser or a retry). B must not replace C: the newest arrival wins."""
+    store, index = open_store(tmp_path / "root", duplicates=DuplicatePolicy.REPLACE)
+    try:
+        assert receive(store, event_of(ct_series[0])).outcome is AddOutcome.STORED  # type: ignore[arg-type]
+        assert store.flush(10)
+        ds = pydicom.dcmread(ct_series[0])
+        versions = []
+        for description in ("B", "C"):
+            ds.SeriesDescription = description
+            event = make_event(encode_body(ds), ds.SOPClassUID, ds.SOPInstanceUID)
+            versions.append((event, store_without_follow_up(store, event)))
+            time.sleep(0.01)  # distinct arrival times
+        (_b_event, b_result), (c_event, c_result) = versions
+        assert c_result.follow_up is not None and c_result.follow_up().outcome is AddOutcome.REPLACED
+        assert b_result.follow_up is not None and b_result.follow_up().outcome is AddOutcome.CONFLICT
+        record = index.get_instance(str(ds.SOPInstanceUID))
+        assert record is not None and record.sha256 == sha(c_event.encoded_dataset())
+        assert store.path_of(record).read_bytes() == c_event.encoded_dataset()
+    finally:
+        store.close()
+        index.close()
+
+
 def test_materialiser_worker_write_error_removes_the_partial_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -93,6 +93,7 @@ class DataReactor:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._large_stores: ThreadPoolExecutor | None = None  # while the loop runs
+        self._waiting_follow_ups: ThreadPoolExecutor | None = None  # likewise: never behind a large store
         self._in_background: list[tuple[StagedStore, Future[StoreResult]]] = []
 
     def start(self) -> None:
@@ -101,6 +102,7 @@ class DataReactor:
             return
         self._stopping = False
         self._large_stores = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dicom-large-store")
+        self._waiting_follow_ups = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dicom-duplicate-check")
         self._thread = threading.Thread(target=self._loop, name="dicom-reactor", daemon=True)
         self._thread.start()
 
@@ -169,6 +171,8 @@ class DataReactor:
             self._end_all()
             if self._large_stores is not None:
                 self._large_stores.shutdown(wait=True)
+            if self._waiting_follow_ups is not None:
+                self._waiting_follow_ups.shutdown(wait=True)
 
     def _register(self, association: Association) -> None:
         connection = _Connection(association)
@@ -259,9 +263,10 @@ class DataReactor:
     def _answer_stored(self, stored: list[tuple[StagedStore, StoreResult]]) -> None:
         answered = [(item.association, *item.association.answer_store(item.pending, result)) for item, result in stored]
         for association, result, error in answered:
-            if result.follow_up_waits and self._large_stores is not None:
+            if result.follow_up_waits and self._waiting_follow_ups is not None:
                 # a duplicate of a UID still being materialised: its check waits for the worker
-                self._large_stores.submit(association.follow_up_store, result)
+                # (order among versions: by arrival time, see InstanceStore._commit)
+                self._waiting_follow_ups.submit(association.follow_up_store, result)
             else:
                 association.follow_up_store(result)
             if error is not None:  # the reply could not be sent: that association ends

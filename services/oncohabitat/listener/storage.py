@@ -612,6 +612,7 @@ class InstanceStore:
             spool.sha256(),
             record.size,
             lambda final: self._write_durably(final, data),
+            received_at=record.received_at,  # resolved late (background, retry): never over a newer one
         )
         if result.outcome is None:
             # Nothing could be written (disk full, index error): the acknowledged entry stays
@@ -670,8 +671,20 @@ class InstanceStore:
         return done
 
     def _commit(
-        self, header: InstanceHeader, transfer_syntax: str, sha: str, size: int, place: Callable[[Path], None]
+        self,
+        header: InstanceHeader,
+        transfer_syntax: str,
+        sha: str,
+        size: int,
+        place: Callable[[Path], None],
+        received_at: float | None = None,
     ) -> StoreResult:
+        """Write and index an instance directly (identical, conflict or replace for a known UID).
+
+        ``received_at``: when this version arrived (epoch s), for one resolved after its reply
+        (journaled): a version older than the indexed one is a conflict, never a replacement (a
+        newer version was acknowledged and indexed meanwhile). None: now.
+        """
         study_key = uid_key(header.study_uid)
         series_key = uid_key(header.series_uid)
         sop_key = uid_key(header.sop_uid)
@@ -685,7 +698,8 @@ class InstanceStore:
             if existing is not None:
                 if existing.sha256 == sha:
                     return self._identical(existing.study_key)
-                if self.policy.duplicates is DuplicatePolicy.KEEP_FIRST:
+                superseded = received_at is not None and existing.received_at > received_at
+                if superseded or self.policy.duplicates is DuplicatePolicy.KEEP_FIRST:
                     return self._conflict(existing.study_key, sop_key)
                 relative = f"{INSTANCES_DIR}/{study_key}/{series_key}/{sop_key}-{sha[:16]}.dcm"
             final = self.root / relative
@@ -694,7 +708,8 @@ class InstanceStore:
             except OSError as exc:
                 _LOG.error("instance %s of study %s not written: %s", sop_key, study_key, exc.strerror)
                 return self.refuse("write_error", status.OUT_OF_RESOURCES)
-            record = instance_record(header, transfer_syntax, relative, sha, size, self._clock())
+            arrival = self._clock() if received_at is None else received_at
+            record = instance_record(header, transfer_syntax, relative, sha, size, arrival)
             try:
                 if existing is None:
                     result = self.index.add_instance(record, header.study_uid)
