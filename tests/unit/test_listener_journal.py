@@ -707,6 +707,25 @@ def test_a_replacement_resolved_late_never_overwrites_a_newer_acknowledged_versi
         index.close()
 
 
+def test_whether_a_duplicate_check_waits_is_decided_when_it_runs(
+    journaled: tuple[InstanceStore, StudyIndex], ct_series: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two versions of a new UID answered in one round: once the first is handed on (pending), the
+    second's check would wait for the materialiser, and says so then (the reactor runs it elsewhere)."""
+    store, _index = journaled
+    assert store._materialiser is not None
+    monkeypatch.setattr(store._materialiser, "_defer_idle_s", 60.0)  # the first stays held back
+    ds = pydicom.dcmread(ct_series[0])
+    first = store_without_follow_up(store, event_of(ct_series[0]))
+    ds.SeriesDescription = "other bytes"
+    second = store_without_follow_up(store, make_event(encode_body(ds), ds.SOPClassUID, ds.SOPInstanceUID))
+    assert first.follow_up_waits is not None and second.follow_up_waits is not None
+    assert not second.follow_up_waits()  # nothing pending yet
+    assert first.follow_up is not None and first.follow_up().outcome is AddOutcome.STORED  # handed on
+    assert second.follow_up_waits()
+    assert second.follow_up is not None and second.follow_up().outcome is AddOutcome.CONFLICT
+
+
 def test_materialiser_worker_write_error_removes_the_partial_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -263,7 +263,8 @@ class DataReactor:
     def _answer_stored(self, stored: list[tuple[StagedStore, StoreResult]]) -> None:
         answered = [(item.association, *item.association.answer_store(item.pending, result)) for item, result in stored]
         for association, result, error in answered:
-            if result.follow_up_waits and self._waiting_follow_ups is not None:
+            waits = result.follow_up_waits
+            if waits is not None and self._waiting_follow_ups is not None and waits():
                 # a duplicate of a UID still being materialised: its check waits for the worker
                 # (order among versions: by arrival time, see InstanceStore._commit)
                 self._waiting_follow_ups.submit(association.follow_up_store, result)

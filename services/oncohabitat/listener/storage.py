@@ -153,9 +153,9 @@ class StoreResult:
     before replying: it waits until the instance is durable and returns the result to answer.
     ``follow_up``, when set, must be called once the reply is sent: it finishes the work that need
     not delay the reply and returns the final result (e.g. ``IDENTICAL`` for a re-sent instance).
-    ``follow_up_waits``: the follow-up will wait for the materialiser (an earlier version of the
-    same UID is not indexed yet: up to the whole held-back backlog); a caller serving several
-    associations on one thread runs it elsewhere.
+    ``follow_up_waits``: asked right before the follow-up runs, True when it would wait for the
+    materialiser (an earlier version of the same UID is not indexed yet: up to the whole held-back
+    backlog); a caller serving several associations on one thread then runs it elsewhere.
     """
 
     status: int
@@ -164,7 +164,7 @@ class StoreResult:
     reason: str = ""
     follow_up: Callable[[], StoreResult] | None = field(default=None, compare=False, repr=False)
     settle: Callable[[], StoreResult] | None = field(default=None, compare=False, repr=False)
-    follow_up_waits: bool = field(default=False, compare=False)
+    follow_up_waits: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
 
 
 def _timed(settle: Callable[[], StoreResult], started: float) -> Callable[[], StoreResult]:
@@ -570,7 +570,10 @@ class InstanceStore:
                     )
                 finally:
                     self._resolved(study_key)
-            waits = materialiser.pending(record.sop_uid) is not None  # an earlier version is pending
+
+            def waits() -> bool:  # an earlier version of the UID is pending (also one from this very round)
+                return materialiser.pending(record.sop_uid) is not None
+
             return StoreResult(status.SUCCESS, AddOutcome.STORED, study_key, follow_up=follow_up, follow_up_waits=waits)
 
         if defer_sync:
