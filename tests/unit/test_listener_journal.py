@@ -4,8 +4,10 @@ worker restart, re-materialisation at start)."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
+import json
 import os
 import threading
 import time
@@ -17,12 +19,14 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
+from oncohabitat.common import blobstore
+from oncohabitat.listener import journal as journal_module
 from oncohabitat.listener import materialiser as materialiser_module
 from oncohabitat.listener import materialiser_worker, status
 from oncohabitat.listener.identifiers import uid_key
 from oncohabitat.listener.index import AddOutcome, StudyIndex, StudyState
 from oncohabitat.listener.journal import HEADER, IntakeJournal, JournalError, JournalReader
-from oncohabitat.listener.journal_meta import decode_journal_meta, encode_journal_meta
+from oncohabitat.listener.journal_meta import IntakeMeta, decode_journal_meta, encode_intake_meta
 from oncohabitat.listener.storage import (
     INDEX_FILE,
     JOURNAL_DIR,
@@ -245,15 +249,19 @@ def test_oversized_entries_and_damaged_checkpoints_are_refused(tmp_path: Path) -
         IntakeJournal(tmp_path, segment_bytes=SEGMENT, segments=2)
 
 
-def test_metadata_round_trips(tmp_path: Path) -> None:
+def test_metadata_round_trips_and_entries_of_the_first_layout_still_decode() -> None:
     from oncohabitat.listener.index import InstanceRecord
 
+    meta = IntakeMeta("1.2.840.10008.5.1.4.1.1.4", "1.2.3", "1.2.840.10008.1.2.1", 1.5)
+    assert decode_journal_meta(encode_intake_meta(meta)) == meta
     record = InstanceRecord(
         "1.2.3", "s", "r", "1.2.4", "1.2.840.10008.5.1.4.1.1.4", "MR", "p", "ab", 5, 1.5, None, "x", ""
     )
-    assert decode_journal_meta(encode_journal_meta(record, "1.2")) == (record, "1.2")
-    with pytest.raises(ValueError):
-        decode_journal_meta(b'["1.2"]')
+    first_layout = json.dumps(["1.2", *dataclasses.astuple(record)]).encode()  # journaled by earlier releases
+    assert decode_journal_meta(first_layout) == (record, "1.2")
+    for unknown in (b'["1.2"]', b"[3, 1, 2, 3, 4]", b'[2, "a", "b", "c", "now"]', b"{}"):
+        with pytest.raises(ValueError):
+            decode_journal_meta(unknown)
 
 
 # ---- the store's journal path -----------------------------------------------------------------
@@ -364,6 +372,133 @@ def test_a_crash_before_materialising_is_repaired_from_the_journal_at_start(
         index3.close()
 
 
+def refused_events(path: Path) -> list[object]:
+    """Two C-STOREs the checks refuse: a data set of another SOP Instance UID, and garbage."""
+    ds = pydicom.dcmread(path)
+    mismatch = make_event(encode_body(ds), ds.SOPClassUID, "1.2.826.0.1.3680043.10.999.1")
+    garbage = make_event(b"\xff" * 300, ds.SOPClassUID, "1.2.826.0.1.3680043.10.999.2")
+    return [mismatch, garbage]
+
+
+def test_instances_refused_by_their_checks_are_journaled_first_but_never_stored_after_a_crash(
+    tmp_path: Path, ct_series: list[Path]
+) -> None:
+    """Entries are written before the checks (their device write overlaps them): an entry whose
+    instance was refused must not become a file or row when recovery replays the journal."""
+    root = tmp_path / "root"
+    store, index = open_store(root)
+    assert store._materialiser is not None and store.journal is not None
+    store._materialiser._end_worker(5)  # nothing gets materialised before the crash
+    store._materialiser._stopping = True
+    events = [event_of(ct_series[0]), *refused_events(ct_series[1]), event_of(ct_series[2])]
+    results = [receive(store, e) for e in events]  # type: ignore[arg-type]
+    assert [r.status for r in results] == [
+        status.SUCCESS,
+        status.DATASET_MISMATCH,
+        status.MISSING_UID,  # garbage: no identity to read
+        status.SUCCESS,
+    ]
+    assert store.journal.last_sequence == 4  # the refused ones were journaled too
+    assert store._lock_handle is not None
+    store._lock_handle.close()  # crash
+    store._lock_handle = None
+    index.close()
+    store2, index2 = open_store(root)
+    try:
+        assert store2.rematerialised == 2
+        stored = {record.sop_uid for record in index2.instances(results[0].study_key or "")}
+        expected = {
+            str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in (ct_series[0], ct_series[2])
+        }
+        assert stored == expected
+        assert index2.get_instance("1.2.826.0.1.3680043.10.999.1") is None
+        assert index2.get_instance("1.2.826.0.1.3680043.10.999.2") is None
+        assert len(list((root / "instances").rglob("*.dcm"))) == 2
+        assert store2.journal is not None and store2.journal.checkpointed_through == 4
+    finally:
+        store2.close()
+        index2.close()
+
+
+def test_a_refused_instance_does_not_hold_back_the_journal_checkpoint(
+    journaled: tuple[InstanceStore, StudyIndex], ct_series: list[Path]
+) -> None:
+    store, _index = journaled
+    assert store.journal is not None and store._materialiser is not None
+    events = [event_of(ct_series[0]), *refused_events(ct_series[1]), event_of(ct_series[2])]
+    assert [receive(store, e).status == status.SUCCESS for e in events] == [True, False, False, True]  # type: ignore[arg-type]
+    assert store.flush(10)
+    store._materialiser.checkpoint()
+    assert store.journal.checkpointed_through == store.journal.last_sequence == 4
+
+
+def test_entries_journaled_by_an_earlier_release_are_recovered_after_an_upgrade(
+    tmp_path: Path, ct_series: list[Path]
+) -> None:
+    """The first metadata layout (the whole index record) is still replayed at start."""
+    from oncohabitat.listener.index import InstanceRecord
+
+    root = tmp_path / "root"
+    data = ct_series[0].read_bytes()
+    ds = pydicom.dcmread(ct_series[0], stop_before_pixels=True)
+    study_key, series_key = uid_key(str(ds.StudyInstanceUID)), uid_key(str(ds.SeriesInstanceUID))
+    record = InstanceRecord(
+        str(ds.SOPInstanceUID), study_key, series_key, str(ds.SeriesInstanceUID), str(ds.SOPClassUID), "CT",
+        f"instances/{study_key}/{series_key}/{uid_key(str(ds.SOPInstanceUID))}.dcm", "", len(data), 1.5,
+        None, "", str(ds.file_meta.TransferSyntaxUID),
+    )  # fmt: skip
+    journal = IntakeJournal(root / "journal", segment_bytes=4 * MIB, segments=2)
+    journal.append(json.dumps([str(ds.StudyInstanceUID), *dataclasses.astuple(record)]).encode(), data)
+    journal.close()
+    store, index = open_store(root)
+    try:
+        assert store.rematerialised == 1
+        indexed = index.get_instance(str(ds.SOPInstanceUID))
+        assert indexed is not None and indexed.path == record.path and indexed.sha256 == sha(data)
+        assert (root / record.path).read_bytes() == data
+    finally:
+        store.close()
+        index.close()
+
+
+def test_the_device_write_starts_at_journaling_only_for_an_entry_synced_on_its_own(
+    journaled: tuple[InstanceStore, StudyIndex], ct_series: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One association syncs each entry alone (the write overlaps its checks); the reactor's round
+    sync covers many entries with one write, so it starts none early."""
+    store, _index = journaled
+    started: list[tuple[int, int]] = []
+    monkeypatch.setattr(journal_module, "start_device_write", lambda _fd, offset, size: started.append((offset, size)))
+    receive(store, event_of(ct_series[0]))  # type: ignore[arg-type]
+    assert len(started) == 1 and started[0][0] == 0 and started[0][1] > len(file_body(ct_series[0]))
+    event = event_of(ct_series[1])
+    spool = store.open_spool(event.sop_class, event.sop_uid, event.ts)  # type: ignore[attr-defined]
+    spool.append(memoryview(event.body))  # type: ignore[attr-defined]
+    result = store.store_spool(
+        spool,
+        sop_class_uid=event.sop_class,  # type: ignore[attr-defined]
+        sop_uid=event.sop_uid,  # type: ignore[attr-defined]
+        transfer_syntax=event.ts,  # type: ignore[attr-defined]
+        defer_sync=True,
+    )
+    assert result.settle is not None and len(started) == 1
+    result = result.settle()
+    assert result.follow_up is not None
+    result.follow_up()
+
+
+def test_starting_a_device_write_works_on_a_real_file(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    try:
+        os.write(fd, b"x" * 8192)
+        assert blobstore.start_device_write(fd, 0, 8192)
+        os.fdatasync(fd)
+        assert not blobstore.start_device_write(-1, 0, 8192)  # refused: reported, never raised
+    finally:
+        os.close(fd)
+
+
 def test_a_dead_worker_is_restarted_and_gets_the_pending_instances_again(
     journaled: tuple[InstanceStore, StudyIndex], ct_series: list[Path]
 ) -> None:
@@ -451,7 +586,7 @@ def test_a_failing_journal_falls_back_to_the_direct_durable_path(
     store, index = journaled
     assert store.journal is not None
 
-    def broken(*_args: object) -> object:
+    def broken(*_args: object, **_kwargs: object) -> object:
         raise JournalError("journal write failed: [Errno 5] Input/output error")
 
     monkeypatch.setattr(store.journal, "write", broken)

@@ -32,19 +32,21 @@ def fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
-def _load_syncfs() -> Callable[[int], int] | None:
-    """libc's ``syncfs(fd)`` (Linux), or None where the C library lacks it."""
+def _libc_function(name: str, argtypes: list[type]) -> Callable[..., int] | None:
+    """A libc function by name with its argument types (Linux), or None where the C library lacks it."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        function = libc.syncfs
+        function = getattr(libc, name)
     except (OSError, AttributeError):
         return None
-    function.argtypes = [ctypes.c_int]
+    function.argtypes = argtypes
     function.restype = ctypes.c_int
-    return cast(Callable[[int], int], function)
+    return cast(Callable[..., int], function)
 
 
-_SYNCFS = _load_syncfs()
+_SYNCFS = _libc_function("syncfs", [ctypes.c_int])
+_SYNC_FILE_RANGE = _libc_function("sync_file_range", [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint])
+_SYNC_FILE_RANGE_WRITE = 2
 
 
 def sync_filesystem(path: Path) -> None:
@@ -66,6 +68,19 @@ def sync_filesystem(path: Path) -> None:
             raise OSError(error, os.strerror(error))
     finally:
         os.close(fd)
+
+
+def start_device_write(fd: int, offset: int, length: int) -> bool:
+    """Start writing a file's dirty pages in ``[offset, offset + length)`` (bytes) to the device; no wait.
+
+    ``sync_file_range(SYNC_FILE_RANGE_WRITE)`` (Linux): the device write proceeds while the caller
+    does other work; a later ``fdatasync`` still has to wait for it, flush the device cache and
+    report any error. Nothing is durable because of this call. False where it is unavailable or
+    refused (harmless: the ``fdatasync`` then writes the pages itself).
+    """
+    if _SYNC_FILE_RANGE is None:
+        return False
+    return _SYNC_FILE_RANGE(fd, offset, length, _SYNC_FILE_RANGE_WRITE) == 0
 
 
 def atomic_write(path: Path, data: bytes) -> None:

@@ -56,7 +56,7 @@ from hashlib import sha256
 from pathlib import Path
 from typing import BinaryIO
 
-from oncohabitat.common.blobstore import fsync_directory
+from oncohabitat.common.blobstore import fsync_directory, start_device_write
 from oncohabitat.listener.errors import ListenerError
 
 _LOG = logging.getLogger(__name__)
@@ -250,14 +250,20 @@ class IntakeJournal:
         """
         self._wait_durable(location.sequence)
 
-    def write(self, meta: bytes, payload: bytes, digest: str | None = None) -> JournalLocation:
+    def write(
+        self, meta: bytes, payload: bytes, digest: str | None = None, *, start_writeback: bool = False
+    ) -> JournalLocation:
         """Write one entry (to the page cache), without waiting for durability.
 
-        The caller then calls :meth:`wait_durable` before acknowledging. (Starting the write-back
-        here with ``sync_file_range`` was measured and dropped: it cost ~48 us of CPU per 57 KB
-        entry on the reply path and did not shorten the following ``fdatasync`` enough to pay for
-        it.) An entry that is never waited for is harmless: recovery re-checks every entry
-        against the index.
+        The caller then calls :meth:`wait_durable` before acknowledging. An entry that is never
+        waited for is harmless: recovery re-checks every entry against the index.
+
+        ``start_writeback``: also start the entry's device write now (``sync_file_range``, no
+        wait), for a caller with work to do before :meth:`wait_durable`: the write then proceeds
+        meanwhile and the sync is left with the device flush. (Measured here, 57 KB entries: write
+        + ``fdatasync`` 232 us against 175 us with 86 us of work between them. Starting it costs
+        CPU, so it pays only with such work in between: the store journals a data set before
+        checking it for this reason.)
 
         Raises:
             JournalError: too large, no space within ``space_timeout_s``, or an I/O error.
@@ -279,6 +285,8 @@ class IntakeJournal:
             self._finish(sequence, segment, failed=True)
             raise JournalError(f"journal write failed: {exc}") from exc
         self._finish(sequence, segment, failed=False)
+        if start_writeback and self.sync:
+            start_device_write(segment.fd, offset, size)  # a failure shows in the fdatasync
         return JournalLocation(sequence, segment.number, offset, size)
 
     def _reserve(self, size: int) -> tuple[int, _Segment, int]:

@@ -1,33 +1,68 @@
-"""Journal metadata of an instance: its index record and Study Instance UID, as compact JSON.
+"""Journal metadata of an instance: what the listener knew when it journaled it, as compact JSON.
 
-Written by the store when it journals an instance, read by the materialiser worker and by
-recovery. A JSON array in :class:`~.index.InstanceRecord` field order (no field names: this
-runs once per received instance).
+The store journals a received data set *before* its checks run, so that the journal's device
+write proceeds while they do (see :mod:`.storage`). The metadata therefore carries only what the
+C-STORE request and its presentation context say, and the arrival time::
+
+    [2, sop_class_uid, sop_uid, transfer_syntax, received_at]     (received_at: epoch s)
+
+Everything else the index keeps (study, series, modality, description...) is read from the
+payload by the same checks that ran at intake (:func:`~.checks.inspect_body`): recovery re-runs
+them, and an entry they refuse was refused at intake too (its peer got a failure status). The
+materialiser worker gets each record from the listener over its pipe.
+
+Entries of the first layout, ``[study_uid, *InstanceRecord fields]`` (journaled after the checks,
+by earlier releases), are still decoded: a journal left by an unclean stop survives an upgrade.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import dataclass
 
 from oncohabitat.listener.index import InstanceRecord
 
-_FIELDS = tuple(f.name for f in dataclasses.fields(InstanceRecord))
+_LAYOUT = 2
+_RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(InstanceRecord))
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
-def encode_journal_meta(record: InstanceRecord, study_uid: str) -> bytes:
-    """``[study_uid, *record fields]`` as UTF-8 JSON."""
-    return _ENCODER.encode([study_uid, *(getattr(record, name) for name in _FIELDS)]).encode()
+@dataclass(frozen=True)
+class IntakeMeta:
+    """A journaled C-STORE's identity (from its request and context) and arrival time (epoch s)."""
+
+    sop_class_uid: str
+    sop_uid: str
+    transfer_syntax: str
+    received_at: float
 
 
-def decode_journal_meta(meta: bytes) -> tuple[InstanceRecord, str]:
-    """Inverse of :func:`encode_journal_meta`.
+#: An entry of the first layout: its index record and Study Instance UID.
+RecordMeta = tuple[InstanceRecord, str]
+
+
+def encode_intake_meta(meta: IntakeMeta) -> bytes:
+    """``[2, sop_class_uid, sop_uid, transfer_syntax, received_at]`` as UTF-8 JSON."""
+    return _ENCODER.encode([_LAYOUT, meta.sop_class_uid, meta.sop_uid, meta.transfer_syntax, meta.received_at]).encode()
+
+
+def decode_journal_meta(data: bytes) -> IntakeMeta | RecordMeta:
+    """The metadata of a journal entry, of either layout (see module doc).
 
     Raises:
-        ValueError: not metadata of this layout.
+        ValueError: metadata of neither layout.
     """
-    values = json.loads(meta)
-    if not isinstance(values, list) or len(values) != len(_FIELDS) + 1:
+    values = json.loads(data)
+    if not isinstance(values, list) or not values:
         raise ValueError("journal metadata has an unexpected layout")
-    return InstanceRecord(**dict(zip(_FIELDS, values[1:], strict=True))), str(values[0])
+    if values[0] == _LAYOUT and len(values) == 5:
+        sop_class_uid, sop_uid, transfer_syntax, received_at = values[1:]
+        if not all(isinstance(v, str) for v in (sop_class_uid, sop_uid, transfer_syntax)):
+            raise ValueError("journal metadata has an unexpected layout")
+        if not isinstance(received_at, int | float):
+            raise ValueError("journal metadata has an unexpected layout")
+        return IntakeMeta(sop_class_uid, sop_uid, transfer_syntax, float(received_at))
+    if isinstance(values[0], str) and len(values) == len(_RECORD_FIELDS) + 1:
+        return InstanceRecord(**dict(zip(_RECORD_FIELDS, values[1:], strict=True))), values[0]
+    raise ValueError("journal metadata has an unexpected layout")

@@ -1,17 +1,17 @@
 """Turns journaled instances into Part-10 files and index rows, off the reply path; checkpoints the journal.
 
 An association thread appends a received instance to the :class:`~.journal.IntakeJournal`
-(durable), hands its location to :meth:`Materialiser.submit` and answers success. A worker
-*process* (:mod:`.materialiser_worker`) reads the entries back, writes the files and commits their
-index rows in batches; a receiver thread here applies its reports. A separate process because
-that work (inode allocation in the kernel, SQLite, Python) would otherwise hold the GIL while an
-association waits for its reply (measured here: ~1,000 instead of ~1,250 instances/s on one
-association before this split).
+(durable) and answers success, then hands its location and index record to
+:meth:`Materialiser.submit`. A worker *process* (:mod:`.materialiser_worker`) reads the entries
+back, writes the files and commits their index rows in batches; a receiver thread here applies
+its reports. A separate process because that work (inode allocation in the kernel, SQLite,
+Python) would otherwise hold the GIL while an association waits for its reply (measured here:
+~1,000 instead of ~1,250 instances/s on one association before this split).
 
 Until its row is committed an instance is *pending*: the store consults :meth:`pending` for
 duplicates and completion waits while a study has pending instances (:meth:`has_pending`).
 
-Intake first: while associations keep submitting, locations are held back (up to ``defer_bytes`` of
+Intake first: while associations keep submitting, instances are held back (up to ``defer_bytes`` of
 entries) and sent to the worker once intake pauses for ``defer_idle_s`` or the backlog reaches the
 bound; a sustained push beyond the bound materialises concurrently. The worker's CPU then does not
 compete with the reply path during a burst (measured here: 1,443-1,523 instead of 1,329-1,343
@@ -45,7 +45,7 @@ from oncohabitat.common.blobstore import sync_filesystem
 from oncohabitat.listener import metrics
 from oncohabitat.listener.index import AddOutcome, AddResult, InstanceRecord, StudyState
 from oncohabitat.listener.journal import IntakeJournal, JournalLocation
-from oncohabitat.listener.materialiser_worker import DoneItem, WorkerConfig
+from oncohabitat.listener.materialiser_worker import DoneItem, WorkerConfig, WorkItem
 
 _LOG = logging.getLogger(__name__)
 _POLL_S = 0.02
@@ -131,7 +131,7 @@ class Materialiser:
         self._to_worker: Connection | None = None
         self._from_worker: Connection | None = None
         self._receiver: threading.Thread | None = None
-        self._outgoing: list[JournalLocation] = []
+        self._outgoing: list[WorkItem] = []
         self._outgoing_bytes = 0
         self._last_submit = 0.0
 
@@ -145,7 +145,7 @@ class Materialiser:
             key = item.record.study_key
             self._pending_studies[key] = self._pending_studies.get(key, 0) + 1
             metrics.JOURNAL_PENDING.set(len(self._by_sequence))
-            self._outgoing.append(item.location)
+            self._outgoing.append((item.location, item.record, item.study_uid))
             self._outgoing_bytes += item.location.size
             self._last_submit = time.monotonic()
             full = len(self._outgoing) >= _SEND_BATCH and self._outgoing_bytes >= self._defer_bytes
@@ -175,20 +175,20 @@ class Materialiser:
             return self._cond.wait_for(lambda: not self._by_sequence, timeout_s)
 
     def _send_outgoing(self) -> None:
-        """Send the submitted locations not yet sent (the worker batches them further)."""
+        """Send the submitted instances not yet sent (the worker batches them further)."""
         with self._cond:
-            locations, self._outgoing = self._outgoing, []
+            items, self._outgoing = self._outgoing, []
             self._outgoing_bytes = 0
-        if locations:
-            self._send(locations)
+        if items:
+            self._send(items)
 
-    def _send(self, locations: list[JournalLocation]) -> None:
+    def _send(self, items: list[WorkItem]) -> None:
         """Send work to the worker; a broken pipe is left to the receiver (it restarts and re-sends)."""
         with self._send_lock:
             if self._to_worker is None:
                 return
             try:
-                self._to_worker.send(("work", locations))
+                self._to_worker.send(("work", items))
             except OSError as exc:
                 _LOG.warning("materialiser worker unreachable (%s); it is restarted", exc.strerror or exc)
 
@@ -300,11 +300,11 @@ class Materialiser:
         if failing:
             _LOG.info("materialiser worker started again")
         with self._cond:
-            locations = [self._by_sequence[s].location for s in sorted(self._by_sequence)]
-            self._outgoing = []  # all of them are in ``locations``
+            pending = [self._by_sequence[s] for s in sorted(self._by_sequence)]
+            self._outgoing = []  # all of them are in ``pending``
             self._outgoing_bytes = 0
-        if locations:
-            self._send(locations)
+        if pending:
+            self._send([(item.location, item.record, item.study_uid) for item in pending])
         return True
 
     # ---- receiving -------------------------------------------------------------------------

@@ -6,7 +6,9 @@ kernel, SQLite, Python) never holds the listener's GIL while an association wait
 
 Protocol (pickled tuples over two pipes, :class:`multiprocessing.connection.Connection` framing):
 
-* parent -> worker: ``("work", [JournalLocation, ...])``; ``("stop",)`` ends the worker.
+* parent -> worker: ``("work", [(JournalLocation, InstanceRecord, study_uid), ...])``: each entry's
+  location and the index record the listener's checks produced (the journal's own metadata holds
+  only what was known before them, see :mod:`.journal_meta`); ``("stop",)`` ends the worker.
 * worker -> parent: ``("done", [(sequence, outcome, reopened_from, held_in), ...])`` after each
   committed batch (outcomes and states as their string values, ``None`` when absent).
 
@@ -33,14 +35,16 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from oncohabitat.listener.index import AddResult, LatePolicy, StudyIndex
-from oncohabitat.listener.journal import JournalLocation, JournalReader
-from oncohabitat.listener.journal_meta import decode_journal_meta
+from oncohabitat.listener.index import AddResult, InstanceRecord, LatePolicy, StudyIndex
+from oncohabitat.listener.journal import JournalError, JournalLocation, JournalReader
+from oncohabitat.listener.journal_meta import IntakeMeta, decode_journal_meta
 
 _LOG = logging.getLogger("oncohabitat.listener.materialiser")
 
 #: One reported result: sequence, outcome, reopened_from, held_in.
 DoneItem = tuple[int, str, str | None, str | None]
+#: One entry to materialise: where it lies, its index record (SHA-256 filled in here) and Study Instance UID.
+WorkItem = tuple[JournalLocation, InstanceRecord, str]
 
 
 @dataclass(frozen=True)
@@ -114,24 +118,26 @@ class Worker:
             secondary=True,
         )
 
-    def materialise(self, batch: Sequence[JournalLocation]) -> list[DoneItem]:
+    def materialise(self, batch: Sequence[WorkItem]) -> list[DoneItem]:
         """Write the batch's files, commit its rows; the results in batch order.
 
         Raises:
             OSError, sqlite3.Error, ListenerError: the batch must be retried.
         """
         items = []
-        for location in batch:
+        for location, record, study_uid in batch:
             entry = self._reader.read(location)
-            record, study_uid = decode_journal_meta(entry.meta)
-            if record.sha256 != entry.sha256:  # journaled with a CRC-32 check: the reader computed the SHA-256
-                record = dataclasses.replace(record, sha256=entry.sha256)
+            meta = decode_journal_meta(entry.meta)
+            journaled_uid = meta.sop_uid if isinstance(meta, IntakeMeta) else meta[0].sop_uid
+            if journaled_uid != record.sop_uid:
+                raise JournalError("journal entry is not the instance sent with its location")
+            record = dataclasses.replace(record, sha256=entry.sha256)  # journaled with a CRC-32 only
             existing = self._index.get_instance(record.sop_uid)
             if existing is None:  # a re-sent batch (worker restart) must not rewrite an indexed file
                 _write_file(self._root / record.path, entry.payload)
             items.append((record, study_uid))
         results = self._index.add_instances(items)
-        return [_done_item(location.sequence, result) for location, result in zip(batch, results, strict=True)]
+        return [_done_item(location.sequence, result) for (location, _, _), result in zip(batch, results, strict=True)]
 
     def close(self) -> None:
         """Release the index handle and journal files."""
@@ -142,7 +148,7 @@ class Worker:
 def serve(config: WorkerConfig, inbox: Connection, outbox: Connection) -> None:
     """Run until ``("stop",)`` (after finishing what was queued) or until the parent closes the pipe."""
     worker = Worker(config)
-    queue: list[JournalLocation] = []
+    queue: list[WorkItem] = []
     stopping = False
     try:
         while queue or not stopping:

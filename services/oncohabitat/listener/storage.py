@@ -12,8 +12,11 @@ Keys are truncated SHA-256 digests of the validated UIDs (:func:`identifiers.uid
 UIDs never name files.
 
 Journal path (``StorePolicy.journal_segments > 0``, the service default) for an instance received
-in memory: the Part-10 bytes and the instance's index record are appended to the
-:class:`~.journal.IntakeJournal` (synced) and success is answered. Only then, in the result's
+in memory: the Part-10 bytes are appended to the :class:`~.journal.IntakeJournal` with what the
+C-STORE request says (:mod:`.journal_meta`) *before* the checks below run, so that the device
+write proceeds while they do (one association, measured here: 1,539-1,597 -> 1,785-1,881
+instances/s); then the entry is synced and success is answered. An instance the checks refuse has
+its entry skipped (recovery checks every entry again and leaves such entries unstored). Only then, in the result's
 ``follow_up`` (run by the association after its reply), is the SOP Instance UID checked against
 pending and indexed instances: every duplicate outcome answers success as well, so the checks need
 not delay the reply. A new instance goes to the :class:`~.materialiser.Materialiser`, which writes
@@ -77,8 +80,8 @@ from oncohabitat.listener.diskguard import DiskGuard
 from oncohabitat.listener.errors import InvalidInstanceError, StorageWriteError
 from oncohabitat.listener.identifiers import is_valid_uid, uid_key
 from oncohabitat.listener.index import AddOutcome, AddResult, InstanceRecord, StudyIndex
-from oncohabitat.listener.journal import IntakeJournal, JournalEntry, JournalError
-from oncohabitat.listener.journal_meta import decode_journal_meta, encode_journal_meta
+from oncohabitat.listener.journal import IntakeJournal, JournalEntry, JournalError, JournalLocation
+from oncohabitat.listener.journal_meta import IntakeMeta, decode_journal_meta, encode_intake_meta
 from oncohabitat.listener.materialiser import Materialiser, PendingInstance
 from oncohabitat.listener.materialiser_worker import WorkerConfig
 from oncohabitat.listener.part10 import file_meta_prefix
@@ -205,6 +208,13 @@ def split_part10(data: bytes) -> tuple[str, int]:
     if not syntax or not is_valid_uid(syntax):
         raise unreadable
     return syntax, 144 + group_length
+
+
+def _instance_path(header: InstanceHeader, sha: str = "") -> str:
+    """The Part-10 file of an instance, relative to the store root (POSIX); ``sha``: a replacement's
+    hex SHA-256, which names its file apart from the version it replaces."""
+    stem = f"{INSTANCES_DIR}/{uid_key(header.study_uid)}/{uid_key(header.series_uid)}/{uid_key(header.sop_uid)}"
+    return f"{stem}-{sha[:16]}.dcm" if sha else f"{stem}.dcm"
 
 
 def instance_record(
@@ -439,26 +449,34 @@ class InstanceStore:
         if not self.accepting():
             spool.discard()
             return self.refuse("disk_low", status.OUT_OF_RESOURCES)
+        # Journaled before the checks, so that its device write proceeds while they run (only the
+        # sync waits for it); an entry whose instance is then refused is skipped (see _recover).
+        journaled = self._journal_intake(spool, sop_class_uid, sop_uid, transfer_syntax, start_writeback=not defer_sync)
         try:
-            with spool.open_body() as stream:
-                header = inspect_body(stream, transfer_syntax, self.policy.budgets)
-        except InvalidInstanceError as exc:
-            spool.discard()
-            return self.refuse(exc.reason, exc.status)
-        except OSError as exc:
-            spool.discard()
-            _LOG.error("spooled data set cannot be read back: %s", exc.strerror)
-            return self.refuse("write_error", status.OUT_OF_RESOURCES)
-        if header.sop_class_uid != sop_class_uid or header.sop_uid != sop_uid:
-            spool.discard()
-            return self.refuse("sop_mismatch", status.DATASET_MISMATCH)
-        if self._materialiser is not None and spool.in_memory:
-            journaled = self._commit_journaled(header, transfer_syntax, spool.getvalue(), spool, defer_sync)
-            if journaled is not None and journaled.settle is not None:
-                return dataclasses.replace(journaled, settle=_timed(journaled.settle, started))
+            try:
+                with spool.open_body() as stream:
+                    header = inspect_body(stream, transfer_syntax, self.policy.budgets)
+            except InvalidInstanceError as exc:
+                spool.discard()
+                return self.refuse(exc.reason, exc.status)
+            except OSError as exc:
+                spool.discard()
+                _LOG.error("spooled data set cannot be read back: %s", exc.strerror)
+                return self.refuse("write_error", status.OUT_OF_RESOURCES)
+            if header.sop_class_uid != sop_class_uid or header.sop_uid != sop_uid:
+                spool.discard()
+                return self.refuse("sop_mismatch", status.DATASET_MISMATCH)
             if journaled is not None:
+                location, received_at = journaled
+                result = self._commit_journaled(header, transfer_syntax, spool, location, received_at, defer_sync)
+                journaled = None  # its entry is the result's now (acknowledged, or skipped by settle)
+                if result.settle is not None:
+                    return dataclasses.replace(result, settle=_timed(result.settle, started))
                 metrics.STORE_SECONDS.observe(time.perf_counter() - started)
-                return journaled
+                return result
+        finally:
+            if journaled is not None and self._materialiser is not None:  # refused: never acknowledged
+                self._materialiser.skip(journaled[0].sequence)
 
         def place(final: Path) -> None:
             if spool.in_memory:
@@ -472,6 +490,30 @@ class InstanceStore:
         if result.outcome is not None:
             metrics.STORE_SECONDS.observe(time.perf_counter() - started)
         return result
+
+    def _journal_intake(
+        self, spool: DatasetSpool, sop_class_uid: str, sop_uid: str, transfer_syntax: str, *, start_writeback: bool
+    ) -> tuple[JournalLocation, float] | None:
+        """Journal a received data set before its checks; its location and arrival time (epoch s).
+
+        None when it must take the direct path: no journal, spooled to disk, too large for an
+        entry, or the journal refused it (full or failed). ``start_writeback``: start the device
+        write now (the caller syncs this entry alone, after the checks).
+        """
+        journal = self.journal
+        if self._materialiser is None or journal is None or not spool.in_memory:
+            return None
+        received_at = self._clock()
+        meta = encode_intake_meta(IntakeMeta(sop_class_uid, sop_uid, transfer_syntax, received_at))
+        data = spool.getvalue()
+        if len(meta) + len(data) > journal.max_entry_bytes:
+            return None
+        try:
+            return journal.write(meta, data, start_writeback=start_writeback), received_at
+        except JournalError as exc:
+            metrics.JOURNAL_ERRORS.labels(stage="append").inc()
+            _LOG.error("intake journal refused an instance (stored directly instead): %s", exc)
+            return None
 
     def store_part10(
         self,
@@ -508,33 +550,29 @@ class InstanceStore:
     # ---- committing ------------------------------------------------------------------------
 
     def _commit_journaled(
-        self, header: InstanceHeader, transfer_syntax: str, data: bytes, spool: DatasetSpool, defer_sync: bool
-    ) -> StoreResult | None:
-        """Acknowledge an instance once it is durable in the journal; sort out duplicates after the reply.
+        self,
+        header: InstanceHeader,
+        transfer_syntax: str,
+        spool: DatasetSpool,
+        location: JournalLocation,
+        received_at: float,
+        defer_sync: bool,
+    ) -> StoreResult:
+        """Acknowledge a checked instance once its journal entry is durable; sort out duplicates after the reply.
 
-        The entry (with a CRC-32 payload check, no SHA-256 yet) is written and synced (by the
-        returned result's :attr:`StoreResult.settle` when ``defer_sync``), then success is
-        answered: every duplicate outcome answers success too (see the module doc), so the
-        duplicate checks need not delay the reply. They run in :attr:`StoreResult.follow_up`,
-        which the association calls once the reply is sent (and which must always be called: until
-        then the journal cannot be checkpointed past the entry). If the sync fails the instance
-        is stored through the direct path instead. Returns None when the instance must take the
-        direct path at once (too large for the journal, journal full or failed).
+        The entry (written by :meth:`_journal_intake`, with a CRC-32 payload check, no SHA-256
+        yet) is synced (by the returned result's :attr:`StoreResult.settle` when ``defer_sync``),
+        then success is answered: every duplicate outcome answers success too (see the module
+        doc), so the duplicate checks need not delay the reply. They run in
+        :attr:`StoreResult.follow_up`, which the association calls once the reply is sent (and
+        which must always be called: until then the journal cannot be checkpointed past the
+        entry). If the sync fails the instance is stored through the direct path instead.
         """
         materialiser, journal = self._materialiser, self.journal
         assert materialiser is not None and journal is not None
         study_key = uid_key(header.study_uid)
-        relative = f"{INSTANCES_DIR}/{study_key}/{uid_key(header.series_uid)}/{uid_key(header.sop_uid)}.dcm"
-        record = instance_record(header, transfer_syntax, relative, "", len(data), self._clock())
-        meta = encode_journal_meta(record, header.study_uid)
-        if len(meta) + len(data) > journal.max_entry_bytes:
-            return None
-        try:
-            location = journal.write(meta, data)
-        except JournalError as exc:
-            metrics.JOURNAL_ERRORS.labels(stage="append").inc()
-            _LOG.error("intake journal refused an instance (stored directly instead): %s", exc)
-            return None
+        data = spool.getvalue()
+        record = instance_record(header, transfer_syntax, _instance_path(header), "", len(data), received_at)
         with self._unresolved_lock:  # from now until its follow-up has run (see has_pending)
             self._unresolved[study_key] += 1
 
@@ -637,17 +675,21 @@ class InstanceStore:
     def _recover(self, entries: list[JournalEntry]) -> int:
         """Re-materialise journal entries left by an unclean stop (idempotent); returns how many.
 
-        An entry whose SOP Instance UID is indexed with the same SHA-256 only gets its file
-        checked (rewritten when missing or different). One indexed with other bytes is a re-sent
-        version whose duplicate handling the stop interrupted (it runs after the reply) or that a
-        later version superseded: under the "replace" policy a version received after the indexed
-        one replaces it now; otherwise the indexed version stays.
+        Each entry's data set is checked again as at intake (:meth:`_journaled_instance`): one
+        that fails was refused then and is not stored. An entry whose SOP Instance UID is indexed
+        with the same SHA-256 only gets its file checked (rewritten when missing or different).
+        One indexed with other bytes is a re-sent version whose duplicate handling the stop
+        interrupted (it runs after the reply) or that a later version superseded: under the
+        "replace" policy a version received after the indexed one replaces it now; otherwise the
+        indexed version stays.
         """
-        done = 0
+        done = refused = 0
         for entry in entries:
-            record, study_uid = decode_journal_meta(entry.meta)
-            if record.sha256 != entry.sha256:  # written with a CRC-32 check: the SHA-256 comes from the payload
-                record = dataclasses.replace(record, sha256=entry.sha256)
+            journaled = self._journaled_instance(entry)
+            if journaled is None:
+                refused += 1
+                continue
+            record, study_uid = journaled
             existing = self.index.get_instance(record.sop_uid)
             if existing is None:
                 self._write_durably(self.root / record.path, entry.payload, fsync=False)
@@ -671,7 +713,40 @@ class InstanceStore:
                 done += 1
         if done:
             _LOG.warning("intake journal: %d acknowledged instance(s) re-materialised after an unclean stop", done)
+        if refused:
+            _LOG.info("intake journal: %d entries of instances refused at intake not stored", refused)
         return done
+
+    def _journaled_instance(self, entry: JournalEntry) -> tuple[InstanceRecord, str] | None:
+        """The index record (with its SHA-256) and Study Instance UID of a journaled instance.
+
+        Entries are journaled before the checks (see :mod:`.journal_meta`): the data set is
+        checked again here against the same budgets and its C-STORE's UIDs; None when it fails
+        (its instance was refused at intake, or its metadata is unreadable).
+        """
+        try:
+            meta = decode_journal_meta(entry.meta)
+        except ValueError:
+            _LOG.error("intake journal: entry %d has unreadable metadata; not stored", entry.sequence)
+            return None
+        if not isinstance(meta, IntakeMeta):  # first layout: checked before it was journaled
+            record, study_uid = meta
+            return dataclasses.replace(record, sha256=entry.sha256), study_uid
+        try:
+            transfer_syntax, offset = split_part10(entry.payload)
+            header = inspect_body(BytesIO(entry.payload[offset:]), transfer_syntax, self.policy.budgets)
+        except InvalidInstanceError:
+            return None
+        if (header.sop_class_uid, header.sop_uid, transfer_syntax) != (
+            meta.sop_class_uid,
+            meta.sop_uid,
+            meta.transfer_syntax,
+        ):
+            return None
+        record = instance_record(
+            header, transfer_syntax, _instance_path(header), entry.sha256, len(entry.payload), meta.received_at
+        )
+        return record, header.study_uid
 
     def _commit(
         self,
@@ -689,9 +764,8 @@ class InstanceStore:
         newer version was acknowledged and indexed meanwhile). None: now.
         """
         study_key = uid_key(header.study_uid)
-        series_key = uid_key(header.series_uid)
         sop_key = uid_key(header.sop_uid)
-        relative = f"{INSTANCES_DIR}/{study_key}/{series_key}/{sop_key}.dcm"
+        relative = _instance_path(header)
         with self._stripes[int(sop_key[:8], 16) % _LOCK_STRIPES]:
             try:
                 existing = self.index.get_instance(header.sop_uid)
@@ -704,7 +778,7 @@ class InstanceStore:
                 superseded = received_at is not None and existing.received_at > received_at
                 if superseded or self.policy.duplicates is DuplicatePolicy.KEEP_FIRST:
                     return self._conflict(existing.study_key, sop_key)
-                relative = f"{INSTANCES_DIR}/{study_key}/{series_key}/{sop_key}-{sha[:16]}.dcm"
+                relative = _instance_path(header, sha)
             final = self.root / relative
             try:
                 place(final)
