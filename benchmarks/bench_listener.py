@@ -64,6 +64,18 @@ DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
+def dcmtk_tool(name: str) -> str:
+    """Path of a dcmtk program (storescu, storescp), or "" when there is none.
+
+    The virtualenv's bin folder is skipped: pynetdicom installs console scripts of the same names
+    (checked here: with ``.venv/bin`` first on PATH, ``storescu`` was pynetdicom's, and the push failed).
+    """
+    venv_bin = (Path(sys.prefix) / "bin").resolve()
+    folders = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and Path(p).resolve() != venv_bin]
+    search = os.pathsep.join(folders)
+    return shutil.which(name, path=search) or ""
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -128,7 +140,7 @@ def push(port: int, called_ae: str, groups: list[Path], cpu: int | None = None) 
     started = time.perf_counter()
     processes = [
         subprocess.Popen(
-            [*_on_cpu(cpu), "storescu", "-aec", called_ae, "+sd", "127.0.0.1", str(port), str(group)],
+            [*_on_cpu(cpu), dcmtk_tool("storescu"), "-aec", called_ae, "+sd", "127.0.0.1", str(port), str(group)],
             env=DCMTK_ENV,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -184,7 +196,7 @@ def run_storescp(
     port = _free_port()
     server_cpu, client_cpu = placement if placement is not None else (None, None)
     server = subprocess.Popen(
-        [*_on_cpu(server_cpu), "storescp", *extra_args, "-od", str(out), "-aet", "BENCH", str(port)],
+        [*_on_cpu(server_cpu), dcmtk_tool("storescp"), *extra_args, "-od", str(out), "-aet", "BENCH", str(port)],
         env=DCMTK_ENV,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -318,7 +330,7 @@ def durability_cost_ms(work: Path, size: int) -> tuple[float, float, float]:
 @register("listener")
 def bench_listener() -> list[Measurement]:
     """storescp vs our listener (durable), 1 and 4 associations; see module doc."""
-    if shutil.which("storescu") is None or shutil.which("storescp") is None:
+    if not dcmtk_tool("storescu") or not dcmtk_tool("storescp"):
         raise SystemExit("bench listener needs dcmtk (storescu, storescp) on PATH")
     rows: list[Measurement] = []
     with tempfile.TemporaryDirectory(prefix="bench-listener-") as tmp:

@@ -5,6 +5,8 @@ the reactor and the thread-per-association mode store the same instances."""
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import struct
 import threading
 import time
@@ -19,6 +21,7 @@ from pynetdicom.dsutils import encode
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from oncohabitat.listener import pdu_io, status
+from oncohabitat.listener.identifiers import uid_key
 from oncohabitat.listener.index import StudyIndex
 from oncohabitat.listener.scp import ListenerSCP
 from oncohabitat.listener.storage import INDEX_FILE, InstanceStore, StorePolicy
@@ -278,5 +281,48 @@ def test_a_duplicate_waiting_for_the_materialiser_does_not_stall_the_other_assoc
         assert store.flush(10)
         record = store.index.get_instance(instance.SOPInstanceUID)
         assert record is not None and store.path_of(record).read_bytes().endswith(body)  # keep the first
+    finally:
+        close_all(peers, scp, store)
+
+
+def test_a_duplicate_checked_after_its_association_ended_is_counted_in_its_closing_audit_event(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The re-sent UID's check waits ~1 s for the materialiser, off the loop; its peer releases at
+    once. The association's ``association_closed`` event comes once the check ran, with the duplicate."""
+    scp, store = open_scp(tmp_path / "root", reactor=True)
+    materialiser = store._materialiser
+    assert materialiser is not None
+    monkeypatch.setattr(materialiser, "_defer_idle_s", 60.0)  # the first version stays held back
+    real_flush = materialiser.flush
+
+    def slow_flush(timeout_s: float = 30.0) -> bool:
+        time.sleep(1.0)
+        return real_flush(timeout_s)
+
+    monkeypatch.setattr(materialiser, "flush", slow_flush)
+    peers = reactor_peers(scp, [(Verification, [ImplicitVRLittleEndian]), (MRImageStorage, [ExplicitVRLittleEndian])])
+    try:
+        with caplog.at_level(logging.INFO, logger="oncohabitat.listener.audit"):
+            first, again = peers
+            instance = mr_instance(generate_uid(), generate_uid(), 1)
+            body = encode(instance, False, True)
+            assert first.c_store(MRImageStorage, instance.SOPInstanceUID, body, message_id=2).status == status.SUCCESS
+            instance.InstanceNumber = 2  # other bytes, same UID: its check waits for the materialiser
+            changed = encode(instance, False, True)
+            assert again.c_store(MRImageStorage, instance.SOPInstanceUID, changed, message_id=2).status == 0
+            assert again.release()  # before its check has run
+            assert first.release()
+            deadline = time.monotonic() + 10
+            while len([r for r in caplog.records if getattr(r, "audit_event", "") == "association_closed"]) < 2:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+        closed = [r for r in caplog.records if getattr(r, "audit_event", "") == "association_closed"]
+        counts = [
+            (json.loads(r.audit_instances_by_study), r.audit_duplicates)  # type: ignore[attr-defined]
+            for r in closed
+        ]
+        study_key = uid_key(instance.StudyInstanceUID)
+        assert sorted(counts, key=lambda c: c[1]) == [({study_key: 1}, 0), ({}, 1)]
     finally:
         close_all(peers, scp, store)

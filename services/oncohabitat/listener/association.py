@@ -212,6 +212,8 @@ class Association:
         self._peer_max_pdu = 0
         self._stats = _Stats()
         self._stats_lock = threading.Lock()
+        self._follow_ups_elsewhere = 0  # after-reply steps running on another thread (guarded by _stats_lock)
+        self._closed_outcome: str | None = None  # set by end(); its audit event waits for those steps
         self._command = bytearray()  # command fragments of the message being received
         self._command_context = 0  # their presentation context
         self._current: _PendingStore | None = None  # the C-STORE whose data set is being received
@@ -311,19 +313,27 @@ class Association:
             self._close()
             if outcome not in ("released", "rejected", "refused"):
                 metrics.ABORTS.labels(reason=outcome).inc()
-            if self._accepted or self._stats.stored:
-                audit.emit(
-                    "association_closed",
-                    calling_ae=self._calling_ae,
-                    peer_ip=self._peer_ip,
-                    outcome=outcome,
-                    instances_by_study=json.dumps(dict(self._stats.stored), sort_keys=True),
-                    duplicates=self._stats.duplicates,
-                    refused=self._stats.refused,
-                )
+            with self._stats_lock:
+                self._closed_outcome = outcome
+                audit_now = self._follow_ups_elsewhere == 0
+            if audit_now:  # otherwise the last after-reply step still running emits it
+                self._audit_closed(outcome)
         finally:
             if self._on_closed is not None:
                 self._on_closed()
+
+    def _audit_closed(self, outcome: str) -> None:
+        """The ``association_closed`` audit event, once every instance of the association is counted."""
+        if self._accepted or self._stats.stored:
+            audit.emit(
+                "association_closed",
+                calling_ae=self._calling_ae,
+                peer_ip=self._peer_ip,
+                outcome=outcome,
+                instances_by_study=json.dumps(dict(self._stats.stored), sort_keys=True),
+                duplicates=self._stats.duplicates,
+                refused=self._stats.refused,
+            )
 
     # ---- association set-up --------------------------------------------------------------
 
@@ -580,6 +590,27 @@ class Association:
         if result.follow_up is not None:
             result = self._follow_up(result.follow_up)
         self._count(result)
+
+    def follow_up_elsewhere(self, result: StoreResult) -> Callable[[], None]:
+        """:meth:`follow_up_store` of ``result`` as a callable for another thread.
+
+        The association may end before it has run (its peer released after the reply); the
+        closing audit event then waits for it, so that its counts include this instance.
+        """
+        with self._stats_lock:
+            self._follow_ups_elsewhere += 1
+
+        def run() -> None:
+            try:
+                self.follow_up_store(result)
+            finally:
+                with self._stats_lock:
+                    self._follow_ups_elsewhere -= 1
+                    outcome = self._closed_outcome if self._follow_ups_elsewhere == 0 else None
+                if outcome is not None:  # end() ran meanwhile and left the audit event to this step
+                    self._audit_closed(outcome)
+
+        return run
 
     def _settle(self, settle: Callable[[], StoreResult]) -> StoreResult:
         """Wait for the store's durability (journal sync); the result to answer."""

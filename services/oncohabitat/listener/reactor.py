@@ -267,7 +267,7 @@ class DataReactor:
             if waits is not None and self._waiting_follow_ups is not None and waits():
                 # a duplicate of a UID still being materialised: its check waits for the worker
                 # (order among versions: by arrival time, see InstanceStore._commit)
-                self._waiting_follow_ups.submit(association.follow_up_store, result)
+                self._waiting_follow_ups.submit(association.follow_up_elsewhere(result))
             else:
                 association.follow_up_store(result)
             if error is not None:  # the reply could not be sent: that association ends
