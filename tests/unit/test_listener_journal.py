@@ -23,6 +23,8 @@ from oncohabitat.common import blobstore
 from oncohabitat.listener import journal as journal_module
 from oncohabitat.listener import materialiser as materialiser_module
 from oncohabitat.listener import materialiser_worker, status
+from oncohabitat.listener.checks import Budgets
+from oncohabitat.listener.errors import StorageWriteError
 from oncohabitat.listener.identifiers import uid_key
 from oncohabitat.listener.index import AddOutcome, StudyIndex, StudyState
 from oncohabitat.listener.journal import HEADER, IntakeJournal, JournalError, JournalReader
@@ -252,14 +254,21 @@ def test_oversized_entries_and_damaged_checkpoints_are_refused(tmp_path: Path) -
 def test_metadata_round_trips_and_entries_of_the_first_layout_still_decode() -> None:
     from oncohabitat.listener.index import InstanceRecord
 
-    meta = IntakeMeta("1.2.840.10008.5.1.4.1.1.4", "1.2.3", "1.2.840.10008.1.2.1", 1.5)
+    meta = IntakeMeta("1.2.840.10008.5.1.4.1.1.4", "1.2.3", "1.2.840.10008.1.2.1", 1.5, Budgets(1000, 2000))
     assert decode_journal_meta(encode_intake_meta(meta)) == meta
     record = InstanceRecord(
         "1.2.3", "s", "r", "1.2.4", "1.2.840.10008.5.1.4.1.1.4", "MR", "p", "ab", 5, 1.5, None, "x", ""
     )
     first_layout = json.dumps(["1.2", *dataclasses.astuple(record)]).encode()  # journaled by earlier releases
     assert decode_journal_meta(first_layout) == (record, "1.2")
-    for unknown in (b'["1.2"]', b"[3, 1, 2, 3, 4]", b'[2, "a", "b", "c", "now"]', b"{}"):
+    unknown_layouts = (
+        b'["1.2"]',
+        b"[3, 1, 2, 3, 4]",
+        b'[2, "a", "b", "c", "now", 1, 2]',
+        b'[2, "a", "b", "c", 1.5]',
+        b"{}",
+    )
+    for unknown in unknown_layouts:
         with pytest.raises(ValueError):
             decode_journal_meta(unknown)
 
@@ -430,6 +439,49 @@ def test_a_refused_instance_does_not_hold_back_the_journal_checkpoint(
     assert store.flush(10)
     store._materialiser.checkpoint()
     assert store.journal.checkpointed_through == store.journal.last_sequence == 4
+
+
+def test_recovery_repeats_the_intake_decision_with_the_budgets_journaled_then(
+    tmp_path: Path, ct_series: list[Path]
+) -> None:
+    """Budgets changed between a crash and the restart: an instance acknowledged under the old
+    budget is still stored, one refused under it is still not."""
+    root = tmp_path / "root"
+    declared = 202 * 198 * 2  # the CT slices' declared pixel bytes (202 x 198, 16 bit)
+    store, index = open_store(root, budgets=Budgets(max_pixel_bytes=declared))
+    assert store._materialiser is not None
+    store._materialiser._end_worker(5)  # nothing gets materialised before the crash
+    store._materialiser._stopping = True
+    accepted = receive(store, event_of(ct_series[0]))  # type: ignore[arg-type]
+    store.policy = dataclasses.replace(store.policy, budgets=Budgets(max_pixel_bytes=declared - 1))
+    refused = receive(store, event_of(ct_series[1]))  # type: ignore[arg-type]
+    assert (accepted.status, refused.status) == (status.SUCCESS, status.PIXEL_BUDGET_EXCEEDED)
+    assert store._lock_handle is not None
+    store._lock_handle.close()  # crash
+    store._lock_handle = None
+    index.close()
+    store2, index2 = open_store(root, budgets=Budgets(max_pixel_bytes=1))  # now refuses both, then
+    try:
+        assert store2.rematerialised == 1
+        for path, kept in ((ct_series[0], True), (ct_series[1], False)):
+            uid = str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
+            assert (index2.get_instance(uid) is not None) is kept
+    finally:
+        store2.close()
+        index2.close()
+
+
+def test_an_entry_of_an_unknown_metadata_layout_stops_the_start_and_stays_in_the_journal(
+    tmp_path: Path, ct_series: list[Path]
+) -> None:
+    """A journal written by a newer release, then a downgrade: no entry is dropped unread."""
+    root = tmp_path / "root"
+    journal = IntakeJournal(root / "journal", segment_bytes=4 * MIB, segments=2)
+    journal.append(b"[9]", ct_series[0].read_bytes())
+    journal.close()
+    with pytest.raises(StorageWriteError, match="unknown layout"):
+        open_store(root)
+    assert [e.meta for e in IntakeJournal(root / "journal", segment_bytes=4 * MIB, segments=2).recovered] == [b"[9]"]
 
 
 def test_entries_journaled_by_an_earlier_release_are_recovered_after_an_upgrade(

@@ -2,14 +2,17 @@
 
 The store journals a received data set *before* its checks run, so that the journal's device
 write proceeds while they do (see :mod:`.storage`). The metadata therefore carries only what the
-C-STORE request and its presentation context say, and the arrival time::
+C-STORE request and its presentation context say, the arrival time and the budgets its checks
+are about to apply::
 
-    [2, sop_class_uid, sop_uid, transfer_syntax, received_at]     (received_at: epoch s)
+    [2, sop_class_uid, sop_uid, transfer_syntax, received_at, max_inflated_bytes, max_pixel_bytes]
 
-Everything else the index keeps (study, series, modality, description...) is read from the
-payload by the same checks that ran at intake (:func:`~.checks.inspect_body`): recovery re-runs
-them, and an entry they refuse was refused at intake too (its peer got a failure status). The
-materialiser worker gets each record from the listener over its pipe.
+(``received_at`` in epoch s, budgets in bytes). Everything else the index keeps (study, series,
+modality, description...) is read from the payload by the same checks that ran at intake
+(:func:`~.checks.inspect_body`): recovery re-runs them with the journaled budgets, so it repeats
+the intake decision exactly, whatever the budgets are configured to at the restart. An entry they
+refuse was refused at intake too (its peer got a failure status). The materialiser worker gets
+each record from the listener over its pipe.
 
 Entries of the first layout, ``[study_uid, *InstanceRecord fields]`` (journaled after the checks,
 by earlier releases), are still decoded: a journal left by an unclean stop survives an upgrade.
@@ -21,6 +24,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
+from oncohabitat.listener.checks import Budgets
 from oncohabitat.listener.index import InstanceRecord
 
 _LAYOUT = 2
@@ -30,12 +34,14 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 @dataclass(frozen=True)
 class IntakeMeta:
-    """A journaled C-STORE's identity (from its request and context) and arrival time (epoch s)."""
+    """A journaled C-STORE's identity (from its request and context), arrival time (epoch s) and
+    the budgets its checks applied."""
 
     sop_class_uid: str
     sop_uid: str
     transfer_syntax: str
     received_at: float
+    budgets: Budgets
 
 
 #: An entry of the first layout: its index record and Study Instance UID.
@@ -43,8 +49,11 @@ RecordMeta = tuple[InstanceRecord, str]
 
 
 def encode_intake_meta(meta: IntakeMeta) -> bytes:
-    """``[2, sop_class_uid, sop_uid, transfer_syntax, received_at]`` as UTF-8 JSON."""
-    return _ENCODER.encode([_LAYOUT, meta.sop_class_uid, meta.sop_uid, meta.transfer_syntax, meta.received_at]).encode()
+    """``[2, sop_class_uid, sop_uid, transfer_syntax, received_at, max_inflated_bytes, max_pixel_bytes]``
+    as UTF-8 JSON."""
+    budgets = meta.budgets
+    values = [_LAYOUT, meta.sop_class_uid, meta.sop_uid, meta.transfer_syntax, meta.received_at]
+    return _ENCODER.encode([*values, budgets.max_inflated_bytes, budgets.max_pixel_bytes]).encode()
 
 
 def decode_journal_meta(data: bytes) -> IntakeMeta | RecordMeta:
@@ -56,13 +65,14 @@ def decode_journal_meta(data: bytes) -> IntakeMeta | RecordMeta:
     values = json.loads(data)
     if not isinstance(values, list) or not values:
         raise ValueError("journal metadata has an unexpected layout")
-    if values[0] == _LAYOUT and len(values) == 5:
-        sop_class_uid, sop_uid, transfer_syntax, received_at = values[1:]
+    if values[0] == _LAYOUT and len(values) == 7:
+        sop_class_uid, sop_uid, transfer_syntax, received_at, max_inflated, max_pixel = values[1:]
         if not all(isinstance(v, str) for v in (sop_class_uid, sop_uid, transfer_syntax)):
             raise ValueError("journal metadata has an unexpected layout")
-        if not isinstance(received_at, int | float):
+        if not isinstance(received_at, int | float) or not all(isinstance(v, int) for v in (max_inflated, max_pixel)):
             raise ValueError("journal metadata has an unexpected layout")
-        return IntakeMeta(sop_class_uid, sop_uid, transfer_syntax, float(received_at))
+        budgets = Budgets(max_inflated_bytes=max_inflated, max_pixel_bytes=max_pixel)
+        return IntakeMeta(sop_class_uid, sop_uid, transfer_syntax, float(received_at), budgets)
     if isinstance(values[0], str) and len(values) == len(_RECORD_FIELDS) + 1:
         return InstanceRecord(**dict(zip(_RECORD_FIELDS, values[1:], strict=True))), values[0]
     raise ValueError("journal metadata has an unexpected layout")

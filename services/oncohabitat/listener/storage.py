@@ -310,7 +310,12 @@ class InstanceStore:
         except JournalError as exc:
             self.close()
             raise StorageWriteError(f"intake journal cannot be used: {exc}") from exc
-        self.rematerialised = self._recover(journal.recovered)
+        try:
+            self.rematerialised = self._recover(journal.recovered)
+        except JournalError as exc:
+            journal.close()
+            self.close()
+            raise StorageWriteError(f"intake journal cannot be replayed: {exc}") from exc
         if self.rematerialised or journal.last_sequence > journal.checkpointed_through:
             if self.policy.fsync:
                 sync_filesystem(self.root)
@@ -504,7 +509,7 @@ class InstanceStore:
         if self._materialiser is None or journal is None or not spool.in_memory:
             return None
         received_at = self._clock()
-        meta = encode_intake_meta(IntakeMeta(sop_class_uid, sop_uid, transfer_syntax, received_at))
+        meta = encode_intake_meta(IntakeMeta(sop_class_uid, sop_uid, transfer_syntax, received_at, self.policy.budgets))
         data = spool.getvalue()
         if len(meta) + len(data) > journal.max_entry_bytes:
             return None
@@ -721,20 +726,26 @@ class InstanceStore:
         """The index record (with its SHA-256) and Study Instance UID of a journaled instance.
 
         Entries are journaled before the checks (see :mod:`.journal_meta`): the data set is
-        checked again here against the same budgets and its C-STORE's UIDs; None when it fails
-        (its instance was refused at intake, or its metadata is unreadable).
+        checked again here with the budgets journaled with it (not today's settings: the decision
+        at intake is repeated exactly) against its C-STORE's UIDs; None when it fails (its instance
+        was refused at intake).
+
+        Raises:
+            JournalError: metadata of an unknown layout (the store then does not start).
         """
         try:
             meta = decode_journal_meta(entry.meta)
-        except ValueError:
-            _LOG.error("intake journal: entry %d has unreadable metadata; not stored", entry.sequence)
-            return None
+        except ValueError as exc:  # never dropped: it may be acknowledged
+            raise JournalError(
+                f"entry {entry.sequence} has metadata of an unknown layout (a newer release's?); "
+                "not starting, so that it is not lost"
+            ) from exc
         if not isinstance(meta, IntakeMeta):  # first layout: checked before it was journaled
             record, study_uid = meta
             return dataclasses.replace(record, sha256=entry.sha256), study_uid
         try:
             transfer_syntax, offset = split_part10(entry.payload)
-            header = inspect_body(BytesIO(entry.payload[offset:]), transfer_syntax, self.policy.budgets)
+            header = inspect_body(BytesIO(entry.payload[offset:]), transfer_syntax, meta.budgets)
         except InvalidInstanceError:
             return None
         if (header.sop_class_uid, header.sop_uid, transfer_syntax) != (
