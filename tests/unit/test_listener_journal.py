@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import gc
 import hashlib
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -592,6 +594,33 @@ def test_a_worker_that_cannot_be_started_is_retried_without_leaking_descriptors(
     assert len(attempts) == 3 and attempts[0] == attempts[1] == attempts[2]  # no pipe end left open
     assert materialiser._receiver is not None and materialiser._receiver.is_alive()
     assert len(index.instances(result.study_key or "")) == 1
+
+
+def test_a_worker_that_exits_before_reporting_ready_fails_the_start_with_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store's start waits for the worker's ("ready",): one that dies first (here: exit status
+    3) is a start-up error, the root's lock and descriptors are released, and a later start works."""
+    real_popen = materialiser_module.subprocess.Popen
+
+    def dying_worker(args: list[str], **kwargs: Any) -> Any:
+        return real_popen([sys.executable, "-c", "raise SystemExit(3)"], **kwargs)
+
+    monkeypatch.setattr(materialiser_module.subprocess, "Popen", dying_worker)
+    descriptors = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(StorageWriteError, match=r"worker cannot be started.*exit status 3"):
+        open_store(tmp_path / "root")
+    gc.collect()  # the failed store's index connection
+    monkeypatch.setattr(materialiser_module.subprocess, "Popen", real_popen)
+    store, index = open_store(tmp_path / "root")  # the lock was released
+    try:
+        assert store._materialiser is not None and store._materialiser._process is not None
+        assert store._materialiser._process.poll() is None  # started and ready
+    finally:
+        store.close()
+        index.close()
+    gc.collect()
+    assert len(os.listdir("/proc/self/fd")) <= descriptors + 1
 
 
 def test_stop_materialises_and_checkpoints_everything(tmp_path: Path, ct_series: list[Path]) -> None:

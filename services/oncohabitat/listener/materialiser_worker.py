@@ -9,8 +9,10 @@ Protocol (pickled tuples over two pipes, :class:`multiprocessing.connection.Conn
 * parent -> worker: ``("work", [(JournalLocation, InstanceRecord, study_uid), ...])``: each entry's
   location and the index record the listener's checks produced (the journal's own metadata holds
   only what was known before them, see :mod:`.journal_meta`); ``("stop",)`` ends the worker.
-* worker -> parent: ``("done", [(sequence, outcome, reopened_from, held_in), ...])`` after each
-  committed batch (outcomes and states as their string values, ``None`` when absent).
+* worker -> parent: ``("ready",)`` once, when it has imported its modules and opened the index
+  (the parent's start waits for it); then ``("done", [(sequence, outcome, reopened_from,
+  held_in), ...])`` after each committed batch (outcomes and states as their string values,
+  ``None`` when absent).
 
 For each entry the SHA-256 the index keeps is computed here (the listener journals a CRC-32 only,
 see :mod:`.journal`), the file is written at its final path (created or truncated, no rename: until its
@@ -148,6 +150,11 @@ class Worker:
 def serve(config: WorkerConfig, inbox: Connection, outbox: Connection) -> None:
     """Run until ``("stop",)`` (after finishing what was queued) or until the parent closes the pipe."""
     worker = Worker(config)
+    try:
+        outbox.send(("ready",))
+    except (EOFError, BrokenPipeError):  # the listener is gone before we started
+        worker.close()
+        return
     queue: list[WorkItem] = []
     stopping = False
     try:

@@ -59,6 +59,7 @@ import logging
 import os
 import sqlite3
 import struct
+import subprocess
 import threading
 import time
 import uuid
@@ -340,7 +341,11 @@ class InstanceStore:
                 self.policy.defer_bytes, self.policy.journal_segments * self.policy.journal_segment_bytes // 4
             ),
         )
-        self._materialiser.start()
+        try:
+            self._materialiser.start()
+        except (OSError, subprocess.SubprocessError) as exc:
+            self.close()
+            raise StorageWriteError(f"materialiser worker cannot be started: {exc}") from exc
 
     def close(self) -> None:
         """Materialise and checkpoint journaled instances, then release the root's lock.
