@@ -195,11 +195,31 @@ def test_concurrent_appends_are_all_durable_and_numbered_once(tmp_path: Path) ->
     assert all(e.sha256 == sha(e.payload) for e in recovered)
 
 
-def test_entries_with_a_crc32_check_get_their_sha256_on_reading_and_torn_payloads_are_found(
-    tmp_path: Path,
-) -> None:
+def test_an_entry_is_written_through_to_the_end_of_its_last_block(tmp_path: Path) -> None:
+    """The padding after an entry is written with it (zeros): a write ending inside an uncached page
+    would make the kernel read that page from the device first, on the reply path."""
     journal = IntakeJournal(tmp_path, segment_bytes=SEGMENT, segments=2)
-    locations = [journal.append(b"m", payload(n)) for n in range(3)]  # no digest: CRC-32 check
+    with (tmp_path / "segment-000.log").open("r+b") as handle:  # old bytes, as in a reused segment
+        handle.write(b"\xff" * 3 * 4096)
+    location = journal.append(b"m", payload(0, 5000))
+    journal.close()
+    assert location.size < 8192
+    data = (tmp_path / "segment-000.log").read_bytes()[: 3 * 4096]
+    assert data[location.size : 8192] == bytes(8192 - location.size)  # padding written
+    assert data[8192:] == b"\xff" * 4096  # nothing beyond the entry's blocks
+
+
+@pytest.mark.parametrize("crc_flag", [journal_module.FLAG_PAYLOAD_CRC32C, journal_module.FLAG_PAYLOAD_CRC32])
+def test_entries_with_a_crc_check_get_their_sha256_on_reading_and_torn_payloads_are_found(
+    tmp_path: Path, crc_flag: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CRC-32C is written where its C code is installed (here), zlib's CRC-32 elsewhere: both read back."""
+    assert journal_module.WRITE_CRC_FLAG == journal_module.FLAG_PAYLOAD_CRC32C  # google-crc32c's C code
+    monkeypatch.setattr(journal_module, "WRITE_CRC_FLAG", crc_flag)
+    journal = IntakeJournal(tmp_path, segment_bytes=SEGMENT, segments=2)
+    locations = [journal.append(b"m", payload(n)) for n in range(3)]  # no digest: a CRC check
+    with (tmp_path / "segment-000.log").open("rb") as handle:
+        assert HEADER.unpack(handle.read(HEADER.size))[2] & crc_flag  # that CRC's flag
     journal.append(b"m", payload(3), sha(payload(3)))  # an entry with a SHA-256 check still reads back
     reader = JournalReader(tmp_path)
     assert [reader.read(loc).sha256 for loc in locations] == [sha(payload(n)) for n in range(3)]
@@ -301,6 +321,17 @@ def journaled(tmp_path: Path) -> Iterator[tuple[InstanceStore, StudyIndex]]:
     index.close()
 
 
+def end_worker_as_in_a_crash(materialiser: materialiser_module.Materialiser) -> None:
+    """Kill the worker and let the receiver thread end (it is not restarted): from then on nothing
+    is materialised or checkpointed, as after a crash of the listener."""
+    assert materialiser._process is not None and materialiser._receiver is not None
+    materialiser._stopping = True
+    materialiser._process.kill()
+    materialiser._receiver.join(10)
+    assert not materialiser._receiver.is_alive()
+    materialiser._end_worker(5)
+
+
 def event_of(path: Path) -> object:
     ds = pydicom.dcmread(path)
     return make_event(file_body(path), ds.SOPClassUID, ds.SOPInstanceUID, ds.file_meta.TransferSyntaxUID)
@@ -352,8 +383,7 @@ def test_a_crash_before_materialising_is_repaired_from_the_journal_at_start(
     root = tmp_path / "root"
     store, index = open_store(root)
     assert store._materialiser is not None
-    store._materialiser._end_worker(5)  # the worker is gone: nothing gets materialised
-    store._materialiser._stopping = True
+    end_worker_as_in_a_crash(store._materialiser)  # nothing gets materialised
     results = [receive(store, event_of(p)) for p in ct_series[:5]]  # type: ignore[arg-type]
     assert {r.status for r in results} == {status.SUCCESS}
     assert list((root / "instances").rglob("*.dcm")) == []  # acknowledged, only in the journal
@@ -399,8 +429,7 @@ def test_instances_refused_by_their_checks_are_journaled_first_but_never_stored_
     root = tmp_path / "root"
     store, index = open_store(root)
     assert store._materialiser is not None and store.journal is not None
-    store._materialiser._end_worker(5)  # nothing gets materialised before the crash
-    store._materialiser._stopping = True
+    end_worker_as_in_a_crash(store._materialiser)  # nothing gets materialised before the crash
     events = [event_of(ct_series[0]), *refused_events(ct_series[1]), event_of(ct_series[2])]
     results = [receive(store, e) for e in events]  # type: ignore[arg-type]
     assert [r.status for r in results] == [
@@ -452,8 +481,7 @@ def test_recovery_repeats_the_intake_decision_with_the_budgets_journaled_then(
     declared = 202 * 198 * 2  # the CT slices' declared pixel bytes (202 x 198, 16 bit)
     store, index = open_store(root, budgets=Budgets(max_pixel_bytes=declared))
     assert store._materialiser is not None
-    store._materialiser._end_worker(5)  # nothing gets materialised before the crash
-    store._materialiser._stopping = True
+    end_worker_as_in_a_crash(store._materialiser)  # nothing gets materialised before the crash
     accepted = receive(store, event_of(ct_series[0]))  # type: ignore[arg-type]
     store.policy = dataclasses.replace(store.policy, budgets=Budgets(max_pixel_bytes=declared - 1))
     refused = receive(store, event_of(ct_series[1]))  # type: ignore[arg-type]
@@ -791,8 +819,7 @@ def test_a_replacement_acknowledged_before_a_crash_replaces_the_indexed_version_
     changed = make_event(encode_body(ds), ds.SOPClassUID, ds.SOPInstanceUID)
     assert store_without_follow_up(store, changed).status == status.SUCCESS  # acknowledged, then the crash
     assert store._materialiser is not None and store._lock_handle is not None
-    store._materialiser._end_worker(5)
-    store._materialiser._stopping = True
+    end_worker_as_in_a_crash(store._materialiser)
     store._lock_handle.close()
     store._lock_handle = None
     index.close()
@@ -842,8 +869,7 @@ def test_a_replacement_that_cannot_be_written_keeps_its_journal_entry_for_the_re
     assert materialiser is not None and journal is not None and store._lock_handle is not None
     materialiser.checkpoint()
     assert journal.checkpointed_through == 1  # the replacement's entry (2) is kept
-    materialiser._end_worker(5)  # crash
-    materialiser._stopping = True
+    end_worker_as_in_a_crash(materialiser)
     store._lock_handle.close()
     store._lock_handle = None
     index.close()

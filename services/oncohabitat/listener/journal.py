@@ -21,11 +21,13 @@ Part-10 bytes)::
     | payload check (32 bytes)
 
 Flags: 0x0001 (:data:`FLAG_PADDED`): the next entry starts at the following multiple of
-:data:`BLOCK` bytes. 0x0002 (:data:`FLAG_PAYLOAD_CRC32`): the payload check is the payload's CRC-32
-(4 bytes, then zeros) instead of its SHA-256. :meth:`IntakeJournal.write` sets both unless the
-caller passes the SHA-256: a CRC-32 is enough to find a torn write, costs a third of a SHA-256 on
-the reply path (11 against 30 us for 57 KB here), and the SHA-256 the index keeps is computed by
-whoever reads the entry back (:class:`JournalReader`, off the reply path; recovery).
+:data:`BLOCK` bytes. 0x0002 (:data:`FLAG_PAYLOAD_CRC32`) / 0x0004 (:data:`FLAG_PAYLOAD_CRC32C`): the
+payload check is the payload's CRC-32 (zlib) / CRC-32C (Castagnoli), 4 bytes then zeros, instead of
+its SHA-256. :meth:`IntakeJournal.write` sets :data:`FLAG_PADDED` and a CRC flag unless the caller
+passes the SHA-256: a CRC is enough to find a torn write, and the SHA-256 the index keeps is computed
+by whoever reads the entry back (:class:`JournalReader`, off the reply path; recovery). It uses
+CRC-32C (``google-crc32c``'s C code: 2.4 against 11.4 us for zlib's CRC-32 and 30 us for a SHA-256
+of 57 KB here, on the reply path) and zlib's CRC-32 where that C code is unavailable; both are read.
 
 Sequences increase by one per entry. Writers reserve space under a lock (so a segment is filled
 in sequence order), write without the lock, then wait until an ``fdatasync`` that began after
@@ -56,6 +58,8 @@ from hashlib import sha256
 from pathlib import Path
 from typing import BinaryIO
 
+import google_crc32c
+
 from oncohabitat.common.blobstore import fsync_directory, start_device_write
 from oncohabitat.listener.errors import ListenerError
 
@@ -75,8 +79,14 @@ _PREPARE_CHUNK = 1024 * 1024
 BLOCK = 4096
 #: Header flag: the entry is followed by padding up to a multiple of :data:`BLOCK`.
 FLAG_PADDED = 0x0001
+_ZEROS = bytes(BLOCK)
 #: Header flag: the payload check is a CRC-32 (little endian, zero-padded to 32 bytes), not a SHA-256.
 FLAG_PAYLOAD_CRC32 = 0x0002
+#: Header flag: the payload check is a CRC-32C (little endian, zero-padded to 32 bytes), not a SHA-256.
+FLAG_PAYLOAD_CRC32C = 0x0004
+_PAYLOAD_CRC = FLAG_PAYLOAD_CRC32 | FLAG_PAYLOAD_CRC32C
+#: The CRC flag :meth:`IntakeJournal.write` uses: CRC-32C where its C implementation is installed.
+WRITE_CRC_FLAG = FLAG_PAYLOAD_CRC32C if google_crc32c.implementation == "c" else FLAG_PAYLOAD_CRC32
 
 
 def align_up(value: int, block: int = BLOCK) -> int:
@@ -88,14 +98,16 @@ class JournalError(ListenerError):
     """The journal cannot take an entry (full past its timeout, or an I/O error): refuse the instance."""
 
 
-def payload_check(payload: bytes) -> bytes:
-    """The 32-byte payload check of a :data:`FLAG_PAYLOAD_CRC32` entry."""
-    return zlib.crc32(payload).to_bytes(4, "little") + bytes(28)
+def payload_check(payload: bytes, flag: int = FLAG_PAYLOAD_CRC32) -> bytes:
+    """The 32-byte payload check of an entry with CRC flag ``flag`` (:data:`FLAG_PAYLOAD_CRC32` or
+    :data:`FLAG_PAYLOAD_CRC32C`)."""
+    crc = google_crc32c.value(payload) if flag == FLAG_PAYLOAD_CRC32C else zlib.crc32(payload)
+    return crc.to_bytes(4, "little") + bytes(28)
 
 
 def _payload_valid(flags: int, payload: bytes, check: bytes) -> bool:
-    if flags & FLAG_PAYLOAD_CRC32:
-        return payload_check(payload) == check
+    if flags & _PAYLOAD_CRC:
+        return payload_check(payload, flags & _PAYLOAD_CRC) == check
     return sha256(payload).digest() == check
 
 
@@ -233,7 +245,7 @@ class IntakeJournal:
         """Write one entry; returns where it lies once it (and every earlier entry) is durable.
 
         ``digest``: the hex SHA-256 of ``payload`` when the caller has it (stored as the payload
-        check); None stores a CRC-32 instead (see module doc).
+        check); None stores a CRC instead (see module doc).
 
         Raises:
             JournalError: too large, no space within ``space_timeout_s``, or an I/O error.
@@ -272,21 +284,25 @@ class IntakeJournal:
         if align_up(size) > self.segment_bytes:
             raise JournalError("entry larger than a journal segment")
         if digest is None:
-            check, flags = payload_check(payload), FLAG_PADDED | FLAG_PAYLOAD_CRC32
+            check, flags = payload_check(payload, WRITE_CRC_FLAG), FLAG_PADDED | WRITE_CRC_FLAG
         else:
             check, flags = bytes.fromhex(digest), FLAG_PADDED
-        sequence, segment, offset = self._reserve(align_up(size))
+        padded = align_up(size)
+        sequence, segment, offset = self._reserve(padded)
         header = encode_header(sequence, meta, len(payload), check, flags)
+        # The padding is written too: a write ending inside a page the page cache does not hold
+        # (after a reboot, or once evicted) would first read that page from the device.
+        buffers = [header, meta, payload, _ZEROS[: padded - size]] if padded > size else [header, meta, payload]
         try:
-            written = os.pwritev(segment.fd, [header, meta, payload], offset)
-            if written != size:
-                raise OSError(f"short journal write ({written} of {size} bytes)")
+            written = os.pwritev(segment.fd, buffers, offset)
+            if written != padded:
+                raise OSError(f"short journal write ({written} of {padded} bytes)")
         except OSError as exc:
             self._finish(sequence, segment, failed=True)
             raise JournalError(f"journal write failed: {exc}") from exc
         self._finish(sequence, segment, failed=False)
         if start_writeback and self.sync:
-            start_device_write(segment.fd, offset, size)  # a failure shows in the fdatasync
+            start_device_write(segment.fd, offset, padded)  # a failure shows in the fdatasync
         return JournalLocation(sequence, segment.number, offset, size)
 
     def _reserve(self, size: int) -> tuple[int, _Segment, int]:
@@ -524,8 +540,8 @@ def _read_segment(reader: BinaryIO, checkpoint: int) -> Iterator[tuple[int, Jour
 
 
 def _sha256_hex(flags: int, payload: bytes, check: bytes) -> str:
-    """Hex SHA-256 of a validated payload (stored, or computed for a CRC-32 entry)."""
-    return sha256(payload).hexdigest() if flags & FLAG_PAYLOAD_CRC32 else check.hex()
+    """Hex SHA-256 of a validated payload (stored, or computed for an entry with a CRC check)."""
+    return sha256(payload).hexdigest() if flags & _PAYLOAD_CRC else check.hex()
 
 
 class JournalReader:
