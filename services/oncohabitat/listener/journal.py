@@ -114,7 +114,7 @@ def _payload_valid(flags: int, payload: bytes, check: bytes) -> bool:
 @dataclass(frozen=True)
 class JournalEntry:
     """One journaled instance: its sequence number, the store's metadata, the Part-10 bytes and
-    their hex SHA-256 (computed on reading for entries written with a CRC-32 check)."""
+    their hex SHA-256 (computed on reading for entries written with a CRC check)."""
 
     sequence: int
     meta: bytes
