@@ -171,13 +171,16 @@ def close_all(peers: list[RawPeer], scp: ListenerSCP, store: InstanceStore) -> N
 
 
 def reactor_peers(scp: ListenerSCP, contexts: list[tuple[str, list[str]]], count: int = 2) -> list[RawPeer]:
-    """``count`` associated raw peers, each past one echo: at that message boundary the reactor
-    serves them (it is used from two associations on). ``contexts`` must include Verification."""
+    """``count`` associated raw peers, each past two echoes, the second once all are associated: at
+    that message boundary each hands over to the reactor (used from two associations on), so every
+    later message is served there. ``contexts`` must include Verification."""
     peers = [RawPeer("127.0.0.1", scp.port, timeout_s=30) for _ in range(count)]
     for peer in peers:
         peer.associate(contexts, called_ae="ONCOTEST")
-        peer.send_message(peer.context_for(Verification), echo_command(1), None)
-        assert peer.read_response().status == status.SUCCESS
+    for message_id in (1, 2):
+        for peer in peers:
+            peer.send_message(peer.context_for(Verification), echo_command(message_id), None)
+            assert peer.read_response().status == status.SUCCESS
     return peers
 
 

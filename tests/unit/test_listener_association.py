@@ -3,6 +3,7 @@ outcome is what the association counts (audit event), even when the reply cannot
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,34 @@ def test_the_reactor_is_wanted_for_concurrent_associations_and_never_once_stoppe
     finally:
         reactor.stop()
     assert not reactor.wanted()  # a stopped (or failed) loop takes nobody over
+
+
+class _ClosableSocket(_Socket):
+    def shutdown(self, _how: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_closing_audit_event_waits_for_background_follow_ups_and_is_emitted_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sock = _ClosableSocket(fail=False)
+    association = _association(sock, _Sink(sock))
+    association._accepted = {1: None}  # type: ignore[dict-item]
+    duplicate = StoreResult(status.SUCCESS, AddOutcome.STORED, "study", follow_up=lambda: StoreResult(
+        status.SUCCESS, AddOutcome.IDENTICAL, "study"))  # fmt: skip
+    in_background = association.follow_up_elsewhere(duplicate)  # submitted before the association ends
+    with caplog.at_level(logging.INFO, logger="oncohabitat.listener.audit"):
+        association.end("released")
+        assert not _closed_events(caplog)  # waits for the step still running
+        in_background()
+        late = association.follow_up_elsewhere(duplicate)  # a pipelined store's step, after end()
+        late()
+    (event,) = _closed_events(caplog)
+    assert event.audit_duplicates == 1  # type: ignore[attr-defined]
+
+
+def _closed_events(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if getattr(r, "audit_event", "") == "association_closed"]

@@ -14,7 +14,9 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from multiprocessing.connection import Connection
 from pathlib import Path
+from queue import SimpleQueue
 from typing import Any
 
 import pydicom
@@ -25,6 +27,7 @@ from oncohabitat.common import blobstore
 from oncohabitat.listener import journal as journal_module
 from oncohabitat.listener import materialiser as materialiser_module
 from oncohabitat.listener import materialiser_worker, status
+from oncohabitat.listener import storage as storage_module
 from oncohabitat.listener.checks import Budgets
 from oncohabitat.listener.errors import StorageWriteError
 from oncohabitat.listener.identifiers import uid_key
@@ -514,6 +517,34 @@ def test_an_entry_of_an_unknown_metadata_layout_stops_the_start_and_stays_in_the
     assert [e.meta for e in IntakeJournal(root / "journal", segment_bytes=4 * MIB, segments=2).recovered] == [b"[9]"]
 
 
+def test_a_journal_entry_whose_checks_fail_unexpectedly_at_recovery_stops_the_start(
+    tmp_path: Path, ct_series: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An acknowledged entry is never dropped unexplained: the start fails and the entry stays."""
+    root = tmp_path / "root"
+    store, index = open_store(root)
+    assert store._materialiser is not None and store._lock_handle is not None
+    end_worker_as_in_a_crash(store._materialiser)
+    assert receive(store, event_of(ct_series[0])).status == status.SUCCESS  # type: ignore[arg-type]
+    store._lock_handle.close()  # crash
+    store._lock_handle = None
+    index.close()
+
+    def broken_checks(*_args: object) -> object:
+        raise RuntimeError("a bug in the checks")
+
+    monkeypatch.setattr(storage_module, "inspect_body", broken_checks)
+    with pytest.raises(StorageWriteError, match=r"entry 1 .* cannot be checked \(RuntimeError\)"):
+        open_store(root)
+    monkeypatch.undo()
+    store2, index2 = open_store(root)  # the lock was released; the entry is still there
+    try:
+        assert store2.rematerialised == 1
+    finally:
+        store2.close()
+        index2.close()
+
+
 def test_entries_journaled_by_an_earlier_release_are_recovered_after_an_upgrade(
     tmp_path: Path, ct_series: list[Path]
 ) -> None:
@@ -649,6 +680,54 @@ def test_a_worker_that_exits_before_reporting_ready_fails_the_start_with_a_clear
         index.close()
     gc.collect()
     assert len(os.listdir("/proc/self/fd")) <= descriptors + 1
+
+
+def test_the_worker_drains_its_inbox_while_it_works() -> None:
+    """Work larger than the pipe (here ~18 MB against 1 MiB) is received as it is sent, whatever the
+    worker is doing: a parent blocked sending it could not read the worker's reports (deadlock)."""
+    read_fd, write_fd = os.pipe()
+    inbox, sender = Connection(read_fd, writable=False), Connection(write_fd, readable=False)
+    messages: SimpleQueue[Any] = SimpleQueue()
+    drain = threading.Thread(target=materialiser_worker._drain, args=(inbox, messages), daemon=True)
+    drain.start()
+    work = ("work", [("x" * 300, n) for n in range(20_000)])
+    for _ in range(3):
+        sender.send(work)  # would block for good once the pipe is full and nobody reads
+    sender.send(("stop",))
+    drain.join(30)
+    assert not drain.is_alive()
+    assert [messages.get()[0] for _ in range(4)] == ["work", "work", "work", "stop"]
+    sender.close()
+    inbox.close()
+
+
+def test_stop_during_a_worker_restart_ends_the_starting_worker_at_once(
+    journaled: tuple[InstanceStore, StudyIndex], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker died and its replacement has not reported ready: stop() does not wait for the
+    start timeout, and no worker outlives it."""
+    store, _index = journaled
+    materialiser = store._materialiser
+    assert materialiser is not None and materialiser._process is not None
+    materialiser._restart_backoff_s = 0.05
+    real_popen = materialiser_module.subprocess.Popen
+    started: list[Any] = []
+
+    def silent_worker(args: list[str], **kwargs: Any) -> Any:
+        started.append(real_popen([sys.executable, "-c", "import time; time.sleep(60)"], **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(materialiser_module.subprocess, "Popen", silent_worker)
+    materialiser._process.kill()
+    deadline = time.monotonic() + 10
+    while not started:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    began = time.monotonic()
+    materialiser.stop(timeout_s=30)
+    assert time.monotonic() - began < 5
+    assert started[0].poll() is not None  # the silent replacement was ended
+    assert materialiser._process is None and materialiser._receiver is None
 
 
 def test_stop_materialises_and_checkpoints_everything(tmp_path: Path, ct_series: list[Path]) -> None:

@@ -214,6 +214,7 @@ class Association:
         self._stats_lock = threading.Lock()
         self._follow_ups_elsewhere = 0  # after-reply steps running on another thread (guarded by _stats_lock)
         self._closed_outcome: str | None = None  # set by end(); its audit event waits for those steps
+        self._audited = False  # the association_closed event was emitted
         self._command = bytearray()  # command fragments of the message being received
         self._command_context = 0  # their presentation context
         self._current: _PendingStore | None = None  # the C-STORE whose data set is being received
@@ -323,7 +324,15 @@ class Association:
                 self._on_closed()
 
     def _audit_closed(self, outcome: str) -> None:
-        """The ``association_closed`` audit event, once every instance of the association is counted."""
+        """The ``association_closed`` audit event, once every instance of the association is counted.
+
+        Emitted once: an after-reply step started after :meth:`end` (a pipelined C-STORE of the same
+        reactor round) must not emit it again.
+        """
+        with self._stats_lock:
+            if self._audited:
+                return
+            self._audited = True
         if self._accepted or self._stats.stored:
             audit.emit(
                 "association_closed",

@@ -265,8 +265,13 @@ class Materialiser:
             os.close(to_child_r)
             os.close(from_child_w)
         from_worker = Connection(from_child_r, writable=False)
-        try:
-            ready = from_worker.poll(self._start_timeout_s) and from_worker.recv() == ("ready",)
+        ready = False
+        deadline = time.monotonic() + self._start_timeout_s
+        try:  # in slices: a stop() meanwhile ends the wait (a restart then gives up)
+            while not self._stopping and time.monotonic() < deadline:
+                if from_worker.poll(_POLL_S):
+                    ready = from_worker.recv() == ("ready",)
+                    break
         except (EOFError, OSError):
             ready = False
         if not ready:
@@ -313,11 +318,15 @@ class Materialiser:
                 return False
             try:
                 self._spawn()
-                break
             except (OSError, subprocess.SubprocessError) as exc:
-                if not failing:  # once per spell: retried every restart_backoff_s
+                if not failing and not self._stopping:  # once per spell: retried every restart_backoff_s
                     _LOG.error("materialiser worker cannot be started (%s); retrying", type(exc).__name__)
                 failing = True
+                continue
+            if self._stopping:  # stop() ran while it started: it found no worker to end
+                self._end_worker(5.0)
+                return False
+            break
         if failing:
             _LOG.info("materialiser worker started again")
         with self._cond:

@@ -30,11 +30,13 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
+from queue import SimpleQueue
 from typing import Any
 
 from oncohabitat.listener.index import AddResult, InstanceRecord, LatePolicy, StudyIndex
@@ -147,6 +149,23 @@ class Worker:
         self._reader.close()
 
 
+def _drain(inbox: Connection, messages: SimpleQueue[Any]) -> None:
+    """Move every message from the parent into ``messages`` as it arrives; ``None`` once the pipe ends.
+
+    The worker thus never leaves its inbox unread while it works: a parent blocked sending it a
+    large backlog while the worker waits to send its reports would otherwise be a deadlock (the
+    parent's receiver thread both sends work and reads reports).
+    """
+    try:
+        while True:
+            message = inbox.recv()
+            messages.put(message)
+            if message[0] == "stop":
+                return
+    except (EOFError, OSError):
+        messages.put(None)
+
+
 def serve(config: WorkerConfig, inbox: Connection, outbox: Connection) -> None:
     """Run until ``("stop",)`` (after finishing what was queued) or until the parent closes the pipe."""
     worker = Worker(config)
@@ -155,17 +174,21 @@ def serve(config: WorkerConfig, inbox: Connection, outbox: Connection) -> None:
     except (EOFError, BrokenPipeError):  # the listener is gone before we started
         worker.close()
         return
+    messages: SimpleQueue[Any] = SimpleQueue()
+    threading.Thread(target=_drain, args=(inbox, messages), name="worker-inbox", daemon=True).start()
     queue: list[WorkItem] = []
     stopping = False
     try:
         while queue or not stopping:
             if not queue:
-                message: Any = inbox.recv()
-                if message[0] == "stop":
+                message: Any = messages.get()
+                if message is None or message[0] == "stop":  # None: the listener is gone
                     return
                 queue.extend(message[1])
-            while not stopping and len(queue) < config.batch_size and inbox.poll(0):
-                message = inbox.recv()
+            while not stopping and len(queue) < config.batch_size and not messages.empty():
+                message = messages.get()
+                if message is None:
+                    return  # the listener is gone: what is not reported is still journaled
                 stopping = message[0] == "stop"
                 if not stopping:
                     queue.extend(message[1])

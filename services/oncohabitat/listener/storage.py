@@ -735,8 +735,13 @@ class InstanceStore:
         at intake is repeated exactly) against its C-STORE's UIDs; None when it fails (its instance
         was refused at intake).
 
+        Each entry left unstored is logged (WARNING: its journal sequence, SOP key and reason): the
+        checks of this release may differ from those that accepted an instance before the stop.
+
         Raises:
-            JournalError: metadata of an unknown layout (the store then does not start).
+            JournalError: metadata of an unknown layout, or checks that fail unexpectedly (the
+                store then does not start: an entry that may be acknowledged is never dropped
+                unexplained).
         """
         try:
             meta = decode_journal_meta(entry.meta)
@@ -748,16 +753,25 @@ class InstanceStore:
         if not isinstance(meta, IntakeMeta):  # first layout: checked before it was journaled
             record, study_uid = meta
             return dataclasses.replace(record, sha256=entry.sha256), study_uid
+        sop_key = uid_key(meta.sop_uid) if is_valid_uid(meta.sop_uid) else "?"
         try:
             transfer_syntax, offset = split_part10(entry.payload)
             header = inspect_body(BytesIO(entry.payload[offset:]), transfer_syntax, meta.budgets)
-        except InvalidInstanceError:
+        except InvalidInstanceError as exc:
+            _LOG.warning("intake journal: entry %d (instance %s) refused by its checks (%s); not stored",
+                         entry.sequence, sop_key, exc.reason)  # fmt: skip
             return None
+        except Exception as exc:
+            raise JournalError(
+                f"entry {entry.sequence} (instance {sop_key}) cannot be checked ({type(exc).__name__}); not starting"
+            ) from exc
         if (header.sop_class_uid, header.sop_uid, transfer_syntax) != (
             meta.sop_class_uid,
             meta.sop_uid,
             meta.transfer_syntax,
         ):
+            _LOG.warning("intake journal: entry %d (instance %s) does not match its C-STORE; not stored",
+                         entry.sequence, sop_key)  # fmt: skip
             return None
         record = instance_record(
             header, transfer_syntax, _instance_path(header), entry.sha256, len(entry.payload), meta.received_at
