@@ -4,6 +4,7 @@ worker restart, re-materialisation at start)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import gc
@@ -335,6 +336,33 @@ def end_worker_as_in_a_crash(materialiser: materialiser_module.Materialiser) -> 
     materialiser._end_worker(5)
 
 
+def abandon_as_in_a_crash(store: InstanceStore, index: StudyIndex) -> None:
+    """Release the root's lock and the index without any clean shutdown, as a crash does."""
+    assert store._lock_handle is not None
+    store._lock_handle.close()
+    store._lock_handle = None
+    index.close()
+
+
+@contextlib.contextmanager
+def reopened(root: Path, **policy: object) -> Iterator[tuple[InstanceStore, StudyIndex]]:
+    """The store at ``root`` opened again (its recovery runs), closed afterwards."""
+    store, index = open_store(root, **policy)
+    try:
+        yield store, index
+    finally:
+        store.close()
+        index.close()
+
+
+def restarting_materialiser(store: InstanceStore) -> materialiser_module.Materialiser:
+    """The store's materialiser, its worker running, set to restart a dead worker after 50 ms."""
+    materialiser = store._materialiser
+    assert materialiser is not None and materialiser._process is not None
+    materialiser._restart_backoff_s = 0.05
+    return materialiser
+
+
 def event_of(path: Path) -> object:
     ds = pydicom.dcmread(path)
     return make_event(file_body(path), ds.SOPClassUID, ds.SOPInstanceUID, ds.file_meta.TransferSyntaxUID)
@@ -390,12 +418,8 @@ def test_a_crash_before_materialising_is_repaired_from_the_journal_at_start(
     results = [receive(store, event_of(p)) for p in ct_series[:5]]  # type: ignore[arg-type]
     assert {r.status for r in results} == {status.SUCCESS}
     assert list((root / "instances").rglob("*.dcm")) == []  # acknowledged, only in the journal
-    assert store._lock_handle is not None
-    store._lock_handle.close()  # a crash releases the root's lock without any clean shutdown
-    store._lock_handle = None
-    index.close()
-    store2, index2 = open_store(root)
-    try:
+    abandon_as_in_a_crash(store, index)
+    with reopened(root) as (store2, index2):
         assert store2.rematerialised == 5
         for path in ct_series[:5]:
             ds = pydicom.dcmread(path, stop_before_pixels=True)
@@ -403,17 +427,10 @@ def test_a_crash_before_materialising_is_repaired_from_the_journal_at_start(
             assert record is not None
             assert sha((root / record.path).read_bytes()) == record.sha256
         assert store2.journal is not None and store2.journal.checkpointed_through == 5
-    finally:
-        store2.close()
-        index2.close()
-    store3, index3 = open_store(root)  # nothing left to replay, nothing duplicated
-    try:
+    with reopened(root) as (store3, index3):  # nothing left to replay, nothing duplicated
         assert store3.rematerialised == 0
         study = index3.get_study(results[0].study_key or "")
         assert study is not None and study.instance_count == 5
-    finally:
-        store3.close()
-        index3.close()
 
 
 def refused_events(path: Path) -> list[object]:
@@ -442,12 +459,8 @@ def test_instances_refused_by_their_checks_are_journaled_first_but_never_stored_
         status.SUCCESS,
     ]
     assert store.journal.last_sequence == 4  # the refused ones were journaled too
-    assert store._lock_handle is not None
-    store._lock_handle.close()  # crash
-    store._lock_handle = None
-    index.close()
-    store2, index2 = open_store(root)
-    try:
+    abandon_as_in_a_crash(store, index)
+    with reopened(root) as (store2, index2):
         assert store2.rematerialised == 2
         stored = {record.sop_uid for record in index2.instances(results[0].study_key or "")}
         expected = {
@@ -458,9 +471,6 @@ def test_instances_refused_by_their_checks_are_journaled_first_but_never_stored_
         assert index2.get_instance("1.2.826.0.1.3680043.10.999.2") is None
         assert len(list((root / "instances").rglob("*.dcm"))) == 2
         assert store2.journal is not None and store2.journal.checkpointed_through == 4
-    finally:
-        store2.close()
-        index2.close()
 
 
 def test_a_refused_instance_does_not_hold_back_the_journal_checkpoint(
@@ -489,19 +499,12 @@ def test_recovery_repeats_the_intake_decision_with_the_budgets_journaled_then(
     store.policy = dataclasses.replace(store.policy, budgets=Budgets(max_pixel_bytes=declared - 1))
     refused = receive(store, event_of(ct_series[1]))  # type: ignore[arg-type]
     assert (accepted.status, refused.status) == (status.SUCCESS, status.PIXEL_BUDGET_EXCEEDED)
-    assert store._lock_handle is not None
-    store._lock_handle.close()  # crash
-    store._lock_handle = None
-    index.close()
-    store2, index2 = open_store(root, budgets=Budgets(max_pixel_bytes=1))  # now refuses both, then
-    try:
+    abandon_as_in_a_crash(store, index)
+    with reopened(root, budgets=Budgets(max_pixel_bytes=1)) as (store2, index2):  # now refuses both, then
         assert store2.rematerialised == 1
         for path, kept in ((ct_series[0], True), (ct_series[1], False)):
             uid = str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
             assert (index2.get_instance(uid) is not None) is kept
-    finally:
-        store2.close()
-        index2.close()
 
 
 def test_an_entry_of_an_unknown_metadata_layout_stops_the_start_and_stays_in_the_journal(
@@ -526,9 +529,7 @@ def test_a_journal_entry_whose_checks_fail_unexpectedly_at_recovery_stops_the_st
     assert store._materialiser is not None and store._lock_handle is not None
     end_worker_as_in_a_crash(store._materialiser)
     assert receive(store, event_of(ct_series[0])).status == status.SUCCESS  # type: ignore[arg-type]
-    store._lock_handle.close()  # crash
-    store._lock_handle = None
-    index.close()
+    abandon_as_in_a_crash(store, index)
 
     def broken_checks(*_args: object) -> object:
         raise RuntimeError("a bug in the checks")
@@ -537,12 +538,8 @@ def test_a_journal_entry_whose_checks_fail_unexpectedly_at_recovery_stops_the_st
     with pytest.raises(StorageWriteError, match=r"entry 1 .* cannot be checked \(RuntimeError\)"):
         open_store(root)
     monkeypatch.undo()
-    store2, index2 = open_store(root)  # the lock was released; the entry is still there
-    try:
+    with reopened(root) as (store2, _index2):  # the lock was released; the entry is still there
         assert store2.rematerialised == 1
-    finally:
-        store2.close()
-        index2.close()
 
 
 def test_entries_journaled_by_an_earlier_release_are_recovered_after_an_upgrade(
@@ -563,15 +560,11 @@ def test_entries_journaled_by_an_earlier_release_are_recovered_after_an_upgrade(
     journal = IntakeJournal(root / "journal", segment_bytes=4 * MIB, segments=2)
     journal.append(json.dumps([str(ds.StudyInstanceUID), *dataclasses.astuple(record)]).encode(), data)
     journal.close()
-    store, index = open_store(root)
-    try:
+    with reopened(root) as (store, index):
         assert store.rematerialised == 1
         indexed = index.get_instance(str(ds.SOPInstanceUID))
         assert indexed is not None and indexed.path == record.path and indexed.sha256 == sha(data)
         assert (root / record.path).read_bytes() == data
-    finally:
-        store.close()
-        index.close()
 
 
 def test_the_device_write_starts_at_journaling_only_for_an_entry_synced_on_its_own(
@@ -616,9 +609,7 @@ def test_a_dead_worker_is_restarted_and_gets_the_pending_instances_again(
     journaled: tuple[InstanceStore, StudyIndex], ct_series: list[Path]
 ) -> None:
     store, index = journaled
-    materialiser = store._materialiser
-    assert materialiser is not None and materialiser._process is not None
-    materialiser._restart_backoff_s = 0.05
+    materialiser = restarting_materialiser(store)
     receive(store, event_of(ct_series[0]))  # type: ignore[arg-type]
     assert store.flush(10)
     old_pid = materialiser._process.pid
@@ -634,9 +625,7 @@ def test_a_worker_that_cannot_be_started_is_retried_without_leaking_descriptors(
 ) -> None:
     """Fork failing (EAGAIN) twice: the receiver keeps retrying, closes every pipe end, then materialises."""
     store, index = journaled
-    materialiser = store._materialiser
-    assert materialiser is not None and materialiser._process is not None
-    materialiser._restart_backoff_s = 0.05
+    materialiser = restarting_materialiser(store)
     real_popen = materialiser_module.subprocess.Popen
     attempts: list[int] = []
 
@@ -671,13 +660,9 @@ def test_a_worker_that_exits_before_reporting_ready_fails_the_start_with_a_clear
         open_store(tmp_path / "root")
     gc.collect()  # the failed store's index connection
     monkeypatch.setattr(materialiser_module.subprocess, "Popen", real_popen)
-    store, index = open_store(tmp_path / "root")  # the lock was released
-    try:
+    with reopened(tmp_path / "root") as (store, _index):  # the lock was released
         assert store._materialiser is not None and store._materialiser._process is not None
         assert store._materialiser._process.poll() is None  # started and ready
-    finally:
-        store.close()
-        index.close()
     gc.collect()
     assert len(os.listdir("/proc/self/fd")) <= descriptors + 1
 
@@ -707,9 +692,7 @@ def test_stop_during_a_worker_restart_ends_the_starting_worker_at_once(
     """The worker died and its replacement has not reported ready: stop() does not wait for the
     start timeout, and no worker outlives it."""
     store, _index = journaled
-    materialiser = store._materialiser
-    assert materialiser is not None and materialiser._process is not None
-    materialiser._restart_backoff_s = 0.05
+    materialiser = restarting_materialiser(store)
     real_popen = materialiser_module.subprocess.Popen
     started: list[Any] = []
 
@@ -899,19 +882,13 @@ def test_a_replacement_acknowledged_before_a_crash_replaces_the_indexed_version_
     assert store_without_follow_up(store, changed).status == status.SUCCESS  # acknowledged, then the crash
     assert store._materialiser is not None and store._lock_handle is not None
     end_worker_as_in_a_crash(store._materialiser)
-    store._lock_handle.close()
-    store._lock_handle = None
-    index.close()
-    store2, index2 = open_store(root, duplicates=DuplicatePolicy.REPLACE)
-    try:
+    abandon_as_in_a_crash(store, index)
+    with reopened(root, duplicates=DuplicatePolicy.REPLACE) as (store2, index2):
         assert store2.rematerialised == 1
         record = index2.get_instance(str(ds.SOPInstanceUID))
         assert record is not None and record.sha256 == sha(changed.encoded_dataset())
         assert (root / record.path).read_bytes() == changed.encoded_dataset()
         assert len(list((root / "instances").rglob("*.dcm"))) == 1  # the first version's file is gone
-    finally:
-        store2.close()
-        index2.close()
 
 
 def acknowledged_replacement(store: InstanceStore, path: Path) -> tuple[StoreResult, Event]:
@@ -949,17 +926,11 @@ def test_a_replacement_that_cannot_be_written_keeps_its_journal_entry_for_the_re
     materialiser.checkpoint()
     assert journal.checkpointed_through == 1  # the replacement's entry (2) is kept
     end_worker_as_in_a_crash(materialiser)
-    store._lock_handle.close()
-    store._lock_handle = None
-    index.close()
-    store2, index2 = open_store(root, duplicates=DuplicatePolicy.REPLACE)
-    try:
+    abandon_as_in_a_crash(store, index)
+    with reopened(root, duplicates=DuplicatePolicy.REPLACE) as (_store2, index2):
         record = index2.get_instance(str(sop_uid))
         assert record is not None and record.sha256 == sha(changed.encoded_dataset())
         assert (root / record.path).read_bytes() == changed.encoded_dataset()
-    finally:
-        store2.close()
-        index2.close()
 
 
 def test_a_replacement_that_could_not_be_written_is_retried_and_its_study_waits(
@@ -967,8 +938,7 @@ def test_a_replacement_that_could_not_be_written_is_retried_and_its_study_waits(
 ) -> None:
     """The kept entry is retried (1 s, then doubling): meanwhile its study is pending; then it is
     stored and the checkpoint moves past it."""
-    store, index = open_store(tmp_path / "root", duplicates=DuplicatePolicy.REPLACE)
-    try:
+    with reopened(tmp_path / "root", duplicates=DuplicatePolicy.REPLACE) as (store, index):
         assert receive(store, event_of(ct_series[0])).outcome is AddOutcome.STORED  # type: ignore[arg-type]
         assert store.flush(10)
         acknowledged, changed = acknowledged_replacement(store, ct_series[0])
@@ -996,9 +966,6 @@ def test_a_replacement_that_could_not_be_written_is_retried_and_its_study_waits(
         assert store._materialiser is not None and store.journal is not None
         store._materialiser.checkpoint()
         assert store.journal.checkpointed_through == store.journal.last_sequence
-    finally:
-        store.close()
-        index.close()
 
 
 def test_a_replacement_resolved_late_never_overwrites_a_newer_acknowledged_version(
@@ -1006,8 +973,7 @@ def test_a_replacement_resolved_late_never_overwrites_a_newer_acknowledged_versi
 ) -> None:
     """Replace policy: versions B then C of one UID are acknowledged; C's after-reply work runs first
     (B's waited, e.g. for the materialiser or a retry). B must not replace C: the newest arrival wins."""
-    store, index = open_store(tmp_path / "root", duplicates=DuplicatePolicy.REPLACE)
-    try:
+    with reopened(tmp_path / "root", duplicates=DuplicatePolicy.REPLACE) as (store, index):
         assert receive(store, event_of(ct_series[0])).outcome is AddOutcome.STORED  # type: ignore[arg-type]
         assert store.flush(10)
         ds = pydicom.dcmread(ct_series[0])
@@ -1023,9 +989,6 @@ def test_a_replacement_resolved_late_never_overwrites_a_newer_acknowledged_versi
         record = index.get_instance(str(ds.SOPInstanceUID))
         assert record is not None and record.sha256 == sha(c_event.encoded_dataset())
         assert store.path_of(record).read_bytes() == c_event.encoded_dataset()
-    finally:
-        store.close()
-        index.close()
 
 
 def test_whether_a_duplicate_check_waits_is_decided_when_it_runs(
