@@ -991,11 +991,13 @@ def test_a_replacement_resolved_late_never_overwrites_a_newer_acknowledged_versi
         assert store.path_of(record).read_bytes() == c_event.encoded_dataset()
 
 
-def test_whether_a_duplicate_check_waits_is_decided_when_it_runs(
+def test_a_duplicate_check_says_it_would_wait_while_an_earlier_version_is_not_indexed(
     journaled: tuple[InstanceStore, StudyIndex], ct_series: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two versions of a new UID answered in one round: once the first is handed on (pending), the
-    second's check would wait for the materialiser, and says so then (the reactor runs it elsewhere)."""
+    """Two versions of a new UID, the first acknowledged but its after-reply work not run yet (in
+    the same reactor round, or on another association's own thread): the second's check would wait
+    for the materialiser, and says so (the reactor runs it elsewhere), then while the first is
+    pending, and no longer once it is indexed."""
     store, _index = journaled
     assert store._materialiser is not None
     monkeypatch.setattr(store._materialiser, "_defer_idle_s", 60.0)  # the first stays held back
@@ -1004,9 +1006,12 @@ def test_whether_a_duplicate_check_waits_is_decided_when_it_runs(
     ds.SeriesDescription = "other bytes"
     second = store_without_follow_up(store, make_event(encode_body(ds), ds.SOPClassUID, ds.SOPInstanceUID))
     assert first.follow_up_waits is not None and second.follow_up_waits is not None
-    assert not second.follow_up_waits()  # nothing pending yet
+    assert second.follow_up_waits()  # the first is acknowledged, not handed on yet
     assert first.follow_up is not None and first.follow_up().outcome is AddOutcome.STORED  # handed on
-    assert second.follow_up_waits()
+    assert second.follow_up_waits()  # the first is pending
+    assert store.flush(10)
+    assert not second.follow_up_waits()  # the first is indexed: the check reads the index at once
+    assert second.follow_up is not None and second.follow_up().outcome is AddOutcome.CONFLICT
     assert second.follow_up is not None and second.follow_up().outcome is AddOutcome.CONFLICT
 
 

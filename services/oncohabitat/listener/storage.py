@@ -273,6 +273,7 @@ class InstanceStore:
         #: Journaled instances per study whose after-reply work has not run yet: neither pending in
         #: the materialiser nor indexed, yet acknowledged (or about to be). Completion waits for them.
         self._unresolved: Counter[str] = Counter()
+        self._unresolved_uids: Counter[str] = Counter()  # the same, by SOP Instance UID
         self._unresolved_lock = threading.Lock()
         self._closing = threading.Event()
         self._known_dirs: set[Path] = set()
@@ -382,7 +383,9 @@ class InstanceStore:
         if materialiser is not None and materialiser.pending(sop_uid) is not None:
             materialiser.flush()
 
-    def _retry_resolution(self, resolve: Callable[[], StoreResult], study_key: str, delay_s: float) -> None:
+    def _retry_resolution(
+        self, resolve: Callable[[], StoreResult], study_key: str, sop_uid: str, delay_s: float
+    ) -> None:
         """Run an acknowledged instance's failed after-reply work again in ``delay_s`` (doubling, capped).
 
         Until it succeeds the study stays pending and no checkpoint passes the journal entry; a
@@ -398,21 +401,22 @@ class InstanceStore:
                 _LOG.error("after-reply work of a journaled instance failed again", exc_info=True)
                 done = False
             if done:
-                self._resolved(study_key)
+                self._resolved(study_key, sop_uid)
             else:
-                self._retry_resolution(resolve, study_key, min(delay_s * 2, _RESOLVE_RETRY_MAX_S))
+                self._retry_resolution(resolve, study_key, sop_uid, min(delay_s * 2, _RESOLVE_RETRY_MAX_S))
 
         timer = threading.Timer(delay_s, attempt)
         timer.daemon = True
         timer.name = "listener-resolve-retry"
         timer.start()
 
-    def _resolved(self, study_key: str) -> None:
+    def _resolved(self, study_key: str, sop_uid: str) -> None:
         """One journaled instance of the study no longer awaits its after-reply work."""
         with self._unresolved_lock:
-            self._unresolved[study_key] -= 1
-            if not self._unresolved[study_key]:
-                del self._unresolved[study_key]
+            for counter, key in ((self._unresolved, study_key), (self._unresolved_uids, sop_uid)):
+                counter[key] -= 1
+                if not counter[key]:
+                    del counter[key]
 
     def flush(self, timeout_s: float = 30.0) -> bool:
         """Wait until every acknowledged instance is indexed; False on timeout."""
@@ -583,8 +587,10 @@ class InstanceStore:
         study_key = uid_key(header.study_uid)
         data = spool.getvalue()
         record = instance_record(header, transfer_syntax, _instance_path(header), "", len(data), received_at)
+        sop_uid = record.sop_uid
         with self._unresolved_lock:  # from now until its follow-up has run (see has_pending)
             self._unresolved[study_key] += 1
+            self._unresolved_uids[sop_uid] += 1
 
         def resolve() -> StoreResult:
             return self._resolve_journaled(PendingInstance(location, record, header.study_uid), header, data, spool)
@@ -596,9 +602,9 @@ class InstanceStore:
                 return result
             finally:
                 if result is not None and result.outcome is not None:
-                    self._resolved(study_key)
+                    self._resolved(study_key, sop_uid)
                 else:  # nothing written: the entry is kept (see _resolve_journaled) and retried
-                    self._retry_resolution(resolve, study_key, _RESOLVE_RETRY_FIRST_S)
+                    self._retry_resolution(resolve, study_key, sop_uid, _RESOLVE_RETRY_FIRST_S)
 
         def settle() -> StoreResult:
             try:
@@ -617,10 +623,16 @@ class InstanceStore:
                         lambda final: self._write_durably(final, data),
                     )
                 finally:
-                    self._resolved(study_key)
+                    self._resolved(study_key, sop_uid)
 
-            def waits() -> bool:  # an earlier version of the UID is pending (also one from this very round)
-                return materialiser.pending(record.sop_uid) is not None
+            def waits() -> bool:
+                """True when an earlier version of the UID is pending, or acknowledged and not yet
+                handed on (its after-reply work still to run, perhaps on another association's
+                thread, or in this very round): this version's check would then wait for it."""
+                if materialiser.pending(sop_uid) is not None:
+                    return True
+                with self._unresolved_lock:
+                    return self._unresolved_uids[sop_uid] > 1  # this version counts itself
 
             return StoreResult(status.SUCCESS, AddOutcome.STORED, study_key, follow_up=follow_up, follow_up_waits=waits)
 
