@@ -213,9 +213,14 @@ def split_part10(data: bytes) -> tuple[str, int]:
 
 def _instance_path(header: InstanceHeader, sha: str = "") -> str:
     """The Part-10 file of an instance, relative to the store root (POSIX); ``sha``: a replacement's
-    hex SHA-256, which names its file apart from the version it replaces."""
-    stem = f"{INSTANCES_DIR}/{uid_key(header.study_uid)}/{uid_key(header.series_uid)}/{uid_key(header.sop_uid)}"
-    return f"{stem}-{sha[:16]}.dcm" if sha else f"{stem}.dcm"
+    hex SHA-256 (see :func:`_replacement_path`)."""
+    path = f"{INSTANCES_DIR}/{uid_key(header.study_uid)}/{uid_key(header.series_uid)}/{uid_key(header.sop_uid)}.dcm"
+    return _replacement_path(path, sha) if sha else path
+
+
+def _replacement_path(path: str, sha: str) -> str:
+    """The file of a replacement version of the instance at ``path``: named apart by its hex SHA-256."""
+    return f"{path.removesuffix('.dcm')}-{sha[:16]}.dcm"
 
 
 def instance_record(
@@ -727,8 +732,7 @@ class InstanceStore:
                     self._write_durably(path, entry.payload, fsync=False)
                     done += 1
             elif self.policy.duplicates is DuplicatePolicy.REPLACE and record.received_at > existing.received_at:
-                stem = record.path.removesuffix(".dcm")
-                replacement = dataclasses.replace(record, path=f"{stem}-{entry.sha256[:16]}.dcm")
+                replacement = dataclasses.replace(record, path=_replacement_path(record.path, entry.sha256))
                 self._write_durably(self.root / replacement.path, entry.payload, fsync=False)
                 if self.index.replace_instance(replacement).outcome is AddOutcome.REPLACED:
                     self._replaced(existing, replacement)
