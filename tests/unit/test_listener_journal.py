@@ -30,14 +30,21 @@ from oncohabitat.listener import materialiser as materialiser_module
 from oncohabitat.listener import materialiser_worker, status
 from oncohabitat.listener import storage as storage_module
 from oncohabitat.listener.checks import Budgets
-from oncohabitat.listener.errors import StorageWriteError
+from oncohabitat.listener.errors import InvalidInstanceError, StorageWriteError
 from oncohabitat.listener.identifiers import uid_key
 from oncohabitat.listener.index import AddOutcome, StudyIndex, StudyState
 from oncohabitat.listener.journal import HEADER, IntakeJournal, JournalError, JournalReader
-from oncohabitat.listener.journal_meta import IntakeMeta, decode_journal_meta, encode_intake_meta
+from oncohabitat.listener.journal_meta import (
+    IntakeMeta,
+    RefusalMeta,
+    decode_journal_meta,
+    encode_intake_meta,
+    encode_refusal_meta,
+)
 from oncohabitat.listener.storage import (
     INDEX_FILE,
     JOURNAL_DIR,
+    QUARANTINE_DIR,
     DuplicatePolicy,
     InstanceStore,
     StorePolicy,
@@ -287,9 +294,14 @@ def test_metadata_round_trips_and_entries_of_the_first_layout_still_decode() -> 
     )
     first_layout = json.dumps(["1.2", *dataclasses.astuple(record)]).encode()  # journaled by earlier releases
     assert decode_journal_meta(first_layout) == (record, "1.2")
+    refusal = RefusalMeta(7, "sop_mismatch")
+    assert decode_journal_meta(encode_refusal_meta(refusal)) == refusal
     unknown_layouts = (
         b'["1.2"]',
         b"[3, 1, 2, 3, 4]",
+        b'[3, "7", "sop_mismatch"]',
+        b'[3, true, "sop_mismatch"]',
+        b"[3, 7, 0]",
         b'[2, "a", "b", "c", "now", 1, 2]',
         b'[2, "a", "b", "c", 1.5]',
         b"{}",
@@ -458,8 +470,11 @@ def test_instances_refused_by_their_checks_are_journaled_first_but_never_stored_
         status.MISSING_UID,  # garbage: no identity to read
         status.SUCCESS,
     ]
-    assert store.journal.last_sequence == 4  # the refused ones were journaled too
+    assert store.journal.last_sequence == 6  # the refused ones were journaled too, then their refusals
+    metas = {entry.sequence: decode_journal_meta(entry.meta) for entry in journal_entries(root, store.journal)}
+    assert (metas[3], metas[5]) == (RefusalMeta(2, "sop_mismatch"), RefusalMeta(4, "missing_uid"))
     abandon_as_in_a_crash(store, index)
+    quarantined_before = metric("oncohabitat_listener_journal_quarantined_total", {"reason": "sop_mismatch"})
     with reopened(root) as (store2, index2):
         assert store2.rematerialised == 2
         stored = {record.sop_uid for record in index2.instances(results[0].study_key or "")}
@@ -470,7 +485,98 @@ def test_instances_refused_by_their_checks_are_journaled_first_but_never_stored_
         assert index2.get_instance("1.2.826.0.1.3680043.10.999.1") is None
         assert index2.get_instance("1.2.826.0.1.3680043.10.999.2") is None
         assert len(list((root / "instances").rglob("*.dcm"))) == 2
-        assert store2.journal is not None and store2.journal.checkpointed_through == 4
+        assert not (root / QUARANTINE_DIR).exists()  # their refusal records say they were never acknowledged
+        assert (
+            metric("oncohabitat_listener_journal_quarantined_total", {"reason": "sop_mismatch"}) == quarantined_before
+        )
+        assert store2.journal is not None and store2.journal.checkpointed_through == 6
+
+
+def journal_entries(root: Path, journal: IntakeJournal) -> list[journal_module.JournalEntry]:
+    """Every entry of the journal at ``root`` above its checkpoint, as recovery would read them."""
+    return IntakeJournal(root / JOURNAL_DIR, segment_bytes=journal.segment_bytes, segments=2).recovered
+
+
+def test_an_entry_refused_at_recovery_that_no_refusal_record_names_is_quarantined_not_dropped(
+    tmp_path: Path, ct_series: list[Path]
+) -> None:
+    """A crash right after journaling, before the checks (or before their refusal record reached
+    the disk): recovery cannot tell whether the entry was acknowledged, so it keeps it aside."""
+    root = tmp_path / "root"
+    payload = ct_series[1].read_bytes()
+    ds = pydicom.dcmread(ct_series[1], stop_before_pixels=True)
+    other_uid = "1.2.826.0.1.3680043.10.999.7"  # the C-STORE said another instance: sop_mismatch
+    meta = IntakeMeta(str(ds.SOPClassUID), other_uid, str(ds.file_meta.TransferSyntaxUID), 1.5e9, Budgets())
+    journal = IntakeJournal(root / JOURNAL_DIR, segment_bytes=4 * MIB, segments=2)
+    journal.append(encode_intake_meta(meta), payload)
+    journal.close()
+    before = metric("oncohabitat_listener_journal_quarantined_total", {"reason": "sop_mismatch"})
+    with reopened(root) as (store, index):
+        assert store.rematerialised == 0
+        assert index.get_instance(other_uid) is None and index.get_instance(str(ds.SOPInstanceUID)) is None
+        sha = hashlib.sha256(payload).hexdigest()
+        kept = root / QUARANTINE_DIR / f"journal-000000000001-{sha[:16]}.dcm"
+        assert kept.read_bytes() == payload
+        note = json.loads(kept.with_suffix(".json").read_text())
+        assert note == {
+            "reason": "sop_mismatch",
+            "journal_sequence": 1,
+            "sop_key": uid_key(other_uid),
+            "sop_class_uid": str(ds.SOPClassUID),
+            "transfer_syntax": str(ds.file_meta.TransferSyntaxUID),
+            "received_at": 1.5e9,
+            "sha256": sha,
+            "size_bytes": len(payload),
+        }
+        assert str(ds.PatientID) not in kept.with_suffix(".json").read_text()
+        assert metric("oncohabitat_listener_journal_quarantined_total", {"reason": "sop_mismatch"}) == before + 1
+        assert store.journal is not None and store.journal.checkpointed_through == 1
+    with reopened(root):  # once checkpointed it is not quarantined again
+        assert len(list((root / QUARANTINE_DIR).iterdir())) == 2
+
+
+def test_an_acknowledged_entry_that_stricter_checks_refuse_after_an_upgrade_is_quarantined(
+    tmp_path: Path, ct_series: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Acknowledged before an unclean stop, refused by the checks of the release that recovers it:
+    the data set the peer was told is stored is kept, not dropped."""
+    root = tmp_path / "root"
+    store, index = open_store(root)
+    assert store._materialiser is not None
+    end_worker_as_in_a_crash(store._materialiser)
+    assert receive(store, event_of(ct_series[0])).status == status.SUCCESS  # type: ignore[arg-type]
+    abandon_as_in_a_crash(store, index)
+
+    def stricter_checks(*_args: object) -> object:
+        raise InvalidInstanceError("modality_not_supported", status.CANNOT_PARSE, "a new rule")
+
+    monkeypatch.setattr(storage_module, "inspect_body", stricter_checks)
+    with reopened(root) as (store2, index2):
+        assert store2.rematerialised == 0
+        uid = str(pydicom.dcmread(ct_series[0], stop_before_pixels=True).SOPInstanceUID)
+        assert index2.get_instance(uid) is None
+        (kept,) = (root / QUARANTINE_DIR).glob("*.dcm")
+        assert kept.read_bytes().endswith(file_body(ct_series[0]))  # the data set as received, with its meta
+        assert pydicom.dcmread(kept).SOPInstanceUID == uid
+        assert json.loads(kept.with_suffix(".json").read_text())["reason"] == "modality_not_supported"
+
+
+def test_recovery_fails_the_start_when_an_entry_cannot_be_quarantined(
+    tmp_path: Path, ct_series: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "root"
+    meta = IntakeMeta(
+        "1.2.840.10008.5.1.4.1.1.2", "1.2.826.0.1.3680043.10.999.8", "1.2.840.10008.1.2.1", 1.0, Budgets()
+    )
+    journal = IntakeJournal(root / JOURNAL_DIR, segment_bytes=4 * MIB, segments=2)
+    journal.append(encode_intake_meta(meta), ct_series[0].read_bytes())
+    journal.close()
+    (root / QUARANTINE_DIR).write_text("a file where the directory should be")
+    with pytest.raises(StorageWriteError, match=r"entry 1 .* cannot be quarantined"):
+        open_store(root)
+    (root / QUARANTINE_DIR).unlink()
+    with reopened(root):  # the entry stayed in the journal
+        assert len(list((root / QUARANTINE_DIR).glob("*.dcm"))) == 1
 
 
 def test_a_refused_instance_does_not_hold_back_the_journal_checkpoint(
@@ -482,7 +588,7 @@ def test_a_refused_instance_does_not_hold_back_the_journal_checkpoint(
     assert [receive(store, e).status == status.SUCCESS for e in events] == [True, False, False, True]  # type: ignore[arg-type]
     assert store.flush(10)
     store._materialiser.checkpoint()
-    assert store.journal.checkpointed_through == store.journal.last_sequence == 4
+    assert store.journal.checkpointed_through == store.journal.last_sequence == 6  # with the 2 refusal records
 
 
 def test_recovery_repeats_the_intake_decision_with_the_budgets_journaled_then(

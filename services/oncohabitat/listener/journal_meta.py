@@ -14,6 +14,16 @@ the intake decision exactly, whatever the budgets are configured to at the resta
 refuse was refused at intake too (its peer got a failure status). The materialiser worker gets
 each record from the listener over its pipe.
 
+An instance its checks refuse gets a second, payload-less entry, a *refusal record*::
+
+    [3, refused_sequence, reason]
+
+(``reason`` is the refusal's reason code). Recovery then knows that entry ``refused_sequence``
+was never acknowledged. The record is written without waiting for a sync (a refusal is answered
+at once); where a crash lost it, recovery cannot tell an entry refused at intake from one its
+checks would refuse only now (after an upgrade that tightened them) and keeps the data set aside
+in quarantine instead of dropping it (see :mod:`.storage`).
+
 Entries of the first layout, ``[study_uid, *InstanceRecord fields]`` (journaled after the checks,
 by earlier releases), are still decoded: a journal left by an unclean stop survives an upgrade.
 """
@@ -28,6 +38,7 @@ from oncohabitat.listener.checks import Budgets
 from oncohabitat.listener.index import InstanceRecord
 
 _LAYOUT = 2
+_REFUSAL_LAYOUT = 3
 _RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(InstanceRecord))
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
 
@@ -44,6 +55,14 @@ class IntakeMeta:
     budgets: Budgets
 
 
+@dataclass(frozen=True)
+class RefusalMeta:
+    """A refusal record: entry ``refused_sequence`` holds an instance refused by its checks (``reason``)."""
+
+    refused_sequence: int
+    reason: str
+
+
 #: An entry of the first layout: its index record and Study Instance UID.
 RecordMeta = tuple[InstanceRecord, str]
 
@@ -56,8 +75,13 @@ def encode_intake_meta(meta: IntakeMeta) -> bytes:
     return _ENCODER.encode([*values, budgets.max_inflated_bytes, budgets.max_pixel_bytes]).encode()
 
 
-def decode_journal_meta(data: bytes) -> IntakeMeta | RecordMeta:
-    """The metadata of a journal entry, of either layout (see module doc).
+def encode_refusal_meta(meta: RefusalMeta) -> bytes:
+    """``[3, refused_sequence, reason]`` as UTF-8 JSON."""
+    return _ENCODER.encode([_REFUSAL_LAYOUT, meta.refused_sequence, meta.reason]).encode()
+
+
+def decode_journal_meta(data: bytes) -> IntakeMeta | RefusalMeta | RecordMeta:
+    """The metadata of a journal entry, of any layout (see module doc).
 
     Raises:
         ValueError: metadata of neither layout.
@@ -73,6 +97,11 @@ def decode_journal_meta(data: bytes) -> IntakeMeta | RecordMeta:
             raise ValueError("journal metadata has an unexpected layout")
         budgets = Budgets(max_inflated_bytes=max_inflated, max_pixel_bytes=max_pixel)
         return IntakeMeta(sop_class_uid, sop_uid, transfer_syntax, float(received_at), budgets)
+    if values[0] == _REFUSAL_LAYOUT and len(values) == 3:
+        refused_sequence, reason = values[1:]
+        if not isinstance(refused_sequence, int) or isinstance(refused_sequence, bool) or not isinstance(reason, str):
+            raise ValueError("journal metadata has an unexpected layout")
+        return RefusalMeta(refused_sequence, reason)
     if isinstance(values[0], str) and len(values) == len(_RECORD_FIELDS) + 1:
         return InstanceRecord(**dict(zip(_RECORD_FIELDS, values[1:], strict=True))), values[0]
     raise ValueError("journal metadata has an unexpected layout")

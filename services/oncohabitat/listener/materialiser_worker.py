@@ -41,7 +41,7 @@ from typing import Any
 
 from oncohabitat.listener.index import AddResult, InstanceRecord, LatePolicy, StudyIndex
 from oncohabitat.listener.journal import JournalError, JournalLocation, JournalReader
-from oncohabitat.listener.journal_meta import IntakeMeta, decode_journal_meta
+from oncohabitat.listener.journal_meta import IntakeMeta, RefusalMeta, decode_journal_meta
 
 _LOG = logging.getLogger("oncohabitat.listener.materialiser")
 
@@ -132,7 +132,12 @@ class Worker:
         for location, record, study_uid in batch:
             entry = self._reader.read(location)
             meta = decode_journal_meta(entry.meta)
-            journaled_uid = meta.sop_uid if isinstance(meta, IntakeMeta) else meta[0].sop_uid
+            if isinstance(meta, IntakeMeta):
+                journaled_uid = meta.sop_uid
+            elif isinstance(meta, RefusalMeta):
+                journaled_uid = None
+            else:
+                journaled_uid = meta[0].sop_uid
             if journaled_uid != record.sop_uid:
                 raise JournalError("journal entry is not the instance sent with its location")
             record = dataclasses.replace(record, sha256=entry.sha256)  # journaled with a CRC-32 only

@@ -7,6 +7,7 @@ Layout under ``root``::
     root/journal/                                intake journal (journal.py), when enabled
     root/incoming/<random>.tmp                   large data sets while they arrive (spool.py)
     root/instances/<study_key>/<series_key>/<sop_key>.dcm
+    root/quarantine/journal-<sequence>-<sha16>.dcm (+ .json)   journal entries recovery kept aside
 
 Keys are truncated SHA-256 digests of the validated UIDs (:func:`identifiers.uid_key`): raw
 UIDs never name files.
@@ -16,7 +17,11 @@ in memory: the Part-10 bytes are appended to the :class:`~.journal.IntakeJournal
 C-STORE request says (:mod:`.journal_meta`) *before* the checks below run, so that the device
 write proceeds while they do (one association, measured here: median 1,788 -> 1,950 instances/s);
 then the entry is synced and success is answered. An instance the checks refuse has its entry
-skipped (recovery checks every entry again and leaves such entries unstored). Only then, in the
+skipped and gets a refusal record in the journal (:mod:`.journal_meta`). Recovery checks every
+entry again: one its checks refuse is not stored; if no refusal record names it (lost in the
+crash, or the checks of this release are stricter than those that acknowledged it) its data set is
+kept in ``quarantine/`` with a JSON note (reason, journal sequence, SOP key, arrival time), never
+dropped. Only then, in the
 result's ``follow_up`` (run by the association after its reply), is the SOP Instance UID checked
 against pending and indexed instances: every duplicate outcome answers success as well, so the
 checks need not delay the reply. A new instance goes to the :class:`~.materialiser.Materialiser`,
@@ -55,6 +60,7 @@ import contextlib
 import dataclasses
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import sqlite3
@@ -82,7 +88,14 @@ from oncohabitat.listener.errors import InvalidInstanceError, StorageWriteError
 from oncohabitat.listener.identifiers import is_valid_uid, uid_key
 from oncohabitat.listener.index import AddOutcome, AddResult, InstanceRecord, StudyIndex
 from oncohabitat.listener.journal import IntakeJournal, JournalEntry, JournalError, JournalLocation
-from oncohabitat.listener.journal_meta import IntakeMeta, decode_journal_meta, encode_intake_meta
+from oncohabitat.listener.journal_meta import (
+    IntakeMeta,
+    RecordMeta,
+    RefusalMeta,
+    decode_journal_meta,
+    encode_intake_meta,
+    encode_refusal_meta,
+)
 from oncohabitat.listener.materialiser import Materialiser, PendingInstance
 from oncohabitat.listener.materialiser_worker import WorkerConfig
 from oncohabitat.listener.part10 import file_meta_prefix
@@ -94,6 +107,7 @@ INSTANCES_DIR = "instances"
 INCOMING_DIR = "incoming"
 INDEX_FILE = "index.sqlite3"
 JOURNAL_DIR = "journal"
+QUARANTINE_DIR = "quarantine"
 LOCK_FILE = ".lock"
 _LOCK_STRIPES = 64
 #: First and longest wait before a failed after-reply step of a journaled instance is retried (s).
@@ -105,6 +119,7 @@ __all__ = [
     "INDEX_FILE",
     "INSTANCES_DIR",
     "JOURNAL_DIR",
+    "QUARANTINE_DIR",
     "TEMP_SUFFIX",
     "DuplicatePolicy",
     "InstanceStore",
@@ -209,6 +224,22 @@ def split_part10(data: bytes) -> tuple[str, int]:
     if not syntax or not is_valid_uid(syntax):
         raise unreadable
     return syntax, 144 + group_length
+
+
+def _journal_meta(entry: JournalEntry) -> IntakeMeta | RefusalMeta | RecordMeta:
+    """The decoded metadata of a journal entry found at recovery.
+
+    Raises:
+        JournalError: a layout this release cannot read (the store then does not start: the
+            entry may be acknowledged and is never skipped unread).
+    """
+    try:
+        return decode_journal_meta(entry.meta)
+    except ValueError as exc:
+        raise JournalError(
+            f"entry {entry.sequence} has metadata of an unknown layout (a newer release's?); "
+            "not starting, so that it is not lost"
+        ) from exc
 
 
 def _instance_path(header: InstanceHeader, sha: str = "") -> str:
@@ -471,20 +502,13 @@ class InstanceStore:
         # Journaled before the checks, so that its device write proceeds while they run (only the
         # sync waits for it); an entry whose instance is then refused is skipped (see _recover).
         journaled = self._journal_intake(spool, sop_class_uid, sop_uid, transfer_syntax, start_writeback=not defer_sync)
+        refusal = "internal_error"  # an unexpected exception below is answered as a failure too
         try:
-            try:
-                with spool.open_body() as stream:
-                    header = inspect_body(stream, transfer_syntax, self.policy.budgets)
-            except InvalidInstanceError as exc:
-                spool.discard()
-                return self.refuse(exc.reason, exc.status)
-            except OSError as exc:
-                spool.discard()
-                _LOG.error("spooled data set cannot be read back: %s", exc.strerror)
-                return self.refuse("write_error", status.OUT_OF_RESOURCES)
-            if header.sop_class_uid != sop_class_uid or header.sop_uid != sop_uid:
-                spool.discard()
-                return self.refuse("sop_mismatch", status.DATASET_MISMATCH)
+            checked = self._checked_header(spool, transfer_syntax, sop_class_uid, sop_uid)
+            if isinstance(checked, StoreResult):
+                refusal = checked.reason
+                return checked
+            header = checked
             if journaled is not None:
                 location, received_at = journaled
                 result = self._commit_journaled(header, transfer_syntax, spool, location, received_at, defer_sync)
@@ -494,8 +518,8 @@ class InstanceStore:
                 metrics.STORE_SECONDS.observe(time.perf_counter() - started)
                 return result
         finally:
-            if journaled is not None and self._materialiser is not None:  # refused: never acknowledged
-                self._materialiser.skip(journaled[0].sequence)
+            if journaled is not None:  # refused: never acknowledged
+                self._journal_refusal(journaled[0], refusal)
 
         def place(final: Path) -> None:
             if spool.in_memory:
@@ -509,6 +533,46 @@ class InstanceStore:
         if result.outcome is not None:
             metrics.STORE_SECONDS.observe(time.perf_counter() - started)
         return result
+
+    def _checked_header(
+        self, spool: DatasetSpool, transfer_syntax: str, sop_class_uid: str, sop_uid: str
+    ) -> InstanceHeader | StoreResult:
+        """The checked header of a received data set, or the refusal to answer (its spool discarded).
+
+        ``sop_class_uid``/``sop_uid``: the C-STORE request's UIDs, which the data set must carry.
+        """
+        try:
+            with spool.open_body() as stream:
+                header = inspect_body(stream, transfer_syntax, self.policy.budgets)
+        except InvalidInstanceError as exc:
+            spool.discard()
+            return self.refuse(exc.reason, exc.status)
+        except OSError as exc:
+            spool.discard()
+            _LOG.error("spooled data set cannot be read back: %s", exc.strerror)
+            return self.refuse("write_error", status.OUT_OF_RESOURCES)
+        if header.sop_class_uid != sop_class_uid or header.sop_uid != sop_uid:
+            spool.discard()
+            return self.refuse("sop_mismatch", status.DATASET_MISMATCH)
+        return header
+
+    def _journal_refusal(self, location: JournalLocation, reason: str) -> None:
+        """Skip the entry of a refused instance and record its refusal in the journal (no sync).
+
+        The record (see :mod:`.journal_meta`) tells recovery that the entry was never
+        acknowledged; where it is lost (a crash before the next sync) recovery keeps the data
+        set in quarantine instead.
+        """
+        materialiser, journal = self._materialiser, self.journal
+        if materialiser is None or journal is None:
+            return
+        materialiser.skip(location.sequence)
+        try:
+            record = journal.write(encode_refusal_meta(RefusalMeta(location.sequence, reason)), b"")
+        except JournalError as exc:
+            _LOG.warning("intake journal: refusal of entry %d not recorded (%s)", location.sequence, exc)
+            return
+        materialiser.skip(record.sequence)
 
     def _journal_intake(
         self, spool: DatasetSpool, sop_class_uid: str, sop_uid: str, transfer_syntax: str, *, start_writeback: bool
@@ -702,19 +766,34 @@ class InstanceStore:
     def _recover(self, entries: list[JournalEntry]) -> int:
         """Re-materialise journal entries left by an unclean stop (idempotent); returns how many.
 
-        Each entry's data set is checked again as at intake (:meth:`_journaled_instance`): one
-        that fails was refused then and is not stored. An entry whose SOP Instance UID is indexed
+        An entry named by a refusal record (:mod:`.journal_meta`) was refused at intake and is
+        not stored. Every other entry's data set is checked again as at intake
+        (:meth:`_journaled_instance`); one that fails is not stored either but kept in quarantine
+        (:meth:`_quarantine`): its refusal record may have been lost in the crash, or it was
+        acknowledged under less strict checks. An entry whose SOP Instance UID is indexed
         with the same SHA-256 only gets its file checked (rewritten when missing or different).
         One indexed with other bytes is a re-sent version whose duplicate handling the stop
         interrupted (it runs after the reply) or that a later version superseded: under the
         "replace" policy a version received after the indexed one replaces it now; otherwise the
         indexed version stays.
         """
-        done = refused = 0
+        refusals: dict[int, str] = {}
+        instances: list[tuple[JournalEntry, IntakeMeta | RecordMeta]] = []
         for entry in entries:
-            journaled = self._journaled_instance(entry)
-            if journaled is None:
+            meta = _journal_meta(entry)
+            if isinstance(meta, RefusalMeta):
+                refusals[meta.refused_sequence] = meta.reason
+            else:
+                instances.append((entry, meta))
+        done = refused = quarantined = 0
+        for entry, meta in instances:
+            if entry.sequence in refusals:  # refused at intake: not even checked again
                 refused += 1
+                continue
+            journaled = self._journaled_instance(entry, meta)
+            if isinstance(journaled, str):
+                self._quarantine(entry, meta, journaled)
+                quarantined += 1
                 continue
             record, study_uid = journaled
             existing = self.index.get_instance(record.sop_uid)
@@ -741,31 +820,24 @@ class InstanceStore:
             _LOG.warning("intake journal: %d acknowledged instance(s) re-materialised after an unclean stop", done)
         if refused:
             _LOG.info("intake journal: %d entries of instances refused at intake not stored", refused)
+        if quarantined:
+            _LOG.warning("intake journal: %d entries kept in %s/ (see the log above)", quarantined, QUARANTINE_DIR)
         return done
 
-    def _journaled_instance(self, entry: JournalEntry) -> tuple[InstanceRecord, str] | None:
-        """The index record (with its SHA-256) and Study Instance UID of a journaled instance.
+    def _journaled_instance(
+        self, entry: JournalEntry, meta: IntakeMeta | RecordMeta
+    ) -> tuple[InstanceRecord, str] | str:
+        """The index record (with its SHA-256) and Study Instance UID of a journaled instance, or
+        the reason code its checks refuse it with.
 
         Entries are journaled before the checks (see :mod:`.journal_meta`): the data set is
         checked again here with the budgets journaled with it (not today's settings: the decision
-        at intake is repeated exactly) against its C-STORE's UIDs; None when it fails (its instance
-        was refused at intake).
-
-        Each entry left unstored is logged (WARNING: its journal sequence, SOP key and reason): the
-        checks of this release may differ from those that accepted an instance before the stop.
+        at intake is repeated exactly) against its C-STORE's UIDs.
 
         Raises:
-            JournalError: metadata of an unknown layout, or checks that fail unexpectedly (the
-                store then does not start: an entry that may be acknowledged is never dropped
-                unexplained).
+            JournalError: checks that fail unexpectedly (the store then does not start: an entry
+                that may be acknowledged is never dropped unexplained).
         """
-        try:
-            meta = decode_journal_meta(entry.meta)
-        except ValueError as exc:  # never dropped: it may be acknowledged
-            raise JournalError(
-                f"entry {entry.sequence} has metadata of an unknown layout (a newer release's?); "
-                "not starting, so that it is not lost"
-            ) from exc
         if not isinstance(meta, IntakeMeta):  # first layout: checked before it was journaled
             record, study_uid = meta
             return dataclasses.replace(record, sha256=entry.sha256), study_uid
@@ -774,9 +846,7 @@ class InstanceStore:
             transfer_syntax, offset = split_part10(entry.payload)
             header = inspect_body(BytesIO(entry.payload[offset:]), transfer_syntax, meta.budgets)
         except InvalidInstanceError as exc:
-            _LOG.warning("intake journal: entry %d (instance %s) refused by its checks (%s); not stored",
-                         entry.sequence, sop_key, exc.reason)  # fmt: skip
-            return None
+            return exc.reason
         except Exception as exc:
             raise JournalError(
                 f"entry {entry.sequence} (instance {sop_key}) cannot be checked ({type(exc).__name__}); not starting"
@@ -786,13 +856,56 @@ class InstanceStore:
             meta.sop_uid,
             meta.transfer_syntax,
         ):
-            _LOG.warning("intake journal: entry %d (instance %s) does not match its C-STORE; not stored",
-                         entry.sequence, sop_key)  # fmt: skip
-            return None
+            return "sop_mismatch"
         record = instance_record(
             header, transfer_syntax, _instance_path(header), entry.sha256, len(entry.payload), meta.received_at
         )
         return record, header.study_uid
+
+    def _quarantine(self, entry: JournalEntry, meta: IntakeMeta | RecordMeta, reason: str) -> None:
+        """Keep a journaled data set its checks refuse, though no refusal record names it, in ``quarantine/``.
+
+        Such an entry was refused at intake and its refusal record lost in the crash, or it was
+        acknowledged by a release whose checks were less strict: it is never dropped. The Part-10
+        file is kept as journaled (a bomb is not inflated), named by journal sequence and SHA-256
+        (never by a UID), with a JSON note beside it: reason code, journal sequence, SOP key,
+        SOP Class UID, transfer syntax, arrival time (epoch s), SHA-256 and size (bytes). Written
+        without fsync: recovery syncs the file system before its checkpoint.
+
+        Raises:
+            JournalError: it cannot be written (the store then does not start; the entry stays).
+        """
+        sop_uid = meta.sop_uid if isinstance(meta, IntakeMeta) else meta[0].sop_uid
+        sop_key = uid_key(sop_uid) if is_valid_uid(sop_uid) else "?"
+        name = f"journal-{entry.sequence:012d}-{entry.sha256[:16]}"
+        note = {
+            "reason": reason,
+            "journal_sequence": entry.sequence,
+            "sop_key": sop_key,
+            "sop_class_uid": meta.sop_class_uid if isinstance(meta, IntakeMeta) else meta[0].sop_class_uid,
+            "transfer_syntax": meta.transfer_syntax if isinstance(meta, IntakeMeta) else meta[0].transfer_syntax,
+            "received_at": meta.received_at if isinstance(meta, IntakeMeta) else meta[0].received_at,
+            "sha256": entry.sha256,
+            "size_bytes": len(entry.payload),
+        }
+        directory = self.root / QUARANTINE_DIR
+        try:
+            self._write_durably(directory / f"{name}.dcm", entry.payload, fsync=False)
+            self._write_durably(directory / f"{name}.json", json.dumps(note, indent=1).encode(), fsync=False)
+        except OSError as exc:
+            raise JournalError(
+                f"entry {entry.sequence} (instance {sop_key}) cannot be quarantined ({exc.strerror}); not starting"
+            ) from exc
+        metrics.JOURNAL_QUARANTINED.labels(reason=reason).inc()
+        _LOG.warning(
+            "intake journal: entry %d (instance %s) is refused by its checks (%s) and no refusal record names"
+            " it; kept in %s/%s.dcm, not stored",
+            entry.sequence,
+            sop_key,
+            reason,
+            QUARANTINE_DIR,
+            name,
+        )
 
     def _commit(
         self,
@@ -1014,7 +1127,7 @@ class InstanceStore:
     def _remove_orphan_temp_files(self) -> int:
         """Delete temporary files left by a crash mid-write; returns how many were removed."""
         removed = 0
-        for directory in (self._instances_dir, self._incoming_dir):
+        for directory in (self._instances_dir, self._incoming_dir, self.root / QUARANTINE_DIR):
             for temp in directory.rglob(f"*{TEMP_SUFFIX}"):
                 try:
                     temp.unlink()
