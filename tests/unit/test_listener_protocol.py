@@ -124,6 +124,52 @@ def test_pdu_assembler_completes_pdus_from_whatever_each_receive_brings() -> Non
         sock.close()
 
 
+class RecordingSocket:
+    """A socket's receives, each recorded as polling (``MSG_DONTWAIT``) or sleeping."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.polled: list[bool] = []
+
+    def recv_into(self, view: memoryview, nbytes: int = 0, flags: int = 0) -> int:
+        self.polled.append(bool(flags & socket.MSG_DONTWAIT))
+        return self.sock.recv_into(view, nbytes, flags)
+
+    def setsockopt(self, *args: int) -> None:
+        self.sock.setsockopt(*args)
+
+
+def test_pdu_reader_polls_only_while_the_peer_sends_back_to_back() -> None:
+    left, right = socket.socketpair()
+    pdu_io.use_kernel_timeouts(right, 1.0, 1.0)
+    recorder = RecordingSocket(right)
+    reader = pdu_io.PduReader(recorder, receive_slice_s=1.0, spin_s=0.5)  # type: ignore[arg-type]
+    limits = {pdu_io.P_DATA_TF: 100}
+
+    def receive(payload: bytes, delay_s: float) -> list[bool]:
+        pdu = pdu_io.encode_pdata(1, 3, payload)
+        if delay_s:
+            threading.Timer(delay_s, lambda: left.sendall(pdu)).start()
+        else:
+            left.sendall(pdu)
+        recorder.polled.clear()
+        assert [bytes(d) for _c, _ctl, d in pdu_io.iter_pdvs(reader.read(limits, timeout_s=5).body)] == [payload]
+        return list(recorder.polled)
+
+    assert receive(b"first", 0) == [True]  # polled, and the data was there
+    late = receive(b"late", 0.8)  # longer than the polling window: polled, then slept
+    assert late[0] and not late[-1] and len(late) > 2
+    assert receive(b"after a long wait", 0) == [False]  # sleeps at once, data or not
+    assert receive(b"back to back again", 0) == [True]  # the last wait was short: polls again
+    never = pdu_io.PduReader(recorder, receive_slice_s=1.0)  # type: ignore[arg-type]
+    left.sendall(pdu_io.encode_pdata(1, 3, b"x"))
+    recorder.polled.clear()
+    never.read(limits, timeout_s=5)
+    assert recorder.polled == [False]
+    left.close()
+    right.close()
+
+
 def test_pdu_reader_with_kernel_timeouts_waits_across_slices_and_then_times_out() -> None:
     left, right = socket.socketpair()
     pdu_io.use_kernel_timeouts(right, 0.05, 1.0)

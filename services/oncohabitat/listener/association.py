@@ -69,6 +69,8 @@ VERIFICATION_SOP_CLASS = "1.2.840.10008.1.1"
 _RELEASE_OR_ABORT = 64  # A-RELEASE-RQ / A-ABORT bodies are 4 bytes
 #: Longest single blocking receive on a plain TCP association (s); timeouts are checked after each.
 _RECEIVE_SLICE_S = 1.0
+#: Default polling before a receive sleeps, s (see :class:`~.pdu_io.PduReader`).
+DEFAULT_RECEIVE_SPIN_S = 200e-6
 #: What :meth:`Association._serve` returns once the reactor took the association over.
 _HANDED_OVER = "handed_over"
 
@@ -119,6 +121,8 @@ class AssociationConfig:
         dimse_timeout_s: longest wait for the next fragment once a message has started.
         network_timeout_s: longest idle time between messages.
         tls: server TLS context (None = plain TCP).
+        receive_spin_s: how long a receive on the association's own thread polls before it
+            sleeps while the peer sends back to back (see :class:`~.pdu_io.PduReader`; 0 = never).
     """
 
     ae_title: str
@@ -130,6 +134,7 @@ class AssociationConfig:
     dimse_timeout_s: float = 30.0
     network_timeout_s: float = 60.0
     tls: ssl.SSLContext | None = None
+    receive_spin_s: float = DEFAULT_RECEIVE_SPIN_S
 
 
 class _Abort(Exception):  # noqa: N818 - internal control flow: end the association with a reason label
@@ -427,7 +432,10 @@ class Association:
         if kernel_timeouts:  # one system call per receive/send, none per timeout change (pdu_io doc)
             receive_slice_s = min(_RECEIVE_SLICE_S, config.dimse_timeout_s, config.network_timeout_s)
             pdu_io.use_kernel_timeouts(self._sock, receive_slice_s, config.dimse_timeout_s)
-            reader = pdu_io.PduReader(self._sock, receive_slice_s=receive_slice_s)
+            # Polling only with the reactor on: an association is then served on its own thread
+            # only while it is the only one, so its polling never keeps the GIL from another.
+            spin_s = config.receive_spin_s if data_phase is not None else 0.0
+            reader = pdu_io.PduReader(self._sock, receive_slice_s=receive_slice_s, spin_s=spin_s)
         else:
             reader = pdu_io.PduReader(self._sock)
         current_timeout = self._sock.gettimeout()

@@ -156,15 +156,30 @@ class PduReader:
         receive_slice_s: the socket's ``SO_RCVTIMEO`` when :func:`use_kernel_timeouts` set it (the
             ``timeout_s`` of :meth:`read` then applies); 0 when the socket has a Python timeout
             (that one applies to every receive and ``timeout_s`` is ignored).
+        spin_s: how long a receive polls the socket (non-blocking) before it sleeps, in s, while
+            the peer sends back to back (0 = never; plain TCP sockets only, see :meth:`_spin`).
+
+    Polling: a thread that sleeps in ``recv`` leaves its CPU idle, and waking an idle CPU costs
+    tens of microseconds where the kernel does not poll first (virtual machines: here
+    ``guest_halt_poll_ns`` is 0). A peer pushing a study sends its next C-STORE 0.1-0.2 ms after
+    our reply, so a receive first polls for up to ``spin_s``. Adaptive, like the kernel's halt
+    polling: it polls only when the previous wait for data was shorter than ``spin_s`` (a push in
+    progress); after a longer one it sleeps at once, so an idle or slow peer costs no CPU.
+    Measured here (one association, 57 KB instances, 6 interleaved pairs): median 1,532 ->
+    1,666 instances/s with 200 us.
     """
 
-    def __init__(self, sock: socket.socket, chunk: int = 65_536, receive_slice_s: float = 0.0) -> None:
+    def __init__(
+        self, sock: socket.socket, chunk: int = 65_536, receive_slice_s: float = 0.0, spin_s: float = 0.0
+    ) -> None:
         self._sock = sock
         self._buffer = bytearray(chunk)
         self._view = memoryview(self._buffer)
         self._start = 0
         self._end = 0
         self._slice_s = receive_slice_s
+        self._spin_s = spin_s
+        self._spin_next = spin_s > 0
 
     @property
     def buffered(self) -> int:
@@ -177,6 +192,15 @@ class PduReader:
         Raises:
             TimeoutError: nothing arrived in time.
         """
+        if self._spin_next:
+            count = self._spin(view)
+            if count is not None:
+                quick_ack(self._sock)
+                return count
+            self._spin_next = False  # a longer wait: sleep at once next time (until a wait is short)
+            started = -1.0
+        else:
+            started = time.perf_counter() if self._spin_s else -1.0
         waiting_since: float | None = None
         while True:
             try:
@@ -189,7 +213,20 @@ class PduReader:
                     raise TimeoutError(f"no data from the peer within {timeout_s} s") from None
                 continue
             quick_ack(self._sock)
+            if started >= 0:
+                self._spin_next = time.perf_counter() - started < self._spin_s
             return count
+
+    def _spin(self, view: memoryview) -> int | None:
+        """Poll for data (non-blocking receives) for up to ``spin_s``; the count received, or None."""
+        sock = self._sock
+        deadline = time.perf_counter() + self._spin_s
+        while True:
+            try:
+                return sock.recv_into(view, 0, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                if time.perf_counter() >= deadline:
+                    return None
 
     def _fill(self, timeout_s: float | None) -> None:
         """Read more into the buffer (after moving what is left to its front)."""

@@ -47,7 +47,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from oncohabitat.listener import audit, metrics
 from oncohabitat.listener.access import AccessPolicy
-from oncohabitat.listener.association import Association, AssociationConfig, InstanceSink
+from oncohabitat.listener.association import DEFAULT_RECEIVE_SPIN_S, Association, AssociationConfig, InstanceSink
 from oncohabitat.listener.reactor import DataReactor
 
 _LOG = logging.getLogger(__name__)
@@ -114,6 +114,8 @@ class ListenerSCP:
         tls: server TLS context (DICOM TLS); None = plain TCP.
         reactor: serve the data phase of plain-TCP associations on one reactor thread (False: each
             association on its own thread throughout).
+        receive_spin_s: polling before a receive on an association's own thread sleeps, s (see
+            :class:`~.pdu_io.PduReader`; 0 = never; used only with ``reactor``).
     """
 
     def __init__(
@@ -134,6 +136,7 @@ class ListenerSCP:
         max_pdu_bytes: int = 262_144,
         tls: ssl.SSLContext | None = None,
         reactor: bool = True,
+        receive_spin_s: float = DEFAULT_RECEIVE_SPIN_S,
     ) -> None:
         if not 1 <= len(ae_title.strip()) <= 16:
             raise ValueError("AE title must have 1-16 characters")
@@ -154,6 +157,7 @@ class ListenerSCP:
             dimse_timeout_s=dimse_timeout_s,
             network_timeout_s=network_timeout_s,
             tls=tls,
+            receive_spin_s=receive_spin_s,
         )
         self._listener: socket.socket | None = None
         self._acceptor: threading.Thread | None = None

@@ -49,6 +49,12 @@ class ListenerSettings(ServiceSettings):
     reactor: bool = Field(
         True, description="Serve plain-TCP data phases on one reactor thread (false: a thread per association)."
     )
+    receive_spin_us: int = Field(
+        200,
+        ge=0,
+        le=10_000,
+        description="Polling before a receive sleeps while a lone peer sends back to back, us (adaptive; 0 = off).",
+    )
     max_pdu_bytes: int = Field(262_144, ge=4096, le=16 * MIB, description="Largest P-DATA PDU accepted, bytes.")
     max_dataset_mb: int = Field(1024, ge=1, description="Largest data set accepted over the wire, MiB.")
     max_pixel_mb: int = Field(512, ge=1, description="Largest declared pixel data (rows x cols x frames x bits), MiB.")

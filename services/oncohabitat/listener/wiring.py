@@ -181,5 +181,6 @@ def build_parts(
         max_pdu_bytes=settings.max_pdu_bytes,
         tls=context,
         reactor=settings.reactor,
+        receive_spin_s=settings.receive_spin_us / 1e6,
     )
     return ListenerParts(index, store, outbox, completion, scp)
