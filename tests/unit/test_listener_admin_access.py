@@ -171,11 +171,13 @@ def test_audit_events_are_structured_and_free_of_patient_fields(caplog: pytest.L
 
 
 @pytest.mark.parametrize("spin_us", [None, 150, 0])
-def test_receive_polling_reaches_the_associations_as_configured(tmp_path: Path, spin_us: int | None) -> None:
-    extra = {} if spin_us is None else {"receive_spin_us": spin_us}
+def test_polling_reaches_the_associations_and_the_journal_as_configured(tmp_path: Path, spin_us: int | None) -> None:
+    extra = {} if spin_us is None else {"spin_us": spin_us}
     parts = build_parts(ListenerSettings(store_dir=tmp_path, data_dir=tmp_path, **extra), lambda *_args: None)
     try:
-        assert parts.scp._config.receive_spin_s == pytest.approx((200 if spin_us is None else spin_us) / 1e6)
+        expected = (300 if spin_us is None else spin_us) / 1e6
+        assert parts.scp._config.receive_spin_s == pytest.approx(expected)
+        assert parts.store.policy.spin_s == pytest.approx(expected)
     finally:
         parts.store.close()
         parts.index.close()

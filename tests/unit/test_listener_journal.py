@@ -673,16 +673,30 @@ def test_entries_journaled_by_an_earlier_release_are_recovered_after_an_upgrade(
         assert (root / record.path).read_bytes() == data
 
 
+@pytest.mark.parametrize("direct", [False, True])
 def test_the_device_write_starts_at_journaling_only_for_an_entry_synced_on_its_own(
-    journaled: tuple[InstanceStore, StudyIndex], ct_series: list[Path], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, ct_series: list[Path], monkeypatch: pytest.MonkeyPatch, direct: bool
 ) -> None:
-    """One association syncs each entry alone (the write overlaps its checks); the reactor's round
-    sync covers many entries with one write, so it starts none early."""
-    store, _index = journaled
+    """One association syncs each entry alone (the write overlaps its checks): through the page
+    cache with ``sync_file_range``, or as a direct write that syncs itself; the reactor's round sync
+    covers many entries with one write, so it starts none early."""
+    store, index = open_store(tmp_path / "root", journal_direct=direct)
     started: list[tuple[int, int]] = []
     monkeypatch.setattr(journal_module, "start_device_write", lambda _fd, offset, size: started.append((offset, size)))
+    direct_starts: list[int] = []
+    real_start = journal_module.DirectWrites.start
+
+    def spied_start(self: object, fd: int, parts: list[bytes], padded: int, offset: int) -> object:
+        direct_starts.append(offset)
+        return real_start(self, fd, parts, padded, offset)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(journal_module.DirectWrites, "start", spied_start)
     receive(store, event_of(ct_series[0]))  # type: ignore[arg-type]
-    assert len(started) == 1 and started[0][0] == 0 and started[0][1] > len(file_body(ct_series[0]))
+    if direct:
+        assert started == [] and direct_starts == [0]
+    else:
+        assert len(started) == 1 and started[0][0] == 0 and started[0][1] > len(file_body(ct_series[0]))
+        assert direct_starts == []
     event = event_of(ct_series[1])
     spool = store.open_spool(event.sop_class, event.sop_uid, event.ts)  # type: ignore[attr-defined]
     spool.append(memoryview(event.body))  # type: ignore[attr-defined]
@@ -693,10 +707,12 @@ def test_the_device_write_starts_at_journaling_only_for_an_entry_synced_on_its_o
         transfer_syntax=event.ts,  # type: ignore[attr-defined]
         defer_sync=True,
     )
-    assert result.settle is not None and len(started) == 1
+    assert result.settle is not None and len(started) == (0 if direct else 1) and len(direct_starts) == int(direct)
     result = result.settle()
     assert result.follow_up is not None
     result.follow_up()
+    store.close()
+    index.close()
 
 
 def test_starting_a_device_write_works_on_a_real_file(tmp_path: Path) -> None:

@@ -70,7 +70,7 @@ _RELEASE_OR_ABORT = 64  # A-RELEASE-RQ / A-ABORT bodies are 4 bytes
 #: Longest single blocking receive on a plain TCP association (s); timeouts are checked after each.
 _RECEIVE_SLICE_S = 1.0
 #: Default polling before a receive sleeps, s (see :class:`~.pdu_io.PduReader`).
-DEFAULT_RECEIVE_SPIN_S = 200e-6
+DEFAULT_RECEIVE_SPIN_S = 300e-6
 #: What :meth:`Association._serve` returns once the reactor took the association over.
 _HANDED_OVER = "handed_over"
 

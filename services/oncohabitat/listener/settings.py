@@ -49,11 +49,12 @@ class ListenerSettings(ServiceSettings):
     reactor: bool = Field(
         True, description="Serve plain-TCP data phases on one reactor thread (false: a thread per association)."
     )
-    receive_spin_us: int = Field(
-        200,
+    spin_us: int = Field(
+        300,
         ge=0,
         le=10_000,
-        description="Polling before a receive sleeps while a lone peer sends back to back, us (adaptive; 0 = off).",
+        description="Polling before a lone association's thread sleeps (next C-STORE, journal write), us (adaptive;"
+        " 0 = off).",
     )
     max_pdu_bytes: int = Field(262_144, ge=4096, le=16 * MIB, description="Largest P-DATA PDU accepted, bytes.")
     max_dataset_mb: int = Field(1024, ge=1, description="Largest data set accepted over the wire, MiB.")
@@ -64,6 +65,9 @@ class ListenerSettings(ServiceSettings):
     fsync: bool = Field(True, description="Make every instance durable (journal or file fsync) before acknowledging.")
     journal_mb: int = Field(
         256, ge=0, description="Intake journal size, MiB (0 = no journal: fsync each instance file and directory)."
+    )
+    journal_direct: bool = Field(
+        True, description="Journal on a lone association's thread with direct writes that sync themselves (Linux)."
     )
     journal_defer_mb: int = Field(
         64, ge=0, description="Journaled MiB whose files/rows may wait while intake is busy (<= JOURNAL_MB/4)."

@@ -150,6 +150,9 @@ class StorePolicy:
         journal_segment_bytes: size of one journal segment (bytes).
         defer_bytes: journaled bytes whose files/rows may wait while intake is busy (capped at a
             quarter of the journal; 0 = materialise at once; see materialiser.py).
+        journal_direct: an instance stored on its association's own thread is journaled with a
+            direct write that syncs itself (see journal_direct.py), where the system allows it.
+        spin_s: how long the wait for such a write polls before it sleeps, s (0 = never).
     """
 
     fsync: bool = True
@@ -160,6 +163,8 @@ class StorePolicy:
     journal_segments: int = 0
     journal_segment_bytes: int = 32 * 1024 * 1024
     defer_bytes: int = 64 * 1024 * 1024
+    journal_direct: bool = True
+    spin_s: float = 300e-6
 
 
 @dataclass(frozen=True)
@@ -344,6 +349,8 @@ class InstanceStore:
                 segment_bytes=self.policy.journal_segment_bytes,
                 segments=self.policy.journal_segments,
                 sync=self.policy.fsync,
+                direct_writes=self.policy.journal_direct,
+                spin_s=self.policy.spin_s,
             )
         except JournalError as exc:
             self.close()
@@ -566,6 +573,10 @@ class InstanceStore:
         materialiser, journal = self._materialiser, self.journal
         if materialiser is None or journal is None:
             return
+        try:
+            journal.complete(location)  # its write may still be in flight
+        except JournalError as exc:
+            _LOG.error("intake journal: the write of a refused instance failed: %s", exc)
         materialiser.skip(location.sequence)
         try:
             record = journal.write(encode_refusal_meta(RefusalMeta(location.sequence, reason)), b"")

@@ -146,6 +146,8 @@ def build_parts(
         journal_segments=journal_segments,
         journal_segment_bytes=journal_segment_bytes or 32 * MIB,
         defer_bytes=settings.journal_defer_mb * MIB,
+        journal_direct=settings.journal_direct,
+        spin_s=settings.spin_us / 1e6,
     )
     disk = DiskGuard(root, settings.min_free_disk_mb * MIB, probe=disk_probe)
     store = InstanceStore(root, index, policy=policy, disk=disk)
@@ -181,6 +183,6 @@ def build_parts(
         max_pdu_bytes=settings.max_pdu_bytes,
         tls=context,
         reactor=settings.reactor,
-        receive_spin_s=settings.receive_spin_us / 1e6,
+        receive_spin_s=settings.spin_us / 1e6,
     )
     return ListenerParts(index, store, outbox, completion, scp)
