@@ -4,8 +4,11 @@ files against the index and the sources), 0 orphan temporary files, exactly one 
 
 The default run kills twice (CI time); a longer reliability run is
 ``LISTENER_KILL_ROUNDS=20 .venv/bin/pytest -q -s tests/integration/test_listener_kill.py`` (it prints
-its figures). One scenario (fresh store, both studies) allows a few kills before too little is left to
-interrupt; scenarios repeat until the rounds are done.
+its figures). ``LISTENER_KILL_ASSOCIATIONS=1`` pushes over one association instead: the listener then
+serves it on its own thread, whose journal entries are direct writes (``journal_direct.py``), while
+four associations share the reactor's page-cache writes and round syncs. One scenario (fresh store,
+both studies) allows a few kills before too little is left to interrupt; scenarios repeat until the
+rounds are done.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from tests.support.listener_store import recover_store
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore:The value length:UserWarning")]
 
-ASSOCIATIONS = 4
+ASSOCIATIONS = int(os.environ.get("LISTENER_KILL_ASSOCIATIONS", "4"))
 QUIET_PERIOD_S = 4.0  # longer than a restart: a half-received study must not complete before the re-send
 ROUNDS = int(os.environ.get("LISTENER_KILL_ROUNDS", "2"))
 

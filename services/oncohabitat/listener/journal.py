@@ -37,6 +37,12 @@ is incomplete or invalid; nothing acknowledged can lie behind it. Entries at or 
 checkpoint are old (already materialised durably) and skipped; the rest are handed back by
 :attr:`IntakeJournal.recovered` to be materialised again (idempotently).
 
+An entry whose writer starts its device write at once (``write(start_writeback=True)``: an
+association served on its own thread) may instead be written directly and durably by one
+asynchronous write (:mod:`.journal_direct`); it then counts as written once that write completes,
+needs no ``fdatasync`` of its own, and is still acknowledged only once every earlier entry is
+durable (the same rule).
+
 A segment is reused only when all its entries are at or below the checkpoint. Writers that find
 no reusable segment wait (``space_timeout_s``) for the materialiser to checkpoint; until then the
 association is simply slower, never wrong. Entries larger than :attr:`max_entry_bytes` are not
@@ -290,15 +296,17 @@ class IntakeJournal:
     ) -> JournalLocation:
         """Write one entry (to the page cache), without waiting for durability.
 
-        The caller then calls :meth:`wait_durable` before acknowledging. An entry that is never
-        waited for is harmless: recovery re-checks every entry against the index.
+        The caller then calls :meth:`wait_durable` before acknowledging (or :meth:`complete`, for
+        an entry written with ``start_writeback`` whose instance it refuses). An entry that is never
+        acknowledged is harmless: recovery re-checks it (see :mod:`.storage`).
 
-        ``start_writeback``: also start the entry's device write now (``sync_file_range``, no
-        wait), for a caller with work to do before :meth:`wait_durable`: the write then proceeds
-        meanwhile and the sync is left with the device flush. (Measured here, 57 KB entries: write
-        + ``fdatasync`` 232 us against 175 us with 86 us of work between them. Starting it costs
-        CPU, so it pays only with such work in between: the store journals a data set before
-        checking it for this reason.)
+        ``start_writeback``: also start the entry's device write now, for a caller with work to do
+        before :meth:`wait_durable`: the write then proceeds meanwhile. With direct writes on (see
+        the constructor) it is a direct write that syncs itself (:mod:`.journal_direct`); otherwise
+        ``sync_file_range`` starts the page cache's write-back and the sync is left with the device
+        flush. (Measured here, 57 KB entries: write + ``fdatasync`` 232 us against 175 us with 86 us
+        of work between them. Starting it costs CPU, so it pays only with such work in between: the
+        store journals a data set before checking it for this reason.)
 
         Raises:
             JournalError: too large, no space within ``space_timeout_s``, or an I/O error.
