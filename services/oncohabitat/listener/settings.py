@@ -53,8 +53,8 @@ class ListenerSettings(ServiceSettings):
         300,
         ge=0,
         le=10_000,
-        description="Polling before a lone association's thread sleeps (next C-STORE, journal write), us (adaptive;"
-        " 0 = off).",
+        description="Polling before an association's own thread sleeps (next C-STORE: only with the reactor, journal"
+        " write), us (adaptive; 0 = off).",
     )
     max_pdu_bytes: int = Field(262_144, ge=4096, le=16 * MIB, description="Largest P-DATA PDU accepted, bytes.")
     max_dataset_mb: int = Field(1024, ge=1, description="Largest data set accepted over the wire, MiB.")
