@@ -86,7 +86,29 @@ def test_appended_entries_are_recovered_after_a_crash_and_checkpointed_ones_are_
         for n, e in zip(range(4, 10), reopened.recovered, strict=True)
     )
     reopened.checkpoint(reopened.last_sequence)  # what the store does once it re-materialised them
-    assert append(reopened, 99) == 11  # numbering continues after what is on disk
+    ring_entries = 4 * SEGMENT // journal_module.BLOCK
+    assert append(reopened, 99) == 11 + ring_entries  # after what is on disk, past anything left behind
+
+
+def test_entries_left_behind_a_torn_one_never_continue_a_later_runs_chain(tmp_path: Path) -> None:
+    """Run 1 leaves entries 2 and 3 valid behind a torn entry 1 (never acknowledged: a reply waits
+    for every earlier entry). Run 2 starts again at the segment's start; if its first entry ends
+    exactly where the old entry 2 begins, a later scan must not read on into run 1's entries (one
+    could be a refusal record naming a sequence that run 2 acknowledged)."""
+    journal = IntakeJournal(tmp_path, segment_bytes=SEGMENT, segments=2)
+    old = [journal.append(b"m", payload(n), sha(payload(n))) for n in range(3)]
+    journal.close()
+    with (tmp_path / "segment-000.log").open("r+b") as handle:  # run 1's crash tore entry 1
+        handle.seek(old[0].offset + old[0].size - 10)
+        handle.write(b"\xff" * 10)
+    second_run = IntakeJournal(tmp_path, segment_bytes=SEGMENT, segments=2)
+    assert second_run.recovered == []
+    second_run.checkpoint(second_run.last_sequence)
+    new = second_run.append(b"m", payload(7), sha(payload(7)))  # same size: ends where old entry 2 begins
+    assert (new.segment, new.offset, new.size) == (old[0].segment, old[0].offset, old[0].size)
+    second_run.close()
+    recovered = IntakeJournal(tmp_path, segment_bytes=SEGMENT, segments=2).recovered
+    assert [(e.sequence, e.payload) for e in recovered] == [(new.sequence, payload(7))]
 
 
 def test_a_torn_entry_ends_recovery_of_its_segment(tmp_path: Path) -> None:
@@ -438,7 +460,7 @@ def test_a_crash_before_materialising_is_repaired_from_the_journal_at_start(
             record = index2.get_instance(str(ds.SOPInstanceUID))
             assert record is not None
             assert sha((root / record.path).read_bytes()) == record.sha256
-        assert store2.journal is not None and store2.journal.checkpointed_through == 5
+        assert store2.journal is not None and store2.journal.checkpointed_through == store2.journal.last_sequence > 5
     with reopened(root) as (store3, index3):  # nothing left to replay, nothing duplicated
         assert store3.rematerialised == 0
         study = index3.get_study(results[0].study_key or "")
@@ -489,7 +511,7 @@ def test_instances_refused_by_their_checks_are_journaled_first_but_never_stored_
         assert (
             metric("oncohabitat_listener_journal_quarantined_total", {"reason": "sop_mismatch"}) == quarantined_before
         )
-        assert store2.journal is not None and store2.journal.checkpointed_through == 6
+        assert store2.journal is not None and store2.journal.checkpointed_through == store2.journal.last_sequence > 6
 
 
 def journal_entries(root: Path, journal: IntakeJournal) -> list[journal_module.JournalEntry]:
@@ -530,7 +552,7 @@ def test_an_entry_refused_at_recovery_that_no_refusal_record_names_is_quarantine
         }
         assert str(ds.PatientID) not in kept.with_suffix(".json").read_text()
         assert metric("oncohabitat_listener_journal_quarantined_total", {"reason": "sop_mismatch"}) == before + 1
-        assert store.journal is not None and store.journal.checkpointed_through == 1
+        assert store.journal is not None and store.journal.checkpointed_through == store.journal.last_sequence > 1
     with reopened(root):  # once checkpointed it is not quarantined again
         assert len(list((root / QUARANTINE_DIR).iterdir())) == 2
 

@@ -185,13 +185,14 @@ def test_a_direct_write_the_kernel_refuses_goes_through_the_page_cache_and_direc
     assert entry.payload == b"payload"
 
 
+@pytest.mark.parametrize("code", [errno.EINVAL, errno.EOPNOTSUPP])
 def test_a_direct_write_refused_as_it_runs_is_rewritten_through_the_page_cache(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
 ) -> None:
     journal = open_journal(tmp_path / "j")
 
     def refused(_self: DirectWriter) -> None:
-        raise OSError(errno.EINVAL, "Invalid argument")
+        raise OSError(code, os.strerror(code))
 
     monkeypatch.setattr(DirectWriter, "result", refused)
     location = journal.write(b"[1]", b"payload", start_writeback=True)
@@ -239,4 +240,53 @@ def test_without_o_direct_the_journal_writes_through_the_page_cache(
     location = journal.write(b"[1]", b"payload", start_writeback=True)
     assert journal._direct is None and not journal._in_flight
     journal.wait_durable(location)
+    journal.close()
+
+
+def test_a_waiter_reaps_an_earlier_direct_write_whose_writer_is_still_busy(tmp_path: Path) -> None:
+    """Entry 1's writer is still running its checks: entry 2 is acknowledged as soon as entry 1's
+    write is durable, not when its writer gets round to it."""
+    journal = open_journal(tmp_path / "j")
+    busy = journal.write(b"[1]", b"its writer is busy", start_writeback=True)
+    later = journal.write(b"[2]", b"page cache")
+    waiter = threading.Thread(target=journal.wait_durable, args=(later,))
+    waiter.start()
+    waiter.join(10)
+    assert not waiter.is_alive()
+    assert journal._in_flight[busy.sequence].reaped  # the waiter recorded entry 1's outcome
+    journal.wait_durable(busy)  # its writer, later: nothing left to do but release the buffer
+    assert not journal._in_flight and len(journal._direct_pool._idle) == 1  # type: ignore[union-attr]
+    journal.close()
+
+
+def test_after_close_nothing_is_appended_and_nothing_unsynced_is_reported_durable(tmp_path: Path) -> None:
+    journal = open_journal(tmp_path / "j")
+    unsynced = journal.write(b"[1]", b"page cache")
+    direct = journal.write(b"[2]", b"direct", start_writeback=True)
+    journal.close()  # finishes the direct write, syncs nothing
+    with pytest.raises(JournalError, match="closed"):
+        journal.wait_durable(unsynced)
+    with pytest.raises(JournalError, match="closed"):
+        journal.write(b"[3]", b"too late", start_writeback=True)
+    assert journal._in_flight == {} and direct.sequence == 2
+
+
+def test_a_direct_write_that_cannot_start_goes_through_the_page_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A busy system (EAGAIN: no AIO context to spare) costs one entry its direct write; anything
+    else turns direct writes off."""
+    journal = open_journal(tmp_path / "j")
+    failures = iter([OSError(errno.EAGAIN, "busy"), RuntimeError("unexpected")])
+
+    def cannot_start(*_args: object) -> None:
+        raise next(failures)
+
+    monkeypatch.setattr(DirectWrites, "start", cannot_start)
+    first = journal.write(b"[1]", b"one", start_writeback=True)
+    assert journal._direct is not None and not journal._in_flight
+    second = journal.write(b"[2]", b"two", start_writeback=True)
+    assert journal._direct is None and not journal._in_flight
+    journal.wait_durable(first)
+    journal.wait_durable(second)
     journal.close()

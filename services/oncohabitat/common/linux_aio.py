@@ -84,8 +84,8 @@ def unavailable_reason() -> str | None:
     """Why :class:`DirectWriter` cannot be used on this system, or None when it can."""
     if sys.platform != "linux" or _SYSCALL is None:
         return "not Linux"
-    if _NUMBERS is None or sys.byteorder != "little":
-        return f"unsupported machine {platform.machine()}"
+    if _NUMBERS is None or sys.byteorder != "little" or ctypes.sizeof(ctypes.c_void_p) != 8:
+        return f"unsupported machine {platform.machine()} (64-bit x86-64 or AArch64 only)"
     return None
 
 
@@ -117,8 +117,12 @@ class DirectWriter:
         self.capacity = capacity
         self._context = ctypes.c_ulong(0)
         _call(self._setup, ctypes.c_long(_EVENTS), ctypes.byref(self._context))
-        #: Write what is to be written here (anonymous mapping: page-aligned, as O_DIRECT needs).
-        self.buffer = mmap.mmap(-1, capacity)
+        try:
+            #: Write what is to be written here (anonymous mapping: page-aligned, as O_DIRECT needs).
+            self.buffer = mmap.mmap(-1, capacity)
+        except BaseException:
+            _call(self._destroy, self._context)
+            raise
         self._address = ctypes.addressof(ctypes.c_char.from_buffer(self.buffer))
         self._iocb = _Iocb()
         self._iocbs = (ctypes.POINTER(_Iocb) * 1)(ctypes.pointer(self._iocb))

@@ -83,7 +83,7 @@ CHECKPOINT_FILE = "checkpoint"
 _SEGMENT_PATTERN = "segment-{:03d}.log"
 _PREPARE_CHUNK = 1024 * 1024
 #: Largest entry written directly (see :mod:`.journal_direct`), bytes; larger ones go through the page cache.
-DIRECT_MAX_BYTES = 2 * 1024 * 1024
+DIRECT_MAX_BYTES = 1024 * 1024
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
 #: Entries start on multiples of this (bytes): concurrent writers never share a page, so none waits
 #: for a page still being written back for another's entry (4 associations, measured here: the
@@ -168,6 +168,25 @@ class _SyncState:
     failed_at: int | None = None  # first entry whose write or sync failed: it and later ones are never durable
 
 
+@dataclass
+class _Flight:
+    """A direct write in flight: its writer, where it goes (offset, padded length in bytes), and
+    whether it was reaped (its outcome recorded, by its own writer or by a waiter behind it)."""
+
+    direct: DirectWrites
+    writer: DirectWriter
+    segment: _Segment
+    offset: int
+    padded: int
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    reaped: bool = False
+    error: JournalError | None = None
+
+
+#: Completion errors meaning "this file or device takes no such write" (nothing was written).
+_DIRECT_REFUSED = frozenset({errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP})
+
+
 def encode_header(sequence: int, meta: bytes, payload_length: int, digest: bytes, flags: int = 0) -> bytes:
     """The 64-byte header of an entry (see module doc)."""
     blank = HEADER.pack(MAGIC, VERSION, flags, sequence, len(meta), payload_length, 0, digest)
@@ -219,7 +238,10 @@ class IntakeJournal:
         self._state = _SyncState()
         self._space_wanted = False
         self._direct: DirectWrites | None = None
-        self._in_flight: dict[int, tuple[DirectWrites, DirectWriter, _Segment, int, int]] = {}
+        self._in_flight: dict[int, _Flight] = {}
+        self._writing = 0  # writers between their reservation and the end of write()
+        self._closing = False
+        self._closed = False
         if direct_writes and sync:
             reason = unavailable_reason() or ("" if _O_DIRECT else "no O_DIRECT")
             if reason:
@@ -234,6 +256,7 @@ class IntakeJournal:
         self.checkpointed_through = self._read_checkpoint()
         self._segments = [_Segment(k, directory / _SEGMENT_PATTERN.format(k)) for k in range(segments)]
         self.recovered, last = self._scan()
+        restarted = any(segment.path.exists() for segment in self._segments)
         prepared = False
         for segment in self._segments:
             if not segment.path.exists() or segment.path.stat().st_size < segment_bytes:
@@ -244,7 +267,12 @@ class IntakeJournal:
                 fsync_directory(directory)
             except OSError as exc:
                 raise JournalError(f"journal directory cannot be synced: {exc.strerror}") from exc
-        self._next_sequence = max(last, self.checkpointed_through) + 1
+        # After a restart, numbering jumps by more than the ring can hold: entries of an earlier
+        # run left behind the first invalid one (never acknowledged) then never continue a new
+        # run's chain in a later scan, nor match a refusal record's sequence, and fall at or below
+        # the checkpoint that recovery writes.
+        gap = segments * segment_bytes // BLOCK if restarted else 0
+        self._next_sequence = max(last, self.checkpointed_through) + 1 + gap
         self._state.done_through = self._state.synced_through = self._next_sequence - 1
         # Start "at the end of the last segment": the first append rotates into segment 0 through
         # the reusability check (recovered entries must be checkpointed before it is overwritten).
@@ -320,31 +348,45 @@ class IntakeJournal:
             check, flags = bytes.fromhex(digest), FLAG_PADDED
         padded = align_up(size)
         sequence, segment, offset = self._reserve(padded)
-        header = encode_header(sequence, meta, len(payload), check, flags)
-        direct = self._direct
-        if start_writeback and direct is not None and segment.direct_fd >= 0 and padded <= direct.capacity:
-            try:
-                writer = direct.start(segment.direct_fd, (header, meta, payload), padded, offset)
-            except OSError as exc:  # nothing written: this entry (and later ones) go through the page cache
-                self._stop_direct_writes(direct, exc)
-            else:
-                with self._cond:
-                    self._in_flight[sequence] = (direct, writer, segment, offset, padded)
-                return JournalLocation(sequence, segment.number, offset, size)
-        # The padding is written too: a write ending inside a page the page cache does not hold
-        # (after a reboot, or once evicted) would first read that page from the device.
-        buffers = [header, meta, payload, _ZEROS[: padded - size]] if padded > size else [header, meta, payload]
+        location = JournalLocation(sequence, segment.number, offset, size)
+        finished = False  # every reserved sequence is finished once, or later waiters wait forever
         try:
-            written = os.pwritev(segment.fd, buffers, offset)
-            if written != padded:
-                raise OSError(f"short journal write ({written} of {padded} bytes)")
-        except OSError as exc:
-            self._finish(sequence, segment, failed=True)
-            raise JournalError(f"journal write failed: {exc}") from exc
-        self._finish(sequence, segment, failed=False)
-        if start_writeback and self.sync:
-            start_device_write(segment.fd, offset, padded)  # a failure shows in the fdatasync
-        return JournalLocation(sequence, segment.number, offset, size)
+            header = encode_header(sequence, meta, len(payload), check, flags)
+            direct = self._direct
+            if start_writeback and direct is not None and segment.direct_fd >= 0 and padded <= direct.capacity:
+                try:
+                    writer = direct.start(segment.direct_fd, (header, meta, payload), padded, offset)
+                except Exception as exc:  # noqa: BLE001 - nothing written: this entry goes through the page cache
+                    if not (isinstance(exc, OSError) and exc.errno == errno.EAGAIN):  # EAGAIN: busy, try later
+                        self._stop_direct_writes(direct, exc)
+                else:
+                    with self._cond:
+                        self._in_flight[sequence] = _Flight(direct, writer, segment, offset, padded)
+                    finished = True  # by whoever reaps the flight (see complete)
+                    return location
+            # The padding is written too: a write ending inside a page the page cache does not hold
+            # (after a reboot, or once evicted) would first read that page from the device.
+            buffers = [header, meta, payload, _ZEROS[: padded - size]] if padded > size else [header, meta, payload]
+            try:
+                written = os.pwritev(segment.fd, buffers, offset)
+                if written != padded:
+                    raise OSError(f"short journal write ({written} of {padded} bytes)")
+            except OSError as exc:
+                self._finish(sequence, segment, failed=True)
+                finished = True
+                raise JournalError(f"journal write failed: {exc}") from exc
+            self._finish(sequence, segment, failed=False)
+            finished = True
+            if start_writeback and self.sync:
+                start_device_write(segment.fd, offset, padded)  # a failure shows in the fdatasync
+            return location
+        finally:
+            if not finished:  # an unexpected error: the space holds no valid entry
+                self._finish(sequence, segment, failed=True)
+            with self._cond:
+                self._writing -= 1
+                if self._closing:
+                    self._cond.notify_all()
 
     def complete(self, location: JournalLocation) -> None:
         """Wait until the entry's own write is done, without waiting for earlier entries.
@@ -358,35 +400,59 @@ class IntakeJournal:
                 durable: the failure is latched as for a failed sync).
         """
         with self._cond:
-            flight = self._in_flight.pop(location.sequence, None)
+            flight = self._in_flight.get(location.sequence)
         if flight is None:
             return
-        direct, writer, segment, offset, padded = flight
         try:
-            direct.wait(writer)
-            writer.result()
+            error = self._reap(location.sequence, flight)
+        finally:
+            with self._cond:
+                self._in_flight.pop(location.sequence, None)
+            flight.direct.release(flight.writer)
+        if error is not None:
+            raise error
+
+    def _reap(self, sequence: int, flight: _Flight) -> JournalError | None:
+        """Wait for a direct write and record its outcome (``_finish``), once: its writer and any
+        waiter behind it may both get here; the error the write ended with, if any."""
+        with flight.lock:
+            if not flight.reaped:
+                try:
+                    flight.error = self._settle_direct(sequence, flight)
+                except BaseException:
+                    flight.error = JournalError("journal write interrupted")
+                    self._finish(sequence, flight.segment, failed=True)
+                    raise
+                finally:
+                    flight.reaped = True
+            return flight.error
+
+    def _settle_direct(self, sequence: int, flight: _Flight) -> JournalError | None:
+        """Wait for a direct write, then ``_finish`` its entry; the error it ended with, if any."""
+        segment = flight.segment
+        try:
+            flight.direct.wait(flight.writer)
+            flight.writer.result()
         except OSError as exc:
-            if exc.errno != errno.EINVAL:
-                self._finish(location.sequence, segment, failed=True)
-                raise JournalError(f"journal write failed: {exc}") from exc
+            if exc.errno not in _DIRECT_REFUSED:
+                self._finish(sequence, segment, failed=True)
+                return JournalError(f"journal write failed: {exc}")
             # Refused by the kernel as it ran (a file system or device that takes no such write):
             # nothing was written; the same bytes go through the page cache instead.
-            self._stop_direct_writes(direct, exc)
+            self._stop_direct_writes(flight.direct, exc)
             try:
-                rewritten = os.pwrite(segment.fd, writer.buffer[:padded], offset)
+                rewritten = os.pwrite(segment.fd, flight.writer.buffer[: flight.padded], flight.offset)
             except OSError as error:
-                rewritten = -1
-                exc = error
-            if rewritten != padded:
-                self._finish(location.sequence, segment, failed=True)
-                raise JournalError(f"journal write failed: {exc}") from exc
-            self._finish(location.sequence, segment, failed=False)
-            return
-        finally:
-            direct.release(writer)
-        self._finish(location.sequence, segment, failed=False, durable=True)
+                rewritten, exc = -1, error
+            if rewritten != flight.padded:
+                self._finish(sequence, segment, failed=True)
+                return JournalError(f"journal write failed: {exc}")
+            self._finish(sequence, segment, failed=False)  # synced by the group commit
+            return None
+        self._finish(sequence, segment, failed=False, durable=True)
+        return None
 
-    def _stop_direct_writes(self, direct: DirectWrites, error: OSError) -> None:
+    def _stop_direct_writes(self, direct: DirectWrites, error: Exception) -> None:
         """Turn direct writes off after the kernel refused one (writes in flight still finish)."""
         with self._cond:
             if self._direct is not direct:
@@ -395,7 +461,10 @@ class IntakeJournal:
         _LOG.warning("intake journal: direct writes off (%s); writing through the page cache", error)
 
     def _reserve(self, size: int) -> tuple[int, _Segment, int]:
+        """Reserve the next sequence and ``size`` bytes for it; the caller must finish it (see write)."""
         with self._cond:
+            if self._closing:
+                raise JournalError("journal closed")
             if self._state.failed_at is not None:
                 raise JournalError("journal unusable after a write or sync error")
             if time.monotonic() < self._bypass_until:
@@ -408,6 +477,7 @@ class IntakeJournal:
             offset = segment.write_offset
             segment.write_offset += size
             segment.max_sequence = sequence
+            self._writing += 1
             return sequence, segment, offset
 
     def _rotate(self) -> _Segment:
@@ -503,7 +573,23 @@ class IntakeJournal:
             while state.synced_through < sequence:
                 if state.failed_at is not None and state.failed_at <= sequence:
                     raise JournalError("an earlier journal write or sync failed")
-                if state.syncing or state.done_through < sequence:
+                if self._closed:
+                    raise JournalError("journal closed before the entry was synced")
+                if state.done_through < sequence:
+                    flights = [(k, f) for k, f in self._in_flight.items() if k <= sequence and not f.reaped]
+                    if not flights:
+                        self._cond.wait()
+                        continue
+                    # An earlier entry's direct write: reap it here rather than wait until its own
+                    # writer (perhaps still running slow checks) gets round to it.
+                    self._cond.release()
+                    try:
+                        for flight_sequence, flight in sorted(flights, key=lambda item: item[0]):
+                            self._reap(flight_sequence, flight)
+                    finally:
+                        self._cond.acquire()
+                    continue
+                if state.syncing:
                     self._cond.wait()
                     continue
                 state.syncing = True
@@ -599,14 +685,19 @@ class IntakeJournal:
             _LOG.warning("intake journal: %d entries to re-materialise after an unclean stop", len(entries))
         return entries, last
 
-    def close(self) -> None:
-        """Finish the direct writes in flight, then close the segment files (further appends fail)."""
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Refuse new appends, let writers under way finish (up to ``timeout_s``), finish the direct
+        writes in flight, then close the segment files. An entry not yet synced is then never
+        reported durable (:meth:`wait_durable` raises)."""
         with self._cond:
+            self._closing = True
+            self._cond.wait_for(lambda: self._writing == 0, timeout_s)
             in_flight = list(self._in_flight)
         for sequence in in_flight:
-            with contextlib.suppress(JournalError):
+            with contextlib.suppress(JournalError, OSError):
                 self.complete(JournalLocation(sequence, 0, 0, 0))
         with self._cond:
+            self._closed = True
             self._direct = None
             direct, self._direct_pool = self._direct_pool, None
             for segment in self._segments:
@@ -614,6 +705,7 @@ class IntakeJournal:
                     if getattr(segment, name) >= 0:
                         os.close(getattr(segment, name))
                         setattr(segment, name, -1)
+            self._cond.notify_all()
         if direct is not None:
             direct.close()
 

@@ -69,8 +69,8 @@ class DirectWrites:
         return writer
 
     def wait(self, writer: DirectWriter) -> None:
-        """Wait until ``writer``'s write has completed, polling first (see module doc); then call
-        its :meth:`~DirectWriter.result` and :meth:`release` it."""
+        """Wait until ``writer``'s write has completed, polling first (see module doc); its outcome
+        is then :meth:`DirectWriter.result`'s."""
         if self._spin_next:
             deadline = time.perf_counter() + self._spin_s
             while not writer.poll():
