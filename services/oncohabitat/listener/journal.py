@@ -33,7 +33,9 @@ Sequences increase by one per entry. Writers reserve space under a lock (so a se
 in sequence order), write without the lock, then wait until an ``fdatasync`` that began after
 every entry up to theirs was complete has returned: a reply is sent only once every earlier entry
 is durable too. Recovery therefore scans each segment from its start until the first entry that
-is incomplete or invalid; nothing acknowledged can lie behind it. Entries at or below the
+is incomplete or invalid (or not numbered above the one before it); nothing acknowledged can lie
+behind it. After a restart the numbering jumps by more entries than the ring holds, so that valid
+entries of an earlier run left behind such an entry never continue a later run's chain. Entries at or below the
 checkpoint are old (already materialised durably) and skipped; the rest are handed back by
 :attr:`IntakeJournal.recovered` to be materialised again (idempotently).
 
