@@ -153,6 +153,20 @@ def test_segments_are_reused_only_after_a_checkpoint(tmp_path: Path) -> None:
     assert all(p.stat().st_size == SEGMENT for p in tmp_path.glob("segment-*.log"))
 
 
+def test_a_writer_that_may_not_wait_for_space_fails_at_once_and_leaves_no_bypass(tmp_path: Path) -> None:
+    journal = IntakeJournal(tmp_path, segment_bytes=SEGMENT, segments=2, space_timeout_s=10)
+    per_segment = SEGMENT // (HEADER.size + 6 + 200_000)
+    for n in range(2 * per_segment):
+        append(journal, n, 200_000)
+    started = time.monotonic()
+    with pytest.raises(JournalError, match="journal full"):
+        journal.write(b"no wait", payload(9, 200_000), wait_for_space=False)  # needs the next segment
+    assert time.monotonic() - started < 1.0
+    journal.checkpoint(journal.last_sequence)
+    append(journal, 8, 200_000)  # no bypass was switched on: the next entry is journaled
+    journal.close()
+
+
 def test_a_writer_waiting_for_space_continues_after_the_checkpoint(tmp_path: Path) -> None:
     journal = IntakeJournal(tmp_path, segment_bytes=SEGMENT, segments=2, space_timeout_s=10)
     per_segment = SEGMENT // (HEADER.size + 6 + 200_000)

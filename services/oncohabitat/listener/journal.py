@@ -322,7 +322,13 @@ class IntakeJournal:
         self._wait_durable(location.sequence)
 
     def write(
-        self, meta: bytes, payload: bytes, digest: str | None = None, *, start_writeback: bool = False
+        self,
+        meta: bytes,
+        payload: bytes,
+        digest: str | None = None,
+        *,
+        start_writeback: bool = False,
+        wait_for_space: bool = True,
     ) -> JournalLocation:
         """Write one entry (to the page cache), without waiting for durability.
 
@@ -338,6 +344,9 @@ class IntakeJournal:
         of work between them. Starting it costs CPU, so it pays only with such work in between: the
         store journals a data set before checking it for this reason.)
 
+        ``wait_for_space`` False: fail at once when the journal is full instead of waiting up to
+        ``space_timeout_s`` for a checkpoint (for an entry that may be lost, such as a refusal record).
+
         Raises:
             JournalError: too large, no space within ``space_timeout_s``, or an I/O error.
         """
@@ -349,7 +358,7 @@ class IntakeJournal:
         else:
             check, flags = bytes.fromhex(digest), FLAG_PADDED
         padded = align_up(size)
-        sequence, segment, offset = self._reserve(padded)
+        sequence, segment, offset = self._reserve(padded, wait_for_space)
         location = JournalLocation(sequence, segment.number, offset, size)
         finished = False  # every reserved sequence is finished once, or later waiters wait forever
         try:
@@ -462,8 +471,11 @@ class IntakeJournal:
             self._direct = None
         _LOG.warning("intake journal: direct writes off (%s); writing through the page cache", error)
 
-    def _reserve(self, size: int) -> tuple[int, _Segment, int]:
-        """Reserve the next sequence and ``size`` bytes for it; the caller must finish it (see write)."""
+    def _reserve(self, size: int, wait: bool = True) -> tuple[int, _Segment, int]:
+        """Reserve the next sequence and ``size`` bytes for it; the caller must finish it (see write).
+
+        ``wait``: wait for a reusable segment (see :meth:`_rotate`) rather than fail at once.
+        """
         with self._cond:
             if self._closing:
                 raise JournalError("journal closed")
@@ -473,7 +485,7 @@ class IntakeJournal:
                 raise JournalError("journal full: the background writer is behind")
             segment = self._segments[self._current]
             while segment.write_offset + size > self.segment_bytes:
-                segment = self._rotate()
+                segment = self._rotate(wait)
             sequence = self._next_sequence
             self._next_sequence += 1
             offset = segment.write_offset
@@ -482,14 +494,17 @@ class IntakeJournal:
             self._writing += 1
             return sequence, segment, offset
 
-    def _rotate(self) -> _Segment:
+    def _rotate(self, wait: bool = True) -> _Segment:
         """Move to the next segment of the ring, waiting until it is reusable (lock held).
 
         Returns the new current segment; the caller checks it has room (another writer waiting
-        here too may have rotated first and filled part of it).
+        here too may have rotated first and filled part of it). ``wait`` False: a segment not
+        reusable at once is :class:`JournalError` (no bypass follows).
         """
         current = self._current
         following = self._segments[(current + 1) % len(self._segments)]
+        if following.max_sequence > self.checkpointed_through and not wait:
+            raise JournalError("journal full")
         if following.max_sequence > self.checkpointed_through:
             self._space_wanted = True
             self._cond.notify_all()

@@ -579,7 +579,10 @@ class InstanceStore:
             _LOG.error("intake journal: the write of a refused instance failed: %s", exc)
         materialiser.skip(location.sequence)
         try:
-            record = journal.write(encode_refusal_meta(RefusalMeta(location.sequence, reason)), b"")
+            # Never waits for journal space: a refusal is answered at once, and a lost record only
+            # means that recovery quarantines the entry instead of skipping it.
+            meta = encode_refusal_meta(RefusalMeta(location.sequence, reason))
+            record = journal.write(meta, b"", wait_for_space=False)
         except JournalError as exc:
             _LOG.warning("intake journal: refusal of entry %d not recorded (%s)", location.sequence, exc)
             return
