@@ -90,17 +90,24 @@ def test_a_failed_direct_write_is_reported_with_its_errno(tmp_path: Path) -> Non
         os.close(read_only)
 
 
-def test_polling_stops_after_a_slow_write_and_resumes_after_a_quick_one(tmp_path: Path) -> None:
+def test_a_pool_reuses_its_writer_and_polls_only_while_writes_are_quick(tmp_path: Path) -> None:
     _path, fd = direct_file(tmp_path)
     writes = DirectWrites(BLOCK, spin_s=1e-9)  # every write takes longer than this
+
+    def write(data: bytes, offset: int) -> None:
+        writer = writes.start(fd, [data], BLOCK, offset)
+        writes.wait(writer)
+        writer.result()
+        writes.release(writer)
+
     try:
-        writes.finish(writes.start(fd, [b"x"], BLOCK, 0))
-        assert writes._spin_next is False  # polled, gave up, slept: the next one sleeps at once
-        writes._spin_s = 60.0  # now every write is "quick"
-        writes.finish(writes.start(fd, [b"y"], BLOCK, 0))
-        assert writes._spin_next is True
-        writes.finish(writes.start(fd, [b"z"], BLOCK, BLOCK))
-        assert writes._spin_next is True and len(writes._idle) == 1  # one writer, reused
+        write(b"x", 0)
+        assert writes._polling is not None and writes._polling.polling is False  # polled, gave up, slept
+        writes._polling.window_s = 60.0  # now every write is "quick"
+        write(b"y", 0)
+        assert writes._polling.polling is True
+        write(b"z", BLOCK)
+        assert len(writes._idle) == 1  # one writer, reused
     finally:
         writes.close()
         os.close(fd)
