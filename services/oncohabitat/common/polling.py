@@ -16,6 +16,10 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
+#: The listener's default polling window, s (``SPIN_US``): a pushing peer's next C-STORE, or a
+#: journal write and its flush, usually arrive within it (see ARCHITECTURE.md, Wake-ups).
+DEFAULT_POLL_WINDOW_S = 300e-6
+
 
 class AdaptivePoll:
     """Poll for up to ``window_s`` seconds before sleeping, while waits stay shorter than that.

@@ -30,6 +30,7 @@ from typing import Protocol
 
 from pynetdicom.presentation import PresentationContext
 
+from oncohabitat.common.polling import DEFAULT_POLL_WINDOW_S
 from oncohabitat.listener import audit, metrics, pdu_io, status
 from oncohabitat.listener.access import AccessPolicy
 from oncohabitat.listener.dimse import (
@@ -69,8 +70,6 @@ VERIFICATION_SOP_CLASS = "1.2.840.10008.1.1"
 _RELEASE_OR_ABORT = 64  # A-RELEASE-RQ / A-ABORT bodies are 4 bytes
 #: Longest single blocking receive on a plain TCP association (s); timeouts are checked after each.
 _RECEIVE_SLICE_S = 1.0
-#: Default polling before a receive sleeps, s (see :class:`~.pdu_io.PduReader`).
-DEFAULT_RECEIVE_SPIN_S = 300e-6
 #: What :meth:`Association._serve` returns once the reactor took the association over.
 _HANDED_OVER = "handed_over"
 
@@ -134,7 +133,7 @@ class AssociationConfig:
     dimse_timeout_s: float = 30.0
     network_timeout_s: float = 60.0
     tls: ssl.SSLContext | None = None
-    receive_spin_s: float = DEFAULT_RECEIVE_SPIN_S
+    receive_spin_s: float = DEFAULT_POLL_WINDOW_S
 
 
 class _Abort(Exception):  # noqa: N818 - internal control flow: end the association with a reason label

@@ -45,9 +45,10 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     Verification,
 )
 
+from oncohabitat.common.polling import DEFAULT_POLL_WINDOW_S
 from oncohabitat.listener import audit, metrics
 from oncohabitat.listener.access import AccessPolicy
-from oncohabitat.listener.association import DEFAULT_RECEIVE_SPIN_S, Association, AssociationConfig, InstanceSink
+from oncohabitat.listener.association import Association, AssociationConfig, InstanceSink
 from oncohabitat.listener.reactor import DataReactor
 
 _LOG = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ class ListenerSCP:
         max_pdu_bytes: int = 262_144,
         tls: ssl.SSLContext | None = None,
         reactor: bool = True,
-        receive_spin_s: float = DEFAULT_RECEIVE_SPIN_S,
+        receive_spin_s: float = DEFAULT_POLL_WINDOW_S,
     ) -> None:
         if not 1 <= len(ae_title.strip()) <= 16:
             raise ValueError("AE title must have 1-16 characters")

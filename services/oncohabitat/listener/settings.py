@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from oncohabitat.common.polling import DEFAULT_POLL_WINDOW_S
 from oncohabitat.common.settings import ServiceSettings
 from oncohabitat.common.topology import DEFAULT_DICOM_PORT
 from oncohabitat.listener.completion import HandoffPolicy
@@ -50,7 +51,7 @@ class ListenerSettings(ServiceSettings):
         True, description="Serve plain-TCP data phases on one reactor thread (false: a thread per association)."
     )
     spin_us: int = Field(
-        300,
+        round(DEFAULT_POLL_WINDOW_S * 1e6),
         ge=0,
         le=10_000,
         description="Polling before an association's own thread sleeps (next C-STORE: only with the reactor, journal"

@@ -80,6 +80,7 @@ from typing import IO
 from pydicom.filereader import read_dataset
 
 from oncohabitat.common.blobstore import fsync_directory, sync_filesystem
+from oncohabitat.common.polling import DEFAULT_POLL_WINDOW_S
 from oncohabitat.listener import audit, metrics, status
 from oncohabitat.listener.checks import Budgets, InstanceHeader, inspect_body
 from oncohabitat.listener.dimse import raw_text
@@ -164,7 +165,7 @@ class StorePolicy:
     journal_segment_bytes: int = 32 * 1024 * 1024
     defer_bytes: int = 64 * 1024 * 1024
     journal_direct: bool = True
-    spin_s: float = 300e-6
+    spin_s: float = DEFAULT_POLL_WINDOW_S
 
 
 @dataclass(frozen=True)
