@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+SHARED_DATA = PROJECT_ROOT / "tests" / "data"
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """``../shared/data`` (real DICOM and reference feature values; see its README)."""
+    """``tests/data`` (real DICOM and reference feature values, copied with their licences; see its README)."""
     if not SHARED_DATA.is_dir():
         pytest.fail(f"reference data not found at {SHARED_DATA}")
     return SHARED_DATA

@@ -20,7 +20,7 @@ from oncohabitat.listener.identifiers import uid_key
 from oncohabitat.listener.scu import send_instances
 from oncohabitat.v1 import listener_pb2, listener_pb2_grpc, pipeline_pb2, pipeline_pb2_grpc
 
-DEFAULT_CT_STUDY = Path(__file__).resolve().parents[2].parent / "shared/data/ibsi/ibsi_validation/dicom/STS_001/CT"
+DEFAULT_CT_STUDY = Path(__file__).resolve().parents[2] / "tests/data/ibsi/ibsi_validation/dicom/STS_001/CT"
 TERMINAL = {
     pipeline_pb2.JOB_STATE_DONE,
     pipeline_pb2.JOB_STATE_NEEDS_REVIEW,
