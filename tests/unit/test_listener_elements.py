@@ -4,7 +4,7 @@
 when the walker is not sure. Here both paths are run on the same bytes and must agree on the
 outcome (header or refusal reason and status, Command or PduError); where the walker answers, the
 raw values must equal the pydicom path's and that path must see a sound structure without any
-warning. Inputs: every real DICOM file under ``../shared/data``, every pydicom test file, implicit and
+warning. Inputs: every real DICOM file under ``tests/data``, every pydicom test file, implicit and
 explicit VR re-encodings of them, hand-built data sets with undefined-length sequences, items and
 encapsulated data, and systematic mutations (every cut in the first 2 KB and near the end, bytes
 changed, length fields rewritten, garbage tails), under pydicom's default and non-default reading

@@ -1,4 +1,4 @@
-"""Every real DICOM file shipped in ../shared/data parses with pydicom (headers and pixel data)."""
+"""Every real DICOM file shipped in tests/data parses with pydicom (headers and pixel data)."""
 
 from __future__ import annotations
 
