@@ -19,7 +19,7 @@ import SimpleITK as sitk
 from pydantic import ValidationError
 from radiomics import featureextractor, getFeatureClasses
 
-from oncohabitat.bundles.manifest import FeatureSettings
+from oncohabitat.bundles.feature_settings import FeatureSettings
 from oncohabitat.bundles.names import SHAPE_CLASSES, FeatureName, parse_feature_name
 from oncohabitat.features import errors
 from oncohabitat.features.errors import FeatureExtractionError
