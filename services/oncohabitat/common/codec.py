@@ -10,6 +10,7 @@ reference, so no message approaches gRPC's size limits.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -64,15 +65,27 @@ class Geometry:
         return image
 
 
+#: Largest voxel count a decoded volume may claim (2**31: beyond it, sizes overflow int32 in ITK and numpy indexing).
+MAX_VOXELS = 2**31 - 1
+
+
 def _validated_geometry(volume: common_pb2.Volume) -> tuple[tuple[int, int, int], Geometry]:
-    if len(volume.shape) != 3:
-        raise InvalidInputError("VOLUME_SHAPE_INVALID", "volume shape must have 3 entries (z, y, x)", "shape")
-    if len(volume.spacing) != 3 or any(s <= 0 for s in volume.spacing):
-        raise InvalidInputError("VOLUME_SPACING_INVALID", "volume spacing must be 3 positive values (mm)", "spacing")
-    if len(volume.origin) != 3:
-        raise InvalidInputError("VOLUME_ORIGIN_INVALID", "volume origin must have 3 values (mm)", "origin")
-    if len(volume.direction) != 9:
-        raise InvalidInputError("VOLUME_DIRECTION_INVALID", "volume direction must have 9 values", "direction")
+    if len(volume.shape) != 3 or any(n == 0 for n in volume.shape):
+        raise InvalidInputError("VOLUME_SHAPE_INVALID", "volume shape must have 3 positive entries (z, y, x)", "shape")
+    if math.prod(int(n) for n in volume.shape) > MAX_VOXELS:
+        raise InvalidInputError("VOLUME_SHAPE_INVALID", f"volume shape exceeds {MAX_VOXELS} voxels", "shape")
+    if len(volume.spacing) != 3 or not all(math.isfinite(s) and s > 0 for s in volume.spacing):
+        raise InvalidInputError(
+            "VOLUME_SPACING_INVALID", "volume spacing must be 3 finite positive values (mm)", "spacing"
+        )
+    if len(volume.origin) != 3 or not all(math.isfinite(o) for o in volume.origin):
+        raise InvalidInputError("VOLUME_ORIGIN_INVALID", "volume origin must have 3 finite values (mm)", "origin")
+    if len(volume.direction) != 9 or not all(math.isfinite(d) for d in volume.direction):
+        raise InvalidInputError("VOLUME_DIRECTION_INVALID", "volume direction must have 9 finite values", "direction")
+    if abs(float(np.linalg.det(np.asarray(volume.direction, dtype=np.float64).reshape(3, 3)))) < 1e-6:
+        raise InvalidInputError(
+            "VOLUME_DIRECTION_INVALID", "volume direction must be an invertible matrix (not zero)", "direction"
+        )
     z, y, x = (int(n) for n in volume.shape)
     geometry = Geometry(
         spacing=(volume.spacing[0], volume.spacing[1], volume.spacing[2]),
@@ -126,7 +139,7 @@ class VolumeCodec:
             raw = volume.data
         else:
             raise InvalidInputError("VOLUME_DATA_MISSING", "volume carries no voxel data", "data")
-        expected = int(np.prod(shape)) * dtype.itemsize
+        expected = math.prod(shape) * dtype.itemsize
         if len(raw) != expected:
             raise InvalidInputError(
                 "VOLUME_SIZE_MISMATCH", f"volume data has {len(raw)} bytes, shape needs {expected}", "data"

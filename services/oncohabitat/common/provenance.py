@@ -36,6 +36,24 @@ def sha256_image(image: sitk.Image) -> str:
     return digest.hexdigest()
 
 
+def volume_sha256(volume: common_pb2.Volume) -> str:
+    """SHA-256 identifying a Volume message's voxels and geometry without re-hashing stored blobs.
+
+    Hashes the canonical JSON of the header (shape (z, y, x), spacing, origin, direction, dtype code and
+    the payload's own SHA-256: the blob reference, or the hash of the inline bytes).
+    """
+    payload = volume.blob.sha256 if volume.WhichOneof("payload") == "blob" else hashlib.sha256(volume.data).hexdigest()
+    header = {
+        "shape_zyx": list(volume.shape),
+        "spacing_xyz": list(volume.spacing),
+        "origin_xyz": list(volume.origin),
+        "direction": list(volume.direction),
+        "dtype": int(volume.dtype),
+        "payload_sha256": payload,
+    }
+    return hashlib.sha256(canonical_json(header).encode()).hexdigest()
+
+
 def package_version(name: str) -> str:
     """Installed version of a distribution, or ``"not-installed"``."""
     try:

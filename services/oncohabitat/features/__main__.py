@@ -7,6 +7,7 @@ import sys
 from oncohabitat.common.blobstore import BlobStore
 from oncohabitat.common.codec import VolumeCodec
 from oncohabitat.common.service_main import ServiceParts, run_service
+from oncohabitat.features.pool import PoolRunner
 from oncohabitat.features.servicer import FeaturesServicer
 from oncohabitat.features.settings import FeaturesSettings
 from oncohabitat.v1 import features_pb2_grpc
@@ -14,10 +15,11 @@ from oncohabitat.v1 import features_pb2_grpc
 
 def build(settings: FeaturesSettings) -> ServiceParts:
     """Servicers of the features service."""
-    servicer = FeaturesServicer(VolumeCodec(BlobStore(settings.blob_dir)))
+    servicer = FeaturesServicer(VolumeCodec(BlobStore(settings.blob_dir)), PoolRunner(settings.workers or None))
     return ServiceParts(
         registrations=[lambda server: features_pb2_grpc.add_FeaturesServicer_to_server(servicer, server)],
         service_names=["oncohabitat.v1.Features"],
+        on_stop=[servicer.close],
     )
 
 

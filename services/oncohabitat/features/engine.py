@@ -350,8 +350,8 @@ def extract_plan(
             reason, feature, message = result.error
             raise FeatureExtractionError(reason, feature, message)
         computed.update(result.values)
-        for key, reason in result.missing.items():
-            missing.setdefault(key, reason)
+        for key, why in result.missing.items():
+            missing.setdefault(key, why)
     values, absent = _assemble(plan, inputs, keys_by_name, computed, missing, roles)
     warnings: list[str] = []
     if any(p.family == "kinetic" for p in plan.parsed_features()) and len(phases) < MIN_KINETIC_PHASES:

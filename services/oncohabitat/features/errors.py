@@ -14,6 +14,7 @@ MASK_INVALID: Final = "MASK_INVALID"
 LABEL_EMPTY: Final = "LABEL_EMPTY"
 GEOMETRY_MISMATCH: Final = "GEOMETRY_MISMATCH"
 EXTRACTION_FAILED: Final = "EXTRACTION_FAILED"
+PLAN_INVALID: Final = "PLAN_INVALID"
 
 
 class FeatureExtractionError(FeatureInputError):
@@ -24,3 +25,7 @@ class FeatureExtractionError(FeatureInputError):
         feature: the offending feature name, or None when the error is not about one feature.
         message: curated human-readable explanation (never voxel data or patient identifiers).
     """
+
+    def __reduce__(self) -> tuple[type[FeatureExtractionError], tuple[str, str | None, str]]:
+        """Picklable with its three fields (it crosses from worker processes to the server)."""
+        return (type(self), (self.reason, self.feature, self.message))

@@ -78,5 +78,5 @@ def stats_value(parsed: CanonicalName, inputs: StudyInputs, roles: dict[str, str
         return ("REGION_OUTSIDE_IMAGE", f"region {parsed.region!r} extends beyond image {image_name!r}")
     z, y, x = placed.lower
     dz, dy, dx = placed.crop.shape
-    values = image.array[z : z + dz, y : y + dy, x : x + dx][placed.crop]
-    return float(np.mean(values, dtype=np.float64))
+    values = np.asarray(image.array[z : z + dz, y : y + dy, x : x + dx][placed.crop], dtype=np.float64)
+    return float(np.mean(values))

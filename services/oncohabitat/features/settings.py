@@ -15,3 +15,4 @@ class FeaturesSettings(ServiceSettings):
 
     port: int = Field(50054, ge=0, le=65535, description="gRPC port.")
     metrics_port: int = Field(9104, ge=0, le=65535, description="Prometheus /metrics port.")
+    workers: int = Field(0, ge=0, le=256, description="pyradiomics worker processes (0 = the CPUs available).")

@@ -72,6 +72,9 @@ class RegionsResult:
     habitats: HabitatResult | None
     normalisation_factor: float | None = None
     tumour_side: str | None = None
+    #: Mean of the S0 (reference) phase over breast minus tumour over the whole volume; None without a breast
+    #: mask or parenchyma. The features service divides by it for seed 004's normalisation.
+    parenchyma_s0_mean: float | None = None
 
 
 def _width_name(prefix: str, width_mm: float) -> str:
@@ -93,12 +96,16 @@ def _tumour_side(breast_crop: LabelArray, tumour: BoolArray) -> int | None:
     return int(np.bincount(values).argmax())
 
 
-def _normalisation(phases: PhaseSet, s0: int, breast: BreastMask, tumour: BoolArray) -> float:
+def parenchyma_s0_mean(phases: PhaseSet, s0: int, breast: BreastMask, tumour: BoolArray) -> float | None:
+    """Mean (float64) of phase ``s0`` over the whole-volume breast mask minus ``tumour``; None when empty."""
     parenchyma = (breast.on_box(Box.whole(phases.grid.shape)) > 0) & ~tumour
     if not parenchyma.any():
-        return 1.0
-    mean = float(np.asarray(phases.arrays[s0][parenchyma], dtype=np.float64).mean())
-    return mean if mean > 0 else 1.0
+        return None
+    return float(np.asarray(phases.arrays[s0][parenchyma], dtype=np.float64).mean())
+
+
+def _normalisation(mean: float | None) -> float:
+    return mean if mean is not None and mean > 0 else 1.0
 
 
 def _habitat_regions(
@@ -220,8 +227,9 @@ def build_regions(
         breast = compute_breast_mask(phases.arrays[reference], grid.spacing_zyx, direction, profile.breast)
         breast_crop = breast.on_box(box)
     factor: float | None = None
+    parenchyma_mean = parenchyma_s0_mean(phases, reference, breast, tumour) if breast is not None else None
     if profile.intensity_normalisation == "breast_s0_mean" and breast is not None:
-        factor = _normalisation(phases, reference, breast, tumour)
+        factor = _normalisation(parenchyma_mean)
 
     used = sorted({index for name in needed for _, index in phase_needs(name, roles) if index is not None})
     cropped = {i: np.asarray(phases.arrays[i][box.slices], dtype=np.float64) / (factor or 1.0) for i in used}
@@ -266,4 +274,5 @@ def build_regions(
         habitats=habitats,
         normalisation_factor=factor,
         tumour_side=side_name,
+        parenchyma_s0_mean=parenchyma_mean,
     )

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import grpc
 
 from oncohabitat.common.codec import Geometry, VolumeCodec
 from oncohabitat.common.errors import InvalidInputError
-from oncohabitat.common.provenance import canonical_json, make_provenance
+from oncohabitat.common.provenance import make_provenance, volume_sha256
 from oncohabitat.regions import errors
 from oncohabitat.regions.frozen import FrozenHabitats, load_frozen_habitats
 from oncohabitat.regions.grid import map_mask_to_grid
@@ -25,24 +24,6 @@ _ROLES: dict[int, PhaseRole] = {
     common_pb2.PHASE_ROLE_SUBTRACTION: "subtraction",
 }
 _EXTRA_DISTRIBUTIONS = ("scipy", "scikit-learn", "pydantic")
-
-
-def volume_sha256(volume: common_pb2.Volume) -> str:
-    """SHA-256 identifying a Volume message's voxels and geometry without re-hashing stored blobs.
-
-    Hashes the canonical JSON of the header (shape (z, y, x), spacing, origin, direction, dtype code and
-    the payload's own SHA-256: the blob reference, or the hash of the inline bytes).
-    """
-    payload = volume.blob.sha256 if volume.WhichOneof("payload") == "blob" else hashlib.sha256(volume.data).hexdigest()
-    header = {
-        "shape_zyx": list(volume.shape),
-        "spacing_xyz": list(volume.spacing),
-        "origin_xyz": list(volume.origin),
-        "direction": list(volume.direction),
-        "dtype": int(volume.dtype),
-        "payload_sha256": payload,
-    }
-    return hashlib.sha256(canonical_json(header).encode()).hexdigest()
 
 
 class RegionsServicer(regions_pb2_grpc.RegionsServicer):
@@ -100,6 +81,8 @@ class RegionsServicer(regions_pb2_grpc.RegionsServicer):
                 extra_distributions=_EXTRA_DISTRIBUTIONS,
             ),
         )
+        if result.parenchyma_s0_mean is not None:
+            response.parenchyma_s0_mean = result.parenchyma_s0_mean
         for region_map in result.maps:
             response.regions.add(
                 volume=self._codec.encode_array(region_map.array, geometry),

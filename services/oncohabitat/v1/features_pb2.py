@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from oncohabitat.v1 import common_pb2 as oncohabitat_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1doncohabitat/v1/features.proto\x12\x0eoncohabitat.v1\x1a\x1boncohabitat/v1/common.proto\"\xa4\x01\n\x16\x45xtractFeaturesRequest\x12%\n\x05image\x18\x01 \x01(\x0b\x32\x16.oncohabitat.v1.Volume\x12&\n\x04mask\x18\x02 \x01(\x0b\x32\x18.oncohabitat.v1.LabelMap\x12\r\n\x05label\x18\x03 \x01(\r\x12\x15\n\rsettings_json\x18\x04 \x01(\t\x12\x15\n\rfeature_names\x18\x05 \x03(\t\"\xbd\x01\n\x17\x45xtractFeaturesResponse\x12\x43\n\x06values\x18\x01 \x03(\x0b\x32\x33.oncohabitat.v1.ExtractFeaturesResponse.ValuesEntry\x12.\n\nprovenance\x18\x02 \x01(\x0b\x32\x1a.oncohabitat.v1.Provenance\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x32n\n\x08\x46\x65\x61tures\x12\x62\n\x0f\x45xtractFeatures\x12&.oncohabitat.v1.ExtractFeaturesRequest\x1a\'.oncohabitat.v1.ExtractFeaturesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1doncohabitat/v1/features.proto\x12\x0eoncohabitat.v1\x1a\x1boncohabitat/v1/common.proto\"\xa4\x01\n\x16\x45xtractFeaturesRequest\x12%\n\x05image\x18\x01 \x01(\x0b\x32\x16.oncohabitat.v1.Volume\x12&\n\x04mask\x18\x02 \x01(\x0b\x32\x18.oncohabitat.v1.LabelMap\x12\r\n\x05label\x18\x03 \x01(\r\x12\x15\n\rsettings_json\x18\x04 \x01(\t\x12\x15\n\rfeature_names\x18\x05 \x03(\t\"\xbd\x01\n\x17\x45xtractFeaturesResponse\x12\x43\n\x06values\x18\x01 \x03(\x0b\x32\x33.oncohabitat.v1.ExtractFeaturesResponse.ValuesEntry\x12.\n\nprovenance\x18\x02 \x01(\x0b\x32\x1a.oncohabitat.v1.Provenance\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"B\n\nNamedImage\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x06volume\x18\x02 \x01(\x0b\x32\x16.oncohabitat.v1.Volume\"\xaa\x03\n\x12\x45xtractPlanRequest\x12\x11\n\tplan_json\x18\x01 \x01(\t\x12*\n\x06images\x18\x02 \x03(\x0b\x32\x1a.oncohabitat.v1.NamedImage\x12)\n\x07regions\x18\x03 \x03(\x0b\x32\x18.oncohabitat.v1.LabelMap\x12I\n\x0cmsi_features\x18\x04 \x03(\x0b\x32\x33.oncohabitat.v1.ExtractPlanRequest.MsiFeaturesEntry\x12\x46\n\nstatistics\x18\x05 \x03(\x0b\x32\x32.oncohabitat.v1.ExtractPlanRequest.StatisticsEntry\x12\x1c\n\x0fparenchyma_mean\x18\x06 \x01(\x01H\x00\x88\x01\x01\x1a\x32\n\x10MsiFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x31\n\x0fStatisticsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x12\n\x10_parenchyma_mean\"?\n\x0eMissingFeature\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x8f\x02\n\x13\x45xtractPlanResponse\x12?\n\x06values\x18\x01 \x03(\x0b\x32/.oncohabitat.v1.ExtractPlanResponse.ValuesEntry\x12/\n\x07missing\x18\x02 \x03(\x0b\x32\x1e.oncohabitat.v1.MissingFeature\x12\x10\n\x08warnings\x18\x03 \x03(\t\x12\x15\n\rfeature_order\x18\x04 \x03(\t\x12.\n\nprovenance\x18\x05 \x01(\x0b\x32\x1a.oncohabitat.v1.Provenance\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x32\xc6\x01\n\x08\x46\x65\x61tures\x12\x62\n\x0f\x45xtractFeatures\x12&.oncohabitat.v1.ExtractFeaturesRequest\x1a\'.oncohabitat.v1.ExtractFeaturesResponse\x12V\n\x0b\x45xtractPlan\x12\".oncohabitat.v1.ExtractPlanRequest\x1a#.oncohabitat.v1.ExtractPlanResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,12 +34,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EXTRACTFEATURESRESPONSE_VALUESENTRY']._loaded_options = None
   _globals['_EXTRACTFEATURESRESPONSE_VALUESENTRY']._serialized_options = b'8\001'
+  _globals['_EXTRACTPLANREQUEST_MSIFEATURESENTRY']._loaded_options = None
+  _globals['_EXTRACTPLANREQUEST_MSIFEATURESENTRY']._serialized_options = b'8\001'
+  _globals['_EXTRACTPLANREQUEST_STATISTICSENTRY']._loaded_options = None
+  _globals['_EXTRACTPLANREQUEST_STATISTICSENTRY']._serialized_options = b'8\001'
+  _globals['_EXTRACTPLANRESPONSE_VALUESENTRY']._loaded_options = None
+  _globals['_EXTRACTPLANRESPONSE_VALUESENTRY']._serialized_options = b'8\001'
   _globals['_EXTRACTFEATURESREQUEST']._serialized_start=79
   _globals['_EXTRACTFEATURESREQUEST']._serialized_end=243
   _globals['_EXTRACTFEATURESRESPONSE']._serialized_start=246
   _globals['_EXTRACTFEATURESRESPONSE']._serialized_end=435
   _globals['_EXTRACTFEATURESRESPONSE_VALUESENTRY']._serialized_start=390
   _globals['_EXTRACTFEATURESRESPONSE_VALUESENTRY']._serialized_end=435
-  _globals['_FEATURES']._serialized_start=437
-  _globals['_FEATURES']._serialized_end=547
+  _globals['_NAMEDIMAGE']._serialized_start=437
+  _globals['_NAMEDIMAGE']._serialized_end=503
+  _globals['_EXTRACTPLANREQUEST']._serialized_start=506
+  _globals['_EXTRACTPLANREQUEST']._serialized_end=932
+  _globals['_EXTRACTPLANREQUEST_MSIFEATURESENTRY']._serialized_start=811
+  _globals['_EXTRACTPLANREQUEST_MSIFEATURESENTRY']._serialized_end=861
+  _globals['_EXTRACTPLANREQUEST_STATISTICSENTRY']._serialized_start=863
+  _globals['_EXTRACTPLANREQUEST_STATISTICSENTRY']._serialized_end=912
+  _globals['_MISSINGFEATURE']._serialized_start=934
+  _globals['_MISSINGFEATURE']._serialized_end=997
+  _globals['_EXTRACTPLANRESPONSE']._serialized_start=1000
+  _globals['_EXTRACTPLANRESPONSE']._serialized_end=1271
+  _globals['_EXTRACTPLANRESPONSE_VALUESENTRY']._serialized_start=390
+  _globals['_EXTRACTPLANRESPONSE_VALUESENTRY']._serialized_end=435
+  _globals['_FEATURES']._serialized_start=1274
+  _globals['_FEATURES']._serialized_end=1472
 # @@protoc_insertion_point(module_scope)

@@ -39,6 +39,11 @@ class FeaturesStub:
                 request_serializer=oncohabitat_dot_v1_dot_features__pb2.ExtractFeaturesRequest.SerializeToString,
                 response_deserializer=oncohabitat_dot_v1_dot_features__pb2.ExtractFeaturesResponse.FromString,
                 _registered_method=True)
+        self.ExtractPlan = channel.unary_unary(
+                '/oncohabitat.v1.Features/ExtractPlan',
+                request_serializer=oncohabitat_dot_v1_dot_features__pb2.ExtractPlanRequest.SerializeToString,
+                response_deserializer=oncohabitat_dot_v1_dot_features__pb2.ExtractPlanResponse.FromString,
+                _registered_method=True)
 
 
 class FeaturesServicer:
@@ -51,6 +56,15 @@ class FeaturesServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExtractPlan(self, request, context):
+        """Every feature an extraction plan names (a bundle's `plan`), for one study: images (phases and derived
+        images), region label maps, MSI values and statistics in; values, missing values with reasons out.
+        Names follow docs/feature-names.md. INVALID_ARGUMENT names the offending token (feature, setting, volume).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FeaturesServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -58,6 +72,11 @@ def add_FeaturesServicer_to_server(servicer, server):
                     servicer.ExtractFeatures,
                     request_deserializer=oncohabitat_dot_v1_dot_features__pb2.ExtractFeaturesRequest.FromString,
                     response_serializer=oncohabitat_dot_v1_dot_features__pb2.ExtractFeaturesResponse.SerializeToString,
+            ),
+            'ExtractPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExtractPlan,
+                    request_deserializer=oncohabitat_dot_v1_dot_features__pb2.ExtractPlanRequest.FromString,
+                    response_serializer=oncohabitat_dot_v1_dot_features__pb2.ExtractPlanResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,6 +106,33 @@ class Features:
             '/oncohabitat.v1.Features/ExtractFeatures',
             oncohabitat_dot_v1_dot_features__pb2.ExtractFeaturesRequest.SerializeToString,
             oncohabitat_dot_v1_dot_features__pb2.ExtractFeaturesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExtractPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oncohabitat.v1.Features/ExtractPlan',
+            oncohabitat_dot_v1_dot_features__pb2.ExtractPlanRequest.SerializeToString,
+            oncohabitat_dot_v1_dot_features__pb2.ExtractPlanResponse.FromString,
             options,
             channel_credentials,
             insecure,

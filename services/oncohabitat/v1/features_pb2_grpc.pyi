@@ -33,12 +33,22 @@ class FeaturesStub:
     def __new__(cls, channel: _aio.Channel) -> FeaturesAsyncStub: ...
     ExtractFeatures: _grpc.UnaryUnaryMultiCallable[_features_pb2.ExtractFeaturesRequest, _features_pb2.ExtractFeaturesResponse]
     """Radiomic features for one image + mask with the given settings."""
+    ExtractPlan: _grpc.UnaryUnaryMultiCallable[_features_pb2.ExtractPlanRequest, _features_pb2.ExtractPlanResponse]
+    """Every feature an extraction plan names (a bundle's `plan`), for one study: images (phases and derived
+    images), region label maps, MSI values and statistics in; values, missing values with reasons out.
+    Names follow docs/feature-names.md. INVALID_ARGUMENT names the offending token (feature, setting, volume).
+    """
 
 @_typing.type_check_only
 class FeaturesAsyncStub(FeaturesStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     ExtractFeatures: _aio.UnaryUnaryMultiCallable[_features_pb2.ExtractFeaturesRequest, _features_pb2.ExtractFeaturesResponse]  # type: ignore[assignment]
     """Radiomic features for one image + mask with the given settings."""
+    ExtractPlan: _aio.UnaryUnaryMultiCallable[_features_pb2.ExtractPlanRequest, _features_pb2.ExtractPlanResponse]  # type: ignore[assignment]
+    """Every feature an extraction plan names (a bundle's `plan`), for one study: images (phases and derived
+    images), region label maps, MSI values and statistics in; values, missing values with reasons out.
+    Names follow docs/feature-names.md. INVALID_ARGUMENT names the offending token (feature, setting, volume).
+    """
 
 class FeaturesServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -48,5 +58,16 @@ class FeaturesServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_features_pb2.ExtractFeaturesResponse, _abc.Awaitable[_features_pb2.ExtractFeaturesResponse]]:
         """Radiomic features for one image + mask with the given settings."""
+
+    @_abc_1.abstractmethod
+    def ExtractPlan(
+        self,
+        request: _features_pb2.ExtractPlanRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_features_pb2.ExtractPlanResponse, _abc.Awaitable[_features_pb2.ExtractPlanResponse]]:
+        """Every feature an extraction plan names (a bundle's `plan`), for one study: images (phases and derived
+        images), region label maps, MSI values and statistics in; values, missing values with reasons out.
+        Names follow docs/feature-names.md. INVALID_ARGUMENT names the offending token (feature, setting, volume).
+        """
 
 def add_FeaturesServicer_to_server(servicer: FeaturesServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

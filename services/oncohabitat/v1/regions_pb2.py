@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from oncohabitat.v1 import common_pb2 as oncohabitat_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1concohabitat/v1/regions.proto\x12\x0eoncohabitat.v1\x1a\x1boncohabitat/v1/common.proto\"\x80\x01\n\x13\x42uildRegionsRequest\x12$\n\x05study\x18\x01 \x01(\x0b\x32\x15.oncohabitat.v1.Study\x12-\n\x0btumour_mask\x18\x02 \x01(\x0b\x32\x18.oncohabitat.v1.LabelMap\x12\x14\n\x0cprofile_json\x18\x03 \x01(\t\"\xc4\x01\n\x10RegionStatistics\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\x13\n\x0bvoxel_count\x18\x02 \x01(\x04\x12\x11\n\tvolume_ml\x18\x03 \x01(\x01\x12\x45\n\x0bmean_values\x18\x04 \x03(\x0b\x32\x30.oncohabitat.v1.RegionStatistics.MeanValuesEntry\x1a\x31\n\x0fMeanValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"C\n\x0bNamedVolume\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x06volume\x18\x02 \x01(\x0b\x32\x16.oncohabitat.v1.Volume\"\xdd\x02\n\x14\x42uildRegionsResponse\x12)\n\x07regions\x18\x01 \x03(\x0b\x32\x18.oncohabitat.v1.LabelMap\x12\x33\n\x0e\x64\x65rived_images\x18\x02 \x03(\x0b\x32\x1b.oncohabitat.v1.NamedVolume\x12\x34\n\nstatistics\x18\x03 \x03(\x0b\x32 .oncohabitat.v1.RegionStatistics\x12K\n\x0cmsi_features\x18\x04 \x03(\x0b\x32\x35.oncohabitat.v1.BuildRegionsResponse.MsiFeaturesEntry\x12.\n\nprovenance\x18\x05 \x01(\x0b\x32\x1a.oncohabitat.v1.Provenance\x1a\x32\n\x10MsiFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x32\x64\n\x07Regions\x12Y\n\x0c\x42uildRegions\x12#.oncohabitat.v1.BuildRegionsRequest\x1a$.oncohabitat.v1.BuildRegionsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1concohabitat/v1/regions.proto\x12\x0eoncohabitat.v1\x1a\x1boncohabitat/v1/common.proto\"\x80\x01\n\x13\x42uildRegionsRequest\x12$\n\x05study\x18\x01 \x01(\x0b\x32\x15.oncohabitat.v1.Study\x12-\n\x0btumour_mask\x18\x02 \x01(\x0b\x32\x18.oncohabitat.v1.LabelMap\x12\x14\n\x0cprofile_json\x18\x03 \x01(\t\"\xc4\x01\n\x10RegionStatistics\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\x13\n\x0bvoxel_count\x18\x02 \x01(\x04\x12\x11\n\tvolume_ml\x18\x03 \x01(\x01\x12\x45\n\x0bmean_values\x18\x04 \x03(\x0b\x32\x30.oncohabitat.v1.RegionStatistics.MeanValuesEntry\x1a\x31\n\x0fMeanValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"C\n\x0bNamedVolume\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x06volume\x18\x02 \x01(\x0b\x32\x16.oncohabitat.v1.Volume\"\x95\x03\n\x14\x42uildRegionsResponse\x12)\n\x07regions\x18\x01 \x03(\x0b\x32\x18.oncohabitat.v1.LabelMap\x12\x33\n\x0e\x64\x65rived_images\x18\x02 \x03(\x0b\x32\x1b.oncohabitat.v1.NamedVolume\x12\x34\n\nstatistics\x18\x03 \x03(\x0b\x32 .oncohabitat.v1.RegionStatistics\x12K\n\x0cmsi_features\x18\x04 \x03(\x0b\x32\x35.oncohabitat.v1.BuildRegionsResponse.MsiFeaturesEntry\x12.\n\nprovenance\x18\x05 \x01(\x0b\x32\x1a.oncohabitat.v1.Provenance\x12\x1f\n\x12parenchyma_s0_mean\x18\x06 \x01(\x01H\x00\x88\x01\x01\x1a\x32\n\x10MsiFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x15\n\x13_parenchyma_s0_mean2d\n\x07Regions\x12Y\n\x0c\x42uildRegions\x12#.oncohabitat.v1.BuildRegionsRequest\x1a$.oncohabitat.v1.BuildRegionsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,9 +45,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NAMEDVOLUME']._serialized_start=407
   _globals['_NAMEDVOLUME']._serialized_end=474
   _globals['_BUILDREGIONSRESPONSE']._serialized_start=477
-  _globals['_BUILDREGIONSRESPONSE']._serialized_end=826
-  _globals['_BUILDREGIONSRESPONSE_MSIFEATURESENTRY']._serialized_start=776
-  _globals['_BUILDREGIONSRESPONSE_MSIFEATURESENTRY']._serialized_end=826
-  _globals['_REGIONS']._serialized_start=828
-  _globals['_REGIONS']._serialized_end=928
+  _globals['_BUILDREGIONSRESPONSE']._serialized_end=882
+  _globals['_BUILDREGIONSRESPONSE_MSIFEATURESENTRY']._serialized_start=809
+  _globals['_BUILDREGIONSRESPONSE_MSIFEATURESENTRY']._serialized_end=859
+  _globals['_REGIONS']._serialized_start=884
+  _globals['_REGIONS']._serialized_end=984
 # @@protoc_insertion_point(module_scope)

@@ -45,7 +45,7 @@ class NamedVolume(_message.Message):
     def __init__(self, name: _Optional[str] = ..., volume: _Optional[_Union[_common_pb2.Volume, _Mapping]] = ...) -> None: ...
 
 class BuildRegionsResponse(_message.Message):
-    __slots__ = ("regions", "derived_images", "statistics", "msi_features", "provenance")
+    __slots__ = ("regions", "derived_images", "statistics", "msi_features", "provenance", "parenchyma_s0_mean")
     class MsiFeaturesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -58,9 +58,11 @@ class BuildRegionsResponse(_message.Message):
     STATISTICS_FIELD_NUMBER: _ClassVar[int]
     MSI_FEATURES_FIELD_NUMBER: _ClassVar[int]
     PROVENANCE_FIELD_NUMBER: _ClassVar[int]
+    PARENCHYMA_S0_MEAN_FIELD_NUMBER: _ClassVar[int]
     regions: _containers.RepeatedCompositeFieldContainer[_common_pb2.LabelMap]
     derived_images: _containers.RepeatedCompositeFieldContainer[NamedVolume]
     statistics: _containers.RepeatedCompositeFieldContainer[RegionStatistics]
     msi_features: _containers.ScalarMap[str, float]
     provenance: _common_pb2.Provenance
-    def __init__(self, regions: _Optional[_Iterable[_Union[_common_pb2.LabelMap, _Mapping]]] = ..., derived_images: _Optional[_Iterable[_Union[NamedVolume, _Mapping]]] = ..., statistics: _Optional[_Iterable[_Union[RegionStatistics, _Mapping]]] = ..., msi_features: _Optional[_Mapping[str, float]] = ..., provenance: _Optional[_Union[_common_pb2.Provenance, _Mapping]] = ...) -> None: ...
+    parenchyma_s0_mean: float
+    def __init__(self, regions: _Optional[_Iterable[_Union[_common_pb2.LabelMap, _Mapping]]] = ..., derived_images: _Optional[_Iterable[_Union[NamedVolume, _Mapping]]] = ..., statistics: _Optional[_Iterable[_Union[RegionStatistics, _Mapping]]] = ..., msi_features: _Optional[_Mapping[str, float]] = ..., provenance: _Optional[_Union[_common_pb2.Provenance, _Mapping]] = ..., parenchyma_s0_mean: _Optional[float] = ...) -> None: ...

@@ -1,0 +1,131 @@
+"""Worker processes for pyradiomics work, shared by every call of a server (thread-safe).
+
+pyradiomics is not thread-safe (its settings validation through pykwalify and its module-level geometry
+tolerance are global state: concurrent ExtractFeatures calls on server threads failed with ComposerError,
+ParserError, IndexError). Here every pyradiomics call runs in a worker process that does one task at a time;
+server threads only submit tasks and wait. Processes are started with ``spawn`` (never ``fork`` a process that
+runs gRPC threads).
+
+Stopping: a call's deadline travels in every task (a worker starts no further region after it); while waiting,
+the server polls the deadline and the call's cancellation and, when either fires, cancels the tasks that have
+not started and returns at once. A task already running finishes its current region pass (seconds at most on
+an I-SPY-sized study) and its result is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
+
+from oncohabitat.common.errors import UnavailableError
+from oncohabitat.features.passes import GroupResult, GroupTask, run_group
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+POLL_S = 0.05
+
+
+def _warm() -> None:
+    """Worker initialiser: import pyradiomics once and quieten its logger."""
+    import radiomics  # noqa: F401
+
+    logging.getLogger("radiomics").setLevel(logging.ERROR)
+
+
+def default_workers() -> int:
+    """The default worker count: the CPUs this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class StoppedError(Exception):
+    """The deadline passed or the call was cancelled while waiting for workers."""
+
+
+class PoolRunner:
+    """A lazily started pool of ``workers`` processes (default: the CPUs); see the module docstring."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers or default_workers()
+        self._executor: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def _pool(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ProcessPoolExecutor(
+                    max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_warm
+                )
+            return self._executor
+
+    def _reset(self, broken: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._executor is broken:
+                self._executor = None
+        broken.shutdown(wait=False, cancel_futures=True)
+
+    def _wait(
+        self, futures: Sequence[Future[Any]], deadline: float | None, cancelled: Callable[[], bool] | None
+    ) -> bool:
+        """Wait for all futures; False (pending ones cancelled) when the deadline passes or the call is cancelled."""
+        pending = set(futures)
+        while pending:
+            _, pending = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
+            if pending and ((deadline is not None and time.time() > deadline) or (cancelled and cancelled())):
+                for future in pending:
+                    future.cancel()
+                return False
+        return True
+
+    def run(
+        self, tasks: Sequence[GroupTask], deadline: float | None, cancelled: Callable[[], bool] | None
+    ) -> list[GroupResult | None]:
+        """Run group tasks in the workers; None for each task stopped by the deadline or a cancellation."""
+        pool = self._pool()
+        try:
+            futures = [pool.submit(run_group, task) for task in tasks]
+            if not self._wait(futures, deadline, cancelled):
+                return [None] * len(futures)
+            return [future.result() for future in futures]
+        except BrokenProcessPool:
+            self._reset(pool)
+            raise UnavailableError("FEATURE_WORKER_LOST", "a feature worker process died; retry the call") from None
+
+    def call(
+        self,
+        function: Callable[..., T],
+        *args: Any,
+        deadline: float | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> T:
+        """Run one function in a worker (exceptions are re-raised here).
+
+        Raises:
+            StoppedError: deadline passed or call cancelled.
+        """
+        pool = self._pool()
+        try:
+            future = pool.submit(function, *args)
+            if not self._wait([future], deadline, cancelled):
+                raise StoppedError("deadline passed or call cancelled")
+            return future.result()
+        except BrokenProcessPool:
+            self._reset(pool)
+            raise UnavailableError("FEATURE_WORKER_LOST", "a feature worker process died; retry the call") from None
+
+    def close(self) -> None:
+        """Stop the workers (pending tasks are cancelled)."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
