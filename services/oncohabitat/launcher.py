@@ -48,7 +48,7 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def default_models_dir() -> Path:
-    """The repository's ``models/`` (source checkout) or ``./models``."""
+    """The repository's bundle root ``models/`` (source checkout) or ``./models``."""
     checkout = Path(__file__).resolve().parents[2] / "models"
     return checkout if checkout.is_dir() else Path("models").resolve()
 
@@ -56,7 +56,7 @@ def default_models_dir() -> Path:
 def platform_environment(data_dir: Path, host: str, overrides: Mapping[str, str]) -> dict[str, str]:
     """Environment shared by every child: data directory, bind host, peer addresses, model bundles."""
     env = dict(os.environ)
-    for bundle_user in ("SCORING", "ORCHESTRATOR"):
+    for bundle_user in ("SCORING", "ORCHESTRATOR", "SEGMENTATION", "REGIONS"):
         env.setdefault(f"ONCOHABITAT_{bundle_user}_MODELS_DIR", str(default_models_dir()))
     env.setdefault("ONCOHABITAT_DATA_DIR", str(data_dir))
     for service in SERVICES:

@@ -113,7 +113,7 @@ def test_wrong_number_of_phases_is_invalid_argument(
 def test_corrupted_model_stops_the_service_at_start(tmp_path: Path) -> None:
     models = tmp_path / "models"
     shutil.copytree(default_models_dir(), models)
-    onnx_file = next(models.glob("*/*/model.onnx"))
+    onnx_file = next(models.glob("segmentation/*/*/model.onnx"))
     onnx_file.write_bytes(onnx_file.read_bytes()[:-16] + b"\0" * 16)
     env = {
         **os.environ,

@@ -28,12 +28,12 @@ from tests.support.platform import Platform
 
 pytestmark = pytest.mark.integration
 
-BUNDLE_DIR = PROJECT_ROOT / "models" / "seed003-ct-dfs" / "1.0.0"
+BUNDLE_DIR = PROJECT_ROOT / "models" / "scoring" / "seed003-ct-dfs" / "1.0.0"
 PUBLISHED = {
-    "original_firstorder_Kurtosis": -5.570173e-03,
-    "original_glcm_Correlation": 1.004042e00,
-    "original_glcm_MaximumProbability": -9.648413e-01,
-    "original_glszm_LargeAreaEmphasis": 1.643472e-08,
+    "tumour/S0/original_firstorder_Kurtosis": -5.570173e-03,
+    "tumour/S0/original_glcm_Correlation": 1.004042e00,
+    "tumour/S0/original_glcm_MaximumProbability": -9.648413e-01,
+    "tumour/S0/original_glszm_LargeAreaEmphasis": 1.643472e-08,
 }
 SR_STORAGE = "1.2.840.10008.5.1.4.1.1.88.34"  # Comprehensive 3D SR
 SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
@@ -72,7 +72,7 @@ def _direct_pyradiomics(sts_ct_dir: Path) -> dict[str, float]:
     settings = load_bundle(BUNDLE_DIR).manifest.feature_settings.to_pyradiomics()
     extractor = featureextractor.RadiomicsFeatureExtractor(settings)
     values = extractor.execute(series.image, mask.image, label=1)
-    return {name: float(values[name]) for name in PUBLISHED}
+    return {name: float(values[name.rsplit("/", 1)[1]]) for name in PUBLISHED}
 
 
 def test_features_equal_a_direct_pyradiomics_run(ct_job: pipeline_pb2.JobResult, sts_ct_dir: Path) -> None:
@@ -134,14 +134,14 @@ def test_study_without_mask_needs_review(platform: Platform, sts_ct_dir: Path, t
 
 def test_score_request_missing_a_feature_is_invalid_argument(platform: Platform) -> None:
     stub = scoring_pb2_grpc.ScoringStub(grpc.insecure_channel(platform.address("scoring")))
-    features = {name: 0.5 for name in PUBLISHED if name != "original_glcm_Correlation"}
+    features = {name: 0.5 for name in PUBLISHED if name != "tumour/S0/original_glcm_Correlation"}
     with pytest.raises(grpc.RpcError) as excinfo:
         stub.Score(scoring_pb2.ScoreRequest(model_id="seed003-ct-dfs", features=features), timeout=10)
     assert excinfo.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "original_glcm_Correlation" in excinfo.value.details()
+    assert "tumour/S0/original_glcm_Correlation" in excinfo.value.details()
     detail = error_detail_from(excinfo.value)
     assert detail is not None and detail.reason == "FEATURE_MISSING"
-    features["original_glcm_Correlation"] = math.nan
+    features["tumour/S0/original_glcm_Correlation"] = math.nan
     with pytest.raises(grpc.RpcError) as nan:
         stub.Score(scoring_pb2.ScoreRequest(model_id="seed003-ct-dfs", features=features), timeout=10)
     assert nan.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -149,15 +149,12 @@ def test_score_request_missing_a_feature_is_invalid_argument(platform: Platform)
 
 def test_scoring_refuses_a_tampered_bundle(tmp_path: Path) -> None:
     models = tmp_path / "models"
-    target = models / "seed003-ct-dfs" / "1.0.0"
+    target = models / "scoring" / "seed003-ct-dfs" / "1.0.0"
     target.mkdir(parents=True)
+    (target / "test_vectors.json").write_bytes((BUNDLE_DIR / "test_vectors.json").read_bytes())
     (models / "bundles.lock.json").write_bytes((PROJECT_ROOT / "models" / "bundles.lock.json").read_bytes())
     manifest = json.loads((BUNDLE_DIR / "manifest.json").read_text())
-    manifest["coefficients"] = (
-        [c * 2 for c in manifest["coefficients"]]
-        if isinstance(manifest["coefficients"], list)
-        else {k: v * 2 for k, v in manifest["coefficients"].items()}
-    )
+    manifest["model"]["coefficients"] = {k: v * 2 for k, v in manifest["model"]["coefficients"].items()}
     (target / "manifest.json").write_text(json.dumps(manifest))
     started = time.monotonic()
     result = subprocess.run(

@@ -1,4 +1,4 @@
-"""Manifest v1 schema: every structural and cross-field rule refuses a broken manifest."""
+"""Manifest v2 schema: every structural and cross-field rule refuses a broken manifest, naming it."""
 
 from __future__ import annotations
 
@@ -37,86 +37,143 @@ def _run(fn: Callable[[dict[str, Any]], Any]) -> Mutation:
     return mutate
 
 
-def _cutoff(value: float, low: str = "low", high: str = "high", applies_to: str = "score") -> dict[str, Any]:
-    return {"value": value, "direction": "greater", "low_label": low, "high_label": high, "applies_to": applies_to}
+K = "tumour/S0/original_firstorder_Kurtosis"
+C = "tumour/S0/original_glcm_Correlation"
 
 
-INVALID: dict[str, Mutation] = {
-    "unknown top-level key": _set("comment", "x"),
-    "unknown feature key": _set("features.0.unit", "HU"),
-    "unknown citation key": _set("citation.pages", "1-10"),
-    "format version 2": _set("format_version", "2"),
-    "version not semver": _set("version", "1.0"),
-    "id with slash": _set("id", "a/b"),
-    "modality PET": _set("required_inputs.modality", "PT"),
-    "no features": _set("features", []),
-    "coefficient count": _run(lambda d: d["coefficients"].pop()),
-    "coefficient as string": _set("coefficients.0", "-0.005"),
-    "intercept boolean": _set("intercept", True),
-    "malformed feature name": _set("features.0.name", "original_Kurtosis"),
-    "unknown feature class": _set("features.0.name", "original_foo_Kurtosis"),
-    "image not the name prefix": _set("features.0.image", "wavelet-LLH"),
-    "class not enabled": _run(lambda d: d["feature_settings"]["featureClass"].pop("glszm")),
-    "feature not in class list": _set("feature_settings.featureClass.glcm", ["Contrast"]),
-    "image type not enabled": _run(
-        lambda d: d["features"][0].update(name="wavelet-LLH_firstorder_Kurtosis", image="wavelet-LLH")
+def d_features() -> list[str]:
+    """The seed-003 plan features (the columns of an ONNX model replacing its linear model)."""
+    return list(seed_document()["plan"]["features"])
+
+
+def _numeric(name: str = "age", **extra: Any) -> dict[str, Any]:
+    return {"name": name, "type": "numeric", "encoding": "identity", "unit": "years", **extra}
+
+
+def _with_covariates(document: dict[str, Any], covariates: list[dict[str, Any]], columns: list[str]) -> None:
+    """Add covariates and a coefficient for each of their columns."""
+    document["covariates"] = covariates
+    document["model"]["coefficients"].update(dict.fromkeys(columns, 0.1))
+
+
+#: mutation -> a word the refusal must contain (the field or rule it names)
+INVALID: dict[str, tuple[Mutation, str]] = {
+    "unknown top-level key": (_set("comment", "x"), "comment"),
+    "unknown input key": (_set("inputs.0.scale", "HU"), "scale"),
+    "unknown citation key": (_set("citation.pages", "1-10"), "pages"),
+    "format version 1": (_set("format_version", "1"), "format_version"),
+    "unknown kind": (_set("kind", "classifier"), "kind"),
+    "version not semver": (_set("version", "1.0"), "version"),
+    "id with slash": (_set("id", "a/b"), "id"),
+    "modality PET": (_set("required_inputs.modality", "PT"), "modality"),
+    "no inputs": (_set("inputs", []), "inputs"),
+    "inputs out of plan order": (
+        _run(lambda d: d["inputs"].reverse()),
+        "plan's order",
     ),
-    "unknown image type": _set("feature_settings.imageType", {"Original": {}, "Fourier": {}}),
-    "label in settings": _set("feature_settings.setting.label", 2),
-    "region not required": _set("features.0.region", "ring"),
-    "duplicate feature": _run(lambda d: d["features"].__setitem__(1, dict(d["features"][0]))),
-    "valid range reversed": _set("features.0.valid_range", [2.0, 1.0]),
-    "scaler unknown type": _set("scaler", {"type": "minmax"}),
-    "zscore missing a feature": _set(
-        "scaler",
-        {
-            "type": "zscore",
-            "mean": {"original_firstorder_Kurtosis": 0.0},
-            "std": {"original_firstorder_Kurtosis": 1.0},
-        },
+    "plan feature not canonical": (_set("plan.features.0", "original_firstorder_Kurtosis"), "region"),
+    "plan region unknown": (_set("plan.features.0", "tumor/S0/original_firstorder_Kurtosis"), "tumor"),
+    "class not enabled": (
+        _run(lambda d: d["plan"]["feature_settings"]["featureClass"].pop("glszm")),
+        "feature_settings",
     ),
-    "zscore zero std": _run(
-        lambda d: d.update(
-            scaler={
-                "type": "zscore",
-                "mean": dict.fromkeys([f["name"] for f in d["features"]], 0.0),
-                "std": dict.fromkeys([f["name"] for f in d["features"]], 0.0),
-            }
-        )
+    "coefficient missing": (_run(lambda d: d["model"]["coefficients"].pop(C)), "columns"),
+    "coefficient as string": (_set(f"model.coefficients.{C}", "1.0"), "coefficients"),
+    "intercept boolean": (_set("model.intercept", True), "intercept"),
+    "unknown model type": (_set("model.type", "random_forest"), "type"),
+    "training range reversed": (_set("inputs.0.training_range", [2.0, 1.0]), "training_range"),
+    "valid range reversed": (_set("inputs.0.valid_range", [2.0, 1.0]), "valid_range"),
+    "scaler unknown column": (
+        _set("model.scaler", {"type": "zscore", "mean": {"age": 0.0}, "std": {"age": 1.0}}),
+        "unknown columns",
     ),
-    "cutoffs not increasing": _set("cutoffs", [_cutoff(0.5, "low", "mid"), _cutoff(0.2, "mid", "high")]),
-    "cutoff labels not chained": _set("cutoffs", [_cutoff(0.1, "low", "mid"), _cutoff(0.2, "medium", "high")]),
-    "cutoff direction": _set("cutoffs.0.direction", "less"),
-    "probability cutoff on cox": _set("cutoffs", [_cutoff(0.5, applies_to="probability")]),
-    "baseline without cox": _run(
-        lambda d: d.update(
-            model={"type": "linear_score"},
-            baseline_survival={"times": [12.0], "survival": [0.9]},
-            time_unit="months",
-        )
+    "zscore zero std": (_set("model.scaler", {"type": "zscore", "mean": {K: 0.0}, "std": {K: 0.0}}), "std"),
+    "cutoffs not increasing": (_set("risk_groups.cutoffs", [0.5, 0.2]), "increasing"),
+    "labels count": (_set("risk_groups.labels", ["low"]), "label"),
+    "tie rule unknown": (_set("risk_groups.tie", "half"), "tie"),
+    "direction unknown": (_set("risk_groups.direction", "up"), "direction"),
+    "probability groups on cox": (_set("risk_groups.applies_to", "probability"), "probability"),
+    "survival without cox": (
+        _run(
+            lambda d: d["model"].update(
+                type="linear_score", survival={"time_unit": "years", "baseline": [{"time": 3.0, "survival": 0.9}]}
+            )
+        ),
+        "cox",
     ),
-    "baseline without time unit": _set("baseline_survival", {"times": [12.0], "survival": [0.9]}),
-    "baseline increasing survival": _run(
-        lambda d: d.update(baseline_survival={"times": [12.0, 24.0], "survival": [0.8, 0.9]}, time_unit="months")
+    "survival increasing": (
+        _set(
+            "model.survival",
+            {"time_unit": "years", "baseline": [{"time": 3.0, "survival": 0.8}, {"time": 5.0, "survival": 0.9}]},
+        ),
+        "non-increasing",
     ),
-    "random forest without file": _run(lambda d: d.update(model={"type": "random_forest"}, coefficients=[])),
-    "model file not listed": _run(
-        lambda d: d.update(model={"type": "random_forest", "file": "forest.json"}, coefficients=[])
+    "onnx file not listed": (
+        _set(
+            "model",
+            {
+                "type": "onnx",
+                "file": "forest.onnx",
+                "estimator": "random_forest",
+                "columns": d_features(),
+                "output_name": "probabilities",
+                "output": "probability",
+            },
+        ),
+        "forest.onnx",
     ),
-    "files escape the bundle": _set("files", {"../x": "0" * 64}),
-    "files lists the manifest": _set("files", {"manifest.json": "0" * 64}),
-    "files hash not hex": _set("files", {"a.bin": "xyz"}),
-    "citation without authors": _set("citation.authors", []),
+    "test vectors not listed": (_set("test_vectors", "other.json"), "other.json"),
+    "files escape the bundle": (_set("files", {"../x": "0" * 64}), "relative"),
+    "files lists the manifest": (_set("files", {"manifest.json": "0" * 64}), "manifest.json"),
+    "files hash not hex": (_set("files", {"a.bin": "xyz"}), "files"),
+    "citation without authors": (_set("citation.authors", []), "authors"),
+    "unknown covariate type": (
+        _run(lambda d: _with_covariates(d, [_numeric(type="date")], ["age"])),
+        "covariates.0.type",
+    ),
+    "covariate encoding for its type": (
+        _run(lambda d: _with_covariates(d, [_numeric(encoding="one_hot")], ["age"])),
+        "encoded",
+    ),
+    "one-hot reference not a category": (
+        _run(
+            lambda d: _with_covariates(
+                d,
+                [
+                    {
+                        "name": "aln",
+                        "type": "categorical",
+                        "encoding": "one_hot",
+                        "categories": ["neg", "pos"],
+                        "reference": "unknown",
+                    }
+                ],
+                ["aln=pos"],
+            )
+        ),
+        "reference",
+    ),
+    "covariate column without coefficient": (_run(lambda d: d.update(covariates=[_numeric()])), "columns"),
+    "duplicate covariate": (
+        _run(lambda d: _with_covariates(d, [_numeric(), _numeric()], ["age"])),
+        "duplicate covariate",
+    ),
+    "fallback without covariates": (
+        _run(lambda d: d.update(fallback={"model": dict(d["model"])})),
+        "fallback",
+    ),
 }
 
 
-@pytest.mark.parametrize("mutation", list(INVALID.values()), ids=list(INVALID))
-def test_invalid_manifests_are_refused(mutation: Mutation) -> None:
+@pytest.mark.parametrize("case", list(INVALID.values()), ids=list(INVALID))
+def test_invalid_manifests_are_refused_naming_the_problem(case: tuple[Mutation, str]) -> None:
+    mutation, named = case
     document = seed_document()
     mutation(document)
     with pytest.raises(BundleError) as info:
         parse_manifest(json.dumps(document))
     assert info.value.reason == "SCHEMA_INVALID"
+    assert named in info.value.message
 
 
 def test_nan_coefficient_is_refused() -> None:
@@ -128,25 +185,43 @@ def test_nan_coefficient_is_refused() -> None:
 
 def test_valid_variants_are_accepted() -> None:
     document = seed_document()
-    document["features"][1]["key"] = "tumour:correlation"
-    document["features"][2]["input_image"] = "single"
-    document["scaler"] = {
-        "type": "zscore",
-        "mean": {"original_firstorder_Kurtosis": 3.0, "tumour:correlation": 0.5},
-        "std": {"original_firstorder_Kurtosis": 1.5, "tumour:correlation": 0.2},
+    document["inputs"][0]["training_range"] = [1.5, 12.0]
+    document["model"]["scaler"] = {"type": "zscore", "mean": {K: 3.0, "age": 55.0}, "std": {K: 1.5, "age": 10.0}}
+    document["model"]["survival"] = {
+        "time_unit": "years",
+        "baseline": [{"time": 3.0, "survival": 0.9}, {"time": 5.0, "survival": 0.85}],
     }
-    document["scaler"]["mean"].update(
-        {"original_glcm_MaximumProbability": 0.2, "original_glszm_LargeAreaEmphasis": 900.0}
-    )
-    document["scaler"]["std"].update(
-        {"original_glcm_MaximumProbability": 0.1, "original_glszm_LargeAreaEmphasis": 300.0}
-    )
-    document["cutoffs"] = [_cutoff(-0.5, "low", "intermediate"), _cutoff(0.5, "intermediate", "high")]
-    document["baseline_survival"] = {"times": [12.0, 36.0, 60.0], "survival": [0.95, 0.9, 0.9]}
-    document["time_unit"] = "months"
+    document["risk_groups"] = {
+        "applies_to": "score",
+        "cutoffs": [-0.5, 0.5],
+        "labels": ["low", "intermediate", "high"],
+        "tie": "upper",
+        "direction": "higher_is_worse",
+    }
+    covariates = [
+        _numeric(valid_range=[18.0, 100.0], training_range=[28.0, 79.0]),
+        {"name": "ki67_high", "type": "boolean", "encoding": "indicator"},
+        {
+            "name": "aln",
+            "type": "categorical",
+            "encoding": "one_hot",
+            "categories": ["n0", "n1", "n2"],
+            "reference": "n0",
+        },
+        {
+            "name": "grade",
+            "type": "categorical",
+            "encoding": "ordinal",
+            "categories": ["g1", "g2", "g3"],
+            "levels": {"g1": 1.0, "g2": 2.0, "g3": 3.0},
+        },
+    ]
+    _with_covariates(document, covariates, ["age", "ki67_high", "aln=n1", "aln=n2", "grade"])
+    document["fallback"] = {"model": {"type": "cox", "coefficients": dict.fromkeys(document["plan"]["features"], 1.0)}}
     manifest = parse_manifest(json.dumps(document))
-    assert manifest.feature_keys[1] == "tumour:correlation"
-    assert manifest.features[2].request_key == "original_glcm_MaximumProbability"
+    assert manifest.columns[-5:] == ["age", "ki67_high", "aln=n1", "aln=n2", "grade"]
+    assert manifest.features[1].name == "original_glcm_Correlation"
+    assert manifest.features[1].request_key == C
 
 
 @pytest.mark.parametrize(

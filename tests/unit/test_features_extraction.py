@@ -88,11 +88,11 @@ def test_seed003_features_equal_a_direct_pyradiomics_run(
     seed003: Bundle, breast_image: sitk.Image, breast_mask: sitk.Image
 ) -> None:
     settings = seed003.manifest.feature_settings.to_pyradiomics()
-    result = extract_features(breast_image, breast_mask, settings, seed003.feature_keys)
+    result = extract_features(breast_image, breast_mask, settings, [f.name for f in seed003.manifest.features])
     direct = featureextractor.RadiomicsFeatureExtractor(seed003.manifest.feature_settings.to_pyradiomics())
     expected = direct.execute(breast_image, breast_mask, label=1)
-    assert set(result.values) == set(seed003.feature_keys)
-    for name in seed003.feature_keys:
+    assert set(result.values) == set([f.name for f in seed003.manifest.features])
+    for name in [f.name for f in seed003.manifest.features]:
         assert result.values[name] == float(expected[name]), name
 
 
@@ -176,7 +176,7 @@ def test_invalid_inputs(breast_image: sitk.Image, breast_mask: sitk.Image) -> No
 
 def test_provenance(seed003: Bundle, breast_image: sitk.Image, breast_mask: sitk.Image) -> None:
     settings = seed003.manifest.feature_settings.to_pyradiomics()
-    result = extract_features(breast_image, breast_mask, settings, seed003.feature_keys)
+    result = extract_features(breast_image, breast_mask, settings, [f.name for f in seed003.manifest.features])
     provenance = result.provenance
     assert provenance.components["pyradiomics"] == str(radiomics.__version__).removeprefix("v")
     assert provenance.components["SimpleITK"] == sitk.__version__
@@ -187,10 +187,10 @@ def test_provenance(seed003: Bundle, breast_image: sitk.Image, breast_mask: sitk
     assert provenance.label == 1
     # Key order of the settings does not matter, their content does.
     reordered = {key: settings[key] for key in reversed(list(settings))}
-    again = extract_features(breast_image, breast_mask, reordered, seed003.feature_keys)
+    again = extract_features(breast_image, breast_mask, reordered, [f.name for f in seed003.manifest.features])
     assert again.provenance.settings_sha256 == provenance.settings_sha256
     changed = {**settings, "setting": {**settings["setting"], "binWidth": 10}}
-    other = extract_features(breast_image, breast_mask, changed, seed003.feature_keys)
+    other = extract_features(breast_image, breast_mask, changed, [f.name for f in seed003.manifest.features])
     assert other.provenance.settings_sha256 != provenance.settings_sha256
 
 
@@ -211,7 +211,7 @@ def test_radiomics_logger_is_quietened_without_handlers(
     handlers_before = list(radiomics_logger.handlers)
     radiomics_logger.setLevel(logging.DEBUG)
     extract_features(
-        breast_image, breast_mask, seed003.manifest.feature_settings.to_pyradiomics(), seed003.feature_keys
+        breast_image, breast_mask, seed003.manifest.feature_settings.to_pyradiomics(), [f.name for f in seed003.manifest.features]
     )
     assert radiomics_logger.level == logging.WARNING
     assert radiomics_logger.handlers == handlers_before

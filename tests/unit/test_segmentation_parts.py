@@ -54,23 +54,23 @@ def test_mean_enhancement_is_percent_of_the_mean_pre_signal() -> None:
 
 
 def test_shipped_profiles_and_bundle_verify() -> None:
-    profiles = load_profiles(MODELS / "profiles.json")
+    profiles = load_profiles(MODELS / "segmentation" / "profiles.json")
     name, profile = profiles.get("")
     assert name == "default" and profile.model is not None and profile.reference_phase is None
     bundle = load_segmentation_bundle(MODELS, profile.model.id, profile.model.version)
     assert bundle.manifest.demonstration_only
-    assert "DEMONSTRATION" in bundle.manifest.description
+    assert "DEMONSTRATION" in bundle.manifest.title
     assert len(bundle.model_bytes) < 5 * 1024 * 1024
     with pytest.raises(NotFoundError):
         profiles.get("no-such-profile")
 
 
 def test_tampered_model_is_refused(tmp_path: Path) -> None:
-    profile = load_profiles(MODELS / "profiles.json").get("")[1]
+    profile = load_profiles(MODELS / "segmentation" / "profiles.json").get("")[1]
     assert profile.model is not None
     root = tmp_path / "models"
-    shutil.copytree(MODELS / profile.model.id, root / profile.model.id)
-    model = root / profile.model.id / profile.model.version / "model.onnx"
+    shutil.copytree(MODELS / "segmentation" / profile.model.id, root / "segmentation" / profile.model.id)
+    model = root / "segmentation" / profile.model.id / profile.model.version / "model.onnx"
     data = bytearray(model.read_bytes())
     data[len(data) // 2] ^= 0xFF
     model.write_bytes(bytes(data))
@@ -83,7 +83,7 @@ def test_tampered_model_is_refused(tmp_path: Path) -> None:
 
 
 def test_manifest_and_profile_schemas_refuse_bad_documents(tmp_path: Path) -> None:
-    manifest = json.loads((MODELS / "phantom-unet3d" / "1.0.0" / "manifest.json").read_text())
+    manifest = json.loads((MODELS / "segmentation" / "phantom-unet3d" / "1.0.0" / "manifest.json").read_text())
     manifest["inference"]["patch_size"] = [30, 64, 64]
     with pytest.raises(BundleError) as schema:
         parse_manifest(json.dumps(manifest))

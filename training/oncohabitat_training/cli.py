@@ -3,9 +3,9 @@
 Examples::
 
     oncohabitat-train phantom-cohort /tmp/phantom-cohort --n 40
-    oncohabitat-train train /data/MAMA-MIA --out segmentation_models --id mamamia-unet3d --version 1.0.0 \\
+    oncohabitat-train train /data/MAMA-MIA --out models --id mamamia-unet3d --version 1.0.0 \\
         --no-demonstration --description "..."
-    oncohabitat-train demo --out segmentation_models      # the shipped demonstration model
+    oncohabitat-train demo --out models      # the shipped demonstration model
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ DEMO_VALIDATION = 4
 
 
 def _train_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, required=True, help="segmentation bundle root (e.g. segmentation_models)")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="bundle root, e.g. models (writes <root>/segmentation/<id>/<version>)"
+    )
     parser.add_argument("--iterations", type=int, default=TrainConfig.iterations)
     parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     parser.add_argument("--threads", type=int, default=TrainConfig.threads)
@@ -64,7 +66,7 @@ def _train_on(
     init = None
     if args.init_bundle is not None:
         init = load_segmentation_bundle(
-            args.init_bundle.parent.parent, args.init_bundle.parent.name, args.init_bundle.name
+            args.init_bundle.parent.parent.parent, args.init_bundle.parent.name, args.init_bundle.name
         )
     held_out = max(0, min(args.validation, len(cases) - 1))
     split = len(cases) - held_out

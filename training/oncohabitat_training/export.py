@@ -64,7 +64,7 @@ def check_export(net: UNet3d, model_bytes: bytes, volume: np.ndarray) -> float:
 
 
 def write_bundle(root: Path, manifest: dict[str, Any], model_bytes: bytes) -> SegmentationBundle:
-    """Write ``<root>/<id>/<version>/`` with ``model.onnx`` (hash filled in) and verify it."""
+    """Write ``<root>/segmentation/<id>/<version>/`` with ``model.onnx`` (hash listed) and verify it."""
     return write_segmentation_bundle(root, manifest, model_bytes)
 
 

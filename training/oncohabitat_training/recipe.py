@@ -88,16 +88,17 @@ def check_volume(channels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 def build_manifest(
     model_id: str, version: str, description: str, demonstration: bool, training: dict[str, Any]
 ) -> dict[str, Any]:
-    """Manifest document (the model hash is filled in when the bundle is written)."""
+    """Manifest document (v2, kind segmentation; the file hashes are filled in when the bundle is written)."""
     return {
-        "format_version": 1,
+        "format_version": "2",
         "kind": "segmentation",
         "id": model_id,
         "version": version,
-        "description": description,
+        "title": f"3D U-Net breast tumour segmentation {model_id} {version}",
         "intended_use": "research and platform demonstration only" if demonstration else "research use",
+        "notes": [description],
         "demonstration_only": demonstration,
-        "model": {"file": "model.onnx", "sha256": "0" * 64, "format": "onnx"},
+        "model": {"file": "model.onnx", "format": "onnx"},
         "preprocessing": PREPROCESSING,
         "inference": INFERENCE,
         "postprocessing": POSTPROCESSING,

@@ -3,8 +3,9 @@
 Stage result layout (JSON, written by :mod:`oncohabitat.orchestrator.stages`):
 
 - ``segment``: ``{"method": str, ...}``
-- ``score``: ``{"models": [{"model_id", "model_version", "score", "risk_group", "cutoff", "features": {name:
-  value}, "contributions": {name: value}, "provenance": {...}}]}``
+- ``score``: ``{"models": [...]}``, one entry per model as written by
+  :func:`oncohabitat.orchestrator.score_stage.model_result_json` (score, probability, predicted value, risk
+  group and rule, survival, contributions, out-of-distribution warnings, fallback, provenance)
 - ``export``: ``{"sent": [opaque SOP keys], ...}``
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from oncohabitat.v1 import common_pb2, pipeline_pb2
+from oncohabitat.v1 import common_pb2, pipeline_pb2, scoring_pb2
 
 SEGMENT_STAGE = "segment"
 SCORE_STAGE = "score"
@@ -49,16 +50,34 @@ def job_result_from_stages(results: Mapping[str, Mapping[str, Any]]) -> pipeline
         exported_sop_instance_keys=list(results.get(EXPORT_STAGE, {}).get("sent", [])),
     )
     for model in results.get(SCORE_STAGE, {}).get("models", []):
-        result.models.append(
-            pipeline_pb2.ModelResult(
-                model_id=model["model_id"],
-                model_version=model["model_version"],
-                score=float(model["score"]),
-                risk_group=model["risk_group"],
-                cutoff=float(model.get("cutoff", 0.0)),
-                features={k: float(v) for k, v in model.get("features", {}).items()},
-                contributions={k: float(v) for k, v in model.get("contributions", {}).items()},
-                provenance=provenance_from_json(model.get("provenance", {})),
-            )
-        )
+        result.models.append(model_result_from_json(model))
     return result
+
+
+def model_result_from_json(model: Mapping[str, Any]) -> pipeline_pb2.ModelResult:
+    """One stored model result -> ModelResult (older results without the v2 fields give their defaults)."""
+    message = pipeline_pb2.ModelResult(
+        model_id=model["model_id"],
+        model_version=model["model_version"],
+        score=float(model["score"]),
+        risk_group=model["risk_group"],
+        cutoff=float(model.get("cutoff", 0.0)),
+        features={k: float(v) for k, v in model.get("features", {}).items()},
+        contributions={k: float(v) for k, v in model.get("contributions", {}).items()},
+        provenance=provenance_from_json(model.get("provenance", {})),
+        survival=[scoring_pb2.SurvivalPoint(time=t, probability=p) for t, p in model.get("survival", [])],
+        time_unit=model.get("time_unit", ""),
+        out_of_distribution=[scoring_pb2.OutOfDistribution(**w) for w in model.get("out_of_distribution", [])],
+        manifest_sha256=model.get("manifest_sha256", ""),
+        intended_use=model.get("intended_use", ""),
+        model_type=model.get("model_type", ""),
+        fallback_used=bool(model.get("fallback_used", False)),
+        missing_covariates=model.get("missing_covariates", []),
+    )
+    if model.get("probability") is not None:
+        message.probability = float(model["probability"])
+    if model.get("predicted_value") is not None:
+        message.predicted_value = float(model["predicted_value"])
+    if model.get("risk_rule"):
+        message.risk_rule.CopyFrom(scoring_pb2.RiskGroupRule(**model["risk_rule"]))
+    return message

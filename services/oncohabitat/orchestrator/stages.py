@@ -34,6 +34,7 @@ from oncohabitat.orchestrator.jobs import Job
 from oncohabitat.orchestrator.results import SCORE_STAGE, SEGMENT_STAGE, provenance_to_json
 from oncohabitat.orchestrator.retry import TransientStageError
 from oncohabitat.orchestrator.runner import FunctionStage, StageOutcome, StageResults
+from oncohabitat.orchestrator.score_stage import score_stage
 from oncohabitat.orchestrator.study_loading import ReviewNeeded, load_study, resolve_instance_paths, series_key
 from oncohabitat.v1 import (
     common_pb2,
@@ -41,7 +42,6 @@ from oncohabitat.v1 import (
     features_pb2_grpc,
     regions_pb2,
     regions_pb2_grpc,
-    scoring_pb2,
     scoring_pb2_grpc,
     segmentation_pb2,
     segmentation_pb2_grpc,
@@ -267,34 +267,6 @@ def features_stage(context: PipelineContext, job: Job, previous: StageResults) -
             "provenance": provenance_to_json(response.provenance),
         }
     return StageOutcome.ok({"models": per_model})
-
-
-def score_stage(context: PipelineContext, _job: Job, previous: StageResults) -> StageOutcome:
-    """Score each model's features with the scoring service."""
-    models = []
-    for entry in previous[FEATURES_STAGE]["models"].values():
-        response = context.scoring.Score(
-            scoring_pb2.ScoreRequest(
-                model_id=entry["model_id"], model_version=entry["model_version"], features=entry["features"]
-            ),
-            timeout=context.rpc_timeout_s,
-        )
-        provenance = provenance_to_json(response.provenance)
-        provenance["input_hashes"] = entry["provenance"].get("input_hashes", {})
-        provenance["components"] = {**entry["provenance"].get("components", {}), **provenance["components"]}
-        models.append(
-            {
-                "model_id": response.model_id,
-                "model_version": response.model_version,
-                "score": response.score,
-                "risk_group": response.risk_group,
-                "cutoff": response.cutoff,
-                "features": entry["features"],
-                "contributions": {c.name: c.contribution for c in response.contributions},
-                "provenance": provenance,
-            }
-        )
-    return StageOutcome.ok({"models": models})
 
 
 def _deterministic_uid(job: Job, what: str) -> str:

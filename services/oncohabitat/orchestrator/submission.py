@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import PurePosixPath
 from typing import Any
@@ -12,7 +13,33 @@ from oncohabitat.v1 import pipeline_pb2
 _STUDY_KEY = re.compile(r"^[0-9a-f]{16,64}$")
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 _DESTINATION = re.compile(r"^[ -~]{1,16}@[A-Za-z0-9.\-:\[\]]+:\d{1,5}$")
+_COVARIATE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_INSTANCES = 20_000
+MAX_COVARIATES = 100
+
+
+def covariates_to_json(request: pipeline_pb2.SubmitStudyRequest) -> dict[str, float | bool | str]:
+    """The submission's clinical covariates as JSON values (number, boolean or category), checked for shape only.
+
+    Whether a model needs them, and their ranges and categories, are checked by the scoring service per model.
+
+    Raises:
+        InvalidInputError: ``COVARIATE_INVALID`` naming a badly named, empty or non-finite covariate.
+    """
+    if len(request.covariates) > MAX_COVARIATES:
+        raise InvalidInputError("COVARIATE_INVALID", f"at most {MAX_COVARIATES} covariates per study", "covariates")
+    values: dict[str, float | bool | str] = {}
+    for name in sorted(request.covariates):
+        value = request.covariates[name]
+        which = value.WhichOneof("value")
+        if not _COVARIATE.match(name) or which is None:
+            raise InvalidInputError(
+                "COVARIATE_INVALID", f"covariate {name[:64]!r} needs a lower-case name and a value", "covariates"
+            )
+        if which == "number" and not math.isfinite(value.number):
+            raise InvalidInputError("COVARIATE_INVALID", f"covariate {name!r} is NaN or infinite", "covariates")
+        values[name] = value.number if which == "number" else value.flag if which == "flag" else value.category
+    return values
 
 
 def validate_submission(request: pipeline_pb2.SubmitStudyRequest) -> dict[str, Any]:
@@ -45,4 +72,5 @@ def validate_submission(request: pipeline_pb2.SubmitStudyRequest) -> dict[str, A
         "instance_paths": sorted(request.instance_paths),
         "model_ids": list(request.model_ids),
         "export_destination": request.export_destination,
+        "covariates": covariates_to_json(request),
     }

@@ -1,23 +1,23 @@
-"""Scoring: run a verified model bundle on one case's feature values (domain logic; gRPC servicer on top)."""
+"""Scoring: run verified, compiled model bundles on one case's features and covariates (gRPC servicer on top)."""
 
-from oncohabitat.scoring.errors import FeatureValidationError, ScoringError, UnsupportedModelError
-from oncohabitat.scoring.model import (
-    SUPPORTED_MODEL_TYPES,
-    FeatureContribution,
-    ScoreResult,
-    SurvivalPoint,
-    score,
+from oncohabitat.scoring.errors import (
+    CovariateValidationError,
+    FeatureValidationError,
+    ScoringError,
+    UnsupportedModelError,
 )
+from oncohabitat.scoring.model import SUPPORTED_MODEL_TYPES, CompiledBundle, ScoreResult, compile_bundle, score
 from oncohabitat.scoring.validation import ignored_features, validate_features
 
 __all__ = [
     "SUPPORTED_MODEL_TYPES",
-    "FeatureContribution",
+    "CompiledBundle",
+    "CovariateValidationError",
     "FeatureValidationError",
     "ScoreResult",
     "ScoringError",
-    "SurvivalPoint",
     "UnsupportedModelError",
+    "compile_bundle",
     "ignored_features",
     "score",
     "validate_features",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import sys
 
-from oncohabitat.bundles import BundleError, BundleRegistry, load_bundles
-from oncohabitat.bundles.registry import LOCK_FILE_NAME, read_lock
+from oncohabitat.bundles.signature import TrustPolicy
 from oncohabitat.common.service_main import ServiceParts, run_service
+from oncohabitat.scoring.live import LiveRegistry
 from oncohabitat.scoring.servicer import ScoringServicer
 from oncohabitat.scoring.settings import ScoringSettings
 from oncohabitat.v1 import scoring_pb2_grpc
@@ -15,14 +15,12 @@ from oncohabitat.v1 import scoring_pb2_grpc
 logger = logging.getLogger(__name__)
 
 
-def load_registry(settings: ScoringSettings) -> BundleRegistry:
-    """Load and verify every bundle; a bundle that does not verify stops the service (BundleError)."""
-    pinned = read_lock(settings.models_dir)
-    if pinned is None and settings.require_lock:
-        raise BundleError("LOCK_MISSING", f"{LOCK_FILE_NAME} is missing beside the bundles; refusing unpinned bundles")
-    registry = load_bundles(settings.models_dir, strict=True, pinned=pinned)
-    for bundle in registry:
-        logger.info("bundle loaded", extra={"model_id": bundle.id, "model_version": bundle.version})
+def load_registry(settings: ScoringSettings) -> LiveRegistry:
+    """Load, verify, compile and replay every bundle; any invalid bundle stops the service (BundleError)."""
+    trust = TrustPolicy.from_files(settings.signature_public_key, settings.require_signature)
+    registry = LiveRegistry(settings.models_dir, require_lock=settings.require_lock, trust=trust)
+    registry.reload(strict=True)
+    registry.start_polling(settings.reload_interval_s)
     return registry
 
 

@@ -14,6 +14,11 @@ FEATURE_NOT_FINITE: Final = "FEATURE_NOT_FINITE"
 FEATURE_OUT_OF_RANGE: Final = "FEATURE_OUT_OF_RANGE"
 SCORE_NOT_FINITE: Final = "SCORE_NOT_FINITE"
 UNSUPPORTED_MODEL_TYPE: Final = "UNSUPPORTED_MODEL_TYPE"
+COVARIATE_MISSING: Final = "COVARIATE_MISSING"
+COVARIATE_WRONG_TYPE: Final = "COVARIATE_WRONG_TYPE"
+COVARIATE_NOT_FINITE: Final = "COVARIATE_NOT_FINITE"
+COVARIATE_OUT_OF_RANGE: Final = "COVARIATE_OUT_OF_RANGE"
+COVARIATE_UNKNOWN_CATEGORY: Final = "COVARIATE_UNKNOWN_CATEGORY"
 
 
 class ScoringError(FeatureInputError):
@@ -30,8 +35,13 @@ class FeatureValidationError(ScoringError):
     """The request's feature values are unusable (missing, not a number, NaN/inf, out of the declared range)."""
 
 
+class CovariateValidationError(ScoringError):
+    """The request's covariate values are unusable (missing without fallback, wrong type, NaN/inf, out of range,
+    unknown category); ``feature`` names the covariate."""
+
+
 class UnsupportedModelError(ScoringError):
-    """The bundle declares a model type this engine version cannot execute (v1: ``random_forest``)."""
+    """The bundle declares a model type this engine version cannot execute."""
 
     code = grpc.StatusCode.FAILED_PRECONDITION
 

@@ -1,7 +1,7 @@
 """Segmentation profiles: which model, which reference phase, the seeded-FCM parameters and the QC limits.
 
 Profiles are scientific parameters, so they are versioned beside the bundles in
-``<models_dir>/profiles.json`` (not in deployment settings)::
+``<models_dir>/segmentation/profiles.json`` (not in deployment settings)::
 
     {"format_version": 1, "default": "default",
      "profiles": {"default": {"description": "...", "reference_phase": null,
@@ -32,7 +32,7 @@ class _Strict(BaseModel):
 
 
 class ModelRef(_Strict):
-    """A segmentation bundle ``<models_dir>/<id>/<version>/``."""
+    """A segmentation bundle ``<models_dir>/segmentation/<id>/<version>/``."""
 
     id: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9._-]*$")
     version: str = Field(min_length=1, pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$")

@@ -1,7 +1,7 @@
 """Deployment settings of the segmentation service (environment prefix ``ONCOHABITAT_SEGMENTATION_``).
 
-Scientific parameters (models, FCM parameters, QC limits) live in ``<models_dir>/profiles.json`` beside the
-versioned segmentation bundles, not here.
+Scientific parameters (models, FCM parameters, QC limits) live in ``<models_dir>/segmentation/profiles.json``
+beside the versioned segmentation bundles, not here.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from oncohabitat.segmentation.profiles import PROFILES_FILE_NAME
 
 
 def default_models_dir() -> Path:
-    """The checkout's ``segmentation_models/`` when running from a source tree, else ``./segmentation_models``."""
-    checkout = Path(__file__).resolve().parents[3] / "segmentation_models"
-    return checkout if checkout.is_dir() else Path("segmentation_models")
+    """The checkout's bundle root ``models/`` when running from a source tree, else ``./models``."""
+    checkout = Path(__file__).resolve().parents[3] / "models"
+    return checkout if checkout.is_dir() else Path("models")
 
 
 class SegmentationSettings(ServiceSettings):
@@ -30,14 +30,18 @@ class SegmentationSettings(ServiceSettings):
     metrics_port: int = Field(9102, ge=0, le=65535, description="Prometheus /metrics port.")
     models_dir: Path = Field(
         default_factory=default_models_dir,
-        description="Root of the segmentation bundles (<id>/<version>/manifest.json + model.onnx).",
+        description="Bundle root; segmentation bundles are <models_dir>/segmentation/<id>/<version>/.",
     )
-    profiles_file: Path | None = Field(None, description=f"Profiles JSON; default <models_dir>/{PROFILES_FILE_NAME}.")
+    profiles_file: Path | None = Field(
+        None, description=f"Profiles JSON; default <models_dir>/segmentation/{PROFILES_FILE_NAME}."
+    )
     default_profile: str = Field("", description="Profile used when a request names none; empty = the file's.")
     intra_op_threads: int = Field(1, ge=1, le=64, description="onnxruntime intra-op threads per inference.")
     max_concurrent: int = Field(1, ge=1, le=64, description="Segmentations computed at once (bounds peak memory).")
 
     @property
     def resolved_profiles_file(self) -> Path:
-        """``profiles_file`` or ``<models_dir>/profiles.json``."""
-        return self.profiles_file if self.profiles_file is not None else self.models_dir / PROFILES_FILE_NAME
+        """``profiles_file`` or ``<models_dir>/segmentation/profiles.json``."""
+        if self.profiles_file is not None:
+            return self.profiles_file
+        return self.models_dir / "segmentation" / PROFILES_FILE_NAME

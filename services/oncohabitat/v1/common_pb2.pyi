@@ -162,3 +162,13 @@ class ErrorDetail(_message.Message):
     field: str
     message: str
     def __init__(self, reason: _Optional[str] = ..., field: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class CovariateValue(_message.Message):
+    __slots__ = ("number", "flag", "category")
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    FLAG_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    number: float
+    flag: bool
+    category: str
+    def __init__(self, number: _Optional[float] = ..., flag: _Optional[bool] = ..., category: _Optional[str] = ...) -> None: ...

@@ -1,4 +1,5 @@
 from oncohabitat.v1 import common_pb2 as _common_pb2
+from oncohabitat.v1 import scoring_pb2 as _scoring_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -26,20 +27,29 @@ JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELLED: JobState
 
 class SubmitStudyRequest(_message.Message):
-    __slots__ = ("study_key", "content_digest", "model_ids", "export_destination", "instance_paths", "rerun")
+    __slots__ = ("study_key", "content_digest", "model_ids", "export_destination", "instance_paths", "rerun", "covariates")
+    class CovariatesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: _common_pb2.CovariateValue
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_common_pb2.CovariateValue, _Mapping]] = ...) -> None: ...
     STUDY_KEY_FIELD_NUMBER: _ClassVar[int]
     CONTENT_DIGEST_FIELD_NUMBER: _ClassVar[int]
     MODEL_IDS_FIELD_NUMBER: _ClassVar[int]
     EXPORT_DESTINATION_FIELD_NUMBER: _ClassVar[int]
     INSTANCE_PATHS_FIELD_NUMBER: _ClassVar[int]
     RERUN_FIELD_NUMBER: _ClassVar[int]
+    COVARIATES_FIELD_NUMBER: _ClassVar[int]
     study_key: str
     content_digest: str
     model_ids: _containers.RepeatedScalarFieldContainer[str]
     export_destination: str
     instance_paths: _containers.RepeatedScalarFieldContainer[str]
     rerun: bool
-    def __init__(self, study_key: _Optional[str] = ..., content_digest: _Optional[str] = ..., model_ids: _Optional[_Iterable[str]] = ..., export_destination: _Optional[str] = ..., instance_paths: _Optional[_Iterable[str]] = ..., rerun: _Optional[bool] = ...) -> None: ...
+    covariates: _containers.MessageMap[str, _common_pb2.CovariateValue]
+    def __init__(self, study_key: _Optional[str] = ..., content_digest: _Optional[str] = ..., model_ids: _Optional[_Iterable[str]] = ..., export_destination: _Optional[str] = ..., instance_paths: _Optional[_Iterable[str]] = ..., rerun: _Optional[bool] = ..., covariates: _Optional[_Mapping[str, _common_pb2.CovariateValue]] = ...) -> None: ...
 
 class SubmitStudyResponse(_message.Message):
     __slots__ = ("job_id", "created")
@@ -108,7 +118,7 @@ class CancelJobRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
 class ModelResult(_message.Message):
-    __slots__ = ("model_id", "model_version", "score", "risk_group", "features", "contributions", "cutoff", "provenance")
+    __slots__ = ("model_id", "model_version", "score", "risk_group", "features", "contributions", "cutoff", "provenance", "probability", "predicted_value", "survival", "time_unit", "risk_rule", "out_of_distribution", "manifest_sha256", "intended_use", "model_type", "fallback_used", "missing_covariates")
     class FeaturesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -131,6 +141,17 @@ class ModelResult(_message.Message):
     CONTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
     CUTOFF_FIELD_NUMBER: _ClassVar[int]
     PROVENANCE_FIELD_NUMBER: _ClassVar[int]
+    PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_VALUE_FIELD_NUMBER: _ClassVar[int]
+    SURVIVAL_FIELD_NUMBER: _ClassVar[int]
+    TIME_UNIT_FIELD_NUMBER: _ClassVar[int]
+    RISK_RULE_FIELD_NUMBER: _ClassVar[int]
+    OUT_OF_DISTRIBUTION_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_SHA256_FIELD_NUMBER: _ClassVar[int]
+    INTENDED_USE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_TYPE_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_USED_FIELD_NUMBER: _ClassVar[int]
+    MISSING_COVARIATES_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     model_version: str
     score: float
@@ -139,7 +160,18 @@ class ModelResult(_message.Message):
     contributions: _containers.ScalarMap[str, float]
     cutoff: float
     provenance: _common_pb2.Provenance
-    def __init__(self, model_id: _Optional[str] = ..., model_version: _Optional[str] = ..., score: _Optional[float] = ..., risk_group: _Optional[str] = ..., features: _Optional[_Mapping[str, float]] = ..., contributions: _Optional[_Mapping[str, float]] = ..., cutoff: _Optional[float] = ..., provenance: _Optional[_Union[_common_pb2.Provenance, _Mapping]] = ...) -> None: ...
+    probability: float
+    predicted_value: float
+    survival: _containers.RepeatedCompositeFieldContainer[_scoring_pb2.SurvivalPoint]
+    time_unit: str
+    risk_rule: _scoring_pb2.RiskGroupRule
+    out_of_distribution: _containers.RepeatedCompositeFieldContainer[_scoring_pb2.OutOfDistribution]
+    manifest_sha256: str
+    intended_use: str
+    model_type: str
+    fallback_used: bool
+    missing_covariates: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model_id: _Optional[str] = ..., model_version: _Optional[str] = ..., score: _Optional[float] = ..., risk_group: _Optional[str] = ..., features: _Optional[_Mapping[str, float]] = ..., contributions: _Optional[_Mapping[str, float]] = ..., cutoff: _Optional[float] = ..., provenance: _Optional[_Union[_common_pb2.Provenance, _Mapping]] = ..., probability: _Optional[float] = ..., predicted_value: _Optional[float] = ..., survival: _Optional[_Iterable[_Union[_scoring_pb2.SurvivalPoint, _Mapping]]] = ..., time_unit: _Optional[str] = ..., risk_rule: _Optional[_Union[_scoring_pb2.RiskGroupRule, _Mapping]] = ..., out_of_distribution: _Optional[_Iterable[_Union[_scoring_pb2.OutOfDistribution, _Mapping]]] = ..., manifest_sha256: _Optional[str] = ..., intended_use: _Optional[str] = ..., model_type: _Optional[str] = ..., fallback_used: _Optional[bool] = ..., missing_covariates: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class JobResult(_message.Message):
     __slots__ = ("job", "models", "segmentation_method", "exported_sop_instance_keys")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from oncohabitat.v1 import common_pb2 as oncohabitat_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1concohabitat/v1/scoring.proto\x12\x0eoncohabitat.v1\x1a\x1boncohabitat/v1/common.proto\"\xa6\x01\n\x0cScoreRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12<\n\x08\x66\x65\x61tures\x18\x03 \x03(\x0b\x32*.oncohabitat.v1.ScoreRequest.FeaturesEntry\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"s\n\x13\x46\x65\x61tureContribution\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x14\n\x0cscaled_value\x18\x03 \x01(\x01\x12\x13\n\x0b\x63oefficient\x18\x04 \x01(\x01\x12\x14\n\x0c\x63ontribution\x18\x05 \x01(\x01\"2\n\rSurvivalPoint\x12\x0c\n\x04time\x18\x01 \x01(\x01\x12\x13\n\x0bprobability\x18\x02 \x01(\x01\"\x88\x02\n\rScoreResponse\x12\r\n\x05score\x18\x01 \x01(\x01\x12\x12\n\nrisk_group\x18\x02 \x01(\t\x12:\n\rcontributions\x18\x03 \x03(\x0b\x32#.oncohabitat.v1.FeatureContribution\x12/\n\x08survival\x18\x04 \x03(\x0b\x32\x1d.oncohabitat.v1.SurvivalPoint\x12\x0e\n\x06\x63utoff\x18\x05 \x01(\x01\x12\x10\n\x08model_id\x18\x06 \x01(\t\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12.\n\nprovenance\x18\x08 \x01(\x0b\x32\x1a.oncohabitat.v1.Provenance\"\x13\n\x11ListModelsRequest\"\x9e\x01\n\x0cModelSummary\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x10\n\x08modality\x18\x04 \x01(\t\x12\x15\n\rfeature_names\x18\x05 \x03(\t\x12\x17\n\x0fmanifest_sha256\x18\x06 \x01(\t\x12\x14\n\x0cintended_use\x18\x07 \x01(\t\"B\n\x12ListModelsResponse\x12,\n\x06models\x18\x01 \x03(\x0b\x32\x1c.oncohabitat.v1.ModelSummary2\xa4\x01\n\x07Scoring\x12\x44\n\x05Score\x12\x1c.oncohabitat.v1.ScoreRequest\x1a\x1d.oncohabitat.v1.ScoreResponse\x12S\n\nListModels\x12!.oncohabitat.v1.ListModelsRequest\x1a\".oncohabitat.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1concohabitat/v1/scoring.proto\x12\x0eoncohabitat.v1\x1a\x1boncohabitat/v1/common.proto\"\xbb\x02\n\x0cScoreRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12<\n\x08\x66\x65\x61tures\x18\x03 \x03(\x0b\x32*.oncohabitat.v1.ScoreRequest.FeaturesEntry\x12@\n\ncovariates\x18\x04 \x03(\x0b\x32,.oncohabitat.v1.ScoreRequest.CovariatesEntry\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1aQ\n\x0f\x43ovariatesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12-\n\x05value\x18\x02 \x01(\x0b\x32\x1e.oncohabitat.v1.CovariateValue:\x02\x38\x01\"s\n\x13\x46\x65\x61tureContribution\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x14\n\x0cscaled_value\x18\x03 \x01(\x01\x12\x13\n\x0b\x63oefficient\x18\x04 \x01(\x01\x12\x14\n\x0c\x63ontribution\x18\x05 \x01(\x01\"d\n\rRiskGroupRule\x12\x12\n\napplies_to\x18\x01 \x01(\t\x12\x0f\n\x07\x63utoffs\x18\x02 \x03(\x01\x12\x0e\n\x06labels\x18\x03 \x03(\t\x12\x0b\n\x03tie\x18\x04 \x01(\t\x12\x11\n\tdirection\x18\x05 \x01(\t\"\\\n\x11OutOfDistribution\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x14\n\x0ctraining_min\x18\x03 \x01(\x01\x12\x14\n\x0ctraining_max\x18\x04 \x01(\x01\"2\n\rSurvivalPoint\x12\x0c\n\x04time\x18\x01 \x01(\x01\x12\x13\n\x0bprobability\x18\x02 \x01(\x01\"\xf0\x04\n\rScoreResponse\x12\r\n\x05score\x18\x01 \x01(\x01\x12\x12\n\nrisk_group\x18\x02 \x01(\t\x12:\n\rcontributions\x18\x03 \x03(\x0b\x32#.oncohabitat.v1.FeatureContribution\x12/\n\x08survival\x18\x04 \x03(\x0b\x32\x1d.oncohabitat.v1.SurvivalPoint\x12\x0e\n\x06\x63utoff\x18\x05 \x01(\x01\x12\x10\n\x08model_id\x18\x06 \x01(\t\x12\x15\n\rmodel_version\x18\x07 \x01(\t\x12.\n\nprovenance\x18\x08 \x01(\x0b\x32\x1a.oncohabitat.v1.Provenance\x12\x18\n\x0bprobability\x18\t \x01(\x01H\x00\x88\x01\x01\x12\x1c\n\x0fpredicted_value\x18\n \x01(\x01H\x01\x88\x01\x01\x12\x30\n\trisk_rule\x18\x0b \x01(\x0b\x32\x1d.oncohabitat.v1.RiskGroupRule\x12>\n\x13out_of_distribution\x18\x0c \x03(\x0b\x32!.oncohabitat.v1.OutOfDistribution\x12\x17\n\x0fmanifest_sha256\x18\r \x01(\t\x12\x14\n\x0cintended_use\x18\x0e \x01(\t\x12\x12\n\nmodel_type\x18\x0f \x01(\t\x12\x11\n\ttime_unit\x18\x10 \x01(\t\x12\x15\n\rfallback_used\x18\x11 \x01(\x08\x12\x1a\n\x12missing_covariates\x18\x12 \x03(\t\x12\x0f\n\x07ignored\x18\x13 \x03(\tB\x0e\n\x0c_probabilityB\x12\n\x10_predicted_value\"\x13\n\x11ListModelsRequest\"\xcb\x01\n\x0cModelSummary\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x10\n\x08modality\x18\x04 \x01(\t\x12\x15\n\rfeature_names\x18\x05 \x03(\t\x12\x17\n\x0fmanifest_sha256\x18\x06 \x01(\t\x12\x14\n\x0cintended_use\x18\x07 \x01(\t\x12\x12\n\nmodel_type\x18\x08 \x01(\t\x12\x17\n\x0f\x63ovariate_names\x18\t \x03(\t\"t\n\x12ListModelsResponse\x12,\n\x06models\x18\x01 \x03(\x0b\x32\x1c.oncohabitat.v1.ModelSummary\x12\x30\n\x08rejected\x18\x02 \x03(\x0b\x32\x1e.oncohabitat.v1.RejectedBundle\"A\n\x0eRejectedBundle\x12\x0e\n\x06\x62undle\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"?\n\x14\x44\x65scribeModelRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"\xd2\x01\n\x10InputDescription\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04unit\x18\x02 \x01(\t\x12\x19\n\x0ctraining_min\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x19\n\x0ctraining_max\x18\x04 \x01(\x01H\x01\x88\x01\x01\x12\x16\n\tvalid_min\x18\x05 \x01(\x01H\x02\x88\x01\x01\x12\x16\n\tvalid_max\x18\x06 \x01(\x01H\x03\x88\x01\x01\x42\x0f\n\r_training_minB\x0f\n\r_training_maxB\x0c\n\n_valid_minB\x0c\n\n_valid_max\"\xc7\x01\n\x14\x43ovariateDescription\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08\x65ncoding\x18\x03 \x01(\t\x12\x0c\n\x04unit\x18\x04 \x01(\t\x12\x16\n\tvalid_min\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x16\n\tvalid_max\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\x12\n\ncategories\x18\x07 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\tB\x0c\n\n_valid_minB\x0c\n\n_valid_max\"P\n\x10\x45valuationFigure\x12\x0e\n\x06metric\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x0f\n\x07\x64\x61taset\x18\x03 \x01(\t\x12\x0c\n\x04note\x18\x04 \x01(\t\"\xc3\x03\n\x10ModelDescription\x12-\n\x07summary\x18\x01 \x01(\x0b\x32\x1c.oncohabitat.v1.ModelSummary\x12\x19\n\x11\x63ontraindications\x18\x02 \x03(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x30\n\x06inputs\x18\x04 \x03(\x0b\x32 .oncohabitat.v1.InputDescription\x12\x38\n\ncovariates\x18\x05 \x03(\x0b\x32$.oncohabitat.v1.CovariateDescription\x12\x0f\n\x07outputs\x18\x06 \x03(\t\x12\x30\n\trisk_rule\x18\x07 \x01(\x0b\x32\x1d.oncohabitat.v1.RiskGroupRule\x12\x10\n\x08horizons\x18\x08 \x03(\x01\x12\x11\n\ttime_unit\x18\t \x01(\t\x12\x14\n\x0chas_fallback\x18\n \x01(\x08\x12\x34\n\nevaluation\x18\x0b \x03(\x0b\x32 .oncohabitat.v1.EvaluationFigure\x12\x10\n\x08readings\x18\x0c \x03(\t\x12\x13\n\x0bplan_sha256\x18\r \x01(\t\x12\x0e\n\x06signed\x18\x0e \x01(\x08\"\x15\n\x13ReloadModelsRequest\"X\n\x14ReloadModelsResponse\x12\x0e\n\x06loaded\x18\x01 \x03(\t\x12\x30\n\x08rejected\x18\x02 \x03(\x0b\x32\x1e.oncohabitat.v1.RejectedBundle2\xd8\x02\n\x07Scoring\x12\x44\n\x05Score\x12\x1c.oncohabitat.v1.ScoreRequest\x1a\x1d.oncohabitat.v1.ScoreResponse\x12S\n\nListModels\x12!.oncohabitat.v1.ListModelsRequest\x1a\".oncohabitat.v1.ListModelsResponse\x12W\n\rDescribeModel\x12$.oncohabitat.v1.DescribeModelRequest\x1a .oncohabitat.v1.ModelDescription\x12Y\n\x0cReloadModels\x12#.oncohabitat.v1.ReloadModelsRequest\x1a$.oncohabitat.v1.ReloadModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,22 +34,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SCOREREQUEST_FEATURESENTRY']._loaded_options = None
   _globals['_SCOREREQUEST_FEATURESENTRY']._serialized_options = b'8\001'
+  _globals['_SCOREREQUEST_COVARIATESENTRY']._loaded_options = None
+  _globals['_SCOREREQUEST_COVARIATESENTRY']._serialized_options = b'8\001'
   _globals['_SCOREREQUEST']._serialized_start=78
-  _globals['_SCOREREQUEST']._serialized_end=244
-  _globals['_SCOREREQUEST_FEATURESENTRY']._serialized_start=197
-  _globals['_SCOREREQUEST_FEATURESENTRY']._serialized_end=244
-  _globals['_FEATURECONTRIBUTION']._serialized_start=246
-  _globals['_FEATURECONTRIBUTION']._serialized_end=361
-  _globals['_SURVIVALPOINT']._serialized_start=363
-  _globals['_SURVIVALPOINT']._serialized_end=413
-  _globals['_SCORERESPONSE']._serialized_start=416
-  _globals['_SCORERESPONSE']._serialized_end=680
-  _globals['_LISTMODELSREQUEST']._serialized_start=682
-  _globals['_LISTMODELSREQUEST']._serialized_end=701
-  _globals['_MODELSUMMARY']._serialized_start=704
-  _globals['_MODELSUMMARY']._serialized_end=862
-  _globals['_LISTMODELSRESPONSE']._serialized_start=864
-  _globals['_LISTMODELSRESPONSE']._serialized_end=930
-  _globals['_SCORING']._serialized_start=933
-  _globals['_SCORING']._serialized_end=1097
+  _globals['_SCOREREQUEST']._serialized_end=393
+  _globals['_SCOREREQUEST_FEATURESENTRY']._serialized_start=263
+  _globals['_SCOREREQUEST_FEATURESENTRY']._serialized_end=310
+  _globals['_SCOREREQUEST_COVARIATESENTRY']._serialized_start=312
+  _globals['_SCOREREQUEST_COVARIATESENTRY']._serialized_end=393
+  _globals['_FEATURECONTRIBUTION']._serialized_start=395
+  _globals['_FEATURECONTRIBUTION']._serialized_end=510
+  _globals['_RISKGROUPRULE']._serialized_start=512
+  _globals['_RISKGROUPRULE']._serialized_end=612
+  _globals['_OUTOFDISTRIBUTION']._serialized_start=614
+  _globals['_OUTOFDISTRIBUTION']._serialized_end=706
+  _globals['_SURVIVALPOINT']._serialized_start=708
+  _globals['_SURVIVALPOINT']._serialized_end=758
+  _globals['_SCORERESPONSE']._serialized_start=761
+  _globals['_SCORERESPONSE']._serialized_end=1385
+  _globals['_LISTMODELSREQUEST']._serialized_start=1387
+  _globals['_LISTMODELSREQUEST']._serialized_end=1406
+  _globals['_MODELSUMMARY']._serialized_start=1409
+  _globals['_MODELSUMMARY']._serialized_end=1612
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1614
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1730
+  _globals['_REJECTEDBUNDLE']._serialized_start=1732
+  _globals['_REJECTEDBUNDLE']._serialized_end=1797
+  _globals['_DESCRIBEMODELREQUEST']._serialized_start=1799
+  _globals['_DESCRIBEMODELREQUEST']._serialized_end=1862
+  _globals['_INPUTDESCRIPTION']._serialized_start=1865
+  _globals['_INPUTDESCRIPTION']._serialized_end=2075
+  _globals['_COVARIATEDESCRIPTION']._serialized_start=2078
+  _globals['_COVARIATEDESCRIPTION']._serialized_end=2277
+  _globals['_EVALUATIONFIGURE']._serialized_start=2279
+  _globals['_EVALUATIONFIGURE']._serialized_end=2359
+  _globals['_MODELDESCRIPTION']._serialized_start=2362
+  _globals['_MODELDESCRIPTION']._serialized_end=2813
+  _globals['_RELOADMODELSREQUEST']._serialized_start=2815
+  _globals['_RELOADMODELSREQUEST']._serialized_end=2836
+  _globals['_RELOADMODELSRESPONSE']._serialized_start=2838
+  _globals['_RELOADMODELSRESPONSE']._serialized_end=2926
+  _globals['_SCORING']._serialized_start=2929
+  _globals['_SCORING']._serialized_end=3273
 # @@protoc_insertion_point(module_scope)

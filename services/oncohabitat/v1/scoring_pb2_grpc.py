@@ -44,6 +44,16 @@ class ScoringStub:
                 request_serializer=oncohabitat_dot_v1_dot_scoring__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=oncohabitat_dot_v1_dot_scoring__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.DescribeModel = channel.unary_unary(
+                '/oncohabitat.v1.Scoring/DescribeModel',
+                request_serializer=oncohabitat_dot_v1_dot_scoring__pb2.DescribeModelRequest.SerializeToString,
+                response_deserializer=oncohabitat_dot_v1_dot_scoring__pb2.ModelDescription.FromString,
+                _registered_method=True)
+        self.ReloadModels = channel.unary_unary(
+                '/oncohabitat.v1.Scoring/ReloadModels',
+                request_serializer=oncohabitat_dot_v1_dot_scoring__pb2.ReloadModelsRequest.SerializeToString,
+                response_deserializer=oncohabitat_dot_v1_dot_scoring__pb2.ReloadModelsResponse.FromString,
+                _registered_method=True)
 
 
 class ScoringServicer:
@@ -61,6 +71,20 @@ class ScoringServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DescribeModel(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReloadModels(self, request, context):
+        """Re-read the bundle directory now (it is also polled): new valid bundles are added, a bundle that no longer
+        verifies keeps its previous loaded version serving; in-flight calls finish on the version they started with.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ScoringServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -73,6 +97,16 @@ def add_ScoringServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=oncohabitat_dot_v1_dot_scoring__pb2.ListModelsRequest.FromString,
                     response_serializer=oncohabitat_dot_v1_dot_scoring__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'DescribeModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeModel,
+                    request_deserializer=oncohabitat_dot_v1_dot_scoring__pb2.DescribeModelRequest.FromString,
+                    response_serializer=oncohabitat_dot_v1_dot_scoring__pb2.ModelDescription.SerializeToString,
+            ),
+            'ReloadModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReloadModels,
+                    request_deserializer=oncohabitat_dot_v1_dot_scoring__pb2.ReloadModelsRequest.FromString,
+                    response_serializer=oncohabitat_dot_v1_dot_scoring__pb2.ReloadModelsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -129,6 +163,60 @@ class Scoring:
             '/oncohabitat.v1.Scoring/ListModels',
             oncohabitat_dot_v1_dot_scoring__pb2.ListModelsRequest.SerializeToString,
             oncohabitat_dot_v1_dot_scoring__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oncohabitat.v1.Scoring/DescribeModel',
+            oncohabitat_dot_v1_dot_scoring__pb2.DescribeModelRequest.SerializeToString,
+            oncohabitat_dot_v1_dot_scoring__pb2.ModelDescription.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReloadModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oncohabitat.v1.Scoring/ReloadModels',
+            oncohabitat_dot_v1_dot_scoring__pb2.ReloadModelsRequest.SerializeToString,
+            oncohabitat_dot_v1_dot_scoring__pb2.ReloadModelsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -33,12 +33,22 @@ class ScoringStub:
     def __new__(cls, channel: _aio.Channel) -> ScoringAsyncStub: ...
     Score: _grpc.UnaryUnaryMultiCallable[_scoring_pb2.ScoreRequest, _scoring_pb2.ScoreResponse]
     ListModels: _grpc.UnaryUnaryMultiCallable[_scoring_pb2.ListModelsRequest, _scoring_pb2.ListModelsResponse]
+    DescribeModel: _grpc.UnaryUnaryMultiCallable[_scoring_pb2.DescribeModelRequest, _scoring_pb2.ModelDescription]
+    ReloadModels: _grpc.UnaryUnaryMultiCallable[_scoring_pb2.ReloadModelsRequest, _scoring_pb2.ReloadModelsResponse]
+    """Re-read the bundle directory now (it is also polled): new valid bundles are added, a bundle that no longer
+    verifies keeps its previous loaded version serving; in-flight calls finish on the version they started with.
+    """
 
 @_typing.type_check_only
 class ScoringAsyncStub(ScoringStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Score: _aio.UnaryUnaryMultiCallable[_scoring_pb2.ScoreRequest, _scoring_pb2.ScoreResponse]  # type: ignore[assignment]
     ListModels: _aio.UnaryUnaryMultiCallable[_scoring_pb2.ListModelsRequest, _scoring_pb2.ListModelsResponse]  # type: ignore[assignment]
+    DescribeModel: _aio.UnaryUnaryMultiCallable[_scoring_pb2.DescribeModelRequest, _scoring_pb2.ModelDescription]  # type: ignore[assignment]
+    ReloadModels: _aio.UnaryUnaryMultiCallable[_scoring_pb2.ReloadModelsRequest, _scoring_pb2.ReloadModelsResponse]  # type: ignore[assignment]
+    """Re-read the bundle directory now (it is also polled): new valid bundles are added, a bundle that no longer
+    verifies keeps its previous loaded version serving; in-flight calls finish on the version they started with.
+    """
 
 class ScoringServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -54,5 +64,22 @@ class ScoringServicer(metaclass=_abc_1.ABCMeta):
         request: _scoring_pb2.ListModelsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_scoring_pb2.ListModelsResponse, _abc.Awaitable[_scoring_pb2.ListModelsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DescribeModel(
+        self,
+        request: _scoring_pb2.DescribeModelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scoring_pb2.ModelDescription, _abc.Awaitable[_scoring_pb2.ModelDescription]]: ...
+
+    @_abc_1.abstractmethod
+    def ReloadModels(
+        self,
+        request: _scoring_pb2.ReloadModelsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_scoring_pb2.ReloadModelsResponse, _abc.Awaitable[_scoring_pb2.ReloadModelsResponse]]:
+        """Re-read the bundle directory now (it is also polled): new valid bundles are added, a bundle that no longer
+        verifies keeps its previous loaded version serving; in-flight calls finish on the version they started with.
+        """
 
 def add_ScoringServicer_to_server(servicer: ScoringServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
