@@ -211,7 +211,10 @@ def test_radiomics_logger_is_quietened_without_handlers(
     handlers_before = list(radiomics_logger.handlers)
     radiomics_logger.setLevel(logging.DEBUG)
     extract_features(
-        breast_image, breast_mask, seed003.manifest.feature_settings.to_pyradiomics(), [f.name for f in seed003.manifest.features]
+        breast_image,
+        breast_mask,
+        seed003.manifest.feature_settings.to_pyradiomics(),
+        [f.name for f in seed003.manifest.features],
     )
     assert radiomics_logger.level == logging.WARNING
     assert radiomics_logger.handlers == handlers_before
