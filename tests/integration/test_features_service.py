@@ -22,8 +22,8 @@ from oncohabitat.common.errors import error_detail_from
 from oncohabitat.common.server import ServiceRuntime
 from oncohabitat.common.service_main import make_runtime
 from oncohabitat.features.__main__ import build
-from oncohabitat.features.settings import FeaturesSettings
 from oncohabitat.features.engine import image_input
+from oncohabitat.features.settings import FeaturesSettings
 from oncohabitat.features.study import RegionMask, StudyInputs
 from oncohabitat.v1 import common_pb2, features_pb2, features_pb2_grpc
 from tests.unit.test_features_support import phantom_inputs
