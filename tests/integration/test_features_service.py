@@ -106,7 +106,7 @@ def _breast1(shared_data: Path, codec: VolumeCodec) -> features_pb2.ExtractFeatu
 
 
 def _plan(features: list[str], setting: dict[str, Any] | None = None) -> dict[str, Any]:
-    image_type = {"Original": {}, "Wavelet": {}}
+    image_type: dict[str, dict[str, Any]] = {"Original": {}, "Wavelet": {}}
     return {"features": features, "feature_settings": {"setting": setting or {"binCount": 16}, "imageType": image_type}}
 
 
@@ -201,7 +201,7 @@ def test_deadline_stops_the_work(stub: features_pb2_grpc.FeaturesStub, codec: Vo
     started = time.monotonic()
     with pytest.raises(grpc.RpcError) as info:
         stub.ExtractPlan(request, timeout=1.5)
-    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED  # type: ignore[attr-defined]
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert time.monotonic() - started < 5
     # the pending groups were cancelled: a small call is served soon after, not after the 24 wavelet groups
     small = plan_request(inputs, _plan(["tumour/S0/original_firstorder_Mean"]), codec)
