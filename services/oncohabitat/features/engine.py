@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 MIN_KINETIC_PHASES = 4
 _IDENTITY_TYPES = frozenset({"Original"})
 _PYRADIOMICS_LOCK = threading.Lock()
+T = TypeVar("T")
 
 
 class ExtractionCancelledError(Exception):
@@ -87,6 +88,16 @@ class InlineRunner:
             stop = (deadline is not None and time.time() > deadline) or (cancelled is not None and cancelled())
             results.append(None if stop else run_group(task))
         return results
+
+    def call(
+        self,
+        function: Callable[..., T],
+        *args: Any,
+        deadline: float | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> T:
+        """Run ``function(*args)`` here (same signature as :meth:`PoolRunner.call`; no deadline check)."""
+        return function(*args)
 
 
 def worker_params(plan: ExtractionPlan) -> dict[str, Any]:

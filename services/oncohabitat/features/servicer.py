@@ -16,7 +16,7 @@ from oncohabitat.common.codec import VolumeCodec
 from oncohabitat.common.errors import InvalidInputError
 from oncohabitat.common.provenance import make_provenance, volume_sha256
 from oncohabitat.features import limits
-from oncohabitat.features.engine import ExtractionCancelledError, PlanExtraction, extract_plan
+from oncohabitat.features.engine import ExtractionCancelledError, InlineRunner, PlanExtraction, extract_plan
 from oncohabitat.features.extraction import FeatureExtraction, extract_features
 from oncohabitat.features.plan_request import decode_inputs, parse_plan
 from oncohabitat.features.pool import PoolRunner, StoppedError
@@ -48,13 +48,14 @@ def _add_components(provenance: common_pb2.Provenance) -> None:
 class FeaturesServicer(features_pb2_grpc.FeaturesServicer):
     """Radiomic features: of one image + mask (ExtractFeatures), or of a whole plan (ExtractPlan)."""
 
-    def __init__(self, codec: VolumeCodec, runner: PoolRunner | None = None) -> None:
+    def __init__(self, codec: VolumeCodec, runner: PoolRunner | InlineRunner | None = None) -> None:
         self._codec = codec
         self._runner = runner or PoolRunner()
 
     def close(self) -> None:
         """Stop the worker processes."""
-        self._runner.close()
+        if isinstance(self._runner, PoolRunner):
+            self._runner.close()
 
     def ExtractFeatures(
         self, request: features_pb2.ExtractFeaturesRequest, context: grpc.ServicerContext

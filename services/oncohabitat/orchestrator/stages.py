@@ -9,7 +9,6 @@ duplicating.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,17 +29,16 @@ from oncohabitat.dicomio.dce import DceRules
 from oncohabitat.dicomio.export import ResultForSR, build_result_sr, build_seg
 from oncohabitat.listener.errors import ExportError as SendError
 from oncohabitat.listener.scu import send_instances
+from oncohabitat.orchestrator.feature_stages import features_stage, regions_stage
 from oncohabitat.orchestrator.jobs import Job
-from oncohabitat.orchestrator.results import SCORE_STAGE, SEGMENT_STAGE, provenance_to_json
+from oncohabitat.orchestrator.results import SCORE_STAGE, SEGMENT_STAGE
 from oncohabitat.orchestrator.retry import TransientStageError
 from oncohabitat.orchestrator.runner import FunctionStage, StageOutcome, StageResults
 from oncohabitat.orchestrator.score_stage import score_stage
 from oncohabitat.orchestrator.study_loading import ReviewNeeded, load_study, resolve_instance_paths, series_key
 from oncohabitat.v1 import (
     common_pb2,
-    features_pb2,
     features_pb2_grpc,
-    regions_pb2,
     regions_pb2_grpc,
     scoring_pb2_grpc,
     segmentation_pb2,
@@ -53,7 +51,6 @@ LOAD_STAGE = "load_study"
 REGIONS_STAGE = "regions"
 FEATURES_STAGE = "features"
 EXPORT_STAGE = "export"
-SUPPORTED_REGIONS = frozenset({"tumour"})
 #: Worker answers that mean "this input cannot be processed": a person must look at the study.
 REVIEW_CODES = frozenset(
     {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND}
@@ -201,72 +198,6 @@ def segment_stage(context: PipelineContext, _job: Job, previous: StageResults) -
             "component_count": response.qc.component_count,
         }
     )
-
-
-def regions_stage(context: PipelineContext, _job: Job, previous: StageResults) -> StageOutcome:
-    """Habitats, peritumoral ring, stroma band and MSI features of DCE studies (default region profile)."""
-    loaded, segmented = previous[LOAD_STAGE], previous[SEGMENT_STAGE]
-    if not loaded.get("phases"):
-        return StageOutcome.ok({"skipped": "single-phase study: no kinetic regions"})
-    response = context.regions.BuildRegions(
-        regions_pb2.BuildRegionsRequest(
-            study=_study_message(context, loaded),
-            tumour_mask=common_pb2.LabelMap(
-                volume=context.load_volume(segmented["mask_volume"]), labels=[common_pb2.Label(value=1, name="tumour")]
-            ),
-            profile_json="{}",
-        ),
-        timeout=context.rpc_timeout_s,
-    )
-    return StageOutcome.ok(
-        {
-            "label_maps": {
-                (label_map.labels[0].name if label_map.labels else f"map_{n}"): context.save_message(label_map)
-                for n, label_map in enumerate(response.regions)
-            },
-            "statistics": {
-                stat.region: {"voxel_count": stat.voxel_count, "volume_ml": stat.volume_ml, **dict(stat.mean_values)}
-                for stat in response.statistics
-            },
-            "msi_features": dict(response.msi_features),
-        }
-    )
-
-
-def features_stage(context: PipelineContext, job: Job, previous: StageResults) -> StageOutcome:
-    """Features each applicable bundle needs, one Features call per (region, image) group."""
-    loaded, segmented = previous[LOAD_STAGE], previous[SEGMENT_STAGE]
-    bundles = _applicable_bundles(context, loaded["modality"], job.request.get("model_ids", []))
-    if not bundles:
-        return StageOutcome.needs_review(f"NO_MODEL: no deployed model accepts {loaded['modality']} studies")
-    image = context.load_volume(loaded["image_volume"])
-    mask = common_pb2.LabelMap(
-        volume=context.load_volume(segmented["mask_volume"]), labels=[common_pb2.Label(value=1, name="tumour")]
-    )
-    per_model: dict[str, Any] = {}
-    for bundle in bundles:
-        unsupported = {f.region for f in bundle.manifest.features} - SUPPORTED_REGIONS
-        if unsupported or any(f.image != "original" for f in bundle.manifest.features):
-            return StageOutcome.needs_review(
-                f"MODEL_INPUTS_UNSUPPORTED: {bundle.id} needs regions/images this release does not build"
-            )
-        response = context.features.ExtractFeatures(
-            features_pb2.ExtractFeaturesRequest(
-                image=image,
-                mask=mask,
-                label=1,
-                settings_json=json.dumps(bundle.manifest.feature_settings.to_pyradiomics()),
-                feature_names=[f.name for f in bundle.manifest.features],
-            ),
-            timeout=context.rpc_timeout_s,
-        )
-        per_model[f"{bundle.id}@{bundle.version}"] = {
-            "model_id": bundle.id,
-            "model_version": bundle.version,
-            "features": {f.request_key: response.values[f.name] for f in bundle.manifest.features},
-            "provenance": provenance_to_json(response.provenance),
-        }
-    return StageOutcome.ok({"models": per_model})
 
 
 def _deterministic_uid(job: Job, what: str) -> str:

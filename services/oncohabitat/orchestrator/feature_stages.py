@@ -1,0 +1,163 @@
+"""The regions and features stages: every applicable bundle's extraction plan, computed from the study store.
+
+regions (DCE studies): one BuildRegions call per distinct region profile among the applicable bundles' plans.
+The profile is the plan's own, with two additions that change no region: ``derived_images`` also lists every
+derived image the plan names (as an image or in ``stats/mean_<image>``), and ``output_grid`` becomes ``"full"``
+when the plan names ``breast`` or ``parenchyma`` features (on the default ``"crop"`` grid the breast map holds
+only the tumour's surroundings). The stage stores every label map, derived image, the MSI values, the region
+statistics and the parenchyma mean in the study store, keyed by the profile's SHA-256.
+
+features: one ExtractPlan call per bundle with the phases (``S<index>``), the derived images and label maps of
+its profile, MSI values, statistics and the parenchyma mean; single-phase studies (CT) send their image as
+``S0`` and the tumour mask. The stored entry per model: ``features`` (canonical name -> value, plan order),
+``missing`` (name -> reason and message), ``warnings`` and ``provenance``; the score stage sends ``features``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from oncohabitat.bundles import Bundle
+from oncohabitat.bundles.canonical import DERIVED_IMAGES
+from oncohabitat.bundles.hashing import canonical_json_sha256
+from oncohabitat.bundles.plan import ExtractionPlan
+from oncohabitat.orchestrator.jobs import Job
+from oncohabitat.orchestrator.results import SEGMENT_STAGE, provenance_to_json
+from oncohabitat.orchestrator.runner import StageOutcome, StageResults
+from oncohabitat.v1 import common_pb2, features_pb2, regions_pb2
+
+if TYPE_CHECKING:
+    from oncohabitat.orchestrator.stages import PipelineContext
+
+LOAD_STAGE = "load_study"
+REGIONS_STAGE = "regions"
+_BREAST_REGIONS = frozenset({"breast", "parenchyma"})
+
+
+def bundle_plan(bundle: Bundle) -> ExtractionPlan | None:
+    """The extraction plan a bundle declares (``manifest.plan``), None for a bundle without one."""
+    plan = getattr(bundle.manifest, "plan", None)
+    return plan if isinstance(plan, ExtractionPlan) else None
+
+
+def regions_profile(plan: ExtractionPlan) -> dict[str, Any]:
+    """The region profile BuildRegions gets for a plan (see the module docstring)."""
+    profile: dict[str, Any] = dict(plan.region_profile)
+    derived: set[str] = set()
+    for parsed in plan.parsed_features():
+        if parsed.image in DERIVED_IMAGES or parsed.image.startswith("SUB"):
+            derived.add(parsed.image)
+        if parsed.family == "stats" and parsed.feature.startswith("mean_"):
+            image = parsed.feature.removeprefix("mean_")
+            if image in DERIVED_IMAGES or image.startswith("SUB"):
+                derived.add(image)
+    declared = profile.get("derived_images", ["PE", "SER", "WIS", "WOS"])
+    listed = [str(name) for name in declared] if isinstance(declared, list) else []
+    profile["derived_images"] = listed + sorted(derived - set(listed))
+    if any(p.region in _BREAST_REGIONS and p.family != "msi" for p in plan.parsed_features()):
+        profile["output_grid"] = "full"
+    return profile
+
+
+def profile_key(profile: Mapping[str, Any]) -> str:
+    """The key a profile's regions are stored under (SHA-256 of its canonical JSON)."""
+    return canonical_json_sha256(dict(profile))
+
+
+def _plans(context: PipelineContext, job: Job, modality: str) -> list[tuple[Bundle, ExtractionPlan | None]]:
+    from oncohabitat.orchestrator.stages import _applicable_bundles  # deferred: stages imports this module
+
+    return [
+        (bundle, bundle_plan(bundle))
+        for bundle in _applicable_bundles(context, modality, job.request.get("model_ids", []))
+    ]
+
+
+def regions_stage(context: PipelineContext, job: Job, previous: StageResults) -> StageOutcome:
+    """Regions of every distinct profile the applicable bundles' plans need (DCE studies only)."""
+    from oncohabitat.orchestrator.stages import _study_message
+
+    loaded, segmented = previous[LOAD_STAGE], previous[SEGMENT_STAGE]
+    if not loaded.get("phases"):
+        return StageOutcome.ok({"skipped": "single-phase study: no kinetic regions", "profiles": {}})
+    profiles: dict[str, dict[str, Any]] = {}
+    for _bundle, plan in _plans(context, job, loaded["modality"]):
+        if plan is not None:
+            profile = regions_profile(plan)
+            profiles[profile_key(profile)] = profile
+    study = _study_message(context, loaded)
+    tumour = common_pb2.LabelMap(
+        volume=context.load_volume(segmented["mask_volume"]), labels=[common_pb2.Label(value=1, name="tumour")]
+    )
+    stored: dict[str, Any] = {}
+    for key, profile in sorted(profiles.items()):
+        response = context.regions.BuildRegions(
+            regions_pb2.BuildRegionsRequest(study=study, tumour_mask=tumour, profile_json=json.dumps(profile)),
+            timeout=context.rpc_timeout_s,
+        )
+        stored[key] = {
+            "label_maps": [context.save_message(label_map) for label_map in response.regions],
+            "derived_images": {image.name: context.save_message(image.volume) for image in response.derived_images},
+            "statistics": {
+                stat.region: {"voxel_count": stat.voxel_count, "volume_ml": stat.volume_ml, **dict(stat.mean_values)}
+                for stat in response.statistics
+            },
+            "msi_features": dict(response.msi_features),
+            "parenchyma_s0_mean": response.parenchyma_s0_mean if response.HasField("parenchyma_s0_mean") else None,
+            "provenance": provenance_to_json(response.provenance),
+        }
+    return StageOutcome.ok({"profiles": stored})
+
+
+def _plan_request(
+    context: PipelineContext, loaded: Mapping[str, Any], segmented: Mapping[str, Any], regions: Mapping[str, Any] | None
+) -> features_pb2.ExtractPlanRequest:
+    request = features_pb2.ExtractPlanRequest()
+    if loaded.get("phases"):
+        for phase in loaded["phases"]:
+            request.images.add(name=f"S{phase['index']}", volume=context.load_volume(phase["volume"]))
+    else:
+        request.images.add(name="S0", volume=context.load_volume(loaded["image_volume"]))
+    if regions is None:
+        request.regions.add(
+            volume=context.load_volume(segmented["mask_volume"]), labels=[common_pb2.Label(value=1, name="tumour")]
+        )
+        return request
+    for digest in regions["label_maps"]:
+        request.regions.append(common_pb2.LabelMap.FromString(context.blobs.get(digest)))
+    for name, digest in regions["derived_images"].items():
+        request.images.add(name=name, volume=context.load_volume(digest))
+    request.msi_features.update(regions["msi_features"])
+    if regions.get("parenchyma_s0_mean") is not None:
+        request.parenchyma_mean = float(regions["parenchyma_s0_mean"])
+    return request
+
+
+def features_stage(context: PipelineContext, job: Job, previous: StageResults) -> StageOutcome:
+    """Each applicable bundle's plan through ExtractPlan (see the module docstring)."""
+    loaded, segmented = previous[LOAD_STAGE], previous[SEGMENT_STAGE]
+    plans = _plans(context, job, loaded["modality"])
+    if not plans:
+        return StageOutcome.needs_review(f"NO_MODEL: no deployed model accepts {loaded['modality']} studies")
+    stored_regions = previous.get(REGIONS_STAGE, {}).get("profiles", {})
+    per_model: dict[str, Any] = {}
+    for bundle, plan in plans:
+        if plan is None:
+            return StageOutcome.needs_review(f"MODEL_INPUTS_UNSUPPORTED: {bundle.id} declares no extraction plan")
+        regions = stored_regions.get(profile_key(regions_profile(plan))) if loaded.get("phases") else None
+        if loaded.get("phases") and regions is None:
+            return StageOutcome.needs_review(f"REGIONS_MISSING: no regions were built for {bundle.id}'s profile")
+        request = _plan_request(context, loaded, segmented, regions)
+        request.plan_json = plan.model_dump_json(by_alias=True)
+        response = context.features.ExtractPlan(request, timeout=context.rpc_timeout_s)
+        per_model[f"{bundle.id}@{bundle.version}"] = {
+            "model_id": bundle.id,
+            "model_version": bundle.version,
+            "features": {name: response.values[name] for name in response.feature_order if name in response.values},
+            "missing": {m.name: {"reason": m.reason, "message": m.message} for m in response.missing},
+            "warnings": list(response.warnings),
+            "provenance": provenance_to_json(response.provenance),
+        }
+    return StageOutcome.ok({"models": per_model})
