@@ -111,6 +111,10 @@ def test_training_modelling_selection_steps() -> None:
     assert z["r/S0/a"].iloc[:100].mean() == pytest.approx(0.0, abs=1e-12)
     assert z["r/S0/a"].iloc[:100].std(ddof=0) == pytest.approx(1.0)
     assert z["r/S0/d"].eq(0.0).all()  # constant -> scale 1
+    counts = pd.DataFrame({"r/S0/n": [1, 2, 3, 4], "event": [0, 1, 0, 1]})  # integer feature column
+    z_counts = Standardiser.fit(counts, ["r/S0/n"]).transform(counts)
+    np.testing.assert_allclose(z_counts["r/S0/n"], (counts["r/S0/n"] - 2.5) / np.sqrt(1.25))
+    assert z_counts["event"].dtype == np.int64
     names = ["r/S0/a", "r/S0/b", "r/S0/c"]
     kept, dropped = correlation_filter(table, names, 0.9)
     assert kept == ["r/S0/a", "r/S0/c"] and dropped == {"r/S0/b": "r/S0/a"}

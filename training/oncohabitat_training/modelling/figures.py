@@ -45,10 +45,10 @@ def kaplan_meier_figure(ev: SurvivalEvaluation) -> Figure:
             alpha=0.15,
             color=line.get_color(),
         )
-    ax.set_xlabel("time")
+    ax.set_xlabel("time (outcome unit)")
     ax.set_ylabel("survival probability")
     ax.set_ylim(0.0, 1.02)
-    ax.set_title(f"{ev.name}: Kaplan-Meier by risk group, log-rank p = {ev.logrank.p:.2g}")
+    ax.set_title(f"{ev.name}: Kaplan-Meier by risk group\nlog-rank p = {ev.logrank.p:.2g}", fontsize=10)
     ax.legend(loc="lower left")
     fig.tight_layout()
     return fig

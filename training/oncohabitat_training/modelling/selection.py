@@ -87,8 +87,10 @@ class Standardiser:
 
     def transform(self, table: pd.DataFrame) -> pd.DataFrame:
         """A copy of ``table`` with the fitted features standardised (other columns untouched)."""
+        names = list(self.features)
+        z = (feature_matrix(table, names) - self.mean) / self.scale
         out = table.copy()
-        out.loc[:, list(self.features)] = (feature_matrix(table, self.features) - self.mean) / self.scale
+        out[names] = pd.DataFrame(z, index=table.index, columns=names)  # replaces columns: int dtypes become float
         return out
 
 
