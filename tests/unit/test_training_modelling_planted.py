@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from oncohabitat_training.modelling.data import survival_from_table
-from oncohabitat_training.modelling.signature import CoxSignature, fit_cox_signature
-from oncohabitat_training.modelling.survival_metrics import harrell_c, logrank
+from oncohabitat_training.modelling.signature import CoxSignature, fit_cox_signature, fit_nomogram
+from oncohabitat_training.modelling.survival_metrics import calibration_at, harrell_c, logrank
 from oncohabitat_training.modelling.synthetic import (
     EVENT_COLUMN,
     SIGNAL_FEATURES,
@@ -57,3 +57,29 @@ def test_training_modelling_shuffled_outcome_gives_chance_concordance(cohort) ->
     c = harrell_c(survival_from_table(validation, TIME_COLUMN, EVENT_COLUMN), control.score(validation))
     assert 0.45 <= c <= 0.55
     assert not set(SIGNAL_FEATURES) & set(control.coefficients.index)
+
+
+def test_training_modelling_nomogram_and_calibration(cohort, signature) -> None:
+    train, validation, _ = cohort
+    y_train = survival_from_table(train, TIME_COLUMN, EVENT_COLUMN)
+    age = pd.Series(np.random.default_rng(1).normal(55, 10, len(train)), index=train.index, name="age")
+    nomogram = fit_nomogram(train.assign(age=age), signature.score(train), ["age"], y_train)
+    assert nomogram.features == ("radscore", "age")
+    hr = nomogram.hazard_ratios()
+    assert hr.loc["radscore", "lower"] > 1.0  # the score stays significant next to a noise covariate
+    assert hr.loc["age", "lower"] < 1.0 < hr.loc["age", "upper"]
+    y_val = survival_from_table(validation, TIME_COLUMN, EVENT_COLUMN)
+    calib = calibration_at(y_val, 1.0 - signature.survival_at(validation, 36.0), 36.0)
+    assert calib.n.sum() == len(validation) and len(calib.n) == 10
+    assert np.all(np.diff(calib.predicted) >= 0)
+    assert np.abs(calib.predicted - calib.observed).mean() < 0.1  # well calibrated on the planted cohort
+
+
+def test_training_modelling_calibration_without_censoring_is_event_fraction() -> None:
+    from oncohabitat_training.modelling.data import survival_array
+
+    t = np.array([1.0, 2, 3, 4, 5, 6, 7, 8])
+    y = survival_array(t, np.ones(8))
+    calib = calibration_at(y, np.linspace(0.1, 0.8, 8), 4.5, n_groups=2)
+    np.testing.assert_allclose(calib.observed, [1.0, 0.0])  # first half all died by 4.5, second half none
+    np.testing.assert_allclose(calib.predicted, [0.25, 0.65])

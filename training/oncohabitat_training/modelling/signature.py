@@ -101,3 +101,32 @@ def fit_cox_signature(
     score = feature_matrix(z, list(coef.index)) @ coef.to_numpy() if not coef.empty else np.zeros(len(z))
     calibration = fit_cox(pd.DataFrame({SCORE_COLUMN: score}), [SCORE_COLUMN], y)
     return CoxSignature(standardiser, coef, lasso, screen, calibration)
+
+
+def fit_nomogram(
+    table: pd.DataFrame,
+    score: npt.ArrayLike,
+    covariates: Sequence[str],
+    y: npt.NDArray[np.void],
+) -> CoxFit:
+    """Unpenalised Cox model of the outcome on the score plus clinical covariates (the papers' nomogram).
+
+    Parameters
+    ----------
+    table : DataFrame
+        Training rows holding the ``covariates`` columns, already numeric (categories one-hot encoded).
+    score : array-like
+        The signature's score for the same rows (column ``radscore`` of the fit).
+    covariates : sequence of str
+        Clinical covariate columns (e.g. age, Ki-67 in %, nodal status 0/1).
+    y : structured array
+        Survival outcome aligned with ``table``.
+
+    Returns
+    -------
+    CoxFit
+        Coefficients for ``radscore`` then each covariate, Wald CIs, and the Breslow baseline for S(t | x).
+    """
+    data = table.loc[:, list(covariates)].copy()
+    data.insert(0, SCORE_COLUMN, np.asarray(score, dtype=np.float64))
+    return fit_cox(data, [SCORE_COLUMN, *covariates], y)
