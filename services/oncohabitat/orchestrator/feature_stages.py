@@ -1,6 +1,7 @@
 """The regions and features stages: every applicable bundle's extraction plan, computed from the study store.
 
 regions (DCE studies): one BuildRegions call per distinct region profile among the applicable bundles' plans.
+(The default profile when no applicable bundle declares a plan, so that a study's regions exist for review.)
 The profile is the plan's own, with two additions that change no region: ``derived_images`` also lists every
 derived image the plan names (as an image or in ``stats/mean_<image>``), and ``output_grid`` becomes ``"full"``
 when the plan names ``breast`` or ``parenchyma`` features (on the default ``"crop"`` grid the breast map holds
@@ -87,6 +88,8 @@ def regions_stage(context: PipelineContext, job: Job, previous: StageResults) ->
         if plan is not None:
             profile = regions_profile(plan)
             profiles[profile_key(profile)] = profile
+    if not profiles:  # no model needs regions: the default profile still gives the study's regions for review
+        profiles[profile_key({})] = {}
     study = _study_message(context, loaded)
     tumour = common_pb2.LabelMap(
         volume=context.load_volume(segmented["mask_volume"]), labels=[common_pb2.Label(value=1, name="tumour")]
@@ -98,7 +101,10 @@ def regions_stage(context: PipelineContext, job: Job, previous: StageResults) ->
             timeout=context.rpc_timeout_s,
         )
         stored[key] = {
-            "label_maps": [context.save_message(label_map) for label_map in response.regions],
+            "label_maps": {
+                (label_map.labels[0].name if label_map.labels else f"map_{n}"): context.save_message(label_map)
+                for n, label_map in enumerate(response.regions)
+            },
             "derived_images": {image.name: context.save_message(image.volume) for image in response.derived_images},
             "statistics": {
                 stat.region: {"voxel_count": stat.voxel_count, "volume_ml": stat.volume_ml, **dict(stat.mean_values)}
@@ -125,7 +131,7 @@ def _plan_request(
             volume=context.load_volume(segmented["mask_volume"]), labels=[common_pb2.Label(value=1, name="tumour")]
         )
         return request
-    for digest in regions["label_maps"]:
+    for digest in regions["label_maps"].values():
         request.regions.append(common_pb2.LabelMap.FromString(context.blobs.get(digest)))
     for name, digest in regions["derived_images"].items():
         request.images.add(name=name, volume=context.load_volume(digest))
