@@ -44,6 +44,13 @@ class Measurement:
 
 Benchmark = Callable[[], list[Measurement]]
 REGISTRY: dict[str, Benchmark] = {}
+#: One-line JSON summaries benchmarks ask to print after everything else (machine-readable last lines).
+SUMMARIES: list[dict[str, float]] = []
+
+
+def summary_line(values: dict[str, float]) -> None:
+    """Print ``values`` as one JSON object after the table and the results path (the run's last line)."""
+    SUMMARIES.append(values)
 
 
 def register(name: str) -> Callable[[Benchmark], Benchmark]:
@@ -106,6 +113,8 @@ def run(names: list[str], out_dir: Path) -> list[Measurement]:
     }
     path.write_text(json.dumps(payload, indent=2))
     print(f"results written to {path}")
+    for summary in SUMMARIES:
+        print(json.dumps(summary))
     return rows
 
 

@@ -1,3 +1,9 @@
 """The registered benchmarks (each module registers itself on import)."""
 
-from benchmarks import bench_codec, bench_listener, bench_regions, bench_segmentation  # noqa: F401
+from benchmarks import (  # noqa: F401
+    bench_codec,
+    bench_listener,
+    bench_regions,
+    bench_scoring,
+    bench_segmentation,
+)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 
 from oncohabitat.bundles.scoring_parts import LinearModel, RiskGroups
-from oncohabitat.common.provenance import make_provenance
+from oncohabitat.common.provenance import component_versions
 from oncohabitat.scoring.covariates import CovariateValue
 from oncohabitat.scoring.live import Snapshot
 from oncohabitat.scoring.model import CompiledBundle, ScoreResult
@@ -39,6 +40,12 @@ def rule_to_proto(rule: RiskGroups | None) -> scoring_pb2.RiskGroupRule | None:
     )
 
 
+@lru_cache(maxsize=1)
+def _components() -> tuple[common_pb2.ComponentVersion, ...]:
+    """Component versions of this process (fixed for its lifetime)."""
+    return tuple(component_versions())
+
+
 def score_response(result: ScoreResult, plan_sha256: str) -> scoring_pb2.ScoreResponse:
     """Domain result -> ScoreResponse (with provenance of the exact bundle and plan)."""
     response = scoring_pb2.ScoreResponse(
@@ -58,7 +65,8 @@ def score_response(result: ScoreResult, plan_sha256: str) -> scoring_pb2.ScoreRe
             for c in result.contributions
         ],
         survival=[scoring_pb2.SurvivalPoint(time=t, probability=p) for t, p in result.survival],
-        provenance=make_provenance(
+        provenance=common_pb2.Provenance(
+            components=_components(),
             parameter_hashes={"manifest": result.manifest_sha256, "plan": plan_sha256},
             model_id=result.model_id,
             model_version=result.model_version,

@@ -46,12 +46,32 @@ def _fingerprint(directory: Path, pinned: str | None) -> Fingerprint:
     return tuple(sorted(entries))
 
 
+def _latest(bundles: Mapping[tuple[str, str], CompiledBundle]) -> dict[str, CompiledBundle]:
+    """Per model id: the highest release version, else the highest pre-release."""
+    by_id: dict[str, list[CompiledBundle]] = {}
+    for compiled in bundles.values():
+        by_id.setdefault(compiled.bundle.id, []).append(compiled)
+    latest = {}
+    for model_id, candidates in by_id.items():
+        releases = [c for c in candidates if not c.bundle.semver.prerelease]
+        latest[model_id] = max(releases or candidates, key=lambda c: c.bundle.semver)
+    return latest
+
+
 @dataclass(frozen=True)
 class Snapshot:
-    """An immutable view: loaded bundles by ``(id, version)`` and rejected bundle keys with their errors."""
+    """An immutable view: loaded bundles by ``(id, version)``, the latest per id, and rejected bundle keys."""
 
     bundles: Mapping[tuple[str, str], CompiledBundle] = field(default_factory=dict)
     rejected: Mapping[str, BundleError] = field(default_factory=dict)
+    latest: Mapping[str, CompiledBundle] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, bundles: Mapping[tuple[str, str], CompiledBundle], rejected: Mapping[str, BundleError]) -> Snapshot:
+        """A snapshot with its latest-version index."""
+        return cls(
+            MappingProxyType(dict(bundles)), MappingProxyType(dict(rejected)), MappingProxyType(_latest(bundles))
+        )
 
     def __iter__(self) -> Iterator[CompiledBundle]:
         """Bundles by id, then ascending version precedence."""
@@ -63,19 +83,18 @@ class Snapshot:
         Raises:
             BundleError: ``MODEL_NOT_FOUND`` or ``VERSION_NOT_FOUND``.
         """
-        versions = {v: c for (i, v), c in self.bundles.items() if i == model_id}
-        if not versions:
+        if model_id not in self.latest:
             raise BundleError(bundle_errors.MODEL_NOT_FOUND, f"no model {model_id!r} is loaded")
         if version is None or version in LATEST_ALIASES:
-            releases = [c for c in versions.values() if not c.bundle.semver.prerelease]
-            return max(releases or list(versions.values()), key=lambda c: c.bundle.semver)
-        if version not in versions:
-            available = ", ".join(sorted(versions))
+            return self.latest[model_id]
+        found = self.bundles.get((model_id, version))
+        if found is None:
+            available = ", ".join(sorted(v for (i, v) in self.bundles if i == model_id))
             raise BundleError(
                 bundle_errors.VERSION_NOT_FOUND,
                 f"model {model_id!r} has no version {version!r} (available: {available})",
             )
-        return versions[version]
+        return found
 
 
 class LiveRegistry:
@@ -152,7 +171,7 @@ class LiveRegistry:
                 logger.info("bundle loaded", extra={"model_id": compiled.bundle.id, "version": compiled.bundle.version})
             for key in set(self._fingerprints) - {k for k, _ in bundle_dirs(self._root, "scoring")}:
                 del self._fingerprints[key]
-            self._snapshot = Snapshot(MappingProxyType(loaded), MappingProxyType(rejected))
+            self._snapshot = Snapshot.of(loaded, rejected)
             return self._snapshot
 
     def start_polling(self, interval_s: float) -> None:
