@@ -67,7 +67,12 @@ def test_seed003_bundle_holds_the_published_signature() -> None:
     assert manifest.model.scaler.type == "none"
     groups = manifest.risk_groups
     assert groups is not None
-    assert (groups.cutoffs, groups.labels, groups.tie, groups.applies_to) == ([0.185], ["low", "high"], "lower", "score")
+    assert (groups.cutoffs, groups.labels, groups.tie, groups.applies_to) == (
+        [0.185],
+        ["low", "high"],
+        "lower",
+        "score",
+    )
     assert manifest.required_inputs.modality == "CT"
     assert manifest.citation is not None and manifest.citation.doi == "10.3389/fonc.2020.523327"
     assert any("raw" in reading and "z-score" in reading for reading in manifest.readings)
