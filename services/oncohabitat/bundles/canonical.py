@@ -108,7 +108,10 @@ def is_region(token: str) -> bool:
 
 def _band_ok(token: str) -> bool:
     match = _BAND.match(token)
-    return bool(match) and float(match.group(2)) > 0 and f"{float(match.group(2)):g}" == match.group(2)
+    if match is None:
+        return False
+    width = match.group(2)
+    return float(width) > 0 and f"{float(width):g}" == width
 
 
 def band_region(kind: Literal["ring", "stroma"], width_mm: float) -> str:
