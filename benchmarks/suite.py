@@ -2,6 +2,7 @@
 
 from benchmarks import (  # noqa: F401
     bench_codec,
+    bench_features,
     bench_listener,
     bench_regions,
     bench_scoring,

@@ -19,6 +19,7 @@ def build(settings: FeaturesSettings) -> ServiceParts:
     return ServiceParts(
         registrations=[lambda server: features_pb2_grpc.add_FeaturesServicer_to_server(servicer, server)],
         service_names=["oncohabitat.v1.Features"],
+        on_start=[lambda _runtime: servicer.warm()],
         on_stop=[servicer.close],
     )
 

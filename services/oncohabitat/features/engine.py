@@ -138,9 +138,12 @@ def check_plan(plan: ExtractionPlan, inputs: StudyInputs | None = None) -> dict[
     limits.check_settings(params, voxels, spacing)
     with _PYRADIOMICS_LOCK:
         classes = getFeatureClasses()
+        known: dict[str, set[str]] = {}
         for parsed in plan.parsed_features():
             name = parsed.radiomics
-            if name is not None and name.feature not in classes[name.feature_class].getFeatureNames():
+            if name is not None and name.feature_class not in known:
+                known[name.feature_class] = set(classes[name.feature_class].getFeatureNames())
+            if name is not None and name.feature not in known[name.feature_class]:
                 raise FeatureExtractionError(
                     errors.FEATURE_NAME_INVALID,
                     parsed.full,

@@ -40,6 +40,13 @@ def _warm() -> None:
     logging.getLogger("radiomics").setLevel(logging.ERROR)
 
 
+def _ready(seconds: float) -> bool:
+    """A warm-up task: holds its worker briefly so that every worker of the pool gets started."""
+    _warm()
+    time.sleep(seconds)
+    return True
+
+
 def default_workers() -> int:
     """The default worker count: the CPUs this process may use."""
     try:
@@ -122,6 +129,13 @@ class PoolRunner:
         except BrokenProcessPool:
             self._reset(pool)
             raise UnavailableError("FEATURE_WORKER_LOST", "a feature worker process died; retry the call") from None
+
+    def warm(self) -> None:
+        """Start every worker now (spawning one and importing pyradiomics takes seconds), not on the first calls."""
+        pool = self._pool()
+        futures = [pool.submit(_ready, 0.2) for _ in range(self.workers)]
+        for future in futures:
+            future.result()
 
     def close(self) -> None:
         """Stop the workers (pending tasks are cancelled)."""

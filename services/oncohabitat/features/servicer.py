@@ -52,6 +52,11 @@ class FeaturesServicer(features_pb2_grpc.FeaturesServicer):
         self._codec = codec
         self._runner = runner or PoolRunner()
 
+    def warm(self) -> None:
+        """Start the worker processes (service start)."""
+        if isinstance(self._runner, PoolRunner):
+            self._runner.warm()
+
     def close(self) -> None:
         """Stop the worker processes."""
         if isinstance(self._runner, PoolRunner):
