@@ -21,6 +21,9 @@ Steps, in patient orientation (superior, posterior, left; see :class:`~oncohabit
 4. left/right: split at the median left-right position of the midline points: label 1 = right breast,
    2 = left breast (patient sides, LPS), or 1 = breast when ``split_left_right`` is false.
 
+A mask without any voxel (no body found, or nothing anterior of the chest wall) is refused with
+``BREAST_MASK_EMPTY`` (INVALID_ARGUMENT): the regions that need it cannot be built.
+
 Known limits: unilateral or sagittal-only fields of view have no midline between two breasts; the chest-wall
 step then cuts at the anterior body surface of the central columns (set ``chest_wall = "none"``).
 """
@@ -36,6 +39,8 @@ import numpy.typing as npt
 import SimpleITK as sitk
 from scipy import ndimage
 
+from oncohabitat.common.errors import InvalidInputError
+from oncohabitat.regions import errors
 from oncohabitat.regions.grid import Box, Orientation, orientation_of
 from oncohabitat.regions.profile import BreastMaskSettings
 
@@ -141,6 +146,8 @@ def _midline(body: BoolArray) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.f
         centre = 0.5 * (columns[0] + columns[-1])
         half = max(1.0, 0.5 * _CENTRAL_FRACTION * (columns[-1] - columns[0]))
         band = columns[(columns >= centre - half) & (columns <= centre + half)]
+        if band.size == 0:  # no body in the central columns (two separate blobs): no midline in this slice
+            continue
         front = np.argmax(body[k][:, band], axis=0)  # first body voxel from the anterior side
         deepest = np.flatnonzero(front == front.max())
         posterior[k] = float(front.max())
@@ -182,13 +189,21 @@ def compute_breast_mask(
     direction: tuple[float, ...],
     settings: BreastMaskSettings,
 ) -> BreastMask:
-    """Breast mask of the reference phase (z, y, x) with spacing (mm, z/y/x order) and direction matrix."""
+    """Breast mask of the reference phase (z, y, x) with spacing (mm, z/y/x order) and direction matrix.
+
+    Raises:
+        InvalidInputError: ``BREAST_MASK_EMPTY`` when the mask holds no voxel.
+    """
     factors = block_factors(spacing_zyx, settings.working_spacing_mm)
     working = block_mean(reference, factors)
     working_spacing = (spacing_zyx[0] * factors[0], spacing_zyx[1] * factors[1], spacing_zyx[2] * factors[2])
     orientation: Orientation = orientation_of(direction)
     canonical = np.ascontiguousarray(orientation.to_canonical(working))
     labels = _breast_canonical(canonical, orientation.canonical_values(working_spacing), settings)
+    if not labels.any():
+        raise InvalidInputError(
+            errors.BREAST_MASK_EMPTY, "the breast mask finds no tissue in the reference phase", "study.phases"
+        )
     full_shape = (reference.shape[0], reference.shape[1], reference.shape[2])
     return BreastMask(
         labels=np.ascontiguousarray(orientation.from_canonical(labels)),

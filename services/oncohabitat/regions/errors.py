@@ -36,3 +36,5 @@ CENTROIDS_HASH_MISMATCH: Final = "CENTROIDS_HASH_MISMATCH"
 CENTROIDS_INVALID: Final = "CENTROIDS_INVALID"
 #: Frozen mode was requested but the service has no models directory to resolve the file in.
 CENTROIDS_UNAVAILABLE: Final = "CENTROIDS_UNAVAILABLE"
+#: The breast mask finds no tissue in the reference phase (no body, or nothing anterior of the chest wall).
+BREAST_MASK_EMPTY: Final = "BREAST_MASK_EMPTY"
