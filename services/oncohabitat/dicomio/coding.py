@@ -32,6 +32,14 @@ RISK_SCORE = hd.sr.CodedConcept("RISK_SCORE", SCHEME, "Prognostic risk score")
 RISK_CUTOFF = hd.sr.CodedConcept("RISK_CUTOFF", SCHEME, "Risk group cut-off")
 RISK_GROUP = hd.sr.CodedConcept("RISK_GROUP", SCHEME, "Prognostic risk group")
 CONTRIBUTION = hd.sr.CodedConcept("CONTRIBUTION", SCHEME, "Contribution to risk score")
+PROBABILITY = hd.sr.CodedConcept("PROBABILITY", SCHEME, "Predicted probability")
+PREDICTED_VALUE = hd.sr.CodedConcept("PREDICTED_VALUE", SCHEME, "Predicted value")
+TUMOUR_FRACTION = hd.sr.CodedConcept("TUMOUR_FRACTION", SCHEME, "Fraction of tumour volume")
+INTENDED_USE = hd.sr.CodedConcept("INTENDED_USE", SCHEME, "Intended use of the model")
+DEMONSTRATION = hd.sr.CodedConcept("DEMO_ONLY", SCHEME, "Demonstration model, not for clinical use")
+VOLUME = codes.SCT.Volume
+MILLILITRE = hd.sr.CodedConcept("mL", "UCUM", "milliliter")
+TISSUE = codes.SCT.Tissue
 
 
 def private_concept(name: str) -> hd.sr.CodedConcept:
@@ -44,6 +52,15 @@ def private_concept(name: str) -> hd.sr.CodedConcept:
     if not name or len(name) > _MAX_MEANING or not name.isprintable() or "\\" in name:
         raise ExportError("INVALID_NAME", f"{name!r} cannot be a code meaning (1-{_MAX_MEANING} printable characters)")
     return hd.sr.CodedConcept(private_code_value(name), SCHEME, name)
+
+
+def long_name_concept(name: str) -> hd.sr.CodedConcept:
+    """Like :func:`private_concept`, but a name over 64 characters keeps its code value (digest of the whole
+    name) and shows its first 63 characters and "~" as the meaning (canonical feature names can be long)."""
+    if len(name) <= _MAX_MEANING:
+        return private_concept(name)
+    concept = private_concept(name[: _MAX_MEANING - 1] + "~")
+    return hd.sr.CodedConcept(private_code_value(name), SCHEME, concept.meaning)
 
 
 def private_code_value(name: str) -> str:
