@@ -19,6 +19,7 @@ from pathlib import Path
 
 from oncohabitat.segmentation.model_bundle import load_segmentation_bundle
 from oncohabitat_training.cohort import MAMA_MIA_IMAGE_PATTERN, MAMA_MIA_MASK_GLOB, CohortError, discover_cohort
+from oncohabitat_training.extraction.command import EXTRACT_COMMANDS, add_extract_parsers, run_extract_command
 from oncohabitat_training.fitting.cli import add_fit_parser, run_fit
 from oncohabitat_training.phantom_cohort import write_phantom_cohort
 from oncohabitat_training.recipe import DEMO_DESCRIPTION, RecipeResult, run_recipe
@@ -108,7 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--n", type=int, default=DEMO_CASES)
     _train_args(demo)
     add_fit_parser(commands)
+    add_extract_parsers(commands)
     args = parser.parse_args(argv)
+    if args.command in EXTRACT_COMMANDS:
+        return run_extract_command(args)
     if args.command == "fit":
         return run_fit(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
