@@ -16,23 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import pydicom
-from pydicom.uid import generate_uid
 
-import oncohabitat
 from oncohabitat.bundles import Bundle, BundleRegistry
 from oncohabitat.common.blobstore import BlobStore
 from oncohabitat.common.codec import VolumeCodec
 from oncohabitat.common.errors import error_detail_from
-from oncohabitat.dicomio import ExportError, RoiSelection
+from oncohabitat.dicomio import RoiSelection
 from oncohabitat.dicomio.dce import DceRules
-from oncohabitat.dicomio.export import ResultForSR, build_result_sr, build_seg
-from oncohabitat.listener.errors import ExportError as SendError
-from oncohabitat.listener.scu import send_instances
+from oncohabitat.orchestrator.export_stage import ExportFailedError as ExportFailedError  # re-export
+from oncohabitat.orchestrator.export_stage import export_stage
 from oncohabitat.orchestrator.feature_stages import features_stage, regions_stage
 from oncohabitat.orchestrator.jobs import Job
 from oncohabitat.orchestrator.results import SCORE_STAGE, SEGMENT_STAGE
-from oncohabitat.orchestrator.retry import TransientStageError
 from oncohabitat.orchestrator.runner import FunctionStage, StageOutcome, StageResults
 from oncohabitat.orchestrator.score_stage import score_stage
 from oncohabitat.orchestrator.study_loading import ReviewNeeded, load_study, resolve_instance_paths, series_key
@@ -55,10 +50,6 @@ EXPORT_STAGE = "export"
 REVIEW_CODES = frozenset(
     {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND}
 )
-
-
-class ExportFailedError(TransientStageError):
-    """PACS did not accept the result objects this time (the job is retried with backoff)."""
 
 
 @dataclass(frozen=True)
@@ -198,73 +189,6 @@ def segment_stage(context: PipelineContext, _job: Job, previous: StageResults) -
             "component_count": response.qc.component_count,
         }
     )
-
-
-def _deterministic_uid(job: Job, what: str) -> str:
-    return str(generate_uid(entropy_srcs=[job.job_id, what]))
-
-
-def export_stage(context: PipelineContext, job: Job, previous: StageResults) -> StageOutcome:
-    """DICOM SEG (tumour) + one SR (TID 1500) per model, written under exports/ and C-STOREd to PACS."""
-    destination_text = job.request.get("export_destination") or context.default_destination
-    if not destination_text:
-        return StageOutcome.ok({"sent": [], "skipped": "no export destination configured"})
-    loaded = previous[LOAD_STAGE]
-    sources = [pydicom.dcmread(context.dicom_store / p, stop_before_pixels=True) for p in loaded["series_paths"]]
-    mask = context.codec.decode_image(context.load_volume(previous[SEGMENT_STAGE]["mask_volume"]))
-    version = oncohabitat.__version__
-    try:
-        seg = build_seg(
-            sources,
-            mask,
-            {1: "Tumour"},
-            algorithm_version=version,
-            series_instance_uid=_deterministic_uid(job, "seg-series"),
-            sop_instance_uid=_deterministic_uid(job, "seg"),
-        )
-        reports: list[pydicom.Dataset] = [seg]
-        for model in previous[SCORE_STAGE]["models"]:
-            result = ResultForSR(
-                model_id=model["model_id"],
-                model_version=model["model_version"],
-                score=model["score"],
-                risk_group=model["risk_group"],
-                cutoff=model["cutoff"],
-                features=model["features"],
-                contributions=model["contributions"],
-                algorithm_version=version,
-            )
-            reports.append(
-                build_result_sr(
-                    sources,
-                    seg,
-                    result,
-                    series_instance_uid=_deterministic_uid(job, "sr-series"),
-                    sop_instance_uid=_deterministic_uid(job, f"sr-{model['model_id']}-{model['model_version']}"),
-                )
-            )
-    except ExportError as exc:
-        return StageOutcome.failed(f"EXPORT_BUILD_FAILED: {exc.reason}")
-    out_dir = context.exports_dir / job.job_id
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files = []
-    for number, dataset in enumerate(reports):
-        path = out_dir / f"{number:02d}-{dataset.Modality.lower()}.dcm"
-        dataset.save_as(path, enforce_file_format=True)
-        files.append(path)
-    destination = Destination.parse(destination_text)
-    try:
-        report = send_instances(
-            files,
-            destination.ae_title,
-            destination.host,
-            destination.port,
-            calling_ae=context.calling_ae,
-            retries=context.export_retries,
-        )
-    except SendError as exc:
-        raise ExportFailedError("PACS did not accept the result objects") from exc
-    return StageOutcome.ok({"sent": list(report.sent_keys), "destination_ae": destination.ae_title})
 
 
 def build_stages(context: PipelineContext) -> list[FunctionStage]:
