@@ -116,7 +116,7 @@ def _rule(inputs: FitInputs, head: LinearFit | ForestFit, covariates: pd.DataFra
     assert isinstance(outcome, BinaryOutcome)
     p = head.predict(inputs.train, covariates).output("probability")
     cut = choose_cutoff(inputs.recipe.cutoff, p, binary=_outcome(inputs, "train"))
-    return RiskRule("probability", cut, inputs.recipe.cutoff.labels, "higher_is_worse")
+    return RiskRule("probability", cut, inputs.recipe.cutoff.labels, inputs.recipe.cutoff.direction)
 
 
 def fit_logistic_recipe(inputs: FitInputs) -> FitResult:

@@ -53,7 +53,7 @@ def fit_elastic_net_recipe(inputs: FitInputs) -> FitResult:
         "predicted_value",
         choose_cutoff(recipe.cutoff, predicted, survival=y_train),
         recipe.cutoff.labels,
-        "higher_is_worse",
+        recipe.cutoff.direction,
     )
     evaluations, figures = [], []
     for split, rows in inputs.splits.items():

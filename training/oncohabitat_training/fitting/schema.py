@@ -38,14 +38,36 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Extraction(_Strict):
-    """How the feature table was (or must be) extracted; the bundle's ``plan`` keeps all but the feature list."""
+class FullPlan(_Strict):
+    """Full extraction: every feature of ``regions`` x ``images`` x the settings' filters and classes
+    (:func:`oncohabitat.features.full.full_plan`), plus ``extra`` names (MSI, statistics, kinetic)."""
 
-    #: Plan file (YAML or JSON, relative to the recipe file) or the plan itself.
-    plan: str | ExtractionPlan
+    regions: list[str] = Field(min_length=1)
+    images: list[str] = Field(min_length=1)
+    region_profile: dict[str, Any] = Field(default_factory=dict)
+    normalisation: dict[str, Any] = Field(default_factory=lambda: {"type": "none"})
+    feature_settings: dict[str, Any] = Field(default_factory=dict)
+    extra: list[str] = Field(default_factory=list)
+
+
+class Extraction(_Strict):
+    """How the feature table was (or must be) extracted; the bundle's ``plan`` keeps all but the feature list.
+
+    Exactly one of ``plan`` (a plan file, YAML or JSON relative to the recipe file, or the plan itself) and
+    ``full`` (a full-extraction grid).
+    """
+
+    plan: str | ExtractionPlan | None = None
+    full: FullPlan | None = None
     modality: Literal["MR", "CT"] = "MR"
     #: Phase roles a study must provide (``required_inputs.phases`` of the bundle).
     phases: list[str] = Field(default_factory=lambda: ["pre_contrast", "post_contrast"], min_length=1)
+
+    @model_validator(mode="after")
+    def _one(self) -> Extraction:
+        if (self.plan is None) == (self.full is None):
+            raise ValueError("extraction needs exactly one of 'plan' and 'full'")
+        return self
 
 
 class SurvivalOutcome(_Strict):
@@ -175,6 +197,8 @@ class Cutoff(_Strict):
     min_fraction: float = Field(0.1, gt=0.0, lt=0.5)
     value: float | None = None
     labels: tuple[str, str] = ("low", "high")
+    #: What a higher value means (the bundle's ``risk_groups.direction``).
+    direction: Literal["higher_is_worse", "higher_is_better"] = "higher_is_worse"
 
     @model_validator(mode="after")
     def _parameters(self) -> Cutoff:
@@ -238,6 +262,8 @@ def resolve_plan(recipe: Recipe, recipe_dir: Path) -> ExtractionPlan:
     plan = recipe.extraction.plan
     if isinstance(plan, ExtractionPlan):
         return plan
+    if plan is None:
+        return _full_plan(recipe.extraction.full)  # type: ignore[arg-type]
     path = recipe_dir / plan
     try:
         return ExtractionPlan.model_validate(_plan_document(path))
@@ -245,8 +271,24 @@ def resolve_plan(recipe: Recipe, recipe_dir: Path) -> ExtractionPlan:
         raise RecipeError(f"extraction plan {path}: {_first_error(exc)}") from None
 
 
+def _full_plan(full: FullPlan) -> ExtractionPlan:
+    from oncohabitat.bundles.feature_settings import FeatureSettings
+    from oncohabitat.bundles.plan import NoNormalisation
+    from oncohabitat.features.full import full_plan
+
+    try:
+        settings = FeatureSettings.model_validate(full.feature_settings)
+        grid = full_plan(settings, full.regions, full.images, full.region_profile, NoNormalisation())
+        document = grid.model_dump(mode="json", by_alias=True)
+        document |= {"normalisation": full.normalisation, "features": [*grid.features, *full.extra]}
+        return ExtractionPlan.model_validate(document)
+    except ValidationError as exc:
+        raise RecipeError(f"extraction.full: {_first_error(exc)}") from None
+
+
 def _first_error(exc: ValidationError) -> str:
-    error = exc.errors()[0]
+    errors = exc.errors()
+    error = max(errors, key=lambda e: len(e["loc"]))  # of a union's branches, the one that got furthest
     where = ".".join(str(part) for part in error["loc"])
     return f"{where}: {error['msg']}" if where else str(error["msg"])
 

@@ -145,7 +145,7 @@ def fit_cox_recipe(inputs: FitInputs) -> FitResult:
     def rule_for(head: LinearFit, covariates: pd.DataFrame | None) -> RiskRule:
         score: npt.NDArray[np.float64] = head.predict(inputs.train, covariates).score
         cut = choose_cutoff(recipe.cutoff, score, survival=y)
-        return RiskRule("score", cut, recipe.cutoff.labels, "higher_is_worse")
+        return RiskRule("score", cut, recipe.cutoff.labels, recipe.cutoff.direction)
 
     imaging_rule = rule_for(imaging, None)
     evaluations, figures = evaluate_cox(
