@@ -3,6 +3,7 @@ with and without resampling; values equal to a relative 1e-9 (in practice bit-id
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,8 @@ import pytest
 import SimpleITK as sitk
 
 from oncohabitat.common.codec import Geometry
-from oncohabitat.features.engine import extract_plan, image_input
+from oncohabitat.features.engine import InlineRunner, extract_plan, image_input
+from oncohabitat.features.passes import GroupResult, GroupTask
 from oncohabitat.features.study import RegionMask, StudyInputs
 from tests.unit.test_features_support import assert_matches, class_features, plan_for, reference
 
@@ -84,3 +86,29 @@ def test_brain1_filters_without_lbp(shared_data: Path) -> None:
         "featureClass": {"firstorder": ["Mean"], "glcm": ["Idmn"]},
     }
     _check(image, mask, inputs, params)
+
+
+class _Recording(InlineRunner):
+    """Runs inline and keeps the tasks (to see which path a group took)."""
+
+    def __init__(self) -> None:
+        self.tasks: list[GroupTask] = []
+
+    def run(self, tasks: Sequence[GroupTask], deadline: float | None, cancelled: Any) -> list[GroupResult | None]:
+        self.tasks.extend(tasks)
+        return super().run(tasks, deadline, cancelled)
+
+
+def test_local_filters_run_on_region_crops_with_identical_values(shared_data: Path) -> None:
+    image, mask, inputs = _case(shared_data, "brain1")
+    params = {"setting": {"binWidth": 25}, "imageType": {"Wavelet": {}, "Gradient": {}, "Square": {}}}
+    params["featureClass"] = {"firstorder": ["Mean"], "glcm": ["Idmn"]}
+    expected_raw = reference(image, mask, params)
+    plan, expected = plan_for({("tumour", "S0"): expected_raw}, params)
+    runner = _Recording()
+    assert_matches(extract_plan(plan, inputs, runner), expected)
+    shapes = {task.image_type: task.array.shape for task in runner.tasks}
+    full = inputs.images["S0"].array.shape
+    assert shapes["Square"] == full  # a global statistic: the whole image
+    assert all(a < b for a, b in zip(shapes["Wavelet"][1:], full[1:], strict=True))  # cropped in-plane
+    assert all(a < b for a, b in zip(shapes["Gradient"][1:], full[1:], strict=True))

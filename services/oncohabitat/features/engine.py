@@ -14,6 +14,7 @@ delivered, normalisation impossible) is reported missing with a reason; the othe
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -40,7 +41,8 @@ logger = logging.getLogger(__name__)
 
 #: Fewer phases than this make a kinetic kurtosis uninformative (seed 001 had 3): a warning is attached.
 MIN_KINETIC_PHASES = 4
-_IDENTITY_TYPES = frozenset({"Original"})
+#: Safety voxels added to a local filter's support.
+_MARGIN_SLACK = 2
 _PYRADIOMICS_LOCK = threading.Lock()
 T = TypeVar("T")
 
@@ -203,6 +205,38 @@ def _shift(geometry: Geometry, lower_zyx: Sequence[int]) -> Geometry:
     return Geometry(geometry.spacing, (float(origin[0]), float(origin[1]), float(origin[2])), geometry.direction)
 
 
+def filter_margin(params: Mapping[str, Any], image_type: str) -> int | None:
+    """Voxels of context a filter needs around a region for bit-identical values; None = the whole image.
+
+    ``Original`` needs none. ``Gradient`` (SimpleITK's central differences) needs 1. pyradiomics' ``Wavelet``
+    applies a one-level stationary transform ``start_level + level`` times without dilation (periodic extension),
+    so a value depends on ``dec_len`` voxels per level. Filters with a global statistic (``square``,
+    ``squareroot``, ``logarithm``, ``exponential`` use the image's maximum), the recursive (infinite-support) LoG
+    and LBP need the whole image. Each gets :data:`_MARGIN_SLACK` more voxels.
+    """
+    if image_type == "Original":
+        return 0
+    if image_type == "Gradient":
+        return 1 + _MARGIN_SLACK
+    if image_type == "Wavelet":
+        import pywt
+
+        args = {**params["setting"], **(params["imageType"].get(image_type) or {})}
+        levels = int(args.get("start_level", 0)) + int(args.get("level", 1))
+        return int(pywt.Wavelet(args.get("wavelet", "coif1")).dec_len) * levels + _MARGIN_SLACK
+    return None
+
+
+def _box(region: RegionInput, margin: int, shape: tuple[int, ...]) -> list[tuple[int, int]]:
+    """(lower, upper) per axis (z, y, x): the region's box grown by ``margin``; an axis where that would leave the
+    image is taken whole (periodic or boundary handling then sees the same image edges as on the whole image)."""
+    box = []
+    for axis, (start, size) in enumerate(zip(region.lower, region.crop.shape, strict=True)):
+        lower, upper = start - margin, start + size + margin
+        box.append((0, shape[axis]) if lower < 0 or upper > shape[axis] else (lower, upper))
+    return box
+
+
 def _region_dependent(params: Mapping[str, Any], image_type: str) -> bool:
     setting = params["setting"]
     resampled = setting.get("interpolator") is not None and setting.get("resampledPixelSpacing") is not None
@@ -258,33 +292,27 @@ def _tasks(
             regions.append(RegionInput(region, placed.crop, placed.lower, region_pass.wanted))
         if not regions:
             continue
-        if group.image_type in _IDENTITY_TYPES and not _region_dependent(params, group.image_type):
-            for region_input in regions:  # identity filter: each region alone, on its own crop
-                z, y, x = region_input.lower
-                dz, dy, dx = region_input.crop.shape
-                crop = np.ascontiguousarray(image.array[z : z + dz, y : y + dy, x : x + dx])
-                shifted = RegionInput(region_input.region, region_input.crop, (0, 0, 0), region_input.wanted)
+        margin = None if _region_dependent(params, group.image_type) else filter_margin(params, group.image_type)
+        weight = {"Wavelet": 8.0, "LBP3D": 20.0}.get(group.image_type, 2.0)
+        boxes = [_box(r, margin, image.array.shape) for r in regions] if margin is not None else []
+        if boxes and sum(math.prod(u - lo for lo, u in box) for box in boxes) <= image.array.size:
+            for region_input, box in zip(regions, boxes, strict=True):  # a local filter: each region on its own crop
+                lower = tuple(lo for lo, _ in box)
+                crop = np.ascontiguousarray(image.array[tuple(slice(lo, u) for lo, u in box)])
+                inner = tuple(r - lo for r, lo in zip(region_input.lower, lower, strict=True))
+                shifted = RegionInput(
+                    region_input.region, region_input.crop, (inner[0], inner[1], inner[2]), region_input.wanted
+                )
                 task = GroupTask(
-                    group.image,
-                    group.image_type,
-                    crop,
-                    _shift(image.geometry, region_input.lower),
-                    params,
-                    (shifted,),
-                    deadline,
+                    group.image, group.image_type, crop, _shift(image.geometry, lower), params, (shifted,), deadline
                 )
-                tasks.append((float(region_input.crop.sum()), task))
+                tasks.append((weight * float(crop.size), task))
         else:
-            weight = {"Wavelet": 8.0, "LBP3D": 20.0}.get(group.image_type, 2.0)
             cost = weight * sum(float(r.crop.sum()) for r in regions) + float(image.array.size) * weight / 4
-            tasks.append(
-                (
-                    cost,
-                    GroupTask(
-                        group.image, group.image_type, image.array, image.geometry, params, tuple(regions), deadline
-                    ),
-                )
+            task = GroupTask(
+                group.image, group.image_type, image.array, image.geometry, params, tuple(regions), deadline
             )
+            tasks.append((cost, task))
     tasks.sort(key=lambda item: -item[0])
     return [task for _, task in tasks]
 

@@ -3,14 +3,14 @@
 The steps are pyradiomics' own (``RadiomicsFeatureExtractor.execute``), called piecewise so that work is shared:
 
 1. the image arrives normalised (:mod:`oncohabitat.features.normalise`, done once per image by the engine) and,
-   for a group whose filter is the identity (``Original`` without resampling), cropped to the union of its
-   regions' boxes;
+   for a local filter (``Original``, ``Gradient``, ``Wavelet``: :func:`oncohabitat.features.engine.filter_margin`),
+   cropped to one region's box grown by the filter's support (an axis the margin would leave is kept whole);
 2. when nothing depends on the region (no resampling, no ``preCrop``, not an LBP filter), apply the filter to the
-   whole image once (``imageoperations.get<Type>Image``; LoG restricted to the sigmas asked for) and, per
+   task's image once (``imageoperations.get<Type>Image``; LoG restricted to the sigmas asked for) and, per
    region, crop every filtered image to the region's bounding box with the filter pyradiomics uses itself
-   (``CropImageFilter``). Filtering happens before the crop, exactly as in pyradiomics, so global filter
-   statistics (the max of ``square``, the recursive LoG, the wavelet padding) see the whole image: values are
-   bit-identical to a plain extraction on the uncropped image;
+   (``CropImageFilter``). Filters with a global statistic (the max of ``square``), the recursive LoG and LBP
+   get the whole image; local filters get their support around the region: values are bit-identical to a plain
+   extraction on the uncropped image (the exactness tests check it);
 3. otherwise (resampling, ``preCrop``, LBP) every region gets pyradiomics' own preparation: its
    ``resampleImage`` / crop anchored on that region's mask, then the filter on that result;
 4. ``checkMask`` (minimum size / dimensions), shape on the mask, ``resegmentRange`` as pyradiomics applies it,
