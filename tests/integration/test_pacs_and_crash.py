@@ -45,9 +45,9 @@ def test_orthanc_pushes_the_study_and_receives_the_sr(
     (job,) = platform.wait_for_jobs(1, timeout_s=120)
     assert job.state == pipeline_pb2.JOB_STATE_DONE, (job, platform.log("orchestrator"))
     deadline = time.monotonic() + 30
-    while "SR" not in orthanc.series_modalities() and time.monotonic() < deadline:
+    while not {"SR", "DOC"} <= set(orthanc.series_modalities()) and time.monotonic() < deadline:
         time.sleep(0.3)
-    assert sorted(orthanc.series_modalities()) == ["CT", "RTSTRUCT", "SEG", "SR"]
+    assert sorted(orthanc.series_modalities()) == ["CT", "DOC", "RTSTRUCT", "SEG", "SR"]
     # the results are filed under the same study in the PACS
     assert len(orthanc.get("/studies")) == 1
 

@@ -37,6 +37,7 @@ PUBLISHED = {
 }
 SR_STORAGE = "1.2.840.10008.5.1.4.1.1.88.34"  # Comprehensive 3D SR
 SEG_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
+PDF_STORAGE = "1.2.840.10008.5.1.4.1.1.104.1"  # key-image summary
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +101,8 @@ def test_score_equals_the_published_formula(ct_job: pipeline_pb2.JobResult) -> N
 def test_seg_and_sr_come_back_to_the_receiver(ct_job: pipeline_pb2.JobResult, receiver: StoreSCP) -> None:
     received = receiver.received()
     classes = sorted(str(ds.SOPClassUID) for ds in received)
-    assert classes == sorted([SEG_STORAGE, SR_STORAGE])
-    assert len(ct_job.exported_sop_instance_keys) == 2
+    assert classes == sorted([SEG_STORAGE, SR_STORAGE, PDF_STORAGE])
+    assert len(ct_job.exported_sop_instance_keys) == 3
     (sr,) = [ds for ds in received if ds.SOPClassUID == SR_STORAGE]
     source = pydicom.dcmread(next(iter(sorted(Path(str(sr.filename)).parent.glob("*")))), stop_before_pixels=True)
     assert sr.StudyInstanceUID == source.StudyInstanceUID

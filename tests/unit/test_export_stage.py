@@ -359,3 +359,63 @@ def test_malformed_patient_module_still_exports_and_every_object_passes_dciodvfy
         assert dataset.PatientID == pydicom.dcmread(tmp_path / previous["load_study"]["series_paths"][0]).PatientID
     for dataset, name in zip(objects.datasets, ("seg", "sr", "pdf"), strict=True):
         assert _dciodvfy_errors(_save(dataset, tmp_path / f"{name}.dcm")) == [], name
+
+
+def test_single_phase_ct_study_keeps_a_tumour_only_seg(sts_ct_dir: Path, tmp_path: Path) -> None:
+    from oncohabitat.dicomio import load_mask
+
+    paths = sorted((sts_ct_dir / "image").iterdir())
+    series = load_series(paths)
+    tumour = load_mask(sts_ct_dir / "mask/RS.dcm", series).image
+    context = _context(tmp_path, sts_ct_dir)
+    codec: VolumeCodec = context.codec
+    previous: dict[str, Any] = {
+        "load_study": {
+            "modality": "CT",
+            "series_paths": [str(p.relative_to(sts_ct_dir)) for p in paths],
+            "image_volume": context.save_message(codec.encode_image(series.image)),
+            "phases": [],
+        },
+        SEGMENT_STAGE: {"mask_volume": context.save_message(codec.encode_image(tumour))},
+        "regions": {"skipped": "single-phase study: no kinetic regions", "profiles": {}},
+        SCORE_STAGE: {"models": [{**MODELS[1], "model_id": "seed003-ct-dfs"}]},
+    }
+    objects = build_export_objects(context, _job(), previous)
+    assert [str(item.SegmentLabel) for item in objects.seg.SegmentSequence] == ["Tumour"]
+    pixels = hd.seg.Segmentation.from_dataset(objects.seg).get_pixels_by_source_instance(
+        source_sop_instance_uids=list(series.sop_instance_uids), segment_numbers=[1]
+    )[..., 0]
+    np.testing.assert_array_equal(pixels > 0, sitk.GetArrayFromImage(tumour) > 0)
+    groups = _groups(pydicom.dcmread(_save(objects.sr, tmp_path / "sr.dcm")))
+    assert set(groups) == {"Tumour", "Tumour: seed003-ct-dfs@2.0.1"}
+    for dataset, name in zip(objects.datasets, ("seg", "sr", "pdf"), strict=True):
+        assert _dciodvfy_errors(_save(dataset, tmp_path / f"{name}.dcm")) == [], name
+
+
+def test_a_re_export_replaces_the_files_and_sends_the_same_instances(
+    built: tuple[Any, dict[str, Any], ExportObjects], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from oncohabitat.orchestrator import export_stage as module
+
+    context, previous, _objects = built
+    sent: list[list[str]] = []
+
+    def fake_send(files: list[Path], *_args: Any, **_kwargs: Any) -> Any:
+        sent.append(sorted(str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files))
+        return SimpleNamespace(sent_keys=[f"key-{n}" for n in range(len(files))])
+
+    monkeypatch.setattr(module, "send_instances", fake_send)
+    exporting = SimpleNamespace(
+        **vars(context),
+        exports_dir=tmp_path,
+        default_destination="PACS@127.0.0.1:104",
+        calling_ae="OH",
+        export_retries=0,
+    )
+    (tmp_path / "job-0001").mkdir()
+    (tmp_path / "job-0001" / "03-sr.dcm").write_bytes(b"stale")
+    for _ in range(2):
+        outcome = module.export_stage(exporting, _job(), previous)
+        assert outcome.reason == "" and outcome.result["sent"] == ["key-0", "key-1", "key-2"]
+    assert sent[0] == sent[1] and len(set(sent[0])) == 3
+    assert sorted(p.name for p in (tmp_path / "job-0001").iterdir()) == ["00-seg.dcm", "01-sr.dcm", "02-doc.dcm"]
