@@ -26,6 +26,7 @@ feature computed on each phase; shape features do not vary over phases and are r
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -137,13 +138,18 @@ def _stats_ok(feature: str) -> bool:
 
 
 def parse_canonical_name(name: str) -> CanonicalName:
-    """Parse and check a canonical feature name.
+    """Parse and check a canonical feature name (results are cached: a plan's names are parsed many times).
 
     Raises:
         FeatureNameError: the message names the offending token (region, image, feature or the whole name).
     """
     if not isinstance(name, str):
         raise FeatureNameError(str(name), str(name), "a feature name must be a string")
+    return _parse(name)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _parse(name: str) -> CanonicalName:
     parts = name.split(SEPARATOR)
     if len(parts) != 3 or not all(parts):
         raise FeatureNameError(name, name, "expected <region>/<image>/<feature>")

@@ -14,7 +14,6 @@ delivered, normalisation impossible) is reported missing with a reason; the othe
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -295,8 +294,8 @@ def _tasks(
         margin = None if _region_dependent(params, group.image_type) else filter_margin(params, group.image_type)
         weight = {"Wavelet": 8.0, "LBP3D": 20.0}.get(group.image_type, 2.0)
         boxes = [_box(r, margin, image.array.shape) for r in regions] if margin is not None else []
-        if boxes and sum(math.prod(u - lo for lo, u in box) for box in boxes) <= image.array.size:
-            for region_input, box in zip(regions, boxes, strict=True):  # a local filter: each region on its own crop
+        if boxes:  # a local filter: each region on its own crop, in parallel (at most #regions x the image filtered)
+            for region_input, box in zip(regions, boxes, strict=True):
                 lower = tuple(lo for lo, _ in box)
                 crop = np.ascontiguousarray(image.array[tuple(slice(lo, u) for lo, u in box)])
                 inner = tuple(r - lo for r, lo in zip(region_input.lower, lower, strict=True))
