@@ -4,6 +4,10 @@
 * :mod:`.series` — classic single-frame CT/MR series -> SimpleITK volume (:func:`load_series`).
 * :mod:`.masks` — RTSTRUCT / SEG -> binary mask on the series grid (:func:`load_mask`).
 * :mod:`.export` — DICOM SEG of a label map and TID 1500 SR of the risk result.
+* :mod:`.seg_export` — one SEG with a segment per region (tumour, habitats, ring, band) on the source grid.
+* :mod:`.sr_export` — one TID 1500 SR per job: every model's result, region volumes and habitat fractions.
+* :mod:`.key_image` (+ :mod:`.pdf_page`) — the Encapsulated PDF key-image summary.
+* :mod:`.conformance` — patient/study values made acceptable in derived objects (malformed values dropped).
 """
 
 from oncohabitat.dicomio.errors import DicomIOError, ExportError, MaskError, MaskSelectionError, SeriesError
