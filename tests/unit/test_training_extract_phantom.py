@@ -23,7 +23,9 @@ from oncohabitat.orchestrator.study_loading import load_study
 from oncohabitat.phantom.cohort import generate_cohort
 from oncohabitat.regions import PhaseInput, build_regions, parse_profile, select_phases
 from oncohabitat.regions.grid import map_mask_to_grid
+from oncohabitat_training.cohorts import load_cohort
 from oncohabitat_training.cohorts.phantom import write_phantom_cohort_file
+from oncohabitat_training.extraction.patient import PatientTask, extract_patient
 from oncohabitat_training.extraction.profile import DCE_DEFAULT, load_plan
 from oncohabitat_training.extraction.run import ExtractConfig, run_extraction
 from oncohabitat_training.extraction.table import read_plan
@@ -135,3 +137,23 @@ def test_dce_default_profile_names() -> None:
     assert "tumour/S0/original_shape_Sphericity" in default.features
     assert "tumour/S1/original_shape_Sphericity" not in default.features  # shape once per region
     assert load_plan("dce-default") == default
+
+
+def test_nifti_phases_give_the_dicom_values(
+    cohort: tuple[Path, Path], plan: ExtractionPlan, local_table: Path, tmp_path: Path
+) -> None:
+    case = cohort[0] / "case_0001"
+    study = load_study(sorted(p for p in (case / "dicom").rglob("*") if p.is_file()), RoiSelection())
+    names, times = [], []
+    for phase in study.phases:
+        sitk.WriteImage(phase.image, str(tmp_path / f"phase{phase.index}.nii.gz"))
+        names.append(f"phase{phase.index}.nii.gz")
+        times.append(phase.time_from_pre_s)
+    mask = str(case / "ground_truth" / "tumour_mask.nrrd")
+    entry = {"patient_id": "n1", "image": {"nifti": names, "times_s": times}, "mask": mask, "split": "external"}
+    (tmp_path / "cohort.yaml").write_text(json.dumps({"patients": [entry]}))  # JSON is YAML
+    (patient,) = load_cohort(tmp_path / "cohort.yaml").patients
+    result = extract_patient(PatientTask(0, patient, plan))
+    assert result.failure is None and result.method == "supplied" and result.features is not None
+    expected = pd.read_parquet(local_table).loc[1, list(plan.features)].to_numpy(float)
+    np.testing.assert_array_equal([result.features[name] for name in plan.features], expected)

@@ -71,17 +71,18 @@ def write_phantom_cohort_file(
     if missing:
         raise CohortFileError(missing)
     validation = validation_cases(len(rows), validation_fraction)
-    document = {
+    patients = [_entry(root, row, "validation" if i in validation else "train") for i, row in enumerate(rows)]
+    document: dict[str, Any] = {
         "version": 1,
         "covariates": {"age": {"type": "numeric", "min": 0, "max": 120, "unit": "years"}},
         "outcomes": {"time": {"type": "time", "unit": "months"}},
-        "patients": [_entry(root, row, "validation" if i in validation else "train") for i, row in enumerate(rows)],
+        "patients": patients,
     }
     target = out or root / COHORT_FILE_NAME
     target.parent.mkdir(parents=True, exist_ok=True)
     prefix = Path(os.path.relpath(root.resolve(), target.resolve().parent)).as_posix()
     if prefix != ".":
-        for entry in document["patients"]:
+        for entry in patients:
             entry["image"]["dicom"] = f"{prefix}/{entry['image']['dicom']}"
             entry["mask"] = f"{prefix}/{entry['mask']}"
     target.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")

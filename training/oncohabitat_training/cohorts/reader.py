@@ -189,10 +189,13 @@ def _csv_row(number: int, cells: Mapping[str, str | None]) -> _RawRow:
         image["times_s"] = [_cell(part) for part in text["nifti_times_s"].split(";")]
     if image:
         data["image"] = image
-    raw.columns.update(
-        {("image",): "dicom/nifti", ("image", "dicom"): "dicom", ("image", "nifti"): "nifti"}
-        | {("image", "times_s"): "nifti_times_s"}
-    )
+    image_columns: dict[Loc, str] = {
+        ("image",): "dicom/nifti",
+        ("image", "dicom"): "dicom",
+        ("image", "nifti"): "nifti",
+        ("image", "times_s"): "nifti_times_s",
+    }
+    raw.columns.update(image_columns)
     seed = [_cell(text.get(name)) for name in SEED_COLUMNS]
     if any(value is not None for value in seed):
         data["seed_mm"] = seed
@@ -331,8 +334,8 @@ def _row_problems(exc: ValidationError, rows: Sequence[_RawRow]) -> list[CohortP
 
 def _patient(row: int, model: PatientBase) -> CohortPatient:
     image = model.image
-    clinical = model.clinical
-    outcomes = model.outcomes
+    clinical = getattr(model, "clinical")  # noqa: B009 - a field of the generated patient model
+    outcomes = getattr(model, "outcomes")  # noqa: B009
     return CohortPatient(
         row=row,
         patient_id=model.patient_id,
@@ -352,11 +355,11 @@ def _validate(
     header: CohortHeader, rows: list[_RawRow], base_dir: Path
 ) -> tuple[list[CohortPatient], list[CohortProblem]]:
     patient = patient_model(header)
-    document: type[BaseModel] = create_model("CohortDocument", patients=(list[patient], Field(min_length=1)))  # type: ignore[call-overload,valid-type]
+    document: type[BaseModel] = create_model("CohortDocument", patients=(list[patient], Field(min_length=1)))  # type: ignore[valid-type]
     context = {"base_dir": base_dir}
     try:
         validated = document.model_validate({"patients": [row.data for row in rows]}, context=context)
-        models = list(validated.patients)
+        models = list(getattr(validated, "patients"))  # noqa: B009 - a field of the generated document model
         pairs = list(zip(rows, models, strict=True))
         problems: list[CohortProblem] = []
     except ValidationError as exc:

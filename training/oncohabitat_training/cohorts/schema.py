@@ -173,7 +173,7 @@ def _category_text(value: Any) -> Any:
 def _covariate_type(spec: CovariateSpec) -> Any:
     if spec.type == "categorical":
         categories = tuple(spec.categories or ())
-        return Annotated[Literal[categories] | None, BeforeValidator(_category_text)]  # type: ignore[valid-type]
+        return Annotated[Literal[categories] | None, BeforeValidator(_category_text)]
     return Annotated[float, Field(ge=spec.min, le=spec.max, allow_inf_nan=False)] | None
 
 
@@ -203,7 +203,7 @@ def patient_model(header: CohortHeader) -> type[PatientBase]:
         clinical = create_model("Clinical", __base__=_Strict, **fields)  # type: ignore[call-overload]
     outcome_fields = {name: (_outcome_type(spec), None) for name, spec in header.outcome_specs().items()}
     outcomes = create_model("Outcomes", __base__=_Outcomes, **outcome_fields)  # type: ignore[call-overload]
-    return create_model(  # type: ignore[call-overload,no-any-return]
+    return create_model(
         "Patient",
         __base__=PatientBase,
         clinical=(clinical, Field(default_factory=dict, validate_default=True)),
