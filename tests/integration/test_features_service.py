@@ -190,21 +190,43 @@ def test_bad_volumes_are_invalid_argument(
     assert _detail(info) == (grpc.StatusCode.INVALID_ARGUMENT, token)
 
 
-def test_deadline_stops_the_work(stub: features_pb2_grpc.FeaturesStub, codec: VolumeCodec, shared_data: Path) -> None:
+def _heavy(codec: VolumeCodec, shared_data: Path) -> tuple[StudyInputs, features_pb2.ExtractPlanRequest]:
+    """A plan of 60 whole-image LoG groups on brain1 copies (about half a second each: ~15 s on 2 workers)."""
     image = sitk.ReadImage(str(shared_data / "pyradiomics" / "brain1_image.nrrd"))
     mask = sitk.GetArrayFromImage(sitk.ReadImage(str(shared_data / "pyradiomics" / "brain1_label.nrrd"))) == 1
     heavy = image_input(image)
-    images = {f"S{k}": heavy for k in range(24)}
-    inputs = StudyInputs(images=images, regions={"tumour": RegionMask(mask, heavy.geometry)})
-    features = [f"tumour/S{k}/wavelet-HHH_glszm_ZoneEntropy" for k in range(24)]
-    request = plan_request(inputs, _plan(features, {"binWidth": 5}), codec)
+    inputs = StudyInputs(
+        images={f"S{k}": heavy for k in range(60)}, regions={"tumour": RegionMask(mask, heavy.geometry)}
+    )
+    features = [f"tumour/S{k}/log-sigma-3-0-mm-3D_glszm_ZoneEntropy" for k in range(60)]
+    plan = {
+        "features": features,
+        "feature_settings": {"setting": {"binWidth": 5}, "imageType": {"LoG": {"sigma": [3.0]}}},
+    }
+    return inputs, plan_request(inputs, plan, codec)
+
+
+def _served_soon(stub: features_pb2_grpc.FeaturesStub, codec: VolumeCodec, inputs: StudyInputs) -> float:
+    small = plan_request(inputs, _plan(["tumour/S0/original_firstorder_Mean"]), codec)
+    started = time.monotonic()
+    assert stub.ExtractPlan(small, timeout=60).values
+    return time.monotonic() - started
+
+
+def test_deadline_stops_the_work(stub: features_pb2_grpc.FeaturesStub, codec: VolumeCodec, shared_data: Path) -> None:
+    inputs, request = _heavy(codec, shared_data)
     started = time.monotonic()
     with pytest.raises(grpc.RpcError) as info:
         stub.ExtractPlan(request, timeout=1.5)
     assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert time.monotonic() - started < 5
-    # the pending groups were cancelled: a small call is served soon after, not after the 24 wavelet groups
-    small = plan_request(inputs, _plan(["tumour/S0/original_firstorder_Mean"]), codec)
-    started = time.monotonic()
-    assert stub.ExtractPlan(small, timeout=60).values
-    assert time.monotonic() - started < 8
+    # the pending groups were cancelled: a small call is served soon after, not after the 60 LoG groups
+    assert _served_soon(stub, codec, inputs) < 6
+
+
+def test_cancel_stops_the_work(stub: features_pb2_grpc.FeaturesStub, codec: VolumeCodec, shared_data: Path) -> None:
+    inputs, request = _heavy(codec, shared_data)
+    future = stub.ExtractPlan.future(request, timeout=120)
+    time.sleep(1.0)
+    assert future.cancel()
+    assert _served_soon(stub, codec, inputs) < 6

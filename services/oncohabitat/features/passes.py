@@ -27,7 +27,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,14 @@ logger = logging.getLogger(__name__)
 TEXTURE_CLASSES = frozenset({"glcm", "glrlm", "glszm", "gldm", "ngtdm"})
 _REGION_DEPENDENT_TYPES = frozenset({"LBP2D", "LBP3D"})
 _EXTRACTORS: dict[str, Any] = {}
+
+
+def _never(_token: int) -> bool:
+    return False
+
+
+#: Whether the call with this token was cancelled; the worker pool installs its shared table here.
+CANCELLED: Callable[[int], bool] = _never
 _REFUSED = "pyradiomics refused the region (a single voxel, too few dimensions or below minimumROISize)"
 
 # Missing-value reasons (stable codes).
@@ -74,7 +82,8 @@ class GroupTask:
     """Everything a worker needs for one (image, filter) group; picklable.
 
     ``array`` (z, y, x) is the normalised image on ``geometry``; region crops are placed on that grid.
-    ``deadline`` is a ``time.time()`` instant after which no further region is started.
+    ``deadline`` is a ``time.time()`` instant after which no further region is started; ``token`` identifies the
+    call for cancellation (:data:`CANCELLED`; 0 = none).
     """
 
     image: str
@@ -84,6 +93,7 @@ class GroupTask:
     params: Mapping[str, Any]
     regions: tuple[RegionInput, ...]
     deadline: float | None = None
+    token: int = 0
 
 
 @dataclass
@@ -301,8 +311,8 @@ def run_group(task: GroupTask) -> GroupResult:
     region_dependent = resampled or settings.get("preCrop", False) or task.image_type in _REGION_DEPENDENT_TYPES
     shared = None if region_dependent else _filtered(task, image, None, args, needed)
     for region in task.regions:
-        if task.deadline is not None and time.time() > task.deadline:
-            _mark(result, _keys(task, region), DEADLINE, "the call's deadline passed before this region was computed")
+        if (task.deadline is not None and time.time() > task.deadline) or (task.token and CANCELLED(task.token)):
+            _mark(result, _keys(task, region), DEADLINE, "the call's deadline passed or it was cancelled")
             continue
         try:
             _run_region(extractor, task, region, image, shared, settings, args, result)

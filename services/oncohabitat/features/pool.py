@@ -8,12 +8,15 @@ runs gRPC threads).
 
 Stopping: a call's deadline travels in every task (a worker starts no further region after it); while waiting,
 the server polls the deadline and the call's cancellation and, when either fires, cancels the tasks that have
-not started and returns at once. A task already running finishes its current region pass (seconds at most on
-an I-SPY-sized study) and its result is dropped.
+not started, writes the call's token into a table shared with the workers (a running task starts no further
+region of that call) and returns at once. A task already running finishes its current region pass (seconds at
+most on an I-SPY-sized study) and its result is dropped.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import logging
 import multiprocessing
 import os
@@ -25,6 +28,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 from oncohabitat.common.errors import UnavailableError
+from oncohabitat.features import passes
 from oncohabitat.features.passes import GroupResult, GroupTask, run_group
 
 logger = logging.getLogger(__name__)
@@ -33,8 +37,21 @@ T = TypeVar("T")
 POLL_S = 0.05
 
 
-def _warm() -> None:
-    """Worker initialiser: import pyradiomics once and quieten its logger."""
+_CANCEL_SLOTS = 256
+_table: Any = None
+
+
+def _is_cancelled(token: int) -> bool:
+    table = _table
+    return table is not None and token in table[:]
+
+
+def _warm(table: Any = None) -> None:
+    """Worker initialiser: install the shared table of cancelled calls, import pyradiomics, quieten its logger."""
+    global _table
+    if table is not None:
+        _table = table
+        passes.CANCELLED = _is_cancelled
     import radiomics  # noqa: F401
 
     logging.getLogger("radiomics").setLevel(logging.ERROR)
@@ -66,12 +83,17 @@ class PoolRunner:
         self.workers = workers or default_workers()
         self._executor: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._context = multiprocessing.get_context("spawn")
+        #: Tokens of cancelled calls (a ring), shared with the workers: they start no further region of those calls.
+        self._cancelled = self._context.Array("q", _CANCEL_SLOTS, lock=True)
+        self._tokens = itertools.count(1)
+        self._slot = itertools.count()
 
     def _pool(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._executor is None:
                 self._executor = ProcessPoolExecutor(
-                    max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_warm
+                    max_workers=self.workers, mp_context=self._context, initializer=_warm, initargs=(self._cancelled,)
                 )
             return self._executor
 
@@ -99,9 +121,11 @@ class PoolRunner:
     ) -> list[GroupResult | None]:
         """Run group tasks in the workers; None for each task stopped by the deadline or a cancellation."""
         pool = self._pool()
+        token = next(self._tokens)
         try:
-            futures = [pool.submit(run_group, task) for task in tasks]
+            futures = [pool.submit(run_group, dataclasses.replace(task, token=token)) for task in tasks]
             if not self._wait(futures, deadline, cancelled):
+                self._cancelled[next(self._slot) % _CANCEL_SLOTS] = token  # running tasks stop at their next region
                 return [None] * len(futures)
             return [future.result() for future in futures]
         except BrokenProcessPool:
