@@ -81,10 +81,10 @@ def _extract(args: argparse.Namespace) -> int:
         f"{report.computed} patients extracted, {report.reused} reused, {len(report.failures)} failed "
         f"({report.seconds:.1f} s; {report.seconds_per_patient:.2f} s per extracted patient)"
     )
-    for failure in report.failures:
-        print(f"  row {failure.row} (patient {failure.patient_id}): {failure.reason}", file=sys.stderr)
+    for failure in report.failures:  # patient ids only in the failures file
+        print(f"  cohort row {failure.row}: {failure.reason}", file=sys.stderr)
     if report.failures:
-        print(f"failures listed in {report.failures_file}", file=sys.stderr)
+        print(f"failures (with patient ids) listed in {report.failures_file}", file=sys.stderr)
     if report.table is not None:
         print(f"feature table {report.table} ({len(plan.features)} features)")
     if report.reader2_table is not None:
