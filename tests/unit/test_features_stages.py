@@ -65,7 +65,12 @@ def _context(tmp_path: Path, plan: ExtractionPlan) -> Any:
     bundle = SimpleNamespace(
         id="seed001-like",
         version="1.0.0",
-        manifest=SimpleNamespace(plan=plan, required_inputs=SimpleNamespace(modality="MR")),
+        manifest=SimpleNamespace(
+            plan=plan,
+            required_inputs=SimpleNamespace(modality="MR", phases=["pre_contrast", "post_contrast"]),
+            covariates=[],
+            fallback=None,
+        ),
     )
     context = SimpleNamespace(
         blobs=blobs,

@@ -72,7 +72,7 @@ def build(settings: OrchestratorSettings) -> ServiceParts:
         )
         for n in range(settings.workers)
     ]
-    servicer = PipelineServicer(store)
+    servicer = PipelineServicer(store, upload_root=settings.resolved_dicom_store_dir)
 
     def start(_runtime: ServiceRuntime) -> None:
         for runner in runners:

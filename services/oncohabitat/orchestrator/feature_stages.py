@@ -24,6 +24,7 @@ from oncohabitat.bundles import Bundle
 from oncohabitat.bundles.canonical import DERIVED_IMAGES
 from oncohabitat.bundles.hashing import canonical_json_sha256
 from oncohabitat.bundles.plan import ExtractionPlan
+from oncohabitat.orchestrator.eligibility import StudyInputs, eligible_bundles
 from oncohabitat.orchestrator.jobs import Job
 from oncohabitat.orchestrator.results import SEGMENT_STAGE, provenance_to_json
 from oncohabitat.orchestrator.runner import StageOutcome, StageResults
@@ -67,13 +68,18 @@ def profile_key(profile: Mapping[str, Any]) -> str:
     return canonical_json_sha256(dict(profile))
 
 
-def _plans(context: PipelineContext, job: Job, modality: str) -> list[tuple[Bundle, ExtractionPlan | None]]:
-    from oncohabitat.orchestrator.stages import _applicable_bundles  # deferred: stages imports this module
+def eligible_plans(
+    context: PipelineContext, job: Job, loaded: Mapping[str, Any]
+) -> tuple[list[tuple[Bundle, ExtractionPlan | None]], list[str]]:
+    """The bundles whose declared inputs the study satisfies, with their plans, and the others' reasons
+    (:mod:`oncohabitat.orchestrator.eligibility`)."""
+    requested = [context.registry.get(model_id) for model_id in job.request.get("model_ids", [])]
+    bundles, reasons = eligible_bundles(context.registry, StudyInputs.of(loaded, job.request), requested)
+    return [(bundle, bundle_plan(bundle)) for bundle in bundles], reasons
 
-    return [
-        (bundle, bundle_plan(bundle))
-        for bundle in _applicable_bundles(context, modality, job.request.get("model_ids", []))
-    ]
+
+def _plans(context: PipelineContext, job: Job, loaded: Mapping[str, Any]) -> list[tuple[Bundle, ExtractionPlan | None]]:
+    return eligible_plans(context, job, loaded)[0]
 
 
 def regions_stage(context: PipelineContext, job: Job, previous: StageResults) -> StageOutcome:
@@ -84,7 +90,7 @@ def regions_stage(context: PipelineContext, job: Job, previous: StageResults) ->
     if not loaded.get("phases"):
         return StageOutcome.ok({"skipped": "single-phase study: no kinetic regions", "profiles": {}})
     profiles: dict[str, dict[str, Any]] = {}
-    for _bundle, plan in _plans(context, job, loaded["modality"]):
+    for _bundle, plan in _plans(context, job, loaded):
         if plan is not None:
             profile = regions_profile(plan)
             profiles[profile_key(profile)] = profile
@@ -144,7 +150,11 @@ def _plan_request(
 def features_stage(context: PipelineContext, job: Job, previous: StageResults) -> StageOutcome:
     """Each applicable bundle's plan through ExtractPlan (see the module docstring)."""
     loaded, segmented = previous[LOAD_STAGE], previous[SEGMENT_STAGE]
-    plans = _plans(context, job, loaded["modality"])
+    plans, reasons = eligible_plans(context, job, loaded)
+    if reasons and job.request.get("model_ids"):
+        return StageOutcome.needs_review(f"MODEL_NOT_ELIGIBLE: {'; '.join(reasons)}")
+    if not plans and reasons:
+        return StageOutcome.needs_review(f"NO_ELIGIBLE_MODEL: {'; '.join(reasons)}")
     if not plans:
         return StageOutcome.needs_review(f"NO_MODEL: no deployed model accepts {loaded['modality']} studies")
     stored_regions = previous.get(REGIONS_STAGE, {}).get("profiles", {})

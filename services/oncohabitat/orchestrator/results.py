@@ -6,7 +6,12 @@ Stage result layout (JSON, written by :mod:`oncohabitat.orchestrator.stages`):
 - ``score``: ``{"models": [...]}``, one entry per model as written by
   :func:`oncohabitat.orchestrator.score_stage.model_result_json` (score, probability, predicted value, risk
   group and rule, survival, contributions, out-of-distribution warnings, fallback, provenance)
+- ``regions``: ``{"profiles": {key: {"statistics": {region: {"voxel_count", "volume_ml", <image>: mean}},
+  "msi_features": {...}, ...}}}`` (see :mod:`oncohabitat.orchestrator.feature_stages`)
 - ``export``: ``{"sent": [opaque SOP keys], ...}``
+
+Region summaries take each region from the first profile (by key) that has it; habitat fractions are the
+habitat's volume over that profile's tumour volume; MSI values are merged over the profiles the same way.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from typing import Any
 from oncohabitat.v1 import common_pb2, pipeline_pb2, scoring_pb2
 
 SEGMENT_STAGE = "segment"
+REGIONS_STAGE = "regions"
 SCORE_STAGE = "score"
 EXPORT_STAGE = "export"
+_COUNTS = ("voxel_count", "volume_ml")
 
 
 def provenance_from_json(data: Mapping[str, Any]) -> common_pb2.Provenance:
@@ -51,7 +58,32 @@ def job_result_from_stages(results: Mapping[str, Mapping[str, Any]]) -> pipeline
     )
     for model in results.get(SCORE_STAGE, {}).get("models", []):
         result.models.append(model_result_from_json(model))
+    result.tumour_volume_ml = float(results.get(SEGMENT_STAGE, {}).get("volume_ml", 0.0))
+    add_region_summaries(result, results.get(REGIONS_STAGE, {}).get("profiles", {}))
     return result
+
+
+def add_region_summaries(result: pipeline_pb2.JobResult, profiles: Mapping[str, Mapping[str, Any]]) -> None:
+    """Region volumes (mL), habitat fractions, mean kinetic values and MSI values of the stored regions."""
+    seen: set[str] = set()
+    for _key, stored in sorted(profiles.items()):
+        statistics: Mapping[str, Mapping[str, Any]] = stored.get("statistics", {})
+        tumour_ml = float(statistics.get("tumour", {}).get("volume_ml", 0.0))
+        for region, values in statistics.items():
+            if region in seen:
+                continue
+            seen.add(region)
+            summary = result.regions.add(
+                region=region,
+                voxel_count=int(values.get("voxel_count", 0)),
+                volume_ml=float(values.get("volume_ml", 0.0)),
+                mean_values={k: float(v) for k, v in values.items() if k not in _COUNTS and v is not None},
+            )
+            if region.startswith("habitat_") and tumour_ml > 0:
+                summary.fraction_of_tumour = summary.volume_ml / tumour_ml
+        for name, value in stored.get("msi_features", {}).items():
+            if name not in result.msi_features:  # a proto map's [] would insert a default
+                result.msi_features[name] = float(value)
 
 
 def model_result_from_json(model: Mapping[str, Any]) -> pipeline_pb2.ModelResult:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import grpc
 
@@ -12,6 +13,7 @@ from oncohabitat.orchestrator.jobs import Job, JobNotFoundError, JobState
 from oncohabitat.orchestrator.jobstore import JobStore
 from oncohabitat.orchestrator.results import job_result_from_stages
 from oncohabitat.orchestrator.submission import validate_submission
+from oncohabitat.orchestrator.upload import receive_upload
 from oncohabitat.v1 import pipeline_pb2, pipeline_pb2_grpc
 
 WATCH_POLL_S = 0.2
@@ -39,20 +41,26 @@ def _state_from_proto(state: int) -> JobState | None:
 
 
 class PipelineServicer(pipeline_pb2_grpc.PipelineServicer):
-    """SubmitStudy, GetJob, WatchJob, ListJobs, GetResult, CancelJob over a :class:`JobStore`.
+    """SubmitStudy, UploadStudy, GetJob, WatchJob, ListJobs, GetResult, CancelJob over a :class:`JobStore`.
 
     Args:
         store: The durable job store shared with the runner.
         on_submit: Called after a new job was created (wakes the runner).
         stopping: Set when the server stops, so WatchJob streams end promptly.
+        upload_root: The DICOM store root UploadStudy writes into (None: uploads are refused).
     """
 
     def __init__(
-        self, store: JobStore, on_submit: Callable[[], None] | None = None, stopping: threading.Event | None = None
+        self,
+        store: JobStore,
+        on_submit: Callable[[], None] | None = None,
+        stopping: threading.Event | None = None,
+        upload_root: Path | None = None,
     ) -> None:
         self._store = store
         self._on_submit = on_submit or (lambda: None)
         self._stopping = stopping or threading.Event()
+        self._upload_root = upload_root
 
     def _job(self, job_id: str) -> Job:
         if not job_id:
@@ -70,6 +78,14 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServicer):
         if created:
             self._on_submit()
         return pipeline_pb2.SubmitStudyResponse(job_id=job_id, created=created)
+
+    def UploadStudy(
+        self, request_iterator: Iterator[pipeline_pb2.UploadChunk], context: grpc.ServicerContext
+    ) -> pipeline_pb2.SubmitStudyResponse:
+        if self._upload_root is None:
+            raise PreconditionError("UPLOAD_DISABLED", "this orchestrator has no DICOM store for uploads", "")
+        received = receive_upload(request_iterator, self._upload_root)
+        return self.SubmitStudy(received.submission(), context)
 
     def GetJob(self, request: pipeline_pb2.GetJobRequest, context: grpc.ServicerContext) -> pipeline_pb2.Job:
         return job_to_proto(self._job(request.job_id))

@@ -10,14 +10,14 @@ duplicating.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
 
-from oncohabitat.bundles import Bundle, BundleRegistry
+from oncohabitat.bundles import BundleRegistry
 from oncohabitat.common.blobstore import BlobStore
 from oncohabitat.common.codec import VolumeCodec
 from oncohabitat.common.errors import error_detail_from
@@ -101,12 +101,6 @@ class PipelineContext:
         return common_pb2.Volume.FromString(self.blobs.get(digest))
 
 
-def _applicable_bundles(context: PipelineContext, modality: str, model_ids: Sequence[str]) -> list[Bundle]:
-    if model_ids:
-        return [context.registry.get(model_id) for model_id in model_ids]
-    return [b for b in context.registry if b.manifest.required_inputs.modality == modality]
-
-
 def _study_message(context: PipelineContext, loaded: Mapping[str, Any]) -> common_pb2.Study:
     """The Study message of a loaded study: its DCE phases, or its single image."""
     if not loaded.get("phases"):
@@ -167,7 +161,8 @@ def load_study_stage(context: PipelineContext, job: Job, _previous: StageResults
 
 
 def segment_stage(context: PipelineContext, _job: Job, previous: StageResults) -> StageOutcome:
-    """Tumour mask from the segmentation service (supplied masks pass through, resampled if needed)."""
+    """Tumour mask from the segmentation service (supplied masks pass through, resampled if needed; a submitted
+    seed point, patient coordinates in mm, selects seeded spatial fuzzy c-means)."""
     loaded = previous[LOAD_STAGE]
     request = segmentation_pb2.SegmentRequest(study=_study_message(context, loaded))
     if loaded["supplied_mask_volume"]:
@@ -177,6 +172,10 @@ def segment_stage(context: PipelineContext, _job: Job, previous: StageResults) -
                 labels=[common_pb2.Label(value=1, name="tumour", description=loaded["mask_kind"])],
             )
         )
+    seed = _job.request.get("seed_point_mm")
+    if seed and not loaded["supplied_mask_volume"]:  # a seed point selects seeded spatial FCM
+        request.seed.CopyFrom(segmentation_pb2.PointMm(x=seed[0], y=seed[1], z=seed[2]))
+        request.has_seed = True
     response = context.segmentation.Segment(request, timeout=context.rpc_timeout_s)
     if response.outcome != segmentation_pb2.SEGMENTATION_OUTCOME_OK:
         outcome = segmentation_pb2.SegmentationOutcome.Name(response.outcome).removeprefix("SEGMENTATION_OUTCOME_")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import PurePosixPath
 from typing import Any
 
 from oncohabitat.common.errors import InvalidInputError
-from oncohabitat.v1 import pipeline_pb2
+from oncohabitat.v1 import pipeline_pb2, segmentation_pb2
 
 _STUDY_KEY = re.compile(r"^[0-9a-f]{16,64}$")
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
@@ -16,9 +17,15 @@ _DESTINATION = re.compile(r"^[ -~]{1,16}@[A-Za-z0-9.\-:\[\]]+:\d{1,5}$")
 _COVARIATE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_INSTANCES = 20_000
 MAX_COVARIATES = 100
+#: Largest seed coordinate accepted, mm (a patient is well inside +-10 m of the scanner's origin).
+MAX_SEED_ABS_MM = 10_000.0
+#: Largest DCE classification accepted from the listener, characters.
+MAX_CLASSIFICATION_CHARS = 4_000_000
 
 
-def covariates_to_json(request: pipeline_pb2.SubmitStudyRequest) -> dict[str, float | bool | str]:
+def covariates_to_json(
+    request: pipeline_pb2.SubmitStudyRequest | pipeline_pb2.UploadHeader,
+) -> dict[str, float | bool | str]:
     """The submission's clinical covariates as JSON values (number, boolean or category), checked for shape only.
 
     Whether a model needs them, and their ranges and categories, are checked by the scoring service per model.
@@ -40,6 +47,49 @@ def covariates_to_json(request: pipeline_pb2.SubmitStudyRequest) -> dict[str, fl
             raise InvalidInputError("COVARIATE_INVALID", f"covariate {name!r} is NaN or infinite", "covariates")
         values[name] = value.number if which == "number" else value.flag if which == "flag" else value.category
     return values
+
+
+def seed_point_to_json(seed: segmentation_pb2.PointMm, field: str = "seed_point") -> list[float]:
+    """A seed point (patient coordinates LPS, mm) as ``[x, y, z]``, checked finite and within +-10 m.
+
+    Raises:
+        InvalidInputError: ``SEED_POINT_INVALID`` naming ``field``.
+    """
+    values = [seed.x, seed.y, seed.z]
+    if not all(math.isfinite(v) and abs(v) <= MAX_SEED_ABS_MM for v in values):
+        raise InvalidInputError(
+            "SEED_POINT_INVALID", f"{field} needs finite x, y, z in mm within +-{MAX_SEED_ABS_MM:g}", field
+        )
+    return values
+
+
+def classification_to_json(text: str, instance_paths: set[str]) -> dict[str, Any] | None:
+    """The listener's DCE classification (``dce_classification_json``) checked for shape; None when empty.
+
+    Every phase must name its instance paths, each one of the submission's ``instance_paths``.
+
+    Raises:
+        InvalidInputError: ``DCE_CLASSIFICATION_INVALID`` naming ``dce_classification_json``.
+    """
+    if not text:
+        return None
+    field = "dce_classification_json"
+    if len(text) > MAX_CLASSIFICATION_CHARS:
+        raise InvalidInputError("DCE_CLASSIFICATION_INVALID", "the DCE classification is too large", field)
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise InvalidInputError("DCE_CLASSIFICATION_INVALID", "the DCE classification is not JSON", field) from None
+    phases = value.get("phases") if isinstance(value, dict) else None
+    if not isinstance(phases, list) or not all(isinstance(p, dict) for p in phases):
+        raise InvalidInputError("DCE_CLASSIFICATION_INVALID", "the DCE classification lists no phases", field)
+    for phase in phases:
+        paths = phase.get("instance_paths")
+        if not isinstance(paths, list) or not paths or not set(paths) <= instance_paths:
+            raise InvalidInputError(
+                "DCE_CLASSIFICATION_INVALID", "each phase must list instance paths of the submission", field
+            )
+    return value
 
 
 def validate_submission(request: pipeline_pb2.SubmitStudyRequest) -> dict[str, Any]:
@@ -68,9 +118,15 @@ def validate_submission(request: pipeline_pb2.SubmitStudyRequest) -> dict[str, A
         raise InvalidInputError(
             "EXPORT_DESTINATION_INVALID", "export_destination must be AE@HOST:PORT", "export_destination"
         )
-    return {
+    payload: dict[str, Any] = {
         "instance_paths": sorted(request.instance_paths),
         "model_ids": list(request.model_ids),
         "export_destination": request.export_destination,
         "covariates": covariates_to_json(request),
     }
+    if request.HasField("seed_point"):
+        payload["seed_point_mm"] = seed_point_to_json(request.seed_point)
+    classification = classification_to_json(request.dce_classification_json, set(request.instance_paths))
+    if classification is not None:
+        payload["dce_classification"] = classification
+    return payload

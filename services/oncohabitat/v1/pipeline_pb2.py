@@ -24,9 +24,10 @@ _sym_db = _symbol_database.Default()
 
 from oncohabitat.v1 import common_pb2 as oncohabitat_dot_v1_dot_common__pb2
 from oncohabitat.v1 import scoring_pb2 as oncohabitat_dot_v1_dot_scoring__pb2
+from oncohabitat.v1 import segmentation_pb2 as oncohabitat_dot_v1_dot_segmentation__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1doncohabitat/v1/pipeline.proto\x12\x0eoncohabitat.v1\x1a\x1boncohabitat/v1/common.proto\x1a\x1concohabitat/v1/scoring.proto\"\xb0\x02\n\x12SubmitStudyRequest\x12\x11\n\tstudy_key\x18\x01 \x01(\t\x12\x16\n\x0e\x63ontent_digest\x18\x02 \x01(\t\x12\x11\n\tmodel_ids\x18\x03 \x03(\t\x12\x1a\n\x12\x65xport_destination\x18\x04 \x01(\t\x12\x16\n\x0einstance_paths\x18\x05 \x03(\t\x12\r\n\x05rerun\x18\x06 \x01(\x08\x12\x46\n\ncovariates\x18\x07 \x03(\x0b\x32\x32.oncohabitat.v1.SubmitStudyRequest.CovariatesEntry\x1aQ\n\x0f\x43ovariatesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12-\n\x05value\x18\x02 \x01(\x0b\x32\x1e.oncohabitat.v1.CovariateValue:\x02\x38\x01\"6\n\x13SubmitStudyResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\xaa\x01\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tstudy_key\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.oncohabitat.v1.JobState\x12\r\n\x05stage\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\r\x12\x12\n\ncreated_at\x18\x07 \x01(\t\x12\x12\n\nupdated_at\x18\x08 \x01(\t\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"M\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.oncohabitat.v1.JobState\"5\n\x10ListJobsResponse\x12!\n\x04jobs\x18\x01 \x03(\x0b\x32\x13.oncohabitat.v1.Job\"\"\n\x10GetResultRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x8c\x06\n\x0bModelResult\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\x12\x12\n\nrisk_group\x18\x04 \x01(\t\x12;\n\x08\x66\x65\x61tures\x18\x05 \x03(\x0b\x32).oncohabitat.v1.ModelResult.FeaturesEntry\x12\x45\n\rcontributions\x18\x06 \x03(\x0b\x32..oncohabitat.v1.ModelResult.ContributionsEntry\x12\x0e\n\x06\x63utoff\x18\x07 \x01(\x01\x12.\n\nprovenance\x18\x08 \x01(\x0b\x32\x1a.oncohabitat.v1.Provenance\x12\x18\n\x0bprobability\x18\t \x01(\x01H\x00\x88\x01\x01\x12\x1c\n\x0fpredicted_value\x18\n \x01(\x01H\x01\x88\x01\x01\x12/\n\x08survival\x18\x0b \x03(\x0b\x32\x1d.oncohabitat.v1.SurvivalPoint\x12\x11\n\ttime_unit\x18\x0c \x01(\t\x12\x30\n\trisk_rule\x18\r \x01(\x0b\x32\x1d.oncohabitat.v1.RiskGroupRule\x12>\n\x13out_of_distribution\x18\x0e \x03(\x0b\x32!.oncohabitat.v1.OutOfDistribution\x12\x17\n\x0fmanifest_sha256\x18\x0f \x01(\t\x12\x14\n\x0cintended_use\x18\x10 \x01(\t\x12\x12\n\nmodel_type\x18\x11 \x01(\t\x12\x15\n\rfallback_used\x18\x12 \x01(\x08\x12\x1a\n\x12missing_covariates\x18\x13 \x03(\t\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x34\n\x12\x43ontributionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x0e\n\x0c_probabilityB\x12\n\x10_predicted_value\"\x9b\x01\n\tJobResult\x12 \n\x03job\x18\x01 \x01(\x0b\x32\x13.oncohabitat.v1.Job\x12+\n\x06models\x18\x02 \x03(\x0b\x32\x1b.oncohabitat.v1.ModelResult\x12\x1b\n\x13segmentation_method\x18\x03 \x01(\t\x12\"\n\x1a\x65xported_sop_instance_keys\x18\x04 \x03(\t*\xb1\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x12\n\x0eJOB_STATE_DONE\x10\x03\x12\x1a\n\x16JOB_STATE_NEEDS_REVIEW\x10\x04\x12\x14\n\x10JOB_STATE_FAILED\x10\x05\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x06\x32\xc1\x03\n\x08Pipeline\x12V\n\x0bSubmitStudy\x12\".oncohabitat.v1.SubmitStudyRequest\x1a#.oncohabitat.v1.SubmitStudyResponse\x12<\n\x06GetJob\x12\x1d.oncohabitat.v1.GetJobRequest\x1a\x13.oncohabitat.v1.Job\x12\x42\n\x08WatchJob\x12\x1f.oncohabitat.v1.WatchJobRequest\x1a\x13.oncohabitat.v1.Job0\x01\x12M\n\x08ListJobs\x12\x1f.oncohabitat.v1.ListJobsRequest\x1a .oncohabitat.v1.ListJobsResponse\x12H\n\tGetResult\x12 .oncohabitat.v1.GetResultRequest\x1a\x19.oncohabitat.v1.JobResult\x12\x42\n\tCancelJob\x12 .oncohabitat.v1.CancelJobRequest\x1a\x13.oncohabitat.v1.Jobb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1doncohabitat/v1/pipeline.proto\x12\x0eoncohabitat.v1\x1a\x1boncohabitat/v1/common.proto\x1a\x1concohabitat/v1/scoring.proto\x1a!oncohabitat/v1/segmentation.proto\"\xfe\x02\n\x12SubmitStudyRequest\x12\x11\n\tstudy_key\x18\x01 \x01(\t\x12\x16\n\x0e\x63ontent_digest\x18\x02 \x01(\t\x12\x11\n\tmodel_ids\x18\x03 \x03(\t\x12\x1a\n\x12\x65xport_destination\x18\x04 \x01(\t\x12\x16\n\x0einstance_paths\x18\x05 \x03(\t\x12\r\n\x05rerun\x18\x06 \x01(\x08\x12\x46\n\ncovariates\x18\x07 \x03(\x0b\x32\x32.oncohabitat.v1.SubmitStudyRequest.CovariatesEntry\x12+\n\nseed_point\x18\x08 \x01(\x0b\x32\x17.oncohabitat.v1.PointMm\x12\x1f\n\x17\x64\x63\x65_classification_json\x18\t \x01(\t\x1aQ\n\x0f\x43ovariatesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12-\n\x05value\x18\x02 \x01(\x0b\x32\x1e.oncohabitat.v1.CovariateValue:\x02\x38\x01\"\xff\x01\n\x0cUploadHeader\x12\x11\n\tmodel_ids\x18\x01 \x03(\t\x12\x1a\n\x12\x65xport_destination\x18\x02 \x01(\t\x12@\n\ncovariates\x18\x03 \x03(\x0b\x32,.oncohabitat.v1.UploadHeader.CovariatesEntry\x12+\n\nseed_point\x18\x04 \x01(\x0b\x32\x17.oncohabitat.v1.PointMm\x1aQ\n\x0f\x43ovariatesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12-\n\x05value\x18\x02 \x01(\x0b\x32\x1e.oncohabitat.v1.CovariateValue:\x02\x38\x01\"b\n\x0bUploadChunk\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1c.oncohabitat.v1.UploadHeader\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x17\n\x0f\x65nd_of_instance\x18\x03 \x01(\x08\"6\n\x13SubmitStudyResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\xaa\x01\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tstudy_key\x18\x02 \x01(\t\x12\'\n\x05state\x18\x03 \x01(\x0e\x32\x18.oncohabitat.v1.JobState\x12\r\n\x05stage\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x06 \x01(\r\x12\x12\n\ncreated_at\x18\x07 \x01(\t\x12\x12\n\nupdated_at\x18\x08 \x01(\t\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"M\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\'\n\x05state\x18\x02 \x01(\x0e\x32\x18.oncohabitat.v1.JobState\"5\n\x10ListJobsResponse\x12!\n\x04jobs\x18\x01 \x03(\x0b\x32\x13.oncohabitat.v1.Job\"\"\n\x10GetResultRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x8c\x06\n\x0bModelResult\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\x12\x12\n\nrisk_group\x18\x04 \x01(\t\x12;\n\x08\x66\x65\x61tures\x18\x05 \x03(\x0b\x32).oncohabitat.v1.ModelResult.FeaturesEntry\x12\x45\n\rcontributions\x18\x06 \x03(\x0b\x32..oncohabitat.v1.ModelResult.ContributionsEntry\x12\x0e\n\x06\x63utoff\x18\x07 \x01(\x01\x12.\n\nprovenance\x18\x08 \x01(\x0b\x32\x1a.oncohabitat.v1.Provenance\x12\x18\n\x0bprobability\x18\t \x01(\x01H\x00\x88\x01\x01\x12\x1c\n\x0fpredicted_value\x18\n \x01(\x01H\x01\x88\x01\x01\x12/\n\x08survival\x18\x0b \x03(\x0b\x32\x1d.oncohabitat.v1.SurvivalPoint\x12\x11\n\ttime_unit\x18\x0c \x01(\t\x12\x30\n\trisk_rule\x18\r \x01(\x0b\x32\x1d.oncohabitat.v1.RiskGroupRule\x12>\n\x13out_of_distribution\x18\x0e \x03(\x0b\x32!.oncohabitat.v1.OutOfDistribution\x12\x17\n\x0fmanifest_sha256\x18\x0f \x01(\t\x12\x14\n\x0cintended_use\x18\x10 \x01(\t\x12\x12\n\nmodel_type\x18\x11 \x01(\t\x12\x15\n\rfallback_used\x18\x12 \x01(\x08\x12\x1a\n\x12missing_covariates\x18\x13 \x03(\t\x1a/\n\rFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x34\n\x12\x43ontributionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x0e\n\x0c_probabilityB\x12\n\x10_predicted_value\"\xf6\x01\n\rRegionSummary\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\x13\n\x0bvoxel_count\x18\x02 \x01(\x04\x12\x11\n\tvolume_ml\x18\x03 \x01(\x01\x12\x1f\n\x12\x66raction_of_tumour\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x42\n\x0bmean_values\x18\x05 \x03(\x0b\x32-.oncohabitat.v1.RegionSummary.MeanValuesEntry\x1a\x31\n\x0fMeanValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x15\n\x13_fraction_of_tumour\"\xdb\x02\n\tJobResult\x12 \n\x03job\x18\x01 \x01(\x0b\x32\x13.oncohabitat.v1.Job\x12+\n\x06models\x18\x02 \x03(\x0b\x32\x1b.oncohabitat.v1.ModelResult\x12\x1b\n\x13segmentation_method\x18\x03 \x01(\t\x12\"\n\x1a\x65xported_sop_instance_keys\x18\x04 \x03(\t\x12.\n\x07regions\x18\x05 \x03(\x0b\x32\x1d.oncohabitat.v1.RegionSummary\x12@\n\x0cmsi_features\x18\x06 \x03(\x0b\x32*.oncohabitat.v1.JobResult.MsiFeaturesEntry\x12\x18\n\x10tumour_volume_ml\x18\x07 \x01(\x01\x1a\x32\n\x10MsiFeaturesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*\xb1\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x12\n\x0eJOB_STATE_DONE\x10\x03\x12\x1a\n\x16JOB_STATE_NEEDS_REVIEW\x10\x04\x12\x14\n\x10JOB_STATE_FAILED\x10\x05\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x06\x32\x94\x04\n\x08Pipeline\x12V\n\x0bSubmitStudy\x12\".oncohabitat.v1.SubmitStudyRequest\x1a#.oncohabitat.v1.SubmitStudyResponse\x12<\n\x06GetJob\x12\x1d.oncohabitat.v1.GetJobRequest\x1a\x13.oncohabitat.v1.Job\x12\x42\n\x08WatchJob\x12\x1f.oncohabitat.v1.WatchJobRequest\x1a\x13.oncohabitat.v1.Job0\x01\x12M\n\x08ListJobs\x12\x1f.oncohabitat.v1.ListJobsRequest\x1a .oncohabitat.v1.ListJobsResponse\x12H\n\tGetResult\x12 .oncohabitat.v1.GetResultRequest\x1a\x19.oncohabitat.v1.JobResult\x12\x42\n\tCancelJob\x12 .oncohabitat.v1.CancelJobRequest\x1a\x13.oncohabitat.v1.Job\x12Q\n\x0bUploadStudy\x12\x1b.oncohabitat.v1.UploadChunk\x1a#.oncohabitat.v1.SubmitStudyResponse(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,40 +36,58 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SUBMITSTUDYREQUEST_COVARIATESENTRY']._loaded_options = None
   _globals['_SUBMITSTUDYREQUEST_COVARIATESENTRY']._serialized_options = b'8\001'
+  _globals['_UPLOADHEADER_COVARIATESENTRY']._loaded_options = None
+  _globals['_UPLOADHEADER_COVARIATESENTRY']._serialized_options = b'8\001'
   _globals['_MODELRESULT_FEATURESENTRY']._loaded_options = None
   _globals['_MODELRESULT_FEATURESENTRY']._serialized_options = b'8\001'
   _globals['_MODELRESULT_CONTRIBUTIONSENTRY']._loaded_options = None
   _globals['_MODELRESULT_CONTRIBUTIONSENTRY']._serialized_options = b'8\001'
-  _globals['_JOBSTATE']._serialized_start=1860
-  _globals['_JOBSTATE']._serialized_end=2037
-  _globals['_SUBMITSTUDYREQUEST']._serialized_start=109
-  _globals['_SUBMITSTUDYREQUEST']._serialized_end=413
-  _globals['_SUBMITSTUDYREQUEST_COVARIATESENTRY']._serialized_start=332
-  _globals['_SUBMITSTUDYREQUEST_COVARIATESENTRY']._serialized_end=413
-  _globals['_SUBMITSTUDYRESPONSE']._serialized_start=415
-  _globals['_SUBMITSTUDYRESPONSE']._serialized_end=469
-  _globals['_JOB']._serialized_start=472
-  _globals['_JOB']._serialized_end=642
-  _globals['_GETJOBREQUEST']._serialized_start=644
-  _globals['_GETJOBREQUEST']._serialized_end=675
-  _globals['_WATCHJOBREQUEST']._serialized_start=677
-  _globals['_WATCHJOBREQUEST']._serialized_end=710
-  _globals['_LISTJOBSREQUEST']._serialized_start=712
-  _globals['_LISTJOBSREQUEST']._serialized_end=789
-  _globals['_LISTJOBSRESPONSE']._serialized_start=791
-  _globals['_LISTJOBSRESPONSE']._serialized_end=844
-  _globals['_GETRESULTREQUEST']._serialized_start=846
-  _globals['_GETRESULTREQUEST']._serialized_end=880
-  _globals['_CANCELJOBREQUEST']._serialized_start=882
-  _globals['_CANCELJOBREQUEST']._serialized_end=916
-  _globals['_MODELRESULT']._serialized_start=919
-  _globals['_MODELRESULT']._serialized_end=1699
-  _globals['_MODELRESULT_FEATURESENTRY']._serialized_start=1562
-  _globals['_MODELRESULT_FEATURESENTRY']._serialized_end=1609
-  _globals['_MODELRESULT_CONTRIBUTIONSENTRY']._serialized_start=1611
-  _globals['_MODELRESULT_CONTRIBUTIONSENTRY']._serialized_end=1663
-  _globals['_JOBRESULT']._serialized_start=1702
-  _globals['_JOBRESULT']._serialized_end=1857
-  _globals['_PIPELINE']._serialized_start=2040
-  _globals['_PIPELINE']._serialized_end=2489
+  _globals['_REGIONSUMMARY_MEANVALUESENTRY']._loaded_options = None
+  _globals['_REGIONSUMMARY_MEANVALUESENTRY']._serialized_options = b'8\001'
+  _globals['_JOBRESULT_MSIFEATURESENTRY']._loaded_options = None
+  _globals['_JOBRESULT_MSIFEATURESENTRY']._serialized_options = b'8\001'
+  _globals['_JOBSTATE']._serialized_start=2772
+  _globals['_JOBSTATE']._serialized_end=2949
+  _globals['_SUBMITSTUDYREQUEST']._serialized_start=144
+  _globals['_SUBMITSTUDYREQUEST']._serialized_end=526
+  _globals['_SUBMITSTUDYREQUEST_COVARIATESENTRY']._serialized_start=445
+  _globals['_SUBMITSTUDYREQUEST_COVARIATESENTRY']._serialized_end=526
+  _globals['_UPLOADHEADER']._serialized_start=529
+  _globals['_UPLOADHEADER']._serialized_end=784
+  _globals['_UPLOADHEADER_COVARIATESENTRY']._serialized_start=445
+  _globals['_UPLOADHEADER_COVARIATESENTRY']._serialized_end=526
+  _globals['_UPLOADCHUNK']._serialized_start=786
+  _globals['_UPLOADCHUNK']._serialized_end=884
+  _globals['_SUBMITSTUDYRESPONSE']._serialized_start=886
+  _globals['_SUBMITSTUDYRESPONSE']._serialized_end=940
+  _globals['_JOB']._serialized_start=943
+  _globals['_JOB']._serialized_end=1113
+  _globals['_GETJOBREQUEST']._serialized_start=1115
+  _globals['_GETJOBREQUEST']._serialized_end=1146
+  _globals['_WATCHJOBREQUEST']._serialized_start=1148
+  _globals['_WATCHJOBREQUEST']._serialized_end=1181
+  _globals['_LISTJOBSREQUEST']._serialized_start=1183
+  _globals['_LISTJOBSREQUEST']._serialized_end=1260
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1262
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1315
+  _globals['_GETRESULTREQUEST']._serialized_start=1317
+  _globals['_GETRESULTREQUEST']._serialized_end=1351
+  _globals['_CANCELJOBREQUEST']._serialized_start=1353
+  _globals['_CANCELJOBREQUEST']._serialized_end=1387
+  _globals['_MODELRESULT']._serialized_start=1390
+  _globals['_MODELRESULT']._serialized_end=2170
+  _globals['_MODELRESULT_FEATURESENTRY']._serialized_start=2033
+  _globals['_MODELRESULT_FEATURESENTRY']._serialized_end=2080
+  _globals['_MODELRESULT_CONTRIBUTIONSENTRY']._serialized_start=2082
+  _globals['_MODELRESULT_CONTRIBUTIONSENTRY']._serialized_end=2134
+  _globals['_REGIONSUMMARY']._serialized_start=2173
+  _globals['_REGIONSUMMARY']._serialized_end=2419
+  _globals['_REGIONSUMMARY_MEANVALUESENTRY']._serialized_start=2347
+  _globals['_REGIONSUMMARY_MEANVALUESENTRY']._serialized_end=2396
+  _globals['_JOBRESULT']._serialized_start=2422
+  _globals['_JOBRESULT']._serialized_end=2769
+  _globals['_JOBRESULT_MSIFEATURESENTRY']._serialized_start=2719
+  _globals['_JOBRESULT_MSIFEATURESENTRY']._serialized_end=2769
+  _globals['_PIPELINE']._serialized_start=2952
+  _globals['_PIPELINE']._serialized_end=3484
 # @@protoc_insertion_point(module_scope)

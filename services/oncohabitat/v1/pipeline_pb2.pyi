@@ -1,5 +1,6 @@
 from oncohabitat.v1 import common_pb2 as _common_pb2
 from oncohabitat.v1 import scoring_pb2 as _scoring_pb2
+from oncohabitat.v1 import segmentation_pb2 as _segmentation_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -27,7 +28,7 @@ JOB_STATE_FAILED: JobState
 JOB_STATE_CANCELLED: JobState
 
 class SubmitStudyRequest(_message.Message):
-    __slots__ = ("study_key", "content_digest", "model_ids", "export_destination", "instance_paths", "rerun", "covariates")
+    __slots__ = ("study_key", "content_digest", "model_ids", "export_destination", "instance_paths", "rerun", "covariates", "seed_point", "dce_classification_json")
     class CovariatesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +43,8 @@ class SubmitStudyRequest(_message.Message):
     INSTANCE_PATHS_FIELD_NUMBER: _ClassVar[int]
     RERUN_FIELD_NUMBER: _ClassVar[int]
     COVARIATES_FIELD_NUMBER: _ClassVar[int]
+    SEED_POINT_FIELD_NUMBER: _ClassVar[int]
+    DCE_CLASSIFICATION_JSON_FIELD_NUMBER: _ClassVar[int]
     study_key: str
     content_digest: str
     model_ids: _containers.RepeatedScalarFieldContainer[str]
@@ -49,7 +52,38 @@ class SubmitStudyRequest(_message.Message):
     instance_paths: _containers.RepeatedScalarFieldContainer[str]
     rerun: bool
     covariates: _containers.MessageMap[str, _common_pb2.CovariateValue]
-    def __init__(self, study_key: _Optional[str] = ..., content_digest: _Optional[str] = ..., model_ids: _Optional[_Iterable[str]] = ..., export_destination: _Optional[str] = ..., instance_paths: _Optional[_Iterable[str]] = ..., rerun: _Optional[bool] = ..., covariates: _Optional[_Mapping[str, _common_pb2.CovariateValue]] = ...) -> None: ...
+    seed_point: _segmentation_pb2.PointMm
+    dce_classification_json: str
+    def __init__(self, study_key: _Optional[str] = ..., content_digest: _Optional[str] = ..., model_ids: _Optional[_Iterable[str]] = ..., export_destination: _Optional[str] = ..., instance_paths: _Optional[_Iterable[str]] = ..., rerun: _Optional[bool] = ..., covariates: _Optional[_Mapping[str, _common_pb2.CovariateValue]] = ..., seed_point: _Optional[_Union[_segmentation_pb2.PointMm, _Mapping]] = ..., dce_classification_json: _Optional[str] = ...) -> None: ...
+
+class UploadHeader(_message.Message):
+    __slots__ = ("model_ids", "export_destination", "covariates", "seed_point")
+    class CovariatesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: _common_pb2.CovariateValue
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_common_pb2.CovariateValue, _Mapping]] = ...) -> None: ...
+    MODEL_IDS_FIELD_NUMBER: _ClassVar[int]
+    EXPORT_DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    COVARIATES_FIELD_NUMBER: _ClassVar[int]
+    SEED_POINT_FIELD_NUMBER: _ClassVar[int]
+    model_ids: _containers.RepeatedScalarFieldContainer[str]
+    export_destination: str
+    covariates: _containers.MessageMap[str, _common_pb2.CovariateValue]
+    seed_point: _segmentation_pb2.PointMm
+    def __init__(self, model_ids: _Optional[_Iterable[str]] = ..., export_destination: _Optional[str] = ..., covariates: _Optional[_Mapping[str, _common_pb2.CovariateValue]] = ..., seed_point: _Optional[_Union[_segmentation_pb2.PointMm, _Mapping]] = ...) -> None: ...
+
+class UploadChunk(_message.Message):
+    __slots__ = ("header", "data", "end_of_instance")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    END_OF_INSTANCE_FIELD_NUMBER: _ClassVar[int]
+    header: UploadHeader
+    data: bytes
+    end_of_instance: bool
+    def __init__(self, header: _Optional[_Union[UploadHeader, _Mapping]] = ..., data: _Optional[bytes] = ..., end_of_instance: _Optional[bool] = ...) -> None: ...
 
 class SubmitStudyResponse(_message.Message):
     __slots__ = ("job_id", "created")
@@ -173,14 +207,48 @@ class ModelResult(_message.Message):
     missing_covariates: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, model_id: _Optional[str] = ..., model_version: _Optional[str] = ..., score: _Optional[float] = ..., risk_group: _Optional[str] = ..., features: _Optional[_Mapping[str, float]] = ..., contributions: _Optional[_Mapping[str, float]] = ..., cutoff: _Optional[float] = ..., provenance: _Optional[_Union[_common_pb2.Provenance, _Mapping]] = ..., probability: _Optional[float] = ..., predicted_value: _Optional[float] = ..., survival: _Optional[_Iterable[_Union[_scoring_pb2.SurvivalPoint, _Mapping]]] = ..., time_unit: _Optional[str] = ..., risk_rule: _Optional[_Union[_scoring_pb2.RiskGroupRule, _Mapping]] = ..., out_of_distribution: _Optional[_Iterable[_Union[_scoring_pb2.OutOfDistribution, _Mapping]]] = ..., manifest_sha256: _Optional[str] = ..., intended_use: _Optional[str] = ..., model_type: _Optional[str] = ..., fallback_used: _Optional[bool] = ..., missing_covariates: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class RegionSummary(_message.Message):
+    __slots__ = ("region", "voxel_count", "volume_ml", "fraction_of_tumour", "mean_values")
+    class MeanValuesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    VOXEL_COUNT_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_ML_FIELD_NUMBER: _ClassVar[int]
+    FRACTION_OF_TUMOUR_FIELD_NUMBER: _ClassVar[int]
+    MEAN_VALUES_FIELD_NUMBER: _ClassVar[int]
+    region: str
+    voxel_count: int
+    volume_ml: float
+    fraction_of_tumour: float
+    mean_values: _containers.ScalarMap[str, float]
+    def __init__(self, region: _Optional[str] = ..., voxel_count: _Optional[int] = ..., volume_ml: _Optional[float] = ..., fraction_of_tumour: _Optional[float] = ..., mean_values: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
 class JobResult(_message.Message):
-    __slots__ = ("job", "models", "segmentation_method", "exported_sop_instance_keys")
+    __slots__ = ("job", "models", "segmentation_method", "exported_sop_instance_keys", "regions", "msi_features", "tumour_volume_ml")
+    class MsiFeaturesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     JOB_FIELD_NUMBER: _ClassVar[int]
     MODELS_FIELD_NUMBER: _ClassVar[int]
     SEGMENTATION_METHOD_FIELD_NUMBER: _ClassVar[int]
     EXPORTED_SOP_INSTANCE_KEYS_FIELD_NUMBER: _ClassVar[int]
+    REGIONS_FIELD_NUMBER: _ClassVar[int]
+    MSI_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    TUMOUR_VOLUME_ML_FIELD_NUMBER: _ClassVar[int]
     job: Job
     models: _containers.RepeatedCompositeFieldContainer[ModelResult]
     segmentation_method: str
     exported_sop_instance_keys: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., models: _Optional[_Iterable[_Union[ModelResult, _Mapping]]] = ..., segmentation_method: _Optional[str] = ..., exported_sop_instance_keys: _Optional[_Iterable[str]] = ...) -> None: ...
+    regions: _containers.RepeatedCompositeFieldContainer[RegionSummary]
+    msi_features: _containers.ScalarMap[str, float]
+    tumour_volume_ml: float
+    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., models: _Optional[_Iterable[_Union[ModelResult, _Mapping]]] = ..., segmentation_method: _Optional[str] = ..., exported_sop_instance_keys: _Optional[_Iterable[str]] = ..., regions: _Optional[_Iterable[_Union[RegionSummary, _Mapping]]] = ..., msi_features: _Optional[_Mapping[str, float]] = ..., tumour_volume_ml: _Optional[float] = ...) -> None: ...

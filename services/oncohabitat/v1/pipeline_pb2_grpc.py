@@ -65,6 +65,11 @@ class PipelineStub:
                 request_serializer=oncohabitat_dot_v1_dot_pipeline__pb2.CancelJobRequest.SerializeToString,
                 response_deserializer=oncohabitat_dot_v1_dot_pipeline__pb2.Job.FromString,
                 _registered_method=True)
+        self.UploadStudy = channel.stream_unary(
+                '/oncohabitat.v1.Pipeline/UploadStudy',
+                request_serializer=oncohabitat_dot_v1_dot_pipeline__pb2.UploadChunk.SerializeToString,
+                response_deserializer=oncohabitat_dot_v1_dot_pipeline__pb2.SubmitStudyResponse.FromString,
+                _registered_method=True)
 
 
 class PipelineServicer:
@@ -107,6 +112,18 @@ class PipelineServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UploadStudy(self, request_iterator, context):
+        """For hospital services without a PACS route: the study's instances uploaded in a client stream. The first
+        chunk carries the header (covariates, seed point, models, destination); then each instance's Part-10 bytes
+        in one or more chunks, the last of which sets end_of_instance. Every instance is checked (DICOM Part 10,
+        one study) and written durably to the study store before the job is created. INVALID_ARGUMENT names the
+        field for non-DICOM data, an instance of another study or a missing header; RESOURCE_EXHAUSTED past the
+        size limits (per instance, per study, instance count).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PipelineServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -139,6 +156,11 @@ def add_PipelineServicer_to_server(servicer, server):
                     servicer.CancelJob,
                     request_deserializer=oncohabitat_dot_v1_dot_pipeline__pb2.CancelJobRequest.FromString,
                     response_serializer=oncohabitat_dot_v1_dot_pipeline__pb2.Job.SerializeToString,
+            ),
+            'UploadStudy': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadStudy,
+                    request_deserializer=oncohabitat_dot_v1_dot_pipeline__pb2.UploadChunk.FromString,
+                    response_serializer=oncohabitat_dot_v1_dot_pipeline__pb2.SubmitStudyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -304,6 +326,33 @@ class Pipeline:
             '/oncohabitat.v1.Pipeline/CancelJob',
             oncohabitat_dot_v1_dot_pipeline__pb2.CancelJobRequest.SerializeToString,
             oncohabitat_dot_v1_dot_pipeline__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadStudy(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/oncohabitat.v1.Pipeline/UploadStudy',
+            oncohabitat_dot_v1_dot_pipeline__pb2.UploadChunk.SerializeToString,
+            oncohabitat_dot_v1_dot_pipeline__pb2.SubmitStudyResponse.FromString,
             options,
             channel_credentials,
             insecure,

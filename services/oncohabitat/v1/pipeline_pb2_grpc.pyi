@@ -39,6 +39,14 @@ class PipelineStub:
     ListJobs: _grpc.UnaryUnaryMultiCallable[_pipeline_pb2.ListJobsRequest, _pipeline_pb2.ListJobsResponse]
     GetResult: _grpc.UnaryUnaryMultiCallable[_pipeline_pb2.GetResultRequest, _pipeline_pb2.JobResult]
     CancelJob: _grpc.UnaryUnaryMultiCallable[_pipeline_pb2.CancelJobRequest, _pipeline_pb2.Job]
+    UploadStudy: _grpc.StreamUnaryMultiCallable[_pipeline_pb2.UploadChunk, _pipeline_pb2.SubmitStudyResponse]
+    """For hospital services without a PACS route: the study's instances uploaded in a client stream. The first
+    chunk carries the header (covariates, seed point, models, destination); then each instance's Part-10 bytes
+    in one or more chunks, the last of which sets end_of_instance. Every instance is checked (DICOM Part 10,
+    one study) and written durably to the study store before the job is created. INVALID_ARGUMENT names the
+    field for non-DICOM data, an instance of another study or a missing header; RESOURCE_EXHAUSTED past the
+    size limits (per instance, per study, instance count).
+    """
 
 @_typing.type_check_only
 class PipelineAsyncStub(PipelineStub):
@@ -51,6 +59,14 @@ class PipelineAsyncStub(PipelineStub):
     ListJobs: _aio.UnaryUnaryMultiCallable[_pipeline_pb2.ListJobsRequest, _pipeline_pb2.ListJobsResponse]  # type: ignore[assignment]
     GetResult: _aio.UnaryUnaryMultiCallable[_pipeline_pb2.GetResultRequest, _pipeline_pb2.JobResult]  # type: ignore[assignment]
     CancelJob: _aio.UnaryUnaryMultiCallable[_pipeline_pb2.CancelJobRequest, _pipeline_pb2.Job]  # type: ignore[assignment]
+    UploadStudy: _aio.StreamUnaryMultiCallable[_pipeline_pb2.UploadChunk, _pipeline_pb2.SubmitStudyResponse]  # type: ignore[assignment]
+    """For hospital services without a PACS route: the study's instances uploaded in a client stream. The first
+    chunk carries the header (covariates, seed point, models, destination); then each instance's Part-10 bytes
+    in one or more chunks, the last of which sets end_of_instance. Every instance is checked (DICOM Part 10,
+    one study) and written durably to the study store before the job is created. INVALID_ARGUMENT names the
+    field for non-DICOM data, an instance of another study or a missing header; RESOURCE_EXHAUSTED past the
+    size limits (per instance, per study, instance count).
+    """
 
 class PipelineServicer(metaclass=_abc_1.ABCMeta):
     """The orchestrator's public API, called by the listener and by hospital services."""
@@ -96,5 +112,19 @@ class PipelineServicer(metaclass=_abc_1.ABCMeta):
         request: _pipeline_pb2.CancelJobRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_pipeline_pb2.Job, _abc.Awaitable[_pipeline_pb2.Job]]: ...
+
+    @_abc_1.abstractmethod
+    def UploadStudy(
+        self,
+        request_iterator: _MaybeAsyncIterator[_pipeline_pb2.UploadChunk],
+        context: _ServicerContext,
+    ) -> _typing.Union[_pipeline_pb2.SubmitStudyResponse, _abc.Awaitable[_pipeline_pb2.SubmitStudyResponse]]:
+        """For hospital services without a PACS route: the study's instances uploaded in a client stream. The first
+        chunk carries the header (covariates, seed point, models, destination); then each instance's Part-10 bytes
+        in one or more chunks, the last of which sets end_of_instance. Every instance is checked (DICOM Part 10,
+        one study) and written durably to the study store before the job is created. INVALID_ARGUMENT names the
+        field for non-DICOM data, an instance of another study or a missing header; RESOURCE_EXHAUSTED past the
+        size limits (per instance, per study, instance count).
+        """
 
 def add_PipelineServicer_to_server(servicer: PipelineServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
