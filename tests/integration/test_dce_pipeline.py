@@ -1,7 +1,7 @@
 """A synthetic breast DCE-MRI study pushed by a real DICOM peer goes through every stage that exists for MR:
-phase classification and assembly -> automatic segmentation (ONNX) -> habitats/ring/stroma -> features. No
-published MR signature is fully specified, so no MR bundle ships and the job ends NEEDS_REVIEW (NO_MODEL)
-after the regions were built."""
+phase classification and assembly -> automatic segmentation (ONNX) -> habitats/ring/stroma -> features ->
+scoring by the shipped demonstration MR bundles (``models/scoring/demo-*``, trained on synthetic phantoms):
+the study gets a risk result out of the box."""
 
 from __future__ import annotations
 
@@ -20,6 +20,12 @@ from tests.support.dcmtk import storescu
 from tests.support.platform import Platform
 
 pytestmark = pytest.mark.integration
+DEMO_BUNDLES = (
+    "demo-seed001-dfs-cox",
+    "demo-seed001-pcr-logistic",
+    "demo-seed002-recurrence-elastic-net",
+    "demo-seed004-risk-forest",
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +52,16 @@ def test_phantom_dce_study_runs_through_segmentation_and_regions(
     assert pushed.returncode == 0, pushed.stderr
     jobs = platform.wait_for_jobs(before + 1, timeout_s=240)
     job = next(j for j in jobs if j.created_at == max(j.created_at for j in jobs))
-    assert job.state == pipeline_pb2.JOB_STATE_NEEDS_REVIEW, (job, platform.log("orchestrator"))
-    assert "NO_MODEL" in job.reason and job.stage == "features"
+    assert job.state == pipeline_pb2.JOB_STATE_DONE, (job, platform.log("orchestrator"))
     results = _stage_results(platform.data_dir / "jobs.sqlite3", job.job_id)
-    assert set(results) == {"load_study", "segment", "regions"}
+    assert {"load_study", "segment", "regions"} <= set(results)
+    result = platform.pipeline().GetResult(pipeline_pb2.GetResultRequest(job_id=job.job_id), timeout=10)
+    demos = {m.model_id: m for m in result.models if m.model_id.startswith("demo-")}
+    assert set(demos) == set(DEMO_BUNDLES), [m.model_id for m in result.models]
+    assert all(m.risk_group and "not for clinical use" in m.intended_use for m in demos.values())
+    assert demos["demo-seed001-pcr-logistic"].HasField("probability")
+    assert demos["demo-seed002-recurrence-elastic-net"].HasField("predicted_value")
+    assert demos["demo-seed004-risk-forest"].model_type == "onnx"
     assert '"method": "onnx"' in results["segment"].replace(" ", "").replace('":"', '": "')
     assert "habitat_1" in results["regions"] and "peritumoral_ring_5mm" in results["regions"]
     loaded = json.loads(results["load_study"])

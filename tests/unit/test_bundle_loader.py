@@ -300,7 +300,16 @@ def test_cli_verify_seal_and_list(tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_the_lock_pins_every_shipped_bundle_of_every_kind(tmp_path: Path) -> None:
     lock = read_lock(MODELS)
     assert lock is not None
-    assert set(lock) == {"scoring/seed003-ct-dfs/1.0.0", "segmentation/phantom-unet3d/1.0.0"}
+    demonstration = {
+        f"scoring/{name}/1.0.0"
+        for name in (
+            "demo-seed001-dfs-cox",
+            "demo-seed001-pcr-logistic",
+            "demo-seed002-recurrence-elastic-net",
+            "demo-seed004-risk-forest",
+        )
+    }
+    assert set(lock) == {"scoring/seed003-ct-dfs/1.0.0", "segmentation/phantom-unet3d/1.0.0"} | demonstration
     assert lock["scoring/seed003-ct-dfs/1.0.0"] == sha256_file(SEED003 / "manifest.json")
     assert lock["segmentation/phantom-unet3d/1.0.0"] == sha256_file(SEGMENTATION / "manifest.json")
     copy = tmp_path / "models"

@@ -139,7 +139,9 @@ def manifest_document(
         "id": recipe.id,
         "version": recipe.version,
         "title": ("[DEMONSTRATION] " if recipe.demonstration else "") + recipe.title,
-        "intended_use": recipe.intended_use,
+        "intended_use": f"{recipe.intended_use} {DEMONSTRATION_NOTICE}"
+        if recipe.demonstration
+        else recipe.intended_use,
         "contraindications": list(recipe.contraindications),
         "notes": notes,
         "required_inputs": {"modality": recipe.extraction.modality, "phases": list(recipe.extraction.phases)},
@@ -154,6 +156,7 @@ def manifest_document(
             "synthetic_data": recipe.demonstration,
             "seed": recipe.seed,
             "n": {split: len(rows) for split, rows in inputs.splits.items()},
+            "excluded_patients": list(inputs.excluded),
             "selection": _jsonable(fit.selection),
         },
     }

@@ -28,6 +28,8 @@ class FitInputs:
     splits: dict[str, pd.DataFrame]
     covariates: dict[str, pd.DataFrame]
     second_reader: pd.DataFrame | None = None
+    #: Patients left out for a missing candidate feature (``missing_values: drop_patient``), sorted.
+    excluded: tuple[str, ...] = ()
 
     @property
     def train(self) -> pd.DataFrame:
@@ -55,6 +57,13 @@ def prepare_inputs(
             outside its declared categories or range (covariate, patient, row).
     """
     frame = table.frame
+    excluded: tuple[str, ...] = ()
+    if recipe.missing_values == "drop_patient":
+        present = [name for name in candidates if name in frame.columns]
+        values = frame[present].apply(pd.to_numeric, errors="coerce").astype(np.float64)
+        missing = ~np.isfinite(values.to_numpy()).all(axis=1)
+        excluded = tuple(sorted(frame.loc[missing, "patient_id"].astype(str)))
+        frame = frame.loc[~missing]
     check_features(frame, candidates)
     encoded = encode_covariates(frame, recipe.covariates)
     splits: dict[str, pd.DataFrame] = {}
@@ -67,4 +76,4 @@ def prepare_inputs(
             covariates[name] = encoded.loc[mask].set_index(pd.Index(ids, name="patient"))
     if second_reader is not None:
         second_reader = second_reader.set_index(second_reader["patient_id"].astype(str))
-    return FitInputs(recipe, candidates, splits, covariates, second_reader)
+    return FitInputs(recipe, candidates, splits, covariates, second_reader, excluded)

@@ -230,6 +230,9 @@ class Recipe(_Strict):
     selection: Selection = Field(default_factory=Selection)
     model: ModelChoice
     cutoff: Cutoff
+    #: A patient with a missing candidate feature (e.g. an empty habitat): ``error`` stops the fit naming it,
+    #: ``drop_patient`` leaves the patient out (listed in the bundle's provenance).
+    missing_values: Literal["error", "drop_patient"] = "error"
     #: Bootstrap resamples of the evaluation CIs.
     n_boot: int = Field(200, ge=10)
 
