@@ -1,4 +1,5 @@
-"""The ``oncohabitat`` command line: run the platform, check it, generate phantoms, run demos."""
+"""The ``oncohabitat`` command line: run the platform, check it, generate phantoms, run demos, analyze a folder,
+read jobs and results (the last four in :mod:`oncohabitat.cli_pipeline`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 import oncohabitat
+from oncohabitat.cli_pipeline import register as register_pipeline_commands
 from oncohabitat.common.health_client import check_health
 from oncohabitat.common.topology import SERVICES
 
@@ -113,6 +115,7 @@ def status(
 
 demo_app = typer.Typer(help="Demonstrations against a running platform (start it with `oncohabitat up`).")
 app.add_typer(demo_app, name="demo")
+register_pipeline_commands(app, demo_app)
 
 
 @demo_app.command("ct")

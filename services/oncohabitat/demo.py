@@ -74,6 +74,8 @@ def run_ct_demo(study_dir: Path, endpoints: Endpoints, console: Console, timeout
     """Push, follow, print. Returns the exit code (0 when the job is DONE)."""
     files = dicom_files(study_dir)
     study_uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
+    case = "IBSI validation STS_001 (soft-tissue sarcoma CT + RTSTRUCT)" if study_dir == DEFAULT_CT_STUDY else ""
+    console.print(f"case: {case or study_dir}")
     console.print(
         f"pushing {len(files)} instances to {endpoints.ae_title}@{endpoints.dicom_host}:{endpoints.dicom_port}"
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -144,6 +145,19 @@ def build_export_objects(context: PipelineContext, job: Job, previous: StageResu
     return ExportObjects(seg=seg, sr=sr, pdf=pdf_object)
 
 
+def write_export_files(objects: ExportObjects, out_dir: Path) -> list[Path]:
+    """Write SEG, SR and PDF as ``00-seg.dcm``, ``01-sr.dcm``, ``02-doc.dcm`` in ``out_dir`` (older ones replaced)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob("*.dcm"):
+        stale.unlink()
+    files = []
+    for number, dataset in enumerate(objects.datasets):
+        path = out_dir / f"{number:02d}-{str(dataset.Modality).lower()}.dcm"
+        dataset.save_as(path, enforce_file_format=True)
+        files.append(path)
+    return files
+
+
 def export_stage(context: PipelineContext, job: Job, previous: StageResults) -> StageOutcome:
     """Build the SEG, SR and PDF, write them under ``exports/<job_id>/`` and C-STORE them to PACS."""
     destination_text = job.request.get("export_destination") or context.default_destination
@@ -155,15 +169,7 @@ def export_stage(context: PipelineContext, job: Job, previous: StageResults) -> 
         objects = build_export_objects(context, job, previous)
     except ExportError as exc:
         return StageOutcome.failed(f"EXPORT_BUILD_FAILED: {exc.reason}")
-    out_dir = context.exports_dir / job.job_id
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.glob("*.dcm"):
-        stale.unlink()
-    files = []
-    for number, dataset in enumerate(objects.datasets):
-        path = out_dir / f"{number:02d}-{str(dataset.Modality).lower()}.dcm"
-        dataset.save_as(path, enforce_file_format=True)
-        files.append(path)
+    files = write_export_files(objects, context.exports_dir / job.job_id)
     destination = Destination.parse(destination_text)
     try:
         report = send_instances(

@@ -83,7 +83,7 @@ def _instances(chunks: Iterator[pipeline_pb2.UploadChunk], header_seen: bool) ->
         raise InvalidInputError("UPLOAD_TRUNCATED", "the stream ended inside an instance (no end_of_instance)", "data")
 
 
-def _uids(data: bytes) -> tuple[str, str, str]:
+def instance_uids(data: bytes) -> tuple[str, str, str]:
     """(study, series, SOP instance) UIDs of a Part-10 instance; INVALID_ARGUMENT for anything else."""
     if len(data) < 132 or data[128:132] != b"DICM":
         raise InvalidInputError("UPLOAD_NOT_DICOM", "an uploaded instance is not a DICOM Part-10 file", "data")
@@ -120,7 +120,7 @@ def receive_upload(chunks: Iterator[pipeline_pb2.UploadChunk], store_root: Path)
     study_uid = ""
     digests: dict[str, str] = {}
     for data in _instances(_chain(pending, stream), header_seen=True):
-        study, series, sop = _uids(data)
+        study, series, sop = instance_uids(data)
         if study_uid and study != study_uid:
             raise InvalidInputError("UPLOAD_MIXED_STUDIES", "every uploaded instance must belong to one study", "data")
         study_uid = study
