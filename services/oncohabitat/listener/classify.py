@@ -2,7 +2,9 @@
 
 Runs :func:`oncohabitat.dicomio.dce.classify_study_files` on the study's stored files (headers
 only) and keeps its JSON summary, which carries opaque series keys, roles, reasons and phase
-times, never UIDs, paths or patient data.
+times, never UIDs or patient data; each phase also lists its files relative to the store root (digest-named),
+so that the orchestrator assembles these phases without classifying again
+(:mod:`oncohabitat.dicomio.dce_handoff`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from oncohabitat.dicomio.dce import DceRules, classify_study_files
+from oncohabitat.dicomio.dce_handoff import handoff_json
 from oncohabitat.listener.index import StudyIndex
 
 _LOG = logging.getLogger(__name__)
@@ -49,5 +52,5 @@ class DceStudyClassifier:
             _LOG.error("study %s could not be classified: %s", study_key, type(exc).__name__)
             payload = {"eligible": False, "reason_code": "CLASSIFICATION_FAILED", "reason": "headers unreadable"}
             return StudyVerdict(False, "CLASSIFICATION_FAILED", "headers unreadable", json.dumps(payload))
-        summary = result.to_json()
+        summary = handoff_json(result, self._root)  # with each phase's files: it travels with the hand-off
         return StudyVerdict(result.eligible, result.reason_code.value, result.reason, json.dumps(summary))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import grpc
@@ -28,6 +29,7 @@ class GrpcHandoff:
     def __init__(self, address: str, store_root: Path, timeout_s: float = 30.0) -> None:
         self._store_root = store_root.resolve()
         self._timeout_s = timeout_s
+        self._classification_for: Callable[[str], str] | None = None
         self._channel = make_channel(address, "oncohabitat.v1.Pipeline", timeout_s=timeout_s)
         self._stub = pipeline_pb2_grpc.PipelineStub(self._channel)
 
@@ -36,6 +38,9 @@ class GrpcHandoff:
         request = pipeline_pb2.SubmitStudyRequest(
             study_key=study_key, content_digest=content_digest, instance_paths=relative, rerun=rerun
         )
+        classification = self._classification_for(study_key) if self._classification_for is not None else ""
+        if classification and json.loads(classification).get("eligible"):
+            request.dce_classification_json = classification  # the study is classified once, here
         try:
             response = self._stub.SubmitStudy(request, timeout=self._timeout_s)
         except grpc.RpcError as exc:
@@ -48,6 +53,10 @@ class GrpcHandoff:
             extra={"study_key": study_key, "job_id": response.job_id, "job_created": response.created},
         )
         return response.job_id
+
+    def use_classifications(self, classification_for: Callable[[str], str]) -> None:
+        """Send each study's DCE classification JSON (from the index) with its hand-off."""
+        self._classification_for = classification_for
 
     def close(self) -> None:
         """Close the channel."""

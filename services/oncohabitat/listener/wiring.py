@@ -20,6 +20,7 @@ from oncohabitat.listener.classify import DceStudyClassifier
 from oncohabitat.listener.completion import CompletionMonitor, parse_expected_series
 from oncohabitat.listener.diskguard import DiskGuard, statvfs_free_bytes
 from oncohabitat.listener.errors import ListenerConfigError
+from oncohabitat.listener.handoff import GrpcHandoff
 from oncohabitat.listener.index import StudyIndex
 from oncohabitat.listener.outbox import HandoffFn, Outbox
 from oncohabitat.listener.scp import ListenerSCP
@@ -136,6 +137,8 @@ def build_parts(
     expected = parse_expected_series(settings.expected_series)
     rules = DceRules.from_json_file(settings.dce_rules_file) if settings.dce_rules_file else DceRules()
     index = StudyIndex(root / INDEX_FILE, late_policy=settings.late_policy, synchronous=settings.index_synchronous)
+    if isinstance(handoff, GrpcHandoff):  # the classification made at completion travels with the hand-off
+        handoff.use_classifications(lambda key: getattr(index.get_study(key), "classification", ""))
     journal_segments, journal_segment_bytes = settings.journal_layout
     policy = StorePolicy(
         fsync=settings.fsync,

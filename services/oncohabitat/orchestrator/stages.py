@@ -30,7 +30,13 @@ from oncohabitat.orchestrator.jobs import Job
 from oncohabitat.orchestrator.results import SCORE_STAGE, SEGMENT_STAGE
 from oncohabitat.orchestrator.runner import FunctionStage, StageOutcome, StageResults
 from oncohabitat.orchestrator.score_stage import score_stage
-from oncohabitat.orchestrator.study_loading import ReviewNeeded, load_study, resolve_instance_paths, series_key
+from oncohabitat.orchestrator.study_loading import (
+    Handoff,
+    ReviewNeeded,
+    load_study,
+    resolve_instance_paths,
+    series_key,
+)
 from oncohabitat.v1 import (
     common_pb2,
     features_pb2_grpc,
@@ -126,7 +132,9 @@ def load_study_stage(context: PipelineContext, job: Job, _previous: StageResults
     """Assemble the image series and rasterise the supplied mask; both go to the study store."""
     paths = resolve_instance_paths(context.dicom_store, job.request.get("instance_paths", []))
     try:
-        study = load_study(paths, context.roi_selection, context.dce_rules)
+        summary = job.request.get("dce_classification")
+        handoff = Handoff(summary, context.dicom_store) if summary else None
+        study = load_study(paths, context.roi_selection, context.dce_rules, handoff)
     except ReviewNeeded as review:
         return StageOutcome.needs_review(review.reason)
     modality = study.series.modality

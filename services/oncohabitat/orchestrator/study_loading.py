@@ -14,9 +14,11 @@ uniquely are reported as review reasons, never guessed.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import SimpleITK as sitk
 
@@ -35,9 +37,12 @@ from oncohabitat.dicomio import (
     load_series,
     scan_instances,
 )
-from oncohabitat.dicomio.dce import DceRules, classify_dce
+from oncohabitat.dicomio.dce import DceClassification, DceRules, classify_dce
 from oncohabitat.dicomio.dce import PhaseRole as DcePhaseRole
+from oncohabitat.dicomio.dce_handoff import HandoffMismatchError, classification_from_handoff
 from oncohabitat.dicomio.phases import PhaseAssemblyError, assemble_phases, assembly_options
+
+logger = logging.getLogger(__name__)
 
 #: The phase masks are drawn on and segmentation runs on: the first post-contrast phase (seed 001).
 REFERENCE_PHASE_INDEX = 1
@@ -49,6 +54,15 @@ class ReviewNeeded(Exception):  # noqa: N818 - an outcome, not an error
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """The listener's DCE classification JSON (:mod:`oncohabitat.dicomio.dce_handoff`) and the store root its
+    instance paths are relative to."""
+
+    summary: Mapping[str, Any]
+    store_root: Path
 
 
 @dataclass(frozen=True)
@@ -128,10 +142,24 @@ def _rasterise(
     return mask, "rtstruct" if mask_info.kind == InstanceKind.RTSTRUCT else "seg"
 
 
+def _classification(infos: list[InstanceInfo], rules: DceRules | None, handoff: Handoff | None) -> DceClassification:
+    """The listener's classification when it came with the hand-off (the study is classified once), else ours."""
+    if handoff is not None:
+        try:
+            return classification_from_handoff(handoff.summary, infos, handoff.store_root)
+        except HandoffMismatchError:
+            logger.warning("the hand-off's DCE classification does not fit the study's files; classifying again")
+    return classify_dce(infos, rules)
+
+
 def _load_dce(
-    infos: list[InstanceInfo], masks: list[InstanceInfo], selection: RoiSelection, rules: DceRules | None
+    infos: list[InstanceInfo],
+    masks: list[InstanceInfo],
+    selection: RoiSelection,
+    rules: DceRules | None,
+    handoff: Handoff | None = None,
 ) -> LoadedStudy:
-    classification = classify_dce(infos, rules)
+    classification = _classification(infos, rules, handoff)
     if not classification.eligible:
         raise ReviewNeeded(f"NOT_DCE_STUDY: {classification.reason_code.value}: {classification.reason}")
     try:
@@ -158,11 +186,17 @@ def _load_dce(
     return LoadedStudy(reference.series, tuple(reference.info.paths), mask, kind, phases)
 
 
-def load_study(paths: Sequence[Path], selection: RoiSelection, dce_rules: DceRules | None = None) -> LoadedStudy:
+def load_study(
+    paths: Sequence[Path],
+    selection: RoiSelection,
+    dce_rules: DceRules | None = None,
+    handoff: Handoff | None = None,
+) -> LoadedStudy:
     """Scan, choose and assemble the image series (or DCE phases) and rasterise the supplied mask.
 
     ``dce_rules``: the deployment's DCE rules (the listener's ``DCE_RULES_FILE``; None = defaults),
     used to classify the phases and to assemble them (slice minimum, resampling permission).
+    ``handoff``: the listener's DCE classification, used instead of classifying the study again.
 
     Raises:
         ReviewNeeded: the study cannot be processed without a person (reason code first).
@@ -173,7 +207,7 @@ def load_study(paths: Sequence[Path], selection: RoiSelection, dce_rules: DceRul
     masks = [info for info in infos if info.kind in (InstanceKind.RTSTRUCT, InstanceKind.SEG)]
     modalities = {group[0].modality for group in images.values()}
     if "MR" in modalities and "CT" not in modalities:
-        return _load_dce(infos, masks, selection, dce_rules)
+        return _load_dce(infos, masks, selection, dce_rules, handoff)
     uid, candidate_masks = _choose_series(images, masks)
     series_paths = tuple(sorted(info.path for info in images[uid]))
     try:
