@@ -137,7 +137,9 @@ def test_planted_signal_found(runs: dict[str, FitRun]) -> None:
 
 @pytest.fixture
 def stub(runs: dict[str, FitRun], tmp_path: Path) -> Iterator[scoring_pb2_grpc.ScoringStub]:
-    root = runs["cox"].bundle.path.parents[2]  # type: ignore[union-attr]
+    bundle = runs["cox"].bundle
+    assert bundle is not None
+    root = bundle.path.parents[2]
     write_lock(root)
     settings = ScoringSettings(port=0, metrics_port=0, data_dir=tmp_path / "data", models_dir=root)
     parts = build(settings)

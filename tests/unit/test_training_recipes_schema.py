@@ -95,3 +95,23 @@ def test_fit_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     bad = write_recipe(tmp_path / "bad.yaml", COX | {"features": ["tumour/S9/original_firstorder_Mean"]})
     assert main(["fit", str(bad), "--features", str(table), "--out", str(tmp_path / "models")]) == 1
     assert "tumour/S9/original_firstorder_Mean" in capsys.readouterr().err
+
+
+def test_table_extracted_with_other_settings_is_refused(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from oncohabitat.bundles.plan import ExtractionPlan
+
+    other = ExtractionPlan.model_validate(
+        COX["extraction"]["plan"] | {"feature_settings": {"setting": {"binCount": 8}}}
+    )
+    table = pa.Table.from_pandas(synthetic_table(60), preserve_index=False)
+    metadata = {b"oncohabitat.plan": other.model_dump_json(by_alias=True).encode()}
+    pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata}), tmp_path / "t.parquet")
+    with pytest.raises(TableError, match="feature_settings"):
+        fit_only(write_recipe(tmp_path / "r.yaml", COX), tmp_path / "t.parquet")
+    same = ExtractionPlan.model_validate(COX["extraction"]["plan"])
+    metadata = {b"oncohabitat.plan": same.model_dump_json(by_alias=True).encode()}
+    pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata}), tmp_path / "t.parquet")
+    assert fit_only(write_recipe(tmp_path / "r.yaml", COX), tmp_path / "t.parquet").fit.primary.features

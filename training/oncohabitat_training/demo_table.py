@@ -31,6 +31,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -57,7 +58,7 @@ def _phases(case_dir: Path) -> list[PhaseInput]:
     for index, series in enumerate(meta["series_dirs"]):
         files = sorted((case_dir / series).glob("*.dcm")) or sorted(p for p in (case_dir / series).iterdir())
         image = load_series(files).image
-        role = "pre" if index == 0 else "post"
+        role: Literal["pre", "post"] = "pre" if index == 0 else "post"
         phases.append(
             PhaseInput(
                 role, index, float(meta["phase_times_s"][index]), sitk.GetArrayFromImage(image), Geometry.of(image)

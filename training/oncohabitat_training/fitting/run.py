@@ -24,7 +24,7 @@ from oncohabitat_training.fitting.inputs import FitInputs, prepare_inputs
 from oncohabitat_training.fitting.regression import fit_elastic_net_recipe
 from oncohabitat_training.fitting.schema import Recipe, candidate_features, load_recipe
 from oncohabitat_training.fitting.survival import fit_cox_recipe
-from oncohabitat_training.fitting.table import read_table
+from oncohabitat_training.fitting.table import check_extraction, read_table
 
 FITTERS: dict[str, Callable[[FitInputs], FitResult]] = {
     "cox": fit_cox_recipe,
@@ -55,6 +55,7 @@ def fit_only(recipe_path: Path, table_path: Path, second_reader_path: Path | Non
     """
     recipe, plan, recipe_bytes = load_recipe(recipe_path)
     table = read_table(table_path)
+    check_extraction(table, plan)
     second = pd.read_parquet(second_reader_path) if second_reader_path is not None else None
     inputs = prepare_inputs(recipe, candidate_features(recipe, plan), table, second)
     fit = FITTERS[recipe.model.type](inputs)

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
+from oncohabitat.bundles.plan import ExtractionPlan
 from oncohabitat_training.fitting.schema import Covariate
 
 SPLITS = ("train", "validation", "external")
@@ -24,12 +26,17 @@ class TableError(ValueError):
     """A feature table that does not fit the recipe; the message names the column (and patient, row)."""
 
 
+#: Parquet schema metadata key of the extraction plan (JSON) written by ``oncohabitat-train extract``.
+METADATA_PLAN = b"oncohabitat.plan"
+
+
 @dataclass(frozen=True)
 class FeatureTable:
-    """A loaded table and the SHA-256 of its file bytes (provenance)."""
+    """A loaded table, the SHA-256 of its file bytes (provenance) and the plan it was extracted with (if recorded)."""
 
     frame: pd.DataFrame
     sha256: str
+    plan: ExtractionPlan | None = None
 
     def split(self, name: str) -> pd.DataFrame:
         """Rows of one split, in table order, indexed by patient id."""
@@ -39,8 +46,26 @@ class FeatureTable:
 def read_table(path: Path) -> FeatureTable:
     """Read a Parquet (or CSV) feature table and check its fixed columns."""
     data = Path(path).read_bytes()
-    frame = pd.read_csv(path) if str(path).endswith(".csv") else pd.read_parquet(path)
-    return check_table(frame, hashlib.sha256(data).hexdigest())
+    if str(path).endswith(".csv"):
+        return check_table(pd.read_csv(path), hashlib.sha256(data).hexdigest())
+    table = pq.read_table(path)
+    recorded = (table.schema.metadata or {}).get(METADATA_PLAN)
+    plan = ExtractionPlan.model_validate_json(recorded) if recorded else None
+    checked = check_table(table.to_pandas(), hashlib.sha256(data).hexdigest())
+    return FeatureTable(checked.frame, checked.sha256, plan)
+
+
+def check_extraction(table: FeatureTable, plan: ExtractionPlan) -> None:
+    """The table was extracted with the recipe's region profile, normalisation and feature settings.
+
+    Raises:
+        TableError: naming the part of the plan that differs (tables without a recorded plan pass).
+    """
+    if table.plan is None:
+        return
+    for part in ("region_profile", "normalisation", "feature_settings"):
+        if getattr(table.plan, part) != getattr(plan, part):
+            raise TableError(f"feature table was extracted with another {part} than the recipe's plan declares")
 
 
 def check_table(frame: pd.DataFrame, sha256: str) -> FeatureTable:
