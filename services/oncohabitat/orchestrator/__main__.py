@@ -17,6 +17,7 @@ from oncohabitat.common.service_main import ServiceParts, run_service
 from oncohabitat.dicomio import RoiSelection
 from oncohabitat.dicomio.dce import DceRules
 from oncohabitat.orchestrator.jobstore import SqliteJobStore
+from oncohabitat.orchestrator.metrics import register_sqlite_job_metrics
 from oncohabitat.orchestrator.retry import RetryPolicy
 from oncohabitat.orchestrator.runner import JobRunner
 from oncohabitat.orchestrator.servicer import PipelineServicer
@@ -59,6 +60,7 @@ def build(settings: OrchestratorSettings) -> ServiceParts:
     """Job store, runner(s) and the Pipeline servicer."""
     settings.resolved_database_path.parent.mkdir(parents=True, exist_ok=True)
     store = SqliteJobStore(settings.resolved_database_path)
+    register_sqlite_job_metrics(settings.resolved_database_path)
     stages = build_stages(build_context(settings))
     policy = RetryPolicy(max_attempts=settings.max_attempts)
     runners = [

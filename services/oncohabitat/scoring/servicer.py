@@ -12,6 +12,7 @@ from oncohabitat.scoring.convert import (
     summary,
 )
 from oncohabitat.scoring.live import LiveRegistry
+from oncohabitat.scoring.metrics import observe_score
 from oncohabitat.scoring.model import score
 from oncohabitat.v1 import scoring_pb2, scoring_pb2_grpc
 
@@ -25,6 +26,7 @@ class ScoringServicer(scoring_pb2_grpc.ScoringServicer):
     def Score(self, request: scoring_pb2.ScoreRequest, context: grpc.ServicerContext) -> scoring_pb2.ScoreResponse:
         compiled = self._registry.snapshot.get(request.model_id, request.model_version or None)
         result = score(compiled, dict(request.features), covariates_from_proto(request.covariates))
+        observe_score(result)
         return score_response(result, compiled.plan_sha256)
 
     def ListModels(
