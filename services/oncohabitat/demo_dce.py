@@ -24,6 +24,8 @@ from oncohabitat.result_view import print_result, state_name
 from oncohabitat.v1 import listener_pb2_grpc, pipeline_pb2, pipeline_pb2_grpc
 
 DEMO_SEED = 2024
+#: The orchestrator's stages, in order (``oncohabitat.orchestrator.stages.build_stages``).
+STAGES = ("load_study", "segment", "regions", "features", "score", "export")
 
 
 def follow_job(
@@ -32,9 +34,16 @@ def follow_job(
     """Print each stage as the job passes it (WatchJob); returns the job in its final state."""
     started = time.monotonic()
     last: pipeline_pb2.Job | None = None
+    shown: set[str] = set()
     for job in pipeline.WatchJob(pipeline_pb2.WatchJobRequest(job_id=job_id), timeout=timeout_s):
+        elapsed = time.monotonic() - started
+        if job.stage in STAGES:  # stages shorter than WatchJob's poll are passed at once: list them too
+            for stage in STAGES[: STAGES.index(job.stage)]:
+                if stage not in shown:
+                    shown.add(stage)
+                    console.print(f"  [{elapsed:6.1f} s] {'passed':12s} stage {stage}")
         if last is None or (job.stage, job.state) != (last.stage, last.state):
-            elapsed = time.monotonic() - started
+            shown.add(job.stage)
             console.print(f"  [{elapsed:6.1f} s] {state_name(job.state):12s} stage {job.stage or '-'}")
         last = job
     if last is None:

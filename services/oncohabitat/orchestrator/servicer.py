@@ -12,7 +12,7 @@ from oncohabitat.common.errors import InvalidInputError, PreconditionError
 from oncohabitat.orchestrator.jobs import Job, JobNotFoundError, JobState
 from oncohabitat.orchestrator.jobstore import JobStore
 from oncohabitat.orchestrator.results import job_result_from_stages
-from oncohabitat.orchestrator.submission import validate_submission
+from oncohabitat.orchestrator.submission import job_digest, validate_submission
 from oncohabitat.orchestrator.upload import receive_upload
 from oncohabitat.v1 import pipeline_pb2, pipeline_pb2_grpc
 
@@ -74,7 +74,8 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServicer):
         self, request: pipeline_pb2.SubmitStudyRequest, context: grpc.ServicerContext
     ) -> pipeline_pb2.SubmitStudyResponse:
         payload = validate_submission(request)
-        job_id, created = self._store.submit(request.study_key, request.content_digest, payload, rerun=request.rerun)
+        digest = job_digest(request.content_digest, payload)
+        job_id, created = self._store.submit(request.study_key, digest, payload, rerun=request.rerun)
         if created:
             self._on_submit()
         return pipeline_pb2.SubmitStudyResponse(job_id=job_id, created=created)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -90,6 +91,17 @@ def classification_to_json(text: str, instance_paths: set[str]) -> dict[str, Any
                 "DCE_CLASSIFICATION_INVALID", "each phase must list instance paths of the submission", field
             )
     return value
+
+
+def job_digest(content_digest: str, payload: dict[str, Any]) -> str:
+    """The digest a job is keyed by: the study's content digest, folded with the submission's inputs when it has
+    any (covariates, seed point, model choice), so that a study submitted again with other inputs is a new job
+    while a re-send of the same content with the same inputs (or none, as the listener sends) is the same job."""
+    inputs = {key: payload[key] for key in ("covariates", "seed_point_mm", "model_ids") if payload.get(key)}
+    if not inputs:
+        return content_digest
+    text = json.dumps(inputs, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(f"{content_digest}\n{text}".encode()).hexdigest()
 
 
 def validate_submission(request: pipeline_pb2.SubmitStudyRequest) -> dict[str, Any]:
