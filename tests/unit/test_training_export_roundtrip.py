@@ -156,7 +156,7 @@ def stub(runs: dict[str, FitRun], tmp_path: Path) -> Iterator[scoring_pb2_grpc.S
 def test_scoring_service_reproduces_training_predictions(
     runs: dict[str, FitRun], stub: scoring_pb2_grpc.ScoringStub
 ) -> None:
-    for name in ("nomogram", "random_forest", "elastic_net"):
+    for name in runs:
         run = runs[name]
         rows = run.inputs.splits["validation"]
         expected = run.fit.primary.predict(rows, run.inputs.covariates["validation"])
@@ -173,5 +173,13 @@ def test_scoring_service_reproduces_training_predictions(
             request = scoring_pb2.ScoreRequest(model_id=run.recipe.id, features=features, covariates=covariates)
             response = stub.Score(request, timeout=10)
             worst = max(worst, abs(response.score - expected.score[i]))
+            if expected.probability is not None:
+                worst = max(worst, abs(response.probability - expected.probability[i]))
+            if expected.predicted_value is not None:
+                worst = max(worst, abs(response.predicted_value - expected.predicted_value[i]))
+            if expected.survival is not None:
+                got = np.array([p.probability for p in response.survival])
+                worst = max(worst, float(np.max(np.abs(got - expected.survival[i]))))
+            assert response.risk_group == run.fit.rule.group(float(expected.output(run.fit.rule.applies_to)[i]))
         assert worst <= tolerance, (name, worst)
         assert np.isfinite(worst)
