@@ -98,4 +98,4 @@ def test_orchestrator_killed_mid_job_finishes_the_job_exactly_once(tmp_path: Pat
     ]
     assert _done_events(database) == 1
     sop_uids = {str(ds.SOPInstanceUID) for ds in receiver.received()}
-    assert len(sop_uids) == 2  # one SEG + one SR, however often the export stage ran
+    assert len(sop_uids) == 3  # one SEG + one SR + one key-image PDF, however often the export stage ran
