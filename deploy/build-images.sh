@@ -3,7 +3,8 @@
 # Usage: deploy/build-images.sh [SERVICE...]      (default: all six)
 # Env: BASE_IMAGE (default localhost/oncohabitat-base:bookworm, built by deploy/build-base.sh when missing;
 #      set BASE_IMAGE=python:3.11-slim-bookworm where a registry can be reached), TAG (default: the
-#      pyproject version), REGISTRY_PREFIX (default localhost/oncohabitat-), JOBS (parallel builds, default 1).
+#      pyproject version), REGISTRY_PREFIX (default localhost/oncohabitat-), JOBS (parallel builds, default 1),
+#      SOURCE (head: the committed tree, default; worktree: the working tree, uncommitted edits included).
 # Writes build logs to deploy/.build/<service>.log and prints each image's size.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +23,13 @@ fi
 # The build context holds only what the images need (no .venv, tests, data): pyproject, README, services/.
 ctx=$(mktemp -d /var/tmp/oncohabitat-ctx.XXXXXX)
 trap 'rm -rf "$ctx"' EXIT
-tar -c --exclude=__pycache__ --exclude='*.pyc' pyproject.toml README.md services | tar -x -C "$ctx"
+# From the committed HEAD (reproducible; matches the revision label) unless SOURCE=worktree.
+if [ "${SOURCE:-head}" = worktree ]; then
+  tar -c --exclude=__pycache__ --exclude='*.pyc' pyproject.toml README.md services | tar -x -C "$ctx"
+  REVISION="$REVISION-dirty"
+else
+  git archive HEAD pyproject.toml README.md services | tar -x -C "$ctx"
+fi
 # pip inside the build verifies TLS with the host's CA bundle (networks that intercept TLS add their CA there)
 ca=/etc/ssl/certs/ca-certificates.crt
 ca_args=()

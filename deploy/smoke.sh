@@ -4,7 +4,7 @@
 # 127.0.0.1), push a phantom DCE study to the listener with dcmtk's storescu and wait for the job to end.
 # Prints the timings, each image's size and the job; exit 0 when the job ends DONE (or NEEDS_REVIEW with a
 # model reason). KEEP=1 leaves the pods running (stop: podman kube down deploy/.smoke/manifests.yaml).
-# Needs: root, podman (deploy/README.md), .venv (oncohabitat CLI), .tools/bin/helm, dcmtk (storescu).
+# Needs: root, podman + catatonit (deploy/README.md), .venv (oncohabitat CLI), .tools/bin/helm, dcmtk (storescu).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$PWD/deploy/containers.conf}
@@ -34,6 +34,9 @@ podman image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep "^localhost
 .venv/bin/python - "$work/chart.yaml" "$work/manifests.yaml" <<'PY'
 import sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "Deployment"]
+for doc in docs:  # host network: podman refuses port mappings there (the services bind 127.0.0.1 themselves)
+    for container in doc["spec"]["template"]["spec"]["containers"]:
+        container.pop("ports", None)
 yaml.safe_dump_all(docs, open(sys.argv[2], "w"), sort_keys=False)
 print(f"{len(docs)} Deployments")
 PY
@@ -65,7 +68,7 @@ log "all services SERVING"
 rm -rf "$work/study" && .venv/bin/oncohabitat phantom --out "$work/study" --size small >/dev/null
 files=$(find "$work/study" -name '*.dcm' | wc -l)
 sent_at=$SECONDS
-storescu -aec ONCOHABITAT -aet SMOKE +sd +r 127.0.0.1 11112 "$work/study" >"$work/storescu.log" 2>&1 || { cat "$work/storescu.log"; exit 1; }
+storescu -aec ONCOHABITAT -aet SMOKE +sd +r +sp "*.dcm" 127.0.0.1 11112 "$work/study/dicom" >"$work/storescu.log" 2>&1 || { cat "$work/storescu.log"; exit 1; }
 log "sent $files instances in $((SECONDS - sent_at)) s"
 
 # 5. the job
@@ -80,17 +83,20 @@ except Exception:
     sys.exit()
 jobs = jobs.get('jobs', jobs) if isinstance(jobs, dict) else jobs
 ended = [j for j in jobs if str(j.get('state', '')).replace('JOB_STATE_', '') in ('DONE', 'NEEDS_REVIEW', 'FAILED', 'CANCELLED')]
-print(str(ended[0].get('state')).replace('JOB_STATE_', '') if ended else '')
+print(str(ended[0].get('state')).replace('JOB_STATE_', '') + ' ' + ended[0]['job_id'] if ended else '')
 ")
   [ -n "$state" ] && break
   sleep 2
 done
+job_id=${state#* }
+state=${state%% *}
 cat "$work/jobs.json"; echo
 log "job ended $state, $((SECONDS - sent_at)) s after the first instance was sent"
+if [ -n "$job_id" ]; then .venv/bin/oncohabitat result "$job_id" | tee "$work/result.txt" | head -60 || true; fi
 if [ "${KEEP:-0}" != 1 ]; then podman kube down "$work/manifests.yaml" >/dev/null 2>&1 || true; fi
 log "total $((SECONDS - START)) s"
 case "$state" in
   DONE) exit 0 ;;
-  NEEDS_REVIEW) grep -qi "model" "$work/jobs.json" && exit 0 || exit 1 ;;
+  NEEDS_REVIEW) grep -qi "model" "$work/result.txt" && exit 0 || exit 1 ;;
   *) exit 1 ;;
 esac
