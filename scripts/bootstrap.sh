@@ -12,6 +12,8 @@ command -v storescu >/dev/null 2>&1 || apt_packages+=(dcmtk)
 command -v dciodvfy >/dev/null 2>&1 || apt_packages+=(dicom3tools)
 command -v Orthanc >/dev/null 2>&1 || apt_packages+=(orthanc)
 command -v promtool >/dev/null 2>&1 || apt_packages+=(prometheus)   # promtool: checks the shipped alert rules
+# PostgreSQL server: the job store tests start a throw-away cluster (tests/support/postgres.py; as root via runuser)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_packages+=(postgresql)
 if [ "${#apt_packages[@]}" -gt 0 ] && [ "$WITH_DEV" = 1 ]; then
   SUDO=""
   [ "$(id -u)" = 0 ] || SUDO="sudo"
