@@ -157,16 +157,17 @@ def test_concurrent_submissions_of_one_content_create_one_job(database_url: str)
 
 
 def test_a_restarted_replica_frees_its_own_jobs_at_once(store: PostgresJobStore) -> None:
-    mine, _ = store.submit("a", digest("a"), {})
-    theirs, _ = store.submit("b", digest("b"), {})
-    assert store.claim_next("replica-1:100:aaaa:0", 120.0) is not None
-    assert store.claim_next("replica-10:200:bbbb:0", 120.0) is not None
+    store.submit("a", digest("a"), {})
+    store.submit("b", digest("b"), {})
+    mine = store.claim_next("replica-1:100:aaaa:0", 120.0)
+    theirs = store.claim_next("replica-10:200:bbbb:0", 120.0)
+    assert mine is not None and theirs is not None
     assert store.claim_next("replica-1:300:cccc:0", 120.0) is None  # both leased for 120 s
 
     assert store.expire_leases_of("replica-1:") == 1  # not replica-10's
     again = store.claim_next("replica-1:300:cccc:0", 120.0)
-    assert again is not None and again.job_id == mine and again.attempts == 2
-    other = store.get(theirs)
+    assert again is not None and again.job_id == mine.job_id and again.attempts == 2
+    other = store.get(theirs.job_id)
     assert other is not None and other.lease_owner == "replica-10:200:bbbb:0"
 
 
