@@ -23,6 +23,26 @@ app = typer.Typer(help="OncoHabitat: DCE-MRI habitat radiomics inference platfor
 console = Console()
 
 
+@app.callback()
+def _client_credentials(
+    data_dir: Annotated[
+        Path,
+        typer.Option(
+            "--data-dir",
+            envvar="ONCOHABITAT_DATA_DIR",
+            help="Data directory of the platform (`up`): its admin token and client certificate are used.",
+        ),
+    ] = Path(".oncohabitat"),
+) -> None:
+    """Client commands present the deployment's admin token (and client certificate) unless the environment
+    already names other credentials (``ONCOHABITAT_AUTH_TOKEN_FILE``, ``ONCOHABITAT_TLS_*``)."""
+    from oncohabitat.common.credentials import client_environment
+
+    if "ONCOHABITAT_AUTH_TOKEN_FILE" not in os.environ:
+        for key, value in client_environment(data_dir.resolve()).items():
+            os.environ.setdefault(key, value)
+
+
 def _mount_optional_apps() -> None:
     """Sub-apps whose modules need optional extras (DICOM) are mounted only when importable."""
     try:
@@ -48,8 +68,12 @@ def up(
     ] = None,
     host: Annotated[str, typer.Option(help="Interface every service binds to.")] = "127.0.0.1",
     ready_timeout_s: Annotated[float, typer.Option(help="Seconds to wait for every service to serve.")] = 90.0,
+    tls: Annotated[
+        bool, typer.Option(help="Mutual TLS between every client and service (certificates generated).")
+    ] = True,
 ) -> None:
     """Start every service as its own process on localhost (SQLite, local disk); Ctrl-C stops them all."""
+    from oncohabitat.common.credentials import client_environment, ensure_credentials, service_environment
     from oncohabitat.launcher import (
         dicom_port,
         platform_environment,
@@ -59,7 +83,15 @@ def up(
         wait_until_serving,
     )
 
-    overrides = read_env_file(config) if config else {}
+    # secure by default: tokens (and certificates) generated once in the data directory; --config may override
+    ensure_credentials(data_dir.resolve(), host, tls=tls)
+    security = service_environment(data_dir.resolve())
+    if not tls:
+        security = {k: v for k, v in security.items() if not k.startswith("ONCOHABITAT_TLS_")}
+    overrides = {**security, **(read_env_file(config) if config else {})}
+    for key, value in client_environment(data_dir.resolve()).items():  # `up`'s own health checks
+        if tls or not key.startswith("ONCOHABITAT_TLS_"):
+            os.environ[key] = value
     env = platform_environment(data_dir.resolve(), host, overrides)
     stop_requested = threading.Event()
 

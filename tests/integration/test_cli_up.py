@@ -48,7 +48,11 @@ def test_up_status_and_sigterm(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "platform did not start within 90 s"
             time.sleep(0.3)
         status = subprocess.run(
-            [*CLI, "status"], env={**os.environ, **ports, "COLUMNS": "200"}, capture_output=True, text=True, timeout=60
+            [*CLI, "status"],
+            env={**os.environ, **ports, "COLUMNS": "200", "ONCOHABITAT_DATA_DIR": str(tmp_path / "data")},
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert status.returncode == 0, status.stdout + status.stderr
         for spec in SERVICES:

@@ -134,7 +134,7 @@ def test_study_without_mask_needs_review(platform: Platform, sts_ct_dir: Path, t
 
 
 def test_score_request_missing_a_feature_is_invalid_argument(platform: Platform) -> None:
-    stub = scoring_pb2_grpc.ScoringStub(grpc.insecure_channel(platform.address("scoring")))
+    stub = scoring_pb2_grpc.ScoringStub(platform.channel("scoring"))
     features = {name: 0.5 for name in PUBLISHED if name != "tumour/S0/original_glcm_Correlation"}
     with pytest.raises(grpc.RpcError) as excinfo:
         stub.Score(scoring_pb2.ScoreRequest(model_id="seed003-ct-dfs", features=features), timeout=10)

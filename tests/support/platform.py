@@ -12,7 +12,10 @@ from pathlib import Path
 
 import grpc
 
+from oncohabitat.common.channels import make_channel
+from oncohabitat.common.credentials import client_environment, ensure_credentials, service_environment
 from oncohabitat.common.health_client import check_health
+from oncohabitat.common.security import ClientSecurity
 from oncohabitat.common.topology import SERVICES, spec
 from oncohabitat.launcher import RunningService, platform_environment, start_services, stop_services
 from oncohabitat.v1 import listener_pb2_grpc, pipeline_pb2, pipeline_pb2_grpc
@@ -20,12 +23,14 @@ from tests.conftest import free_port
 
 
 class Platform:
-    """All six services with a shared data directory under ``workdir``."""
+    """All six services with a shared data directory under ``workdir``, secured as ``oncohabitat up`` does
+    (generated tokens and mutual TLS); :meth:`channel` and the stubs present the admin token."""
 
-    def __init__(self, workdir: Path, overrides: dict[str, str] | None = None) -> None:
+    def __init__(self, workdir: Path, overrides: dict[str, str] | None = None, tls: bool = True) -> None:
         self.workdir = workdir
         self.data_dir = workdir / "data"
-        ports: dict[str, str] = {}
+        ensure_credentials(self.data_dir.resolve(), tls=tls)
+        ports: dict[str, str] = dict(service_environment(self.data_dir.resolve()))
         for service in SERVICES:
             ports[f"{service.env_prefix}PORT"] = str(free_port())
             ports[f"{service.env_prefix}METRICS_PORT"] = str(free_port())
@@ -41,6 +46,11 @@ class Platform:
         ports["ONCOHABITAT_LISTENER_ORCHESTRATOR_ADDRESS"] = f"127.0.0.1:{ports['ONCOHABITAT_ORCHESTRATOR_PORT']}"
         self.env = platform_environment(self.data_dir.resolve(), "127.0.0.1", {**ports, **(overrides or {})})
         self.running: dict[str, RunningService] = {}
+        self.security = ClientSecurity.from_environment(client_environment(self.data_dir))
+
+    def channel(self, name: str, security: ClientSecurity | None = None) -> grpc.Channel:
+        """A channel to a service with the admin token (or ``security``), as the CLI makes it."""
+        return make_channel(self.address(name), spec(name).grpc_service, security=security or self.security)
 
     def address(self, name: str) -> str:
         """gRPC address of a service."""
@@ -54,7 +64,7 @@ class Platform:
         deadline = time.monotonic() + timeout_s
         try:
             for service in selected:
-                while check_health(self.address(service.name), timeout_s=1.0) != "SERVING":
+                while check_health(self.address(service.name), timeout_s=1.0, security=self.security) != "SERVING":
                     process = self.running[service.name].process
                     if process.poll() is not None:
                         raise RuntimeError(f"{service.name} exited ({process.returncode}): {self.log(service.name)}")
@@ -82,12 +92,12 @@ class Platform:
         return path.read_text()[-4000:] if path.exists() else ""
 
     def pipeline(self) -> pipeline_pb2_grpc.PipelineStub:
-        """A stub for the public API (plain channel: tests see failures as they are)."""
-        return pipeline_pb2_grpc.PipelineStub(grpc.insecure_channel(self.address("orchestrator")))
+        """A stub for the public API (admin token; no retries beyond UNAVAILABLE)."""
+        return pipeline_pb2_grpc.PipelineStub(self.channel("orchestrator"))
 
     def listener_admin(self) -> listener_pb2_grpc.ListenerAdminStub:
-        """A stub for the listener's admin API (plain channel)."""
-        return listener_pb2_grpc.ListenerAdminStub(grpc.insecure_channel(self.address("listener")))
+        """A stub for the listener's admin API (admin token)."""
+        return listener_pb2_grpc.ListenerAdminStub(self.channel("listener"))
 
     def wait_for_jobs(self, count: int, timeout_s: float = 60.0) -> list[pipeline_pb2.Job]:
         """Wait until ``count`` jobs exist and all are finished; returns them."""

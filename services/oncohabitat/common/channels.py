@@ -16,6 +16,9 @@ from collections.abc import Sequence
 
 import grpc
 
+from oncohabitat.common.client_auth import secure_channel
+from oncohabitat.common.security import ClientSecurity
+
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
@@ -85,8 +88,9 @@ def make_channel(
     max_attempts: int = 4,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     keepalive_time_s: float = 30.0,
+    security: ClientSecurity | None = None,
 ) -> grpc.Channel:
-    """An insecure channel to ``service`` at ``addresses`` with deadline, retry, LB and keepalive set.
+    """A channel to ``service`` at ``addresses``: deadline, retry, LB, keepalive; TLS and token when configured.
 
     Args:
         addresses: ``"host:port"``, a comma-separated list, a sequence, or a ``dns:///`` URI.
@@ -95,6 +99,7 @@ def make_channel(
         max_attempts: Attempts for UNAVAILABLE (2..5, gRPC's bound).
         max_message_bytes: Send/receive message limit in bytes.
         keepalive_time_s: Interval of HTTP/2 keepalive pings in seconds.
+        security: Token and TLS credentials; default: this process' ``ONCOHABITAT_AUTH_*``/``TLS_*`` settings.
     """
     options = [
         ("grpc.enable_retries", 1),
@@ -106,4 +111,4 @@ def make_channel(
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
     ]
-    return grpc.insecure_channel(channel_target(addresses), options=options)
+    return secure_channel(channel_target(addresses), options, security or ClientSecurity.from_env())

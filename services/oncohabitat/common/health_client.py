@@ -5,10 +5,18 @@ from __future__ import annotations
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from oncohabitat.common.client_auth import secure_channel
+from oncohabitat.common.security import ClientSecurity
 
-def check_health(address: str, service: str = "", timeout_s: float = 2.0) -> str:
-    """Health status name of ``service`` at ``address`` (``SERVING``, ``NOT_SERVING``, ``UNREACHABLE``...)."""
-    with grpc.insecure_channel(address) as channel:
+
+def check_health(
+    address: str, service: str = "", timeout_s: float = 2.0, security: ClientSecurity | None = None
+) -> str:
+    """Health status name of ``service`` at ``address`` (``SERVING``, ``NOT_SERVING``, ``UNREACHABLE``...).
+
+    Health checks need no token; TLS is used when this process' settings (or ``security``) say so.
+    """
+    with secure_channel(address, [], security or ClientSecurity.from_env()) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)

@@ -5,6 +5,9 @@ What every server gets:
 - server reflection only when ``enable_reflection`` is set;
 - Prometheus metrics on a separate HTTP port, fed by :class:`~oncohabitat.common.metrics.MetricsInterceptor`;
 - domain errors mapped to status codes by :class:`~oncohabitat.common.errors.ErrorMappingInterceptor`;
+- bearer-token authentication, role checks and one audit event per call by
+  :class:`~oncohabitat.common.auth_interceptor.AuthInterceptor` (health checks open), and TLS (mutual when a CA
+  is set) on the gRPC port, both from :class:`~oncohabitat.common.security.SecuritySettings`;
 - graceful stop on SIGTERM/SIGINT: health reports NOT_SERVING at once, new RPCs are refused, in-flight RPCs get
   ``grace_period_s`` seconds to finish, then the process exits.
 """
@@ -25,8 +28,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from oncohabitat.common.audit import configure_audit
+from oncohabitat.common.auth import TokenStore
+from oncohabitat.common.auth_interceptor import AuthInterceptor
 from oncohabitat.common.errors import ErrorMappingInterceptor
 from oncohabitat.common.metrics import MetricsInterceptor
+from oncohabitat.common.security import SecuritySettings, server_credentials
 from oncohabitat.common.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
@@ -46,6 +53,7 @@ class ServiceRuntime:
         service_names: Fully-qualified gRPC service names served (for health and reflection).
         on_stop: Callables run after the server stopped (close databases, stop threads).
         after_start: Callables run once the server listens (start background workers).
+        security: Tokens, TLS and audit settings; default: read from the ``ONCOHABITAT_*`` environment.
     """
 
     name: str
@@ -54,6 +62,7 @@ class ServiceRuntime:
     service_names: Sequence[str]
     on_stop: list[Callable[[], None]] = field(default_factory=list)
     after_start: list[Callable[[ServiceRuntime], None]] = field(default_factory=list)
+    security: SecuritySettings | None = None
     port: int = 0
     metrics_port: int = 0
     _server: grpc.Server | None = None
@@ -71,9 +80,16 @@ class ServiceRuntime:
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ]
+        security = self.security or SecuritySettings()
+        configure_audit(self.name, security.audit_file)
+        tokens = TokenStore(security.auth_tokens_file) if security.auth_tokens_file else None
+        if tokens is None:
+            logger.warning(
+                "%s: authentication is OFF (no ONCOHABITAT_AUTH_TOKENS_FILE): any caller is served", self.name
+            )
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self.settings.max_workers, thread_name_prefix=self.name),
-            interceptors=[MetricsInterceptor(), ErrorMappingInterceptor()],
+            interceptors=[MetricsInterceptor(), AuthInterceptor(tokens), ErrorMappingInterceptor()],
             options=limits,
         )
         for register in self.registrations:
@@ -83,7 +99,12 @@ class ServiceRuntime:
         if self.settings.enable_reflection:
             names = (*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME)
             reflection.enable_server_reflection(names, server)
-        self.port = server.add_insecure_port(f"{self.settings.host}:{self.settings.port}")
+        address = f"{self.settings.host}:{self.settings.port}"
+        credentials = server_credentials(security)
+        if credentials is None:
+            self.port = server.add_insecure_port(address)
+        else:
+            self.port = server.add_secure_port(address, credentials)
         if self.port == 0:
             raise RuntimeError(f"{self.name}: cannot bind {self.settings.host}:{self.settings.port}")
         self._metrics_server, _ = start_http_server(self.settings.metrics_port, addr=self.settings.metrics_host)
@@ -97,7 +118,13 @@ class ServiceRuntime:
         logger.info(
             "%s serving",
             self.name,
-            extra={"grpc_port": self.port, "metrics_port": self.metrics_port, "host": self.settings.host},
+            extra={
+                "grpc_port": self.port,
+                "metrics_port": self.metrics_port,
+                "host": self.settings.host,
+                "tls": credentials is not None,
+                "auth": tokens is not None,
+            },
         )
 
     def set_serving(self, serving: bool) -> None:

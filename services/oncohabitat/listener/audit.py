@@ -1,21 +1,32 @@
-"""Structured audit events of the listener: one INFO log record per event, fields as ``extra``.
+"""Audit events of the listener, in the platform's one audit format (:mod:`oncohabitat.common.audit`).
 
-Events (``audit_event`` field): ``association_accepted``, ``association_rejected``,
+Events: ``association_accepted``, ``association_rejected`` (the DICOM access events: one per association),
 ``association_closed`` (instances stored per study), ``instance_conflict``, ``instance_replaced``,
-``study_updated``, ``study_completed``, ``study_rejected``. Fields are opaque keys, AE titles,
-peer addresses, counts and reason codes only; never patient names, IDs, birth dates or accession
-numbers (the shared log filter blanks those names as a second layer).
+``study_updated``, ``study_completed`` (a study received complete), ``study_rejected``. Fields are opaque keys,
+AE titles, peer addresses, counts and reason codes only; never patient names, IDs, birth dates or accession
+numbers (the shared log filter blanks those names as a second layer). The calling AE title is the event's
+``user_id``, the peer address its ``network_access_point``.
 """
 
 from __future__ import annotations
 
-import logging
+from oncohabitat.common import audit as common_audit
 
-_LOG = logging.getLogger(__name__)
+AuditValue = common_audit.AuditValue
 
-AuditValue = str | int | float | bool
+_FAILURES = frozenset({"association_rejected", "study_rejected", "instance_conflict"})
+_ACTIONS = {"instance_replaced": "U", "study_updated": "U", "study_completed": "C"}
 
 
 def emit(event: str, **fields: AuditValue) -> None:
-    """Log one audit event with ``fields`` as structured ``extra`` (prefixed keys avoid clashes)."""
-    _LOG.info("audit %s", event, extra={"audit_event": event, **{f"audit_{k}": v for k, v in fields.items()}})
+    """Record one listener audit event; listener field names stay (``audit_<name>`` on the log record)."""
+    if "outcome" in fields:  # the association's own closing outcome: not the ATNA outcome indicator
+        fields["close_outcome"] = fields.pop("outcome")
+    common_audit.emit(
+        event,
+        outcome=common_audit.MINOR_FAILURE if event in _FAILURES else common_audit.SUCCESS,
+        action=_ACTIONS.get(event, "E"),
+        user_id=str(fields.get("calling_ae", "")),
+        peer=str(fields.get("peer_ip", "")),
+        **fields,
+    )
