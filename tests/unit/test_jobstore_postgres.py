@@ -13,6 +13,7 @@ from oncohabitat.orchestrator.jobs import InvalidJobError, JobState
 from oncohabitat.orchestrator.jobstore import JobFilter, open_job_store
 from oncohabitat.orchestrator.jobstore_common import encode_page_token
 from oncohabitat.orchestrator.jobstore_postgres import SCHEMA_VERSION, PostgresJobStore
+from oncohabitat.orchestrator.metrics import read_postgres_stats
 from tests.support.clock import FakeClock
 from tests.support.postgres import PostgresServer, start_server_or_fail
 from tests.unit.test_jobstore import (  # the interface tests, run here on PostgreSQL with the fixtures below
@@ -206,3 +207,16 @@ def _check_filters_and_paging(store: PostgresJobStore, clock: FakeClock) -> None
         store.list(page_token="not-a-token")
     with pytest.raises(InvalidJobError):
         store.list(where=JobFilter(created_from="yesterday"))
+
+
+def test_queue_metrics_read_the_shared_database(store: PostgresJobStore, database_url: str) -> None:
+    for n in range(3):
+        store.submit(f"s{n}", digest(str(n)), {})
+    job = store.claim_next("w", 60.0)
+    assert job is not None
+    store.finish(job.job_id, JobState.DONE, worker_id="w")
+    stats = read_postgres_stats(database_url)
+    assert stats.jobs_by_state == {"QUEUED": 2, "DONE": 1} and stats.finished_by_state == {"DONE": 1}
+    assert stats.oldest_queued_created_at is not None
+    with pytest.raises(ConnectionError):
+        read_postgres_stats(database_url.rsplit("/", 1)[0] + "/no_such_database")

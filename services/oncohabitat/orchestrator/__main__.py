@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import sys
+from pathlib import Path
 
 import grpc
 
@@ -16,8 +15,10 @@ from oncohabitat.common.server import ServiceRuntime
 from oncohabitat.common.service_main import ServiceParts, run_service
 from oncohabitat.dicomio import RoiSelection
 from oncohabitat.dicomio.dce import DceRules
-from oncohabitat.orchestrator.jobstore import SqliteJobStore
-from oncohabitat.orchestrator.metrics import register_sqlite_job_metrics
+from oncohabitat.orchestrator.destinations import ExportDestinations
+from oncohabitat.orchestrator.jobstore import SqliteJobStore, open_job_store
+from oncohabitat.orchestrator.lease import resume_own_jobs, worker_ids
+from oncohabitat.orchestrator.metrics import register_postgres_job_metrics, register_sqlite_job_metrics
 from oncohabitat.orchestrator.retry import RetryPolicy
 from oncohabitat.orchestrator.runner import JobRunner
 from oncohabitat.orchestrator.servicer import PipelineServicer
@@ -50,6 +51,7 @@ def build_context(settings: OrchestratorSettings) -> PipelineContext:
         roi_selection=RoiSelection(name=settings.roi_name or None, pattern=settings.roi_name_pattern),
         dce_rules=DceRules.from_json_file(settings.dce_rules_file) if settings.dce_rules_file else None,
         default_destination=settings.export_destination,
+        export_destinations=settings.export_destinations,
         calling_ae=settings.export_calling_ae,
         export_retries=settings.export_retries,
         rpc_timeout_s=settings.rpc_timeout_s,
@@ -58,25 +60,30 @@ def build_context(settings: OrchestratorSettings) -> PipelineContext:
 
 def build(settings: OrchestratorSettings) -> ServiceParts:
     """Job store, runner(s) and the Pipeline servicer."""
-    settings.resolved_database_path.parent.mkdir(parents=True, exist_ok=True)
-    store = SqliteJobStore(settings.resolved_database_path)
-    register_sqlite_job_metrics(settings.resolved_database_path)
+    store = open_job_store(settings.database_url, settings.resolved_database_path)
+    if isinstance(store, SqliteJobStore):
+        register_sqlite_job_metrics(Path(store.path))
+    else:
+        register_postgres_job_metrics(settings.database_url)
     stages = build_stages(build_context(settings))
     policy = RetryPolicy(max_attempts=settings.max_attempts)
+    replica = settings.resolved_replica_id
     runners = [
         JobRunner(
             store,
             stages,
-            worker_id=f"{socket.gethostname()}:{os.getpid()}:{n}",
+            worker_id=worker_id,
             lease_s=settings.lease_s,
             poll_interval_s=settings.poll_interval_s,
             retry_policy=policy,
         )
-        for n in range(settings.workers)
+        for worker_id in worker_ids(replica, settings.workers)
     ]
-    servicer = PipelineServicer(store, upload_root=settings.resolved_dicom_store_dir)
+    destinations = ExportDestinations.from_settings(settings.export_destination, settings.export_destinations)
+    servicer = PipelineServicer(store, upload_root=settings.resolved_dicom_store_dir, destinations=destinations)
 
     def start(_runtime: ServiceRuntime) -> None:
+        resume_own_jobs(store, replica)  # our previous process's jobs resume now, not at lease expiry
         for runner in runners:
             runner.start()
 

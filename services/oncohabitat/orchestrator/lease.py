@@ -1,8 +1,11 @@
-"""Lease heartbeat: keeps a claimed job's lease alive while a long stage runs."""
+"""Leases: the heartbeat keeping a claimed job's lease alive while a long stage runs, lease owner names, and the
+restart rule (a replica frees the jobs its previous process held)."""
 
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import threading
 from types import TracebackType
 
@@ -49,3 +52,26 @@ class LeaseKeeper:
             if not renewed:
                 logger.warning("job %s: lease lost while a stage was running", self._job_id)
                 return
+
+
+def worker_ids(replica_id: str, count: int) -> list[str]:
+    """Lease owner names for ``count`` runner threads of this process: ``<replica>:<pid>:<incarnation>:<n>``.
+
+    Unique per process start (a random incarnation, since a container's pid is the same after every restart),
+    so an owner name is a fencing token: a process that lost a job's lease can never write to it again. The
+    stable replica name comes first so that :func:`resume_own_jobs` finds what the previous process held.
+    """
+    incarnation = secrets.token_hex(4)
+    return [f"{replica_id}:{os.getpid()}:{incarnation}:{n}" for n in range(count)]
+
+
+def resume_own_jobs(store: JobStore, replica_id: str) -> int:
+    """At start, before the runners: the jobs this replica's previous process held become claimable now.
+
+    That process is gone (this one replaced it), so its leases need not be waited out; the jobs resume at
+    their first unfinished stage. Returns how many jobs were freed.
+    """
+    freed = store.expire_leases_of(f"{replica_id}:")
+    if freed:
+        logger.warning("replica %s restarted: %d job(s) it held resume now", replica_id, freed)
+    return freed

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the orchestrator's job queue, read from the job database at scrape time.
+"""Prometheus metrics of the orchestrator's job queue, read from the job database (SQLite or PostgreSQL) at scrape
+time.
 
 Labels are bounded: the job state only (six values), never job, study or patient identifiers. The numbers come
 from the database itself, so they are right after a restart and agree across orchestrator replicas.
@@ -8,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -33,24 +35,42 @@ class QueueStats:
     oldest_queued_created_at: datetime | None = None
 
 
+_JOBS_BY_STATE = "SELECT state, COUNT(*) FROM jobs GROUP BY state"
+_FINISHED_BY_STATE = "SELECT state, COUNT(*) FROM job_events WHERE state IN ({marks}) GROUP BY state"
+_OLDEST_QUEUED = "SELECT MIN(created_at) FROM jobs WHERE state = {mark}"
+
+
+def _stats(execute: Callable[[str, Sequence[Any]], Iterable[Sequence[Any]]], mark: str) -> QueueStats:
+    """The three queries through ``execute`` (``mark``: the driver's placeholder)."""
+    jobs = {str(s): int(n) for s, n in execute(_JOBS_BY_STATE, ())}
+    marks = ",".join(mark for _ in TERMINAL_STATES)
+    finished = {
+        str(s): int(n) for s, n in execute(_FINISHED_BY_STATE.format(marks=marks), [s.value for s in TERMINAL_STATES])
+    }
+    rows = list(execute(_OLDEST_QUEUED.format(mark=mark), (JobState.QUEUED.value,)))
+    oldest = parse_rfc3339(rows[0][0]) if rows and rows[0][0] else None
+    return QueueStats(jobs, finished, oldest)
+
+
 def read_sqlite_stats(path: Path) -> QueueStats:
     """Counts from a SQLite job database (read-only connection; the store's own connections are untouched)."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
     try:
-        jobs = {str(s): int(n) for s, n in conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state")}
-        marks = ",".join("?" for _ in TERMINAL_STATES)
-        finished = {
-            str(s): int(n)
-            for s, n in conn.execute(
-                f"SELECT state, COUNT(*) FROM job_events WHERE state IN ({marks}) GROUP BY state",
-                [s.value for s in TERMINAL_STATES],
-            )
-        }
-        row = conn.execute("SELECT MIN(created_at) FROM jobs WHERE state = ?", (JobState.QUEUED.value,)).fetchone()
+        return _stats(lambda sql, params: conn.execute(sql, params).fetchall(), "?")
     finally:
         conn.close()
-    oldest = parse_rfc3339(row[0]) if row and row[0] else None
-    return QueueStats(jobs, finished, oldest)
+
+
+def read_postgres_stats(url: str) -> QueueStats:
+    """Counts from the PostgreSQL job database (a short-lived connection per scrape; one database for every
+    replica, so each replica reports the same figures). Connection failures are raised as ConnectionError."""
+    import psycopg
+
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=5, application_name="oncohabitat-metrics") as conn:
+            return _stats(lambda sql, params: conn.execute(sql.replace("?", "%s"), params).fetchall(), "?")
+    except psycopg.Error as exc:
+        raise ConnectionError(type(exc).__name__) from exc
 
 
 class JobQueueCollector(Collector):
@@ -94,10 +114,20 @@ _registered: dict[int, JobQueueCollector] = {}
 
 def register_sqlite_job_metrics(path: Path, registry: CollectorRegistry = REGISTRY) -> JobQueueCollector:
     """Register (once per registry; a later call replaces the earlier collector) the collector for ``path``."""
+    return register_job_metrics(lambda: read_sqlite_stats(path), registry)
+
+
+def register_postgres_job_metrics(url: str, registry: CollectorRegistry = REGISTRY) -> JobQueueCollector:
+    """Register (once per registry, replacing an earlier one) the collector for the PostgreSQL database ``url``."""
+    return register_job_metrics(lambda: read_postgres_stats(url), registry)
+
+
+def register_job_metrics(read: Callable[[], QueueStats], registry: CollectorRegistry = REGISTRY) -> JobQueueCollector:
+    """Register (once per registry; a later call replaces the earlier collector) a collector reading ``read``."""
     previous = _registered.pop(id(registry), None)
     if previous is not None:
         registry.unregister(previous)
-    collector = JobQueueCollector(lambda: read_sqlite_stats(path))
+    collector = JobQueueCollector(read)
     registry.register(collector)
     _registered[id(registry)] = collector
     return collector

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from pydantic import Field
@@ -28,8 +29,26 @@ class OrchestratorSettings(ServiceSettings):
         None, description="Root of the listener's DICOM store (shared volume); default <data_dir>/dicom."
     )
     database_path: Path | None = Field(None, description="SQLite job database; default <data_dir>/jobs.sqlite3.")
+    database_url: str = Field(
+        "",
+        description="Job database: postgresql://USER:PASS@HOST:5432/DB (several replicas share it) or"
+        " sqlite:///PATH; empty = SQLite at database_path.",
+        repr=False,  # carries the database password
+    )
+    replica_id: str = Field(
+        "",
+        max_length=128,
+        pattern=r"^[A-Za-z0-9._-]*$",
+        description="This replica's stable name in job leases (default: the host name). A restarted replica"
+        " resumes the jobs leased under its name at once; give each replica on one host its own.",
+    )
     export_destination: str = Field(
         "", description="Where results go, AE@HOST:PORT (e.g. PACS@10.0.0.5:104); empty = no export."
+    )
+    export_destinations: str = Field(
+        "",
+        description="More destinations a request may name, NAME=AE@HOST:PORT separated by commas; a request can"
+        " only ever name a configured destination (by NAME, AE title or its AE@HOST:PORT), never a new address.",
     )
     export_calling_ae: str = Field("ONCOHABITAT", max_length=16, description="Our AE title when exporting.")
     export_retries: int = Field(3, ge=0, description="C-STORE attempts beyond the first, per export.")
@@ -51,6 +70,11 @@ class OrchestratorSettings(ServiceSettings):
     def resolved_dicom_store_dir(self) -> Path:
         """The DICOM store root actually used."""
         return self.dicom_store_dir or self.data_dir / "dicom"
+
+    @property
+    def resolved_replica_id(self) -> str:
+        """The replica name actually used in lease owners."""
+        return self.replica_id or socket.gethostname()
 
     @property
     def resolved_database_path(self) -> Path:
