@@ -68,6 +68,8 @@ def print_result(console: Console, result: pipeline_pb2.JobResult) -> None:
         console.print(_model_table(model))
         if "not for clinical use" in model.intended_use.lower() or "demonstration" in model.intended_use.lower():
             console.print(f"[yellow]{model.model_id}: {DEMONSTRATION_NOTE}[/yellow]")
+    for refused in result.models_not_scored:
+        console.print(f"[yellow]not scored for this study: {refused}[/yellow]")
     if result.regions:
         table = Table(title="regions")
         for column in ("region", "volume (mL)", "fraction of tumour", "mean SER", "mean PE"):

@@ -7,21 +7,32 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 import grpc
 import pydicom
 import pytest
 
 from oncohabitat.analyze.inprocess import InProcessStub
-from oncohabitat.common.errors import InvalidInputError, ResourceExhaustedError, error_detail_from
+from oncohabitat.common.errors import (
+    FeatureInputError,
+    InvalidInputError,
+    ResourceExhaustedError,
+    error_detail_from,
+)
 from oncohabitat.dicomio import RoiSelection
 from oncohabitat.dicomio.dce import classify_study_files
 from oncohabitat.dicomio.dce_handoff import handoff_json
 from oncohabitat.listener.identifiers import content_digest, uid_key
 from oncohabitat.orchestrator import study_loading, upload
+from oncohabitat.orchestrator.jobs import Job
+from oncohabitat.orchestrator.results import job_result_from_stages
+from oncohabitat.orchestrator.runner import StageOutcome
+from oncohabitat.orchestrator.score_stage import score_stage
 from oncohabitat.orchestrator.study_loading import Handoff, load_study
 from oncohabitat.phantom import generate_study
-from oncohabitat.v1 import pipeline_pb2
+from oncohabitat.v1 import pipeline_pb2, scoring_pb2
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +138,33 @@ def test_the_in_process_stub_maps_domain_errors_like_the_interceptor() -> None:
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     detail = error_detail_from(caught.value)
     assert detail is not None and detail.reason == "BREAST_MASK_EMPTY"
+
+
+class _Scoring:
+    """Refuses ``refused`` (a feature that cannot be computed), scores every other model 1.0."""
+
+    def __init__(self, refused: set[str]) -> None:
+        self.refused = refused
+
+    def Score(self, request: scoring_pb2.ScoreRequest, context: object) -> scoring_pb2.ScoreResponse:
+        if request.model_id in self.refused:
+            raise FeatureInputError("FEATURE_MISSING", "ring_5mm/S1/original_firstorder_Mean", "empty region")
+        return scoring_pb2.ScoreResponse(model_id=request.model_id, model_version=request.model_version, score=1.0)
+
+
+def _score(refused: set[str]) -> StageOutcome:
+    context = SimpleNamespace(scoring=InProcessStub(_Scoring(refused)), rpc_timeout_s=5.0)
+    job = cast(Job, SimpleNamespace(request={}))
+    entries = {
+        f"{name}@1": {"model_id": name, "model_version": "1", "features": {}, "provenance": {}} for name in ("a", "b")
+    }
+    return score_stage(cast(Any, context), job, {"features": {"models": entries}})
+
+
+def test_a_model_refused_for_the_study_is_listed_and_the_others_are_kept() -> None:
+    outcome = _score({"a"})
+    assert [m["model_id"] for m in outcome.result["models"]] == ["b"]
+    result = job_result_from_stages({"score": outcome.result})
+    assert list(result.models_not_scored) == ["a@1: FEATURE_MISSING (ring_5mm/S1/original_firstorder_Mean)"]
+    with pytest.raises(grpc.RpcError):  # every model refused: the job ends NEEDS_REVIEW with the refusal
+        _score({"a", "b"})

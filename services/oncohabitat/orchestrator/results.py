@@ -58,6 +58,8 @@ def job_result_from_stages(results: Mapping[str, Mapping[str, Any]]) -> pipeline
     )
     for model in results.get(SCORE_STAGE, {}).get("models", []):
         result.models.append(model_result_from_json(model))
+    for refused in results.get(SCORE_STAGE, {}).get("not_scored", []):
+        result.models_not_scored.append(f"{refused['model_id']}@{refused['model_version']}: {refused['reason']}")
     result.tumour_volume_ml = float(results.get(SEGMENT_STAGE, {}).get("volume_ml", 0.0))
     add_region_summaries(result, results.get(REGIONS_STAGE, {}).get("profiles", {}))
     return result

@@ -13,12 +13,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+import grpc
+
+from oncohabitat.common.errors import error_detail_from
 from oncohabitat.orchestrator.jobs import Job
 from oncohabitat.orchestrator.results import provenance_to_json
 from oncohabitat.orchestrator.runner import StageOutcome, StageResults
 from oncohabitat.v1 import common_pb2, scoring_pb2, scoring_pb2_grpc
 
 FEATURES_STAGE = "features"
+#: Scoring answers that refuse one model for this study (the other models still run).
+_REFUSALS = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION})
 
 
 class ScoringContext(Protocol):
@@ -82,18 +87,41 @@ def model_result_json(response: scoring_pb2.ScoreResponse, entry: Mapping[str, A
 
 
 def score_stage(context: ScoringContext, job: Job, previous: StageResults) -> StageOutcome:
-    """Score each model's features, with the study's covariates, through the scoring service."""
+    """Score each model's features, with the study's covariates, through the scoring service.
+
+    A model the scoring service refuses for this study (INVALID_ARGUMENT / FAILED_PRECONDITION: e.g. a feature
+    that cannot be computed on it, such as an empty peritumoral ring) is listed under ``not_scored`` with the
+    reason code while the other models' results are kept; when every model is refused the error propagates
+    (the job ends NEEDS_REVIEW with it, as before).
+    """
     covariates = covariates_to_proto(job.request.get("covariates", {}))
-    models = []
+    models: list[dict[str, Any]] = []
+    not_scored: list[dict[str, str]] = []
+    last_refusal: grpc.RpcError | None = None
     for entry in previous[FEATURES_STAGE]["models"].values():
-        response = context.scoring.Score(
-            scoring_pb2.ScoreRequest(
-                model_id=entry["model_id"],
-                model_version=entry["model_version"],
-                features=entry["features"],
-                covariates=covariates,
-            ),
-            timeout=context.rpc_timeout_s,
-        )
+        try:
+            response = context.scoring.Score(
+                scoring_pb2.ScoreRequest(
+                    model_id=entry["model_id"],
+                    model_version=entry["model_version"],
+                    features=entry["features"],
+                    covariates=covariates,
+                ),
+                timeout=context.rpc_timeout_s,
+            )
+        except grpc.RpcError as exc:
+            code = exc.code() if isinstance(exc, grpc.Call) else None
+            if code not in _REFUSALS:
+                raise
+            detail = error_detail_from(exc)
+            reason = detail.reason if detail is not None and detail.reason else code.name  # type: ignore[union-attr]
+            field = f" ({detail.field})" if detail is not None and detail.field else ""
+            not_scored.append(
+                {"model_id": entry["model_id"], "model_version": entry["model_version"], "reason": f"{reason}{field}"}
+            )
+            last_refusal = exc
+            continue
         models.append(model_result_json(response, entry))
-    return StageOutcome.ok({"models": models})
+    if not models and last_refusal is not None:
+        raise last_refusal
+    return StageOutcome.ok({"models": models, "not_scored": not_scored})

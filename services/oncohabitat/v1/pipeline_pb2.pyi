@@ -229,7 +229,7 @@ class RegionSummary(_message.Message):
     def __init__(self, region: _Optional[str] = ..., voxel_count: _Optional[int] = ..., volume_ml: _Optional[float] = ..., fraction_of_tumour: _Optional[float] = ..., mean_values: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class JobResult(_message.Message):
-    __slots__ = ("job", "models", "segmentation_method", "exported_sop_instance_keys", "regions", "msi_features", "tumour_volume_ml")
+    __slots__ = ("job", "models", "segmentation_method", "exported_sop_instance_keys", "regions", "msi_features", "tumour_volume_ml", "models_not_scored")
     class MsiFeaturesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -244,6 +244,7 @@ class JobResult(_message.Message):
     REGIONS_FIELD_NUMBER: _ClassVar[int]
     MSI_FEATURES_FIELD_NUMBER: _ClassVar[int]
     TUMOUR_VOLUME_ML_FIELD_NUMBER: _ClassVar[int]
+    MODELS_NOT_SCORED_FIELD_NUMBER: _ClassVar[int]
     job: Job
     models: _containers.RepeatedCompositeFieldContainer[ModelResult]
     segmentation_method: str
@@ -251,4 +252,5 @@ class JobResult(_message.Message):
     regions: _containers.RepeatedCompositeFieldContainer[RegionSummary]
     msi_features: _containers.ScalarMap[str, float]
     tumour_volume_ml: float
-    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., models: _Optional[_Iterable[_Union[ModelResult, _Mapping]]] = ..., segmentation_method: _Optional[str] = ..., exported_sop_instance_keys: _Optional[_Iterable[str]] = ..., regions: _Optional[_Iterable[_Union[RegionSummary, _Mapping]]] = ..., msi_features: _Optional[_Mapping[str, float]] = ..., tumour_volume_ml: _Optional[float] = ...) -> None: ...
+    models_not_scored: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., models: _Optional[_Iterable[_Union[ModelResult, _Mapping]]] = ..., segmentation_method: _Optional[str] = ..., exported_sop_instance_keys: _Optional[_Iterable[str]] = ..., regions: _Optional[_Iterable[_Union[RegionSummary, _Mapping]]] = ..., msi_features: _Optional[_Mapping[str, float]] = ..., tumour_volume_ml: _Optional[float] = ..., models_not_scored: _Optional[_Iterable[str]] = ...) -> None: ...
