@@ -68,6 +68,9 @@ def up(
     ] = None,
     host: Annotated[str, typer.Option(help="Interface every service binds to.")] = "127.0.0.1",
     ready_timeout_s: Annotated[float, typer.Option(help="Seconds to wait for every service to serve.")] = 90.0,
+    max_restarts: Annotated[
+        int, typer.Option(help="Restarts of one service within 2 minutes before `up` gives up (exit 1).")
+    ] = 5,
     tls: Annotated[
         bool, typer.Option(help="Mutual TLS between every client and service (certificates generated).")
     ] = True,
@@ -82,6 +85,7 @@ def up(
         stop_services,
         wait_until_serving,
     )
+    from oncohabitat.supervisor import RestartPolicy, Supervisor
 
     # secure by default: tokens (and certificates) generated once in the data directory; --config may override
     ensure_credentials(data_dir.resolve(), host, tls=tls)
@@ -115,13 +119,18 @@ def up(
         stop_services(running)
         raise typer.Exit(1)
     console.print("All services SERVING. Press Ctrl-C to stop.")
-    while not stop_requested.wait(0.5):
-        for service in running:
-            if service.process.poll() is not None:
-                console.print(f"[red]{service.spec.name} exited ({service.process.returncode}); stopping.[/red]")
-                stop_requested.set()
-    codes = stop_services(running)
+    # a service that dies is restarted with backoff (the others, DICOM intake included, keep running);
+    # one that keeps dying stops the platform and `up` exits 1
+    supervisor = Supervisor(
+        running, env, log_dir, RestartPolicy(max_restarts=max_restarts), report=lambda line: console.print(line)
+    )
+    gave_up = None
+    while gave_up is None and not stop_requested.wait(0.2):
+        gave_up = supervisor.tick()
+    codes = stop_services(supervisor.running)
     console.print("stopped: " + ", ".join(f"{name}={code}" for name, code in codes.items()))
+    if gave_up is not None:
+        raise typer.Exit(1)
 
 
 @app.command()

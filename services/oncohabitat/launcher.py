@@ -1,8 +1,9 @@
 """``oncohabitat up``: every service as its own process on localhost, stopped together.
 
 Each child gets the shared environment (one data directory, addresses of its peers) plus anything from an
-optional env-style config file. On SIGINT/SIGTERM every child receives SIGTERM and has ``grace_s`` seconds
-to stop before it is killed.
+optional env-style config file; the peers' addresses follow their ports (:func:`peer_addresses`). A child
+that dies is restarted by :mod:`oncohabitat.supervisor`. On SIGINT/SIGTERM every child receives SIGTERM and
+has ``grace_s`` seconds to stop before it is killed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from oncohabitat.common.health_client import check_health
 from oncohabitat.common.topology import DEFAULT_DICOM_PORT, SERVICES, ServiceSpec
+from oncohabitat.common.topology import spec as service_spec
 
 logger = logging.getLogger(__name__)
 
@@ -65,11 +67,41 @@ def platform_environment(data_dir: Path, host: str, overrides: Mapping[str, str]
         # in-flight RPCs get 3 s, so the whole platform stops within ``up``'s 4 s budget
         env.setdefault(f"{service.env_prefix}GRACE_PERIOD_S", "3")
     env.update(overrides)
+    env.update(peer_addresses(env))  # the ports in --config are also where the services reach each other
     rules = env.get("ONCOHABITAT_LISTENER_DCE_RULES_FILE")
     if rules:  # the orchestrator assembles the phases the listener classified: same rules unless set apart
         env.setdefault("ONCOHABITAT_ORCHESTRATOR_DCE_RULES_FILE", rules)
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
+
+
+# (client service, setting naming its peer's address, peer service)
+PEERS: tuple[tuple[str, str, str], ...] = (
+    ("orchestrator", "SEGMENTATION_ADDRESS", "segmentation"),
+    ("orchestrator", "REGIONS_ADDRESS", "regions"),
+    ("orchestrator", "FEATURES_ADDRESS", "features"),
+    ("orchestrator", "SCORING_ADDRESS", "scoring"),
+    ("listener", "ORCHESTRATOR_ADDRESS", "orchestrator"),
+)
+
+
+def peer_addresses(env: Mapping[str, str]) -> dict[str, str]:
+    """Each service's address settings for its peers, from the peers' HOST/PORT in ``env``.
+
+    An address set explicitly (environment or ``--config``) is kept; a peer bound to every interface
+    (``0.0.0.0`` / ``::``) is reached over loopback.
+    """
+    addresses: dict[str, str] = {}
+    for client, setting, peer in PEERS:
+        key = f"{service_spec(client).env_prefix}{setting}"
+        if key in env:
+            continue
+        peer_spec = service_spec(peer)
+        host = env.get(f"{peer_spec.env_prefix}HOST", "127.0.0.1")
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+        port = _port_of(peer_spec, env, "PORT", peer_spec.default_port)
+        addresses[key] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return addresses
 
 
 def _port_of(spec: ServiceSpec, env: Mapping[str, str], key: str, default: int) -> int:
@@ -80,23 +112,25 @@ def start_services(
     env: Mapping[str, str], log_dir: Path, services: Sequence[ServiceSpec] = SERVICES
 ) -> list[RunningService]:
     """Start each service (``python -m <module>``), logs to ``log_dir/<name>.log``."""
+    return [start_service(spec, env, log_dir) for spec in services]
+
+
+def start_service(spec: ServiceSpec, env: Mapping[str, str], log_dir: Path) -> RunningService:
+    """Start one service (``python -m <module>``), appending to ``log_dir/<name>.log`` (also for a restart)."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    running: list[RunningService] = []
-    for spec in services:
-        host = env.get(f"{spec.env_prefix}HOST", "127.0.0.1")
-        port = _port_of(spec, env, "PORT", spec.default_port)
-        metrics_port = _port_of(spec, env, "METRICS_PORT", spec.default_metrics_port)
-        log = (log_dir / f"{spec.name}.log").open("ab")
-        process = subprocess.Popen(
-            [sys.executable, "-m", spec.module],
-            env=dict(env),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        running.append(RunningService(spec, process, f"{host}:{port}", f"http://{host}:{metrics_port}/metrics"))
-    return running
+    host = env.get(f"{spec.env_prefix}HOST", "127.0.0.1")
+    port = _port_of(spec, env, "PORT", spec.default_port)
+    metrics_port = _port_of(spec, env, "METRICS_PORT", spec.default_metrics_port)
+    log = (log_dir / f"{spec.name}.log").open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", spec.module],
+        env=dict(env),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    log.close()
+    return RunningService(spec, process, f"{host}:{port}", f"http://{host}:{metrics_port}/metrics")
 
 
 def wait_until_serving(running: Sequence[RunningService], timeout_s: float = 60.0) -> dict[str, str]:
