@@ -112,3 +112,15 @@ def test_get_result_has_region_volumes_habitat_fractions_kinetic_means_and_msi()
     assert regions["habitat_1"].fraction_of_tumour == pytest.approx(0.25)
     assert not regions["peritumoral_ring_5mm"].HasField("fraction_of_tumour")
     assert dict(result.msi_features) == {"msi_energy": 0.25}  # first profile by key wins
+
+
+def test_the_features_stage_sends_only_the_phases_a_plan_reads(registry: Any) -> None:
+    from oncohabitat.bundles.plan import ExtractionPlan
+    from oncohabitat.orchestrator.feature_stages import bundle_plan, plan_phase_images
+
+    forest = bundle_plan(registry.get("demo-seed004-risk-forest"))
+    assert forest is not None and plan_phase_images(forest) == {"S1"}
+    kinetic = ExtractionPlan.model_validate({"features": ["tumour/kinetic-mean/original_firstorder_Mean"]})
+    assert plan_phase_images(kinetic) is None  # every phase
+    stats = ExtractionPlan.model_validate({"features": ["tumour/stats/mean_S2", "tumour/stats/volume_ml"]})
+    assert plan_phase_images(stats) == {"S2"}

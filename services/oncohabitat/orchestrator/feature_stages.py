@@ -8,7 +8,8 @@ when the plan names ``breast`` or ``parenchyma`` features (on the default ``"cro
 only the tumour's surroundings). The stage stores every label map, derived image, the MSI values, the region
 statistics and the parenchyma mean in the study store, keyed by the profile's SHA-256.
 
-features: one ExtractPlan call per bundle with the phases (``S<index>``), the derived images and label maps of
+features: one ExtractPlan call per bundle with the phases (``S<index>``) its features read (all of them for
+kinetic, ``SM`` / ``SL`` and subtraction features), the derived images and label maps of
 its profile, MSI values, statistics and the parenchyma mean; single-phase studies (CT) send their image as
 ``S0`` and the tumour mask. The stored entry per model: ``features`` (canonical name -> value, plan order),
 ``missing`` (name -> reason and message), ``warnings`` and ``provenance``; the score stage sends ``features``.
@@ -17,6 +18,7 @@ its profile, MSI values, statistics and the parenchyma mean; single-phase studie
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 LOAD_STAGE = "load_study"
 REGIONS_STAGE = "regions"
 _BREAST_REGIONS = frozenset({"breast", "parenchyma"})
+_PHASE_IMAGE = re.compile(r"^S\d+$")
 
 
 def bundle_plan(bundle: Bundle) -> ExtractionPlan | None:
@@ -123,13 +126,36 @@ def regions_stage(context: PipelineContext, job: Job, previous: StageResults) ->
     return StageOutcome.ok({"profiles": stored})
 
 
+def plan_phase_images(plan: ExtractionPlan) -> set[str] | None:
+    """The phase images (``S<n>``) a plan's features read, or None when it needs every phase (kinetic features,
+    the ``SM`` / ``SL`` roles, subtraction images). The features service decodes every image it is sent: a
+    Duke-size phase is ~90 MB, and most plans read none or one of them."""
+    needed: set[str] = set()
+    for parsed in plan.parsed_features():
+        images = [parsed.image]
+        if parsed.family == "stats" and parsed.feature.startswith("mean_"):
+            images.append(parsed.feature.removeprefix("mean_"))
+        for image in images:
+            if parsed.family == "kinetic" or image in ("SM", "SL") or image.startswith("SUB"):
+                return None
+            if _PHASE_IMAGE.match(image):
+                needed.add(image)
+    return needed
+
+
 def _plan_request(
-    context: PipelineContext, loaded: Mapping[str, Any], segmented: Mapping[str, Any], regions: Mapping[str, Any] | None
+    context: PipelineContext,
+    loaded: Mapping[str, Any],
+    segmented: Mapping[str, Any],
+    regions: Mapping[str, Any] | None,
+    phases: set[str] | None = None,
 ) -> features_pb2.ExtractPlanRequest:
     request = features_pb2.ExtractPlanRequest()
     if loaded.get("phases"):
         for phase in loaded["phases"]:
-            request.images.add(name=f"S{phase['index']}", volume=context.load_volume(phase["volume"]))
+            name = f"S{phase['index']}"
+            if phases is None or name in phases:
+                request.images.add(name=name, volume=context.load_volume(phase["volume"]))
     else:
         request.images.add(name="S0", volume=context.load_volume(loaded["image_volume"]))
     if regions is None:
@@ -165,7 +191,7 @@ def features_stage(context: PipelineContext, job: Job, previous: StageResults) -
         regions = stored_regions.get(profile_key(regions_profile(plan))) if loaded.get("phases") else None
         if loaded.get("phases") and regions is None:
             return StageOutcome.needs_review(f"REGIONS_MISSING: no regions were built for {bundle.id}'s profile")
-        request = _plan_request(context, loaded, segmented, regions)
+        request = _plan_request(context, loaded, segmented, regions, plan_phase_images(plan))
         request.plan_json = plan.model_dump_json(by_alias=True)
         response = context.features.ExtractPlan(request, timeout=context.rpc_timeout_s)
         per_model[f"{bundle.id}@{bundle.version}"] = {
