@@ -11,6 +11,7 @@ import grpc
 from oncohabitat.common.errors import InvalidInputError, PreconditionError
 from oncohabitat.orchestrator.jobs import Job, JobNotFoundError, JobState
 from oncohabitat.orchestrator.jobstore import JobStore
+from oncohabitat.orchestrator.jobstore_common import JobFilter, encode_page_token
 from oncohabitat.orchestrator.results import job_result_from_stages
 from oncohabitat.orchestrator.submission import job_digest, validate_submission
 from oncohabitat.orchestrator.upload import receive_upload
@@ -37,7 +38,10 @@ def job_to_proto(job: Job) -> pipeline_pb2.Job:
 def _state_from_proto(state: int) -> JobState | None:
     if state == pipeline_pb2.JOB_STATE_UNSPECIFIED:
         return None
-    return JobState(pipeline_pb2.JobState.Name(state).removeprefix("JOB_STATE_"))
+    try:
+        return JobState(pipeline_pb2.JobState.Name(state).removeprefix("JOB_STATE_"))
+    except ValueError:
+        raise InvalidInputError("STATE_UNKNOWN", "state is not a JobState value", "state") from None
 
 
 class PipelineServicer(pipeline_pb2_grpc.PipelineServicer):
@@ -112,8 +116,15 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServicer):
         self, request: pipeline_pb2.ListJobsRequest, context: grpc.ServicerContext
     ) -> pipeline_pb2.ListJobsResponse:
         limit = min(request.page_size or 100, MAX_PAGE)
-        jobs = self._store.list(_state_from_proto(request.state), limit)
-        return pipeline_pb2.ListJobsResponse(jobs=[job_to_proto(job) for job in jobs])
+        where = JobFilter(
+            state=_state_from_proto(request.state),
+            created_from=request.created_from or None,
+            created_to=request.created_to or None,
+            model_id=request.model_id or None,
+        )
+        jobs = self._store.list(limit=limit, where=where, page_token=request.page_token)
+        next_token = encode_page_token(jobs[-1].created_at, jobs[-1].job_id) if len(jobs) == limit else ""
+        return pipeline_pb2.ListJobsResponse(jobs=[job_to_proto(job) for job in jobs], next_page_token=next_token)
 
     def GetResult(
         self, request: pipeline_pb2.GetResultRequest, context: grpc.ServicerContext
