@@ -26,7 +26,7 @@ class _Replica(scoring_pb2_grpc.ScoringServicer):
 
 def _serve(name: str, calls: Counter[str]) -> tuple[grpc.Server, int]:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    scoring_pb2_grpc.add_ScoringServicer_to_server(_Replica(name, calls), server)
+    scoring_pb2_grpc.add_ScoringServicer_to_server(_Replica(name, calls), server)  # type: ignore[abstract]
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     return server, port
