@@ -24,7 +24,7 @@ from pathlib import Path
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from oncohabitat.common.blobstore import atomic_write
+from oncohabitat.common.blobstore import atomic_write, fsync_directory
 from oncohabitat.common.errors import InvalidInputError, ResourceExhaustedError
 from oncohabitat.listener.identifiers import content_digest, is_valid_uid, uid_key
 from oncohabitat.orchestrator.submission import MAX_INSTANCES
@@ -137,9 +137,20 @@ def receive_upload(chunks: Iterator[pipeline_pb2.UploadChunk], store_root: Path)
         received.instance_paths.append(relative)
     if not digests:
         raise InvalidInputError("INSTANCES_MISSING", "the upload holds no instance", "data")
+    _sync_new_directories(store_root, received.instance_paths)
     received.study_key = uid_key(study_uid)
     received.content_digest = content_digest(digests.items())
     return received
+
+
+def _sync_new_directories(store_root: Path, relative_paths: list[str]) -> None:
+    """fsync the study, uploads and root directories, so that the new series / study folders' entries are durable
+    (each file's own folder was synced by :func:`atomic_write`)."""
+    folders = {store_root / Path(relative).parent.parent for relative in relative_paths}
+    for folder in sorted(folders):
+        fsync_directory(folder)
+    fsync_directory(store_root / UPLOADS_DIR)
+    fsync_directory(store_root)
 
 
 def _chain(
