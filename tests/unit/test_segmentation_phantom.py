@@ -46,7 +46,7 @@ def codec() -> VolumeCodec:
 @pytest.fixture(scope="module")
 def servicer(codec: VolumeCodec) -> SegmentationServicer:
     models = default_models_dir()
-    return SegmentationServicer(codec, Segmenter.load(models, models / "profiles.json"))
+    return SegmentationServicer(codec, Segmenter.load(models, models / "segmentation" / "profiles.json"))
 
 
 @pytest.fixture(scope="module")
