@@ -13,7 +13,6 @@ from pathlib import Path
 import grpc
 import pytest
 
-from oncohabitat.listener.identifiers import uid_key
 from oncohabitat.phantom import generate_study
 from oncohabitat.v1 import listener_pb2, pipeline_pb2
 from tests.support.dcmtk import storescu
@@ -80,7 +79,7 @@ def test_admin_api_over_grpc_lists_shows_and_resubmits_a_study(platform: Platfor
     assert pushed.returncode == 0, pushed.stderr
     platform.wait_for_jobs(jobs_before + 1, timeout_s=240)
     admin = platform.listener_admin()
-    key = uid_key(study.study_instance_uid)
+    key = platform.study_key(study.study_instance_uid)
     listed = admin.ListStudies(
         listener_pb2.ListStudiesRequest(state=listener_pb2.STUDY_STATE_HANDED_OFF, page_size=100), timeout=5
     )

@@ -25,7 +25,6 @@ import pytest
 from pydicom.uid import generate_uid
 
 from oncohabitat.bundles import write_lock, write_scoring_bundle
-from oncohabitat.listener.identifiers import uid_key
 from oncohabitat.orchestrator.jobstore import SqliteJobStore
 from oncohabitat.phantom import PhantomStudy, generate_study
 from oncohabitat.v1 import listener_pb2, pipeline_pb2, segmentation_pb2
@@ -92,7 +91,7 @@ def _wait(platform: Platform, job_id: str, timeout_s: float = 300.0) -> pipeline
 
 
 def _handed_off_job(platform: Platform, study_uid: str, not_job: str = "", timeout_s: float = 120.0) -> str:
-    admin, key = platform.listener_admin(), uid_key(study_uid)
+    admin, key = platform.listener_admin(), platform.study_key(study_uid)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:

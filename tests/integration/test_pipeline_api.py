@@ -42,7 +42,7 @@ def api(tmp_path: Path) -> Iterator[tuple[pipeline_pb2_grpc.PipelineStub, Sqlite
 
 
 def _submit(stub: pipeline_pb2_grpc.PipelineStub, **fields: object) -> pipeline_pb2.SubmitStudyResponse:
-    request = {"study_key": STUDY_KEY, "content_digest": DIGEST, "instance_paths": ["instances/a/b/c.dcm"]}
+    request = {"study_key": STUDY_KEY, "content_digest": DIGEST, "instance_paths": [f"instances/{STUDY_KEY}/b/c.dcm"]}
     request.update(fields)
     return stub.SubmitStudy(pipeline_pb2.SubmitStudyRequest(**request), timeout=5)  # type: ignore[arg-type]
 

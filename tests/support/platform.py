@@ -18,6 +18,7 @@ from oncohabitat.common.health_client import check_health
 from oncohabitat.common.security import ClientSecurity
 from oncohabitat.common.topology import SERVICES, spec
 from oncohabitat.launcher import RunningService, platform_environment, start_services, stop_services
+from oncohabitat.listener.identifiers import uid_key
 from oncohabitat.v1 import listener_pb2_grpc, pipeline_pb2, pipeline_pb2_grpc
 from tests.conftest import free_port
 
@@ -51,6 +52,11 @@ class Platform:
     def channel(self, name: str, security: ClientSecurity | None = None) -> grpc.Channel:
         """A channel to a service with the admin token (or ``security``), as the CLI makes it."""
         return make_channel(self.address(name), spec(name).grpc_service, security=security or self.security)
+
+    def study_key(self, study_uid: str) -> str:
+        """The opaque key this deployment gives a Study Instance UID (keyed with its secret)."""
+        secret = Path(self.env["ONCOHABITAT_STUDY_KEY_SECRET_FILE"]).read_bytes().strip()
+        return uid_key(study_uid, secret)
 
     def address(self, name: str) -> str:
         """gRPC address of a service."""

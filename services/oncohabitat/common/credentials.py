@@ -1,5 +1,6 @@
 """Credentials of a local deployment, generated once in ``<data_dir>/security`` by ``oncohabitat up``.
 
+- ``study-key.secret``: the key of the keyed study hashes (:func:`oncohabitat.listener.identifiers.uid_key`);
 - ``tokens.json``: the SHA-256 of two tokens with their roles (``admin``: the operator's CLI; ``service``: the
   platform's own calls); the tokens themselves in ``admin.token`` and ``service.token`` (mode 0600);
 - ``ca.crt``/``ca.key``: a private CA (EC P-256, 10 years); ``server.crt``/``server.key``: the services'
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -95,6 +97,11 @@ def _sans(host: str) -> list[x509.GeneralName]:
     return names
 
 
+def _ensure_study_key_secret(directory: Path) -> None:
+    if not (directory / "study-key.secret").exists():
+        _write_private(directory / "study-key.secret", secrets.token_hex(32).encode() + b"\n")
+
+
 def _ensure_tokens(directory: Path) -> None:
     if (directory / "tokens.json").exists():
         return
@@ -123,6 +130,7 @@ def ensure_credentials(data_dir: Path, host: str = "127.0.0.1", tls: bool = True
     directory.mkdir(parents=True, exist_ok=True)
     directory.chmod(0o700)
     _ensure_tokens(directory)
+    _ensure_study_key_secret(directory)
     if tls:
         _ensure_certificates(directory, host)
     return directory
@@ -150,6 +158,7 @@ def service_environment(data_dir: Path) -> dict[str, str]:
         "ONCOHABITAT_AUTH_TOKENS_FILE": str(directory / "tokens.json"),
         "ONCOHABITAT_AUTH_TOKEN_FILE": str(directory / "service.token"),
         "ONCOHABITAT_AUDIT_FILE": str(data_dir / "logs" / "audit.jsonl"),
+        "ONCOHABITAT_STUDY_KEY_SECRET_FILE": str(directory / "study-key.secret"),
         **_tls_environment(directory, "server"),
     }
 
@@ -159,4 +168,9 @@ def client_environment(data_dir: Path) -> dict[str, str]:
     directory = security_dir(data_dir)
     if not (directory / "admin.token").exists():
         return {}
-    return {"ONCOHABITAT_AUTH_TOKEN_FILE": str(directory / "admin.token"), **_tls_environment(directory, "client")}
+    return {
+        "ONCOHABITAT_AUTH_TOKEN_FILE": str(directory / "admin.token"),
+        # the operator's demos find their study's job by its key
+        "ONCOHABITAT_STUDY_KEY_SECRET_FILE": str(directory / "study-key.secret"),
+        **_tls_environment(directory, "client"),
+    }

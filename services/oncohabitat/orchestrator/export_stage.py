@@ -160,7 +160,15 @@ def write_export_files(objects: ExportObjects, out_dir: Path) -> list[Path]:
 
 def export_stage(context: PipelineContext, job: Job, previous: StageResults) -> StageOutcome:
     """Build the SEG, SR and PDF, write them under ``exports/<job_id>/`` and C-STORE them to PACS."""
-    destination_text = job.request.get("export_destination") or context.default_destination
+    from oncohabitat.orchestrator.destinations import DestinationNotAllowedError, ExportDestinations
+
+    try:  # only ever a configured destination, whatever the job holds
+        allowed = ExportDestinations.from_settings(
+            context.default_destination, getattr(context, "export_destinations", "")
+        )
+        destination_text = allowed.address(str(job.request.get("export_destination") or ""))
+    except (DestinationNotAllowedError, ValueError):
+        return StageOutcome.failed("EXPORT_DESTINATION_NOT_ALLOWED: the job names no configured destination")
     if not destination_text:
         return StageOutcome.ok({"sent": [], "skipped": "no export destination configured"})
     from oncohabitat.orchestrator.stages import Destination  # deferred: stages imports this module

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import grpc
 
+from oncohabitat.common.auth import SERVICE, caller_has
 from oncohabitat.common.errors import InvalidInputError, PreconditionError
+from oncohabitat.orchestrator.admission import admit_submission
+from oncohabitat.orchestrator.destinations import ExportDestinations
 from oncohabitat.orchestrator.jobs import Job, JobNotFoundError, JobState
 from oncohabitat.orchestrator.jobstore import JobStore
 from oncohabitat.orchestrator.jobstore_common import JobFilter, encode_page_token
 from oncohabitat.orchestrator.results import job_result_from_stages
-from oncohabitat.orchestrator.submission import job_digest, validate_submission
 from oncohabitat.orchestrator.upload import receive_upload
 from oncohabitat.v1 import pipeline_pb2, pipeline_pb2_grpc
 
@@ -51,7 +53,9 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServicer):
         store: The durable job store shared with the runner.
         on_submit: Called after a new job was created (wakes the runner).
         stopping: Set when the server stops, so WatchJob streams end promptly.
-        upload_root: The DICOM store root UploadStudy writes into (None: uploads are refused).
+        upload_root: The DICOM store root UploadStudy writes into and submissions by reference are resolved in
+            (None: uploads and submissions by reference are refused).
+        destinations: The export destinations a request may name (default: none).
     """
 
     def __init__(
@@ -60,11 +64,13 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServicer):
         on_submit: Callable[[], None] | None = None,
         stopping: threading.Event | None = None,
         upload_root: Path | None = None,
+        destinations: ExportDestinations | None = None,
     ) -> None:
         self._store = store
         self._on_submit = on_submit or (lambda: None)
         self._stopping = stopping or threading.Event()
         self._upload_root = upload_root
+        self._destinations = destinations or ExportDestinations({})
 
     def _job(self, job_id: str) -> Job:
         if not job_id:
@@ -77,8 +83,12 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServicer):
     def SubmitStudy(
         self, request: pipeline_pb2.SubmitStudyRequest, context: grpc.ServicerContext
     ) -> pipeline_pb2.SubmitStudyResponse:
-        payload = validate_submission(request)
-        digest = job_digest(request.content_digest, payload)
+        return self._submit(request, platform_caller=caller_has(SERVICE))
+
+    def _submit(
+        self, request: pipeline_pb2.SubmitStudyRequest, platform_caller: bool
+    ) -> pipeline_pb2.SubmitStudyResponse:
+        payload, digest = admit_submission(request, self._upload_root, self._destinations, platform_caller)
         job_id, created = self._store.submit(request.study_key, digest, payload, rerun=request.rerun)
         if created:
             self._on_submit()
@@ -90,7 +100,7 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServicer):
         if self._upload_root is None:
             raise PreconditionError("UPLOAD_DISABLED", "this orchestrator has no DICOM store for uploads", "")
         received = receive_upload(request_iterator, self._upload_root)
-        return self.SubmitStudy(received.submission(), context)
+        return self._submit(received.submission(), platform_caller=True)  # paths we wrote ourselves
 
     def GetJob(self, request: pipeline_pb2.GetJobRequest, context: grpc.ServicerContext) -> pipeline_pb2.Job:
         return job_to_proto(self._job(request.job_id))

@@ -89,6 +89,7 @@ class PipelineContext:
     roi_selection: RoiSelection
     dce_rules: DceRules | None = None
     default_destination: str = ""
+    export_destinations: str = ""  # NAME=AE@HOST:PORT,... (orchestrator.destinations): the allow-list beyond default
     calling_ae: str = "ONCOHABITAT"
     export_retries: int = 3
     rpc_timeout_s: float = 600.0

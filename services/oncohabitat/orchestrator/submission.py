@@ -1,4 +1,6 @@
-"""Validation of SubmitStudy requests before they become durable jobs."""
+"""Validation of SubmitStudy requests before they become durable jobs: every field bounded (counts, lengths,
+total size) and refused with INVALID_ARGUMENT beyond, shapes checked. Who may submit what (paths, destinations)
+is :mod:`oncohabitat.orchestrator.admission`'s job."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -14,10 +17,16 @@ from oncohabitat.v1 import pipeline_pb2, segmentation_pb2
 
 _STUDY_KEY = re.compile(r"^[0-9a-f]{16,64}$")
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
-_DESTINATION = re.compile(r"^[ -~]{1,16}@[A-Za-z0-9.\-:\[\]]+:\d{1,5}$")
+_DESTINATION = re.compile(r"^[ -~]{1,64}$")
+_MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/]{0,127}$")
 _COVARIATE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_INSTANCES = 20_000
 MAX_COVARIATES = 100
+MAX_MODEL_IDS = 32
+MAX_PATH_CHARS = 256
+MAX_CATEGORY_CHARS = 256
+#: Largest SubmitStudy request accepted, bytes (paths of MAX_INSTANCES instances plus a classification fit).
+MAX_SUBMISSION_BYTES = 8 * 1024 * 1024
 #: Largest seed coordinate accepted, mm (a patient is well inside +-10 m of the scanner's origin).
 MAX_SEED_ABS_MM = 10_000.0
 #: Largest DCE classification accepted from the listener, characters.
@@ -46,8 +55,48 @@ def covariates_to_json(
             )
         if which == "number" and not math.isfinite(value.number):
             raise InvalidInputError("COVARIATE_INVALID", f"covariate {name!r} is NaN or infinite", "covariates")
+        if which == "category" and len(value.category) > MAX_CATEGORY_CHARS:
+            raise InvalidInputError("COVARIATE_INVALID", f"covariate {name!r} has a too long category", "covariates")
         values[name] = value.number if which == "number" else value.flag if which == "flag" else value.category
     return values
+
+
+def check_model_ids(model_ids: Sequence[str]) -> list[str]:
+    """The requested model ids, bounded in count and length.
+
+    Raises:
+        InvalidInputError: ``MODEL_IDS_INVALID`` naming ``model_ids``.
+    """
+    if len(model_ids) > MAX_MODEL_IDS or not all(_MODEL_ID.match(m) for m in model_ids):
+        raise InvalidInputError(
+            "MODEL_IDS_INVALID", f"at most {MAX_MODEL_IDS} model ids of at most 128 characters each", "model_ids"
+        )
+    return list(model_ids)
+
+
+def check_bounds(request: pipeline_pb2.SubmitStudyRequest) -> None:
+    """Counts, lengths and total size of a submission, before anything else looks at it.
+
+    Raises:
+        InvalidInputError: naming the first field beyond its bound.
+    """
+    if request.ByteSize() > MAX_SUBMISSION_BYTES:
+        raise InvalidInputError("SUBMISSION_TOO_LARGE", "the submission is too large", "")
+    if not _STUDY_KEY.match(request.study_key):
+        raise InvalidInputError("STUDY_KEY_INVALID", "study_key must be 16-64 lowercase hex characters", "study_key")
+    if len(request.content_digest) > 64:
+        raise InvalidInputError("CONTENT_DIGEST_INVALID", "content_digest is too long", "content_digest")
+    if len(request.instance_paths) > MAX_INSTANCES:
+        raise InvalidInputError("TOO_MANY_INSTANCES", f"at most {MAX_INSTANCES} instances per study", "instance_paths")
+    if any(len(path) > MAX_PATH_CHARS for path in request.instance_paths):
+        raise InvalidInputError("INSTANCE_PATH_INVALID", "an instance path is too long", "instance_paths")
+    if not _DESTINATION.match(request.export_destination or " "):
+        raise InvalidInputError(
+            "EXPORT_DESTINATION_INVALID",
+            "export_destination must be at most 64 printable characters",
+            "export_destination",
+        )
+    check_model_ids(request.model_ids)
 
 
 def seed_point_to_json(seed: segmentation_pb2.PointMm, field: str = "seed_point") -> list[float]:
@@ -110,29 +159,22 @@ def validate_submission(request: pipeline_pb2.SubmitStudyRequest) -> dict[str, A
     Raises:
         InvalidInputError: naming the offending field (study_key, content_digest, instance_paths, ...).
     """
-    if not _STUDY_KEY.match(request.study_key):
-        raise InvalidInputError("STUDY_KEY_INVALID", "study_key must be 16-64 lowercase hex characters", "study_key")
+    check_bounds(request)
     if not _DIGEST.match(request.content_digest):
         raise InvalidInputError(
             "CONTENT_DIGEST_INVALID", "content_digest must be a lowercase hex SHA-256", "content_digest"
         )
     if not request.instance_paths:
         raise InvalidInputError("INSTANCES_MISSING", "instance_paths must list the study's instances", "instance_paths")
-    if len(request.instance_paths) > MAX_INSTANCES:
-        raise InvalidInputError("TOO_MANY_INSTANCES", f"at most {MAX_INSTANCES} instances per study", "instance_paths")
     for raw in request.instance_paths:
         path = PurePosixPath(raw)
         if path.is_absolute() or ".." in path.parts or not raw or "\x00" in raw:
             raise InvalidInputError(
                 "INSTANCE_PATH_INVALID", "instance paths must be relative to the DICOM store", "instance_paths"
             )
-    if request.export_destination and not _DESTINATION.match(request.export_destination):
-        raise InvalidInputError(
-            "EXPORT_DESTINATION_INVALID", "export_destination must be AE@HOST:PORT", "export_destination"
-        )
     payload: dict[str, Any] = {
         "instance_paths": sorted(request.instance_paths),
-        "model_ids": list(request.model_ids),
+        "model_ids": check_model_ids(request.model_ids),
         "export_destination": request.export_destination,
         "covariates": covariates_to_json(request),
     }
