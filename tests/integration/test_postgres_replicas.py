@@ -98,10 +98,11 @@ class Replicas:
     def lines(self) -> list[list[str]]:
         return [line.split() for line in self.log.read_text().splitlines()] if self.log.exists() else []
 
-    def wait_for(self, predicate: str, count: int, timeout_s: float) -> None:
+    def wait_for(self, predicate: str, count: int, timeout_s: float, replica: str = "") -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if sum(1 for words in self.lines() if " ".join(words).startswith(predicate)) >= count:
+            lines = [" ".join(words) for words in self.lines() if not replica or words[-1] == replica]
+            if sum(1 for line in lines if line.startswith(predicate)) >= count:
                 return
             time.sleep(0.05)
         raise AssertionError(f"{count} x {predicate!r} not seen within {timeout_s} s")
@@ -140,14 +141,15 @@ def test_a_replica_killed_mid_run_leaves_every_job_done_exactly_once(replicas: R
     lease_s = 3.0
     store = PostgresJobStore(replicas.url)
     job_ids = [store.submit(f"study-{n}", _digest(n), {})[0] for n in range(20)]
-    victim = replicas.start("replica-a", lease_s=lease_s, stage_s=0.4)
+    victim = replicas.start("replica-a", lease_s=lease_s, stage_s=3.0)  # slow stages: surely mid-stage when killed
     replicas.start("replica-b", lease_s=lease_s, stage_s=0.4)
     replicas.wait_for("ready", 2, timeout_s=120)
-    replicas.wait_for("start segment", 3, timeout_s=120)  # both replicas are mid-run
-    held = [job.job_id for job in store.list(JobState.RUNNING) if (job.lease_owner or "").startswith("replica-a:")]
+    replicas.wait_for("start segment", 1, timeout_s=120, replica="replica-a")
     victim.send_signal(signal.SIGKILL)
     victim.wait(30)
     killed_at = time.time()
+    # what the dead replica held (its renewals stopped <= 1 s before the kill: nobody took them over yet)
+    held = [job.job_id for job in store.list(JobState.RUNNING) if (job.lease_owner or "").startswith("replica-a:")]
 
     _wait_all_finished(store, job_ids, timeout_s=lease_s + 120)
     try:

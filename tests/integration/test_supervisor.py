@@ -126,9 +126,17 @@ class Up:
 
     def kill(self, name: str) -> float:
         """SIGKILL one service; returns how long it took to be SERVING again (s)."""
-        os.kill(_child_pid(self.process.pid, spec(name).module), signal.SIGKILL)
+        module = spec(name).module
+        victim = _child_pid(self.process.pid, module)
+        os.kill(victim, signal.SIGKILL)
         killed = time.monotonic()
-        while self.health(name) == "SERVING":  # until the kill shows
+        while True:  # until `up` started a new process
+            assert time.monotonic() - killed < 60, self.log_path.read_text()
+            try:
+                if _child_pid(self.process.pid, module) != victim:
+                    break
+            except LookupError:
+                pass
             time.sleep(0.02)
         while self.health(name) != "SERVING":
             assert self.process.poll() is None, self.log_path.read_text()
