@@ -47,8 +47,17 @@ class PostgresServer:
             shutil.chown(self._root, user="postgres")
             self._prefix = ["runuser", "-u", "postgres", "--"]
         self._run("initdb", "-D", str(self._data), "-A", "trust", "-U", SUPERUSER, "-E", "UTF8", "--no-sync")
-        options = f"-k {self._root} -c listen_addresses=127.0.0.1 -p {port} -c fsync=off -c max_connections=200"
-        self._run("pg_ctl", "-D", str(self._data), "-o", options, "-l", str(self._root / "server.log"), "-w", "start")
+        self._options = f"-k {self._root} -c listen_addresses=127.0.0.1 -p {port} -c fsync=off -c max_connections=200"
+        self.start()
+
+    def start(self) -> None:
+        """Start the (stopped) server and wait until it accepts connections."""
+        log = str(self._root / "server.log")
+        self._run("pg_ctl", "-D", str(self._data), "-o", self._options, "-l", log, "-w", "start")
+
+    def crash(self) -> None:
+        """Stop the server at once (``immediate``: every connection is cut, as in a crash); :meth:`start` again."""
+        self._run("pg_ctl", "-D", str(self._data), "-m", "immediate", "stop")
 
     def _run(self, tool: str, *args: str) -> None:
         subprocess.run([*self._prefix, str(self._bindir / tool), *args], check=True, capture_output=True, timeout=120)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from oncohabitat.orchestrator.jobs import InvalidJobError, JobState
+from oncohabitat.orchestrator.jobs import InvalidJobError, JobState, JobStoreUnavailableError
 from oncohabitat.orchestrator.jobstore import JobFilter, open_job_store
 from oncohabitat.orchestrator.jobstore_common import encode_page_token
 from oncohabitat.orchestrator.jobstore_postgres import SCHEMA_VERSION, PostgresJobStore
@@ -220,3 +220,18 @@ def test_queue_metrics_read_the_shared_database(store: PostgresJobStore, databas
     assert stats.oldest_queued_created_at is not None
     with pytest.raises(ConnectionError):
         read_postgres_stats(database_url.rsplit("/", 1)[0] + "/no_such_database")
+
+
+def test_the_store_reconnects_after_the_database_server_restarts(
+    server: PostgresServer, store: PostgresJobStore
+) -> None:
+    job_id, _ = store.submit("s", digest("x"), {})
+    server.crash()
+    try:
+        with pytest.raises(JobStoreUnavailableError):  # UNAVAILABLE to callers meanwhile, never a hang
+            store.get(job_id)
+    finally:
+        server.start()
+    job = store.get(job_id)  # the next call opens a new connection
+    assert job is not None and job.state is JobState.QUEUED
+    assert store.claim_next("w", 60.0) is not None
