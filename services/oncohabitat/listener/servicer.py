@@ -148,6 +148,8 @@ class ListenerAdminServicer(listener_pb2_grpc.ListenerAdminServicer):
     ) -> listener_pb2.ListStudiesResponse:
         state = None
         if request.state != listener_pb2.STUDY_STATE_UNSPECIFIED:
+            if request.state not in listener_pb2.StudyState.values():
+                raise InvalidInputError("STATE_INVALID", "state is not a known study state", "state")
             state = StudyState(listener_pb2.StudyState.Name(request.state).removeprefix("STUDY_STATE_"))
         records = self._index.list_studies(state, min(request.page_size or 100, MAX_PAGE))
         return listener_pb2.ListStudiesResponse(studies=[study_summary(r) for r in records])
