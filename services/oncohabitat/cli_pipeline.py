@@ -151,15 +151,21 @@ def jobs(
     state: Annotated[str, typer.Option(help="Only jobs in this state (QUEUED, DONE, NEEDS_REVIEW, ...).")] = "",
     limit: Annotated[int, typer.Option(help="At most this many jobs, newest first.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    since: Annotated[str, typer.Option(help="Only jobs created at or after this RFC 3339 UTC time.")] = "",
+    until: Annotated[str, typer.Option(help="Only jobs created before this RFC 3339 UTC time.")] = "",
+    model: Annotated[str, typer.Option(help="Only jobs that requested or ran this model id.")] = "",
+    page_token: Annotated[str, typer.Option(help="Continue after an earlier page (its printed next token).")] = "",
 ) -> None:
-    """List jobs (public Pipeline API, ListJobs)."""
+    """List jobs (public Pipeline API, ListJobs); prints the next page's token when there are more."""
     from oncohabitat.result_view import print_jobs
     from oncohabitat.v1 import pipeline_pb2
 
     wanted = f"JOB_STATE_{state.upper()}" if state else "JOB_STATE_UNSPECIFIED"
     if wanted not in pipeline_pb2.JobState.keys():
         raise typer.BadParameter(f"unknown state {state!r}", param_hint="--state")
-    request = pipeline_pb2.ListJobsRequest(page_size=limit, state=wanted)
+    request = pipeline_pb2.ListJobsRequest(
+        page_size=limit, state=wanted, created_from=since, created_to=until, model_id=model, page_token=page_token
+    )
     try:
         response = _pipeline(host).ListJobs(request, timeout=10)
     except grpc.RpcError as exc:
@@ -169,6 +175,8 @@ def jobs(
         typer.echo(json.dumps(rows, indent=2))
     else:
         print_jobs(console, response.jobs)
+        if response.next_page_token:
+            console.print(f"more: --page-token {response.next_page_token}")
 
 
 def result(

@@ -1,10 +1,14 @@
 """The orchestrator service itself (``python -m oncohabitat.orchestrator``) on PostgreSQL: two replicas with their
 own REPLICA_ID share one job database; jobs queued in it are claimed by either, each once, and both replicas'
-ListJobs and queue metrics show the same shared queue."""
+ListJobs and queue metrics show the same shared queue; ``oncohabitat jobs`` pages through it."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -12,12 +16,21 @@ from pathlib import Path
 
 import pytest
 
+from oncohabitat.common.credentials import client_environment
 from oncohabitat.orchestrator.jobstore_postgres import PostgresJobStore
 from oncohabitat.v1 import pipeline_pb2
 from tests.support.platform import Platform
 from tests.support.postgres import PostgresServer, start_server_or_fail
 
 pytestmark = pytest.mark.integration
+
+
+def _cli(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "oncohabitat.cli", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +85,17 @@ def test_two_orchestrator_services_share_the_postgresql_queue(server: PostgresSe
             for replica in replicas
         ]
         assert listed[0] == listed[1] == set(job_ids)
+        cli_env = {
+            **os.environ,
+            **client_environment(replicas[1].data_dir),
+            "ONCOHABITAT_ORCHESTRATOR_PORT": replicas[1].env["ONCOHABITAT_ORCHESTRATOR_PORT"],
+            "COLUMNS": "200",
+        }
+        first = _cli(cli_env, "jobs", "--limit", "5")
+        assert "more: --page-token " in first
+        token = first.rsplit("more: --page-token ", 1)[1].split()[0]
+        rest = json.loads(_cli(cli_env, "jobs", "--limit", "5", "--page-token", token, "--json"))
+        assert len(rest) == 3 and {row["job_id"] for row in rest} < set(job_ids)
         for replica in replicas:
             port = replica.env["ONCOHABITAT_ORCHESTRATOR_METRICS_PORT"]
             text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
