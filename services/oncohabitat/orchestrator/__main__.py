@@ -15,6 +15,7 @@ from oncohabitat.common.server import ServiceRuntime
 from oncohabitat.common.service_main import ServiceParts, run_service
 from oncohabitat.dicomio import RoiSelection
 from oncohabitat.dicomio.dce import DceRules
+from oncohabitat.orchestrator.audit_events import audit_job_finishes
 from oncohabitat.orchestrator.destinations import ExportDestinations
 from oncohabitat.orchestrator.jobstore import SqliteJobStore, open_job_store
 from oncohabitat.orchestrator.lease import resume_own_jobs, worker_ids
@@ -65,6 +66,7 @@ def build(settings: OrchestratorSettings) -> ServiceParts:
         register_sqlite_job_metrics(Path(store.path))
     else:
         register_postgres_job_metrics(settings.database_url)
+    store = audit_job_finishes(store)
     stages = build_stages(build_context(settings))
     policy = RetryPolicy(max_attempts=settings.max_attempts)
     replica = settings.resolved_replica_id

@@ -160,13 +160,15 @@ def write_export_files(objects: ExportObjects, out_dir: Path) -> list[Path]:
 
 def export_stage(context: PipelineContext, job: Job, previous: StageResults) -> StageOutcome:
     """Build the SEG, SR and PDF, write them under ``exports/<job_id>/`` and C-STORE them to PACS."""
+    from oncohabitat.orchestrator.audit_events import result_exported
     from oncohabitat.orchestrator.destinations import DestinationNotAllowedError, ExportDestinations
 
     try:  # only ever a configured destination, whatever the job holds
         allowed = ExportDestinations.from_settings(
             context.default_destination, getattr(context, "export_destinations", "")
         )
-        destination_text = allowed.address(str(job.request.get("export_destination") or ""))
+        stored_name = str(job.request.get("export_destination") or "")
+        destination_text = allowed.address(stored_name)
     except (DestinationNotAllowedError, ValueError):
         return StageOutcome.failed("EXPORT_DESTINATION_NOT_ALLOWED: the job names no configured destination")
     if not destination_text:
@@ -189,5 +191,7 @@ def export_stage(context: PipelineContext, job: Job, previous: StageResults) -> 
             retries=context.export_retries,
         )
     except SendError as exc:
+        result_exported(job.job_id, job.study_key, stored_name, destination.ae_title, 0, ok=False)
         raise ExportFailedError("PACS did not accept the result objects") from exc
+    result_exported(job.job_id, job.study_key, stored_name, destination.ae_title, len(report.sent_keys), ok=True)
     return StageOutcome.ok({"sent": list(report.sent_keys), "destination_ae": destination.ae_title})
