@@ -191,7 +191,9 @@ def export_stage(context: PipelineContext, job: Job, previous: StageResults) -> 
             retries=context.export_retries,
         )
     except SendError as exc:
-        result_exported(job.job_id, job.study_key, stored_name, destination.ae_title, 0, ok=False)
+        result_exported(job.job_id, getattr(job, "study_key", ""), stored_name, destination.ae_title, 0, ok=False)
         raise ExportFailedError("PACS did not accept the result objects") from exc
-    result_exported(job.job_id, job.study_key, stored_name, destination.ae_title, len(report.sent_keys), ok=True)
+    result_exported(
+        job.job_id, getattr(job, "study_key", ""), stored_name, destination.ae_title, len(report.sent_keys), ok=True
+    )
     return StageOutcome.ok({"sent": list(report.sent_keys), "destination_ae": destination.ae_title})
