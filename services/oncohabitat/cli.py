@@ -16,6 +16,7 @@ from rich.table import Table
 
 import oncohabitat
 from oncohabitat.cli_pipeline import register as register_pipeline_commands
+from oncohabitat.cli_security import token_app
 from oncohabitat.common.health_client import check_health
 from oncohabitat.common.topology import SERVICES
 
@@ -153,6 +154,8 @@ def status(
     if not healthy:
         raise typer.Exit(1)
 
+
+app.add_typer(token_app, name="token", help="Add, list and revoke API tokens (hashed tokens file).")
 
 demo_app = typer.Typer(help="Demonstrations against a running platform (start it with `oncohabitat up`).")
 app.add_typer(demo_app, name="demo")

@@ -93,3 +93,18 @@ def test_generated_credentials_are_private_stable_and_complete(tmp_path: Path) -
     assert service_environment(tmp_path)["ONCOHABITAT_AUTH_TOKEN_FILE"].endswith("service.token")
     assert client_environment(tmp_path)["ONCOHABITAT_AUTH_TOKEN_FILE"].endswith("admin.token")
     assert "ONCOHABITAT_TLS_CERT_FILE" not in client_environment(tmp_path)
+
+
+def test_token_cli_adds_lists_and_revokes(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from oncohabitat.cli import app
+
+    path, runner = tmp_path / "tokens.json", CliRunner()
+    added = runner.invoke(app, ["token", "add", "ris", "--role", "submit", "--tokens-file", str(path)])
+    assert added.exit_code == 0, added.output
+    token = added.output.strip().splitlines()[-1]
+    assert TokenStore(path).authenticate(token).id == "ris" and token not in path.read_text()
+    assert runner.invoke(app, ["token", "add", "x", "--role", "root", "--tokens-file", str(path)]).exit_code == 2
+    assert runner.invoke(app, ["token", "remove", "ris", "--tokens-file", str(path)]).exit_code == 0
+    assert read_tokens_file(path) == []

@@ -26,3 +26,25 @@ def check_health(
                 return "UNREACHABLE"
             return code.name if code is not None else "UNKNOWN"
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m oncohabitat.common.health_client HOST:PORT [SERVER_NAME]``: exit 0 when SERVING.
+
+    The exec probe of TLS deployments (the kubelet's own gRPC probe speaks no TLS): the process' TLS settings
+    are used, ``SERVER_NAME`` is the name expected in the server certificate.
+    """
+    import sys
+    from dataclasses import replace
+
+    args = sys.argv[1:] if argv is None else argv
+    security = ClientSecurity.from_env()
+    if len(args) > 1:
+        security = replace(security, server_name=args[1])
+    state = check_health(args[0], timeout_s=4.0, security=security)
+    print(state)
+    return 0 if state == "SERVING" else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
