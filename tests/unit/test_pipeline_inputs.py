@@ -124,3 +124,19 @@ def test_the_features_stage_sends_only_the_phases_a_plan_reads(registry: Any) ->
     assert plan_phase_images(kinetic) is None  # every phase
     stats = ExtractionPlan.model_validate({"features": ["tumour/stats/mean_S2", "tumour/stats/volume_ml"]})
     assert plan_phase_images(stats) == {"S2"}
+
+
+def test_a_study_eligible_for_no_bundle_ends_needs_review_naming_why(registry: Any) -> None:
+    from types import SimpleNamespace
+    from typing import cast
+
+    from oncohabitat.orchestrator.feature_stages import features_stage
+    from oncohabitat.orchestrator.jobs import Job
+
+    forest = registry.get("demo-seed004-risk-forest")
+    context = SimpleNamespace(registry=[forest])
+    loaded = {"modality": "MR", "phases": [{"index": 0}, {"index": 2}, {"index": 3}]}  # no S1
+    job = cast(Job, SimpleNamespace(request={}))
+    outcome = features_stage(cast(Any, context), job, {"load_study": loaded, "segment": {}})
+    assert outcome.kind.value == "needs_review"
+    assert outcome.reason.startswith("NO_ELIGIBLE_MODEL: demo-seed004-risk-forest@1.0.0: needs phase S1")
