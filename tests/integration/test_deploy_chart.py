@@ -148,7 +148,12 @@ def test_every_deployment_is_hardened_and_probed(rendered: dict[str, Path]) -> N
             assert security["readOnlyRootFilesystem"] is True and security["allowPrivilegeEscalation"] is False
             assert security["capabilities"] == {"drop": ["ALL"]}
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-                assert "grpc" in container[probe], (name, svc, probe)
+                exec_probe = container[probe].get("exec", {}).get("command", [])  # tls: health client over mTLS
+                assert "grpc" in container[probe] or "oncohabitat.common.health_client" in exec_probe, (
+                    name,
+                    svc,
+                    probe,
+                )
             assert {"cpu", "memory"} <= set(container["resources"]["limits"]), (name, svc)
             assert {"cpu", "memory"} <= set(container["resources"]["requests"]), (name, svc)
             mounts = {m["mountPath"] for m in container["volumeMounts"]}

@@ -22,6 +22,9 @@ def emit(event: str, **fields: AuditValue) -> None:
     """Record one listener audit event; listener field names stay (``audit_<name>`` on the log record)."""
     if "outcome" in fields:  # the association's own closing outcome: not the ATNA outcome indicator
         fields["close_outcome"] = fields.pop("outcome")
+    for clash in ("action", "user_id", "peer"):  # listener detail named like an ATNA field: kept, renamed
+        if clash in fields:
+            fields[f"listener_{clash}"] = fields.pop(clash)
     common_audit.emit(
         event,
         outcome=common_audit.MINOR_FAILURE if event in _FAILURES else common_audit.SUCCESS,
