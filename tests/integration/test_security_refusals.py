@@ -138,3 +138,25 @@ def test_audit_events_name_the_token_id_never_the_secret(deployment: Deployment)
     assert events[0]["certificate_subject"].find("oncohabitat-cli") >= 0
     text = deployment.audit_file.read_text()
     assert all(token not in text for token in deployment.tokens.values())
+
+
+def test_oversized_requests_are_invalid_argument_before_any_servicer(deployment: Deployment) -> None:
+    from oncohabitat.v1 import pipeline_pb2
+
+    admin = deployment.as_(deployment.tokens["admin"])
+    with make_channel(deployment.address, "oncohabitat.v1.Pipeline", security=admin) as channel:
+        submit = channel.unary_unary(
+            "/oncohabitat.v1.Pipeline/SubmitStudy",
+            pipeline_pb2.SubmitStudyRequest.SerializeToString,
+            pipeline_pb2.SubmitStudyResponse.FromString,
+        )
+        huge = pipeline_pb2.SubmitStudyRequest(study_key="ab" * 16, model_ids=["m" * 1000] * 60_000)  # ~60 MiB
+        with pytest.raises(grpc.RpcError) as refused:
+            submit(huge, timeout=60)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        get = channel.unary_unary(
+            "/oncohabitat.v1.Pipeline/GetJob", pipeline_pb2.GetJobRequest.SerializeToString, pipeline_pb2.Job.FromString
+        )
+        with pytest.raises(grpc.RpcError) as long_id:
+            get(pipeline_pb2.GetJobRequest(job_id="x" * 100_000), timeout=10)
+        assert long_id.value.code() == grpc.StatusCode.INVALID_ARGUMENT

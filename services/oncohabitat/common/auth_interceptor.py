@@ -4,7 +4,8 @@
 - no token, an unknown or expired token -> UNAUTHENTICATED; a role the method does not allow ->
   PERMISSION_DENIED (both with a fixed message, the token never echoed);
 - every other call runs with :data:`oncohabitat.common.auth.current_principal` set and ends with exactly one
-  ``grpc_access`` audit event (who, method, status, peer), refused calls included.
+  ``grpc_access`` audit event (who, method, status, peer), refused calls included;
+- a request beyond its method's size bound (:mod:`oncohabitat.common.bounds`) -> INVALID_ARGUMENT.
 
 Without a tokens file (authentication off) calls run anonymously and are still audited (``user_id`` empty).
 """
@@ -26,6 +27,7 @@ from oncohabitat.common.auth import (
     current_principal,
     is_open,
 )
+from oncohabitat.common.bounds import request_too_large
 from oncohabitat.common.interceptors import HandlerWrapper, wrap_handler
 
 _CLIENT_ERRORS = frozenset(
@@ -112,6 +114,11 @@ class AuthInterceptor(grpc.ServerInterceptor):
         self._record(method, context, None, code)
         context.abort(code, exc.message)
 
+    def _bound(self, method: str, context: grpc.ServicerContext, principal: Principal | None, request: Any) -> None:
+        if request_too_large(method, request):
+            self._record(method, context, principal, grpc.StatusCode.INVALID_ARGUMENT)
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the request is larger than this method accepts")
+
     def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
@@ -128,6 +135,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
                 except AuthError as exc:
                     self._refuse(method, context, exc)
                     raise  # pragma: no cover - abort always raises
+                self._bound(method, context, principal, request)
                 token = current_principal.set(principal)
                 code = grpc.StatusCode.UNKNOWN
                 try:
@@ -150,6 +158,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
                 except AuthError as exc:
                     self._refuse(method, context, exc)
                     raise  # pragma: no cover
+                self._bound(method, context, principal, request)
                 token = current_principal.set(principal)
                 code = grpc.StatusCode.UNKNOWN
                 try:
