@@ -156,7 +156,7 @@ def manifest_document(
             "synthetic_data": recipe.demonstration,
             "seed": recipe.seed,
             "n": {split: len(rows) for split, rows in inputs.splits.items()},
-            "excluded_patients": list(inputs.excluded),
+            "n_excluded": len(inputs.excluded),  # a count only: patient ids never enter a bundle
             "selection": _jsonable(fit.selection),
         },
     }
