@@ -2,8 +2,9 @@
 to the listener, comes back to Orthanc as the SEG (tumour, habitats, ring, stroma band), the TID 1500 SR and the
 key-image PDF, in the same study; the SR's numbers equal GetResult's.
 
-No trained DCE bundle ships yet, so the test authors a small Cox bundle (tumour sphericity and mean S1 signal,
-survival at 12 and 60 months, a 20 mm stroma band in its region profile) in a copy of the models root."""
+The shipped demonstration bundles' region profile has no stroma band, so the test adds a small Cox bundle
+(tumour sphericity and mean S1 signal, survival at 12 and 60 months, a 20 mm stroma band in its region profile) to
+a copy of the models root: the SEG then carries every kind of region."""
 
 from __future__ import annotations
 
