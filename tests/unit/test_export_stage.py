@@ -419,3 +419,23 @@ def test_a_re_export_replaces_the_files_and_sends_the_same_instances(
         assert outcome.reason == "" and outcome.result["sent"] == ["key-0", "key-1", "key-2"]
     assert sent[0] == sent[1] and len(set(sent[0])) == 3
     assert sorted(p.name for p in (tmp_path / "job-0001").iterdir()) == ["00-seg.dcm", "01-sr.dcm", "02-doc.dcm"]
+
+
+def test_label_maps_on_a_sub_grid_are_placed_as_nearest_neighbour_resampling_places_them() -> None:
+    from oncohabitat.dicomio.seg_export import on_reference_grid
+
+    rng = np.random.default_rng(3)
+    reference = sitk.Image([40, 36, 24], sitk.sitkFloat32)
+    reference.SetSpacing([0.7, 0.7, 1.1])
+    reference.SetOrigin([-20.3, 11.2, 5.5])
+    angle = 0.1
+    reference.SetDirection([np.cos(angle), -np.sin(angle), 0.0, np.sin(angle), np.cos(angle), 0.0, 0.0, 0.0, 1.0])
+    for trial in range(40):
+        size = [int(rng.integers(1, 20)) for _ in range(3)]
+        start = [float(rng.integers(-3, 30)) + (0.5 if trial % 7 == 0 else 0.0) for _ in range(3)]  # some off-grid
+        labels = sitk.GetImageFromArray(rng.integers(0, 4, size=size[::-1]).astype(np.uint8))
+        labels.SetSpacing(reference.GetSpacing())
+        labels.SetDirection(reference.GetDirection())
+        labels.SetOrigin(reference.TransformContinuousIndexToPhysicalPoint(start))
+        resampled = sitk.Resample(labels, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+        assert np.array_equal(on_reference_grid(labels, reference), sitk.GetArrayFromImage(resampled)), trial

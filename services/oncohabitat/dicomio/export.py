@@ -10,6 +10,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import highdicom as hd
 import numpy as np
@@ -299,8 +300,6 @@ def _ordered_sources(source_datasets: Sequence[Dataset]) -> list[Dataset]:
 
 def _mask_on_sources(mask: sitk.Image | NDArray[np.integer], ordered: Sequence[Dataset]) -> NDArray[np.int64]:
     """(z, y, x) integer label map checked against the source grid."""
-    first = slice_geometry(ordered[0])
-    expected_shape = (len(ordered), first.shape[0], first.shape[1])
     if isinstance(mask, sitk.Image):
         if mask.GetNumberOfComponentsPerPixel() != 1 or mask.GetDimension() != 3:
             raise ExportError("GRID_MISMATCH", "mask must be a scalar 3-D image")
@@ -308,12 +307,19 @@ def _mask_on_sources(mask: sitk.Image | NDArray[np.integer], ordered: Sequence[D
         array = sitk.GetArrayFromImage(mask)
     else:
         array = np.asarray(mask)
-    if array.shape != expected_shape:
-        raise ExportError("GRID_MISMATCH", f"mask shape {array.shape} (z, y, x) != source grid {expected_shape}")
+    _check_mask_shape(array, ordered)
     if not np.issubdtype(array.dtype, np.integer) and array.dtype != np.bool_:
         if not np.all(np.mod(array, 1) == 0):
             raise ExportError("UNKNOWN_LABEL", "mask must hold integer label values")
     return array.astype(np.int64)
+
+
+def _check_mask_shape(array: NDArray[Any], ordered: Sequence[Dataset]) -> None:
+    """GRID_MISMATCH unless ``array`` is (z, y, x) on the source grid (slices, rows, columns); no copy made."""
+    first = slice_geometry(ordered[0])
+    expected_shape = (len(ordered), first.shape[0], first.shape[1])
+    if array.shape != expected_shape:
+        raise ExportError("GRID_MISMATCH", f"mask shape {array.shape} (z, y, x) != source grid {expected_shape}")
 
 
 def _check_image_geometry(image: sitk.Image, ordered: Sequence[Dataset]) -> None:

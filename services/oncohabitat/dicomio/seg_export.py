@@ -24,7 +24,7 @@ from pydicom.sr.codedict import codes
 from oncohabitat.dicomio import coding
 from oncohabitat.dicomio.conformance import no_phi_warnings, truncate_overlong_values, with_type2_defaults
 from oncohabitat.dicomio.errors import ExportError
-from oncohabitat.dicomio.export import SegmentCoding, _mask_on_sources, _ordered_sources, algorithm_identification
+from oncohabitat.dicomio.export import SegmentCoding, _check_mask_shape, _ordered_sources, algorithm_identification
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +98,33 @@ def on_reference_grid(image: sitk.Image, reference: sitk.Image) -> NDArray[np.ui
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise ExportError("GRID_MISMATCH", "label maps must be scalar 3-D images")
     labels = sitk.Cast(image, sitk.sitkUInt8)
+    offset = _sub_grid_offset(labels, reference)
+    if offset is not None:  # voxel centres coincide: nearest neighbour is a copy into the covered box
+        placed = np.zeros(tuple(reversed(reference.GetSize())), dtype=np.uint8)
+        source = sitk.GetArrayViewFromImage(labels)
+        target = tuple(slice(o, o + n) for o, n in zip(reversed(offset), source.shape, strict=True))
+        placed[target] = source
+        return placed
     resampled = sitk.Resample(labels, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     return np.asarray(sitk.GetArrayFromImage(resampled), dtype=np.uint8)
+
+
+def _sub_grid_offset(image: sitk.Image, reference: sitk.Image, tolerance: float = 1e-3) -> list[int] | None:
+    """(x, y, z) index of ``image``'s first voxel in ``reference`` when ``image`` is a sub-grid of it: same
+    spacing and direction, origin on a reference voxel centre (within ``tolerance`` voxels), every voxel
+    inside. None otherwise (the caller resamples)."""
+    if not (
+        np.allclose(image.GetSpacing(), reference.GetSpacing(), rtol=0, atol=1e-6)
+        and np.allclose(image.GetDirection(), reference.GetDirection(), rtol=0, atol=1e-9)
+    ):
+        return None
+    index = np.asarray(reference.TransformPhysicalPointToContinuousIndex(image.GetOrigin()))
+    rounded = np.round(index)
+    if not np.all(np.abs(index - rounded) <= tolerance):
+        return None
+    offset = [int(v) for v in rounded]
+    inside = all(o >= 0 and o + n <= m for o, n, m in zip(offset, image.GetSize(), reference.GetSize(), strict=True))
+    return offset if inside else None
 
 
 def sort_segments(segments: Sequence[RegionSegment]) -> list[RegionSegment]:
@@ -113,6 +138,32 @@ def sort_segments(segments: Sequence[RegionSegment]) -> list[RegionSegment]:
         return (REGION_ORDER.index(segment.kind), float(number[0].rstrip(".")) if number else 0.0)
 
     return sorted((s for s in segments if s.mask.any()), key=key)
+
+
+def _occupied_slab(
+    segments: Sequence[RegionSegment], ordered: Sequence[Dataset]
+) -> tuple[NDArray[np.bool_], list[hd.PlanePositionSequence] | None]:
+    """(z, y, x, segment) stack of the slices from the first to the last that holds a voxel of any segment,
+    and their plane positions (None when that is every slice: highdicom then takes the sources' own).
+
+    Empty frames are omitted from the SEG either way; handing highdicom only the occupied slab spares its
+    whole-volume checks (an overlap sum over every voxel of every segment) on a large series.
+    """
+    occupied = np.zeros(len(ordered), dtype=bool)
+    for segment in segments:
+        occupied |= segment.mask.any(axis=(1, 2))
+    first, last = (int(i) for i in np.flatnonzero(occupied)[[0, -1]])
+    if first == 0 and last == len(ordered) - 1:
+        return np.stack([s.mask for s in segments], axis=-1), None
+    stack = np.stack([s.mask[first : last + 1] for s in segments], axis=-1)
+    positions = [
+        hd.PlanePositionSequence(
+            coordinate_system=hd.CoordinateSystemNames.PATIENT,
+            image_position=[float(v) for v in ordered[k].ImagePositionPatient],
+        )
+        for k in range(first, last + 1)
+    ]
+    return stack, positions
 
 
 def build_region_seg(
@@ -141,7 +192,9 @@ def build_region_seg(
     kept = sort_segments(segments)
     if not kept:
         raise ExportError("EMPTY_MASK", "every region is empty")
-    stack = np.stack([_mask_on_sources(s.mask.astype(np.uint8), ordered) > 0 for s in kept], axis=-1)
+    for segment in kept:
+        _check_mask_shape(segment.mask, ordered)
+    pixel_array, plane_positions = _occupied_slab(kept, ordered)
     algorithm = algorithm_identification(algorithm_version)
     descriptions = []
     for number, segment in enumerate(kept, start=1):
@@ -159,7 +212,8 @@ def build_region_seg(
         with no_phi_warnings():
             seg = hd.seg.Segmentation(
                 source_images=[with_type2_defaults(ordered[0]), *ordered[1:]],
-                pixel_array=stack,
+                pixel_array=pixel_array,
+                plane_positions=plane_positions,
                 segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
                 segment_descriptions=descriptions,
                 series_instance_uid=series_instance_uid,

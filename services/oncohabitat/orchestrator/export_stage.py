@@ -137,7 +137,7 @@ def build_export_objects(context: PipelineContext, job: Job, previous: StageResu
     volumes = _volumes(segments[1:], statistics, next((v for v in stats_tumour if v), tumour_ml))
     models = [ModelOutcome.from_result_json(m) for m in previous.get(SCORE_STAGE, {}).get("models", [])]
     sr = build_job_sr(sources, seg, models, volumes, algorithm_version=version, uid=uid)
-    image = sitk.GetArrayFromImage(reference)
+    image = sitk.GetArrayViewFromImage(reference)  # read only (the key-image slice): no copy of the volume
     names, masks = habitat_masks([s for s in segments if s.mask.any()])
     key_image, slice_index = render_key_image(image, tumour, masks)
     pdf = summary_pdf(key_image, slice_index, image.shape[0], names, models, volumes, version)
