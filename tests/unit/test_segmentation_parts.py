@@ -145,3 +145,38 @@ def test_sliding_window_covers_and_blends() -> None:
     assert result.shape == (20, 50, 70)
     np.testing.assert_allclose(result, volume[0], atol=1e-5)
     assert set(calls) == {(1, 1, 16, 32, 32)}
+
+
+def _reference_fill_holes(mask: np.ndarray) -> np.ndarray:
+    """fill_holes over the whole array (the definition the bounding-box version must reproduce)."""
+    from scipy import ndimage
+
+    filled = ndimage.binary_fill_holes(mask)
+    for k in range(filled.shape[0]):
+        if filled[k].any():
+            filled[k] = ndimage.binary_fill_holes(filled[k])
+    return np.asarray(filled, dtype=bool)
+
+
+def test_fill_holes_and_components_in_the_bounding_box_match_the_whole_array() -> None:
+    from scipy import ndimage
+
+    from oncohabitat.segmentation.quality import FULL_CONNECTIVITY, component_sizes, label_components
+
+    rng = np.random.default_rng(7)
+    for trial in range(150):
+        shape = tuple(int(rng.integers(1, 12)) for _ in range(3))
+        mask = np.zeros(shape, dtype=bool)
+        if trial % 5:  # a random blob anywhere, touching the array's edges or not; else empty
+            z, y, x = (int(rng.integers(0, n)) for n in shape)
+            blob = mask[
+                z : z + int(rng.integers(1, 8)), y : y + int(rng.integers(1, 8)), x : x + int(rng.integers(1, 8))
+            ]
+            blob[...] = rng.random(blob.shape) < float(rng.choice([0.3, 0.6, 0.9]))
+        filled = fill_holes(mask)
+        assert filled.dtype == np.bool_ and np.array_equal(filled, _reference_fill_holes(mask)), trial
+        expected, count = ndimage.label(mask, structure=FULL_CONNECTIVITY)
+        labels, sizes = label_components(mask)
+        assert labels.dtype == np.int32 and np.array_equal(labels, expected), trial
+        assert np.array_equal(sizes, np.bincount(expected.ravel(), minlength=count + 1)[1:]), trial
+        assert np.array_equal(component_sizes(mask), sizes), trial

@@ -49,11 +49,44 @@ class Verdict:
     reason: str = ""
 
 
+def bounding_box(mask: BoolArray, margin: int = 0) -> tuple[slice, ...] | None:
+    """Slices of the smallest box holding every voxel of ``mask``, grown by ``margin`` voxels per side
+    (clipped to the array); None for an empty mask."""
+    box = []
+    for axis in range(mask.ndim):
+        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if hits.size == 0:
+            return None
+        box.append(slice(max(0, int(hits[0]) - margin), min(mask.shape[axis], int(hits[-1]) + margin + 1)))
+    return tuple(box)
+
+
 def label_components(mask: BoolArray) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]:
-    """26-connected component labels (0 = background) and the voxel count of each component 1..n."""
-    labels, count = ndimage.label(mask, structure=FULL_CONNECTIVITY)
+    """26-connected component labels (0 = background) and the voxel count of each component 1..n.
+
+    Labelled inside the mask's bounding box: the same labels (numbered in scan order) as over the whole array.
+    """
+    sizes, box, labels_in_box = _components_in_box(mask)
+    labels = np.zeros(mask.shape, dtype=np.int32)
+    if box is not None:
+        labels[box] = labels_in_box
+    return labels, sizes
+
+
+def component_sizes(mask: BoolArray) -> npt.NDArray[np.int64]:
+    """Voxel count of each 26-connected component 1..n (as :func:`label_components`, without the label map)."""
+    return _components_in_box(mask)[0]
+
+
+def _components_in_box(
+    mask: BoolArray,
+) -> tuple[npt.NDArray[np.int64], tuple[slice, ...] | None, npt.NDArray[np.int32]]:
+    box = bounding_box(mask)
+    if box is None:
+        return np.zeros(0, dtype=np.int64), None, np.zeros((0,) * mask.ndim, dtype=np.int32)
+    labels, count = ndimage.label(mask[box], structure=FULL_CONNECTIVITY)
     sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-    return labels.astype(np.int32, copy=False), sizes.astype(np.int64)
+    return sizes.astype(np.int64), box, labels.astype(np.int32, copy=False)
 
 
 def touches_border(mask: BoolArray) -> bool:
@@ -64,12 +97,21 @@ def touches_border(mask: BoolArray) -> bool:
 
 
 def fill_holes(mask: BoolArray) -> BoolArray:
-    """Fill enclosed holes in 3D, then slice by slice along z (cores open at one end in 3D but closed in-plane)."""
-    filled = ndimage.binary_fill_holes(mask)
+    """Fill enclosed holes in 3D, then slice by slice along z (cores open at one end in 3D but closed in-plane).
+
+    Done inside the mask's bounding box grown by one background voxel (or up to the array's edge), which
+    gives the same result as over the whole array: background outside the box always reaches the edge.
+    """
+    result = np.zeros(mask.shape, dtype=bool)
+    box = bounding_box(mask, margin=1)
+    if box is None:
+        return result
+    filled = ndimage.binary_fill_holes(mask[box])
     for k in range(filled.shape[0]):
         if filled[k].any():
             filled[k] = ndimage.binary_fill_holes(filled[k])
-    return np.asarray(filled, dtype=bool)
+    result[box] = filled
+    return result
 
 
 def check_mask(

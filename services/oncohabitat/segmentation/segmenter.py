@@ -25,7 +25,7 @@ from oncohabitat.segmentation.model_bundle import load_segmentation_bundle
 from oncohabitat.segmentation.onnx_model import OnnxSegmentationModel
 from oncohabitat.segmentation.phases import StudyPhases
 from oncohabitat.segmentation.profiles import Profile, ProfileSet, load_profiles
-from oncohabitat.segmentation.quality import Outcome, Qc, check_mask, label_components, mean_enhancement_pct
+from oncohabitat.segmentation.quality import Outcome, Qc, check_mask, component_sizes, mean_enhancement_pct
 from oncohabitat.segmentation.seeded import segment_seeded
 
 logger = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ class Segmenter:
             empty_reason="the segmentation is empty",
         )
         pre = phases.pre
-        _, sizes = label_components(output.mask)
+        sizes = component_sizes(output.mask)
         qc = Qc(
             volume_ml=float(np.count_nonzero(output.mask)) * voxel_ml,
             component_count=len(sizes),
