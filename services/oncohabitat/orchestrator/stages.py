@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import SimpleITK as sitk
 
 from oncohabitat.bundles import BundleRegistry
 from oncohabitat.common.blobstore import BlobStore
@@ -143,11 +144,18 @@ def load_study_stage(context: PipelineContext, job: Job, _previous: StageResults
         return StageOutcome.needs_review(
             f"NO_MASK: the {modality} study carries no RTSTRUCT/SEG and automatic segmentation needs a DCE study"
         )
+    saved: dict[int, str] = {}  # id(image) -> digest: the reference series is also one of the phases
+
+    def save_image(image: sitk.Image) -> str:
+        if id(image) not in saved:
+            saved[id(image)] = context.save_message(context.codec.encode_image(image))
+        return saved[id(image)]
+
     result: dict[str, Any] = {
         "modality": modality,
         "series_key": series_key(study.series.series_instance_uid),
         "series_paths": [str(p.relative_to(context.dicom_store.resolve())) for p in study.series_paths],
-        "image_volume": context.save_message(context.codec.encode_image(study.series.image)),
+        "image_volume": save_image(study.series.image),
         "supplied_mask_volume": "",
         "mask_kind": study.mask_kind,
         "roi_name": "",
@@ -158,7 +166,7 @@ def load_study_stage(context: PipelineContext, job: Job, _previous: StageResults
                 "time_from_pre_s": phase.time_from_pre_s,
                 "time_after_injection_s": phase.time_after_injection_s,
                 "resampled": phase.resampled,
-                "volume": context.save_message(context.codec.encode_image(phase.image)),
+                "volume": save_image(phase.image),
             }
             for phase in study.phases
         ],
