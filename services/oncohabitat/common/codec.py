@@ -12,14 +12,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-import SimpleITK as sitk
 
 from oncohabitat.common.blobstore import BlobStore
 from oncohabitat.common.errors import InvalidInputError
 from oncohabitat.v1 import common_pb2
+
+if TYPE_CHECKING:
+    # imported where an image is converted: services that only pass arrays (scoring, the listener) do not
+    # carry SimpleITK (264 MB; deploy/README.md)
+    import SimpleITK as sitk
 
 DEFAULT_INLINE_LIMIT_BYTES = 1024 * 1024
 
@@ -149,11 +154,15 @@ class VolumeCodec:
 
     def encode_image(self, image: sitk.Image) -> common_pb2.Volume:
         """SimpleITK image (scalar, 3D) -> Volume."""
+        import SimpleITK as sitk
+
         if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
             raise InvalidInputError("VOLUME_SHAPE_INVALID", "only scalar 3D images are supported", "shape")
         return self.encode_array(sitk.GetArrayViewFromImage(image), Geometry.of(image))
 
     def decode_image(self, volume: common_pb2.Volume) -> sitk.Image:
         """Volume -> SimpleITK image with the exact geometry."""
+        import SimpleITK as sitk
+
         array, geometry = self.decode_array(volume)
         return geometry.apply(sitk.GetImageFromArray(array, isVector=False))

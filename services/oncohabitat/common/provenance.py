@@ -7,13 +7,16 @@ import json
 import platform
 from collections.abc import Iterable, Mapping
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import SimpleITK as sitk
 
 import oncohabitat
 from oncohabitat.v1 import common_pb2
+
+if TYPE_CHECKING:
+    # imported by sha256_image only: scoring and the listener do not carry SimpleITK (deploy/README.md)
+    import SimpleITK as sitk
 
 
 def canonical_json(value: Any) -> str:
@@ -28,6 +31,8 @@ def sha256_json(value: Any) -> str:
 
 def sha256_image(image: sitk.Image) -> str:
     """SHA-256 hex over voxels (native little-endian bytes, (z, y, x)), dtype and geometry."""
+    import SimpleITK as sitk
+
     digest = hashlib.sha256()
     array = sitk.GetArrayViewFromImage(image)
     digest.update(str(array.dtype).encode())
@@ -68,8 +73,13 @@ def component_versions(extra_distributions: Iterable[str] = ()) -> list[common_p
         "oncohabitat": oncohabitat.__version__,
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "SimpleITK": sitk.Version.VersionString(),
     }
+    # From the distribution's metadata (importing SimpleITK only to report it would load 264 MB), and only
+    # where it is installed: the scoring image does not carry it, and the orchestrator merges scoring's
+    # components over the features stage's, so a "not-installed" here would hide the version that was used.
+    sitk_version = package_version("SimpleITK")
+    if sitk_version != "not-installed":
+        versions["SimpleITK"] = sitk_version
     for name in extra_distributions:
         versions[name] = package_version(name)
     return [common_pb2.ComponentVersion(name=k, version=v) for k, v in sorted(versions.items())]

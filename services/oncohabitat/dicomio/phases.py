@@ -25,9 +25,9 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import numpy as np
-import SimpleITK as sitk
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 
@@ -42,6 +42,11 @@ from oncohabitat.dicomio.series import (
     check_consistent_planes,
     check_slice_spacing,
 )
+
+if TYPE_CHECKING:
+    # imported by assemble_phases only: the listener runs validate_phase_geometry (headers) and its image
+    # does not carry SimpleITK (deploy/README.md)
+    import SimpleITK as sitk
 
 logger = logging.getLogger(__name__)
 
@@ -203,6 +208,8 @@ def assemble_phases(classification: DceClassification, options: PhaseAssemblyOpt
                 raise PhaseAssemblyError(
                     PhaseErrorReason.PHASE_GRID_MISMATCH, f"phase {phase.index} is not on the pre-contrast grid"
                 )
+            import SimpleITK as sitk
+
             image = sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear, 0.0, image.GetPixelID())
             resampled = True
             logger.info("phase %d resampled onto the pre-contrast grid", phase.index)

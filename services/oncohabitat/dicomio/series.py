@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from os import PathLike
+from typing import TYPE_CHECKING
 
 import numpy as np
-import SimpleITK as sitk
 from numpy.typing import NDArray
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -31,6 +31,11 @@ from oncohabitat.dicomio.geometry import (
     slice_geometry,
 )
 from oncohabitat.dicomio.scan import InstanceInfo, scan_instances
+
+if TYPE_CHECKING:
+    # imported where a volume is built: the listener uses this module's header checks only (through
+    # dicomio.phases.validate_phase_geometry) and its image does not carry SimpleITK (deploy/README.md)
+    import SimpleITK as sitk
 
 __all__ = [
     "InstanceInfo",
@@ -162,6 +167,8 @@ def assemble_series(datasets: Sequence[Dataset], options: SeriesLoadOptions | No
     ordered_geometry = [geometries[i] for i in order]
     slice_spacing = _check_slice_spacing(ordered_geometry, opts)
     volume = _stack_pixels(ordered)
+    import SimpleITK as sitk
+
     image = sitk.GetImageFromArray(volume)
     first = ordered_geometry[0]
     image.SetOrigin(first.position)
