@@ -7,6 +7,10 @@ Examples::
     oncohabitat-train extract /data/phantom/cohort.yaml --profile dce-default --out features.parquet --workers 4
     oncohabitat-train extract cohort.csv --recipe recipes/seed001.yaml --out features.parquet \\
         --scheduler tcp://scheduler:8786 --on-error stop
+    oncohabitat-train extract cohort.yaml --recipe frozen.yaml --models-dir models --out features.parquet
+
+A profile whose habitats are in ``frozen`` mode reads its centroids file (written by ``oncohabitat-train
+habitats``) from ``--models-dir``; the file is verified before any patient is extracted.
 
 Exit status: 0 = every patient extracted; 1 = some patient failed (with ``--on-error continue`` the table holds
 the others; the failures file lists them); 2 = the cohort file, profile, plan or recipe is unusable (every
@@ -16,15 +20,19 @@ problem printed with its row, column and patient id).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 from oncohabitat.bundles.plan import ExtractionPlan
+from oncohabitat.common.errors import DomainError
+from oncohabitat.regions import parse_profile
 from oncohabitat_training.cohorts import CohortFileError
 from oncohabitat_training.cohorts.phantom import DEFAULT_VALIDATION_FRACTION, write_phantom_cohort_file
 from oncohabitat_training.extraction.executors import default_workers
+from oncohabitat_training.extraction.patient import frozen_habitats
 from oncohabitat_training.extraction.profile import DEFAULT_PROFILE_NAME, ProfileError, load_plan
 from oncohabitat_training.extraction.run import ExtractConfig, run_extraction
 from oncohabitat_training.extraction.segment import SegmentationOptions
@@ -45,7 +53,9 @@ def add_extract_parsers(commands: Any) -> None:
     extract.add_argument("--on-error", choices=("continue", "stop"), default="continue")
     extract.add_argument("--workers", type=int, default=0, help="local processes (default: the CPUs; 1 = inline)")
     extract.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://host:8786")
-    extract.add_argument("--models-dir", type=Path, default=None, help="models root (automatic segmentation)")
+    extract.add_argument(
+        "--models-dir", type=Path, default=None, help="models root (automatic segmentation, frozen habitat centroids)"
+    )
     extract.add_argument("--segmentation-profile", default="", help="segmentation profile name")
     extract.add_argument("--no-progress", action="store_true", help="no progress bar")
     phantom = commands.add_parser("phantom-cohort-file", help="cohort file for an 'oncohabitat phantom cohort' folder")
@@ -54,7 +64,12 @@ def add_extract_parsers(commands: Any) -> None:
     phantom.add_argument("--validation-fraction", type=float, default=DEFAULT_VALIDATION_FRACTION)
 
 
-def _plan(args: argparse.Namespace) -> ExtractionPlan:
+def selected_plan(args: argparse.Namespace) -> ExtractionPlan:
+    """The plan of ``--recipe``, ``--plan`` or ``--profile`` (default ``dce-default``).
+
+    Raises:
+        ProfileError: unusable recipe, plan or profile.
+    """
     if args.recipe is not None:
         from oncohabitat_training.fitting.schema import RecipeError, load_recipe
 
@@ -65,8 +80,21 @@ def _plan(args: argparse.Namespace) -> ExtractionPlan:
     return load_plan(args.plan if args.plan is not None else args.profile or DEFAULT_PROFILE_NAME)
 
 
+def check_frozen_centroids(plan: ExtractionPlan, models_dir: Path | None) -> None:
+    """Refuse a frozen-mode plan whose centroids file cannot be used (before any patient runs).
+
+    Raises:
+        ProfileError: invalid region profile, or centroids missing, tampered or unreadable under ``models_dir``.
+    """
+    try:
+        frozen_habitats(parse_profile(json.dumps(plan.region_profile)), models_dir)
+    except DomainError as exc:
+        raise ProfileError(f"region profile: {exc.reason}: {exc.public_message}") from None
+
+
 def _extract(args: argparse.Namespace) -> int:
-    plan = _plan(args)
+    plan = selected_plan(args)
+    check_frozen_centroids(plan, args.models_dir)
     config = ExtractConfig(
         out=args.out,
         work_dir=args.work_dir,

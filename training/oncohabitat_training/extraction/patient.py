@@ -6,6 +6,10 @@ stage would send (:func:`oncohabitat.orchestrator.feature_stages.regions_profile
 :func:`oncohabitat.features.full.full_row` on the inputs the features stage would send (phases ``S<index>``,
 derived images and label maps on the regions' grid, MSI values, parenchyma mean).
 
+Habitats in ``frozen`` mode (population centroids, ``oncohabitat-train habitats``) read the centroids file the
+profile names from the models root (``--models-dir``, the bundle root the regions service uses as its
+``models_dir``), verified against the profile's SHA-256 exactly as the regions service does.
+
 :func:`extract_patient` never raises for a patient's own problem: it returns a :class:`PatientResult` holding
 either the row or a curated failure reason. A second reader's mask, when given, is extracted the same way
 (``reader2``), for the recipes' ICC step.
@@ -19,6 +23,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
@@ -29,9 +34,17 @@ from oncohabitat.common.errors import DomainError
 from oncohabitat.features.full import full_row
 from oncohabitat.features.study import ImageInput, LabelTable, StudyInputs, canonical_regions
 from oncohabitat.orchestrator.feature_stages import regions_profile
-from oncohabitat.regions import PhaseInput, build_regions, parse_profile, select_phases
+from oncohabitat.regions import (
+    FrozenHabitats,
+    PhaseInput,
+    build_regions,
+    load_frozen_habitats,
+    parse_profile,
+    select_phases,
+)
 from oncohabitat.regions.grid import map_mask_to_grid
 from oncohabitat.regions.pipeline import RegionsResult
+from oncohabitat.regions.profile import RegionProfile
 from oncohabitat_training.cohorts import CohortPatient
 from oncohabitat_training.extraction.loading import LoadedPhases, PatientError, load_phases, read_image
 from oncohabitat_training.extraction.segment import SegmentationOptions, tumour_mask
@@ -65,7 +78,8 @@ class PatientResult:
     failure: str | None = None
 
 
-def _phase_inputs(loaded: LoadedPhases) -> list[PhaseInput]:
+def phase_inputs(loaded: LoadedPhases) -> list[PhaseInput]:
+    """The loaded phases as the regions library takes them (index 0 = pre-contrast)."""
     return [
         PhaseInput(
             "pre" if phase.index == 0 else "post",
@@ -78,13 +92,26 @@ def _phase_inputs(loaded: LoadedPhases) -> list[PhaseInput]:
     ]
 
 
-def _regions(plan: ExtractionPlan, phases: list[PhaseInput], mask: sitk.Image) -> RegionsResult:
+def frozen_habitats(profile: RegionProfile, models_dir: Path | None) -> FrozenHabitats | None:
+    """The verified frozen centroids a frozen-mode profile names (None in per-patient mode).
+
+    Raises:
+        DomainError: as :func:`oncohabitat.regions.load_frozen_habitats` (no models root, file missing,
+            SHA-256 mismatch, malformed file).
+    """
+    reference = profile.habitats.frozen_centroids
+    if not profile.habitats.enabled or profile.habitats.mode != "frozen" or reference is None:
+        return None
+    return load_frozen_habitats(models_dir, reference)
+
+
+def _regions(
+    plan: ExtractionPlan, phases: list[PhaseInput], mask: sitk.Image, models_dir: Path | None
+) -> RegionsResult:
     profile = parse_profile(json.dumps(regions_profile(plan)))
     phase_set = select_phases(phases)
     tumour = map_mask_to_grid(sitk.GetArrayViewFromImage(mask), Geometry.of(mask), phase_set.grid)
-    if profile.habitats.enabled and profile.habitats.mode == "frozen":
-        raise PatientError("FROZEN_HABITATS_UNSUPPORTED", "training extraction builds per-patient habitats only")
-    return build_regions(phase_set, tumour, profile)
+    return build_regions(phase_set, tumour, profile, frozen_habitats(profile, models_dir))
 
 
 def study_inputs(phases: list[PhaseInput], regions: RegionsResult) -> StudyInputs:
@@ -105,9 +132,9 @@ def study_inputs(phases: list[PhaseInput], regions: RegionsResult) -> StudyInput
 
 
 def _features(
-    plan: ExtractionPlan, phases: list[PhaseInput], mask: sitk.Image
+    plan: ExtractionPlan, phases: list[PhaseInput], mask: sitk.Image, models_dir: Path | None
 ) -> tuple[dict[str, float], dict[str, str]]:
-    inputs = study_inputs(phases, _regions(plan, phases, mask))
+    inputs = study_inputs(phases, _regions(plan, phases, mask, models_dir))
     with _FEATURES_LOCK:
         row, extraction = full_row(plan, inputs)
     return row, {name: missing.reason for name, missing in extraction.missing.items()}
@@ -119,12 +146,13 @@ def _run(task: PatientTask) -> PatientResult:
     loaded = load_phases(patient)
     supplied = read_image(patient.mask, "mask file") if patient.mask is not None else None
     tumour = tumour_mask(loaded, supplied, patient.seed_mm, task.segmentation)
-    phases = _phase_inputs(loaded)
-    row, missing = _features(plan, phases, tumour.mask)
+    phases = phase_inputs(loaded)
+    models_dir = task.segmentation.models_dir
+    row, missing = _features(plan, phases, tumour.mask, models_dir)
     reader2 = None
     if patient.mask_reader2 is not None:
         second = tumour_mask(loaded, read_image(patient.mask_reader2, "second reader's mask"), None, task.segmentation)
-        reader2, _ = _features(plan, phases, second.mask)
+        reader2, _ = _features(plan, phases, second.mask, models_dir)
     return PatientResult(
         task.position,
         patient.patient_id,

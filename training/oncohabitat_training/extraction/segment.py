@@ -27,7 +27,8 @@ from oncohabitat_training.extraction.loading import LoadedPhases, PatientError
 
 @dataclass(frozen=True)
 class SegmentationOptions:
-    """Where automatic segmentation finds its bundles and profiles (``models_dir/segmentation/profiles.json``)."""
+    """The models root: automatic segmentation's bundles and profiles (``models_dir/segmentation/profiles.json``);
+    extraction also reads a frozen-mode profile's centroids file under it."""
 
     models_dir: Path | None = None
     profile: str = ""
