@@ -1,4 +1,5 @@
-"""``oncohabitat-train``: write a phantom cohort, train a segmentation bundle, or both (``demo``).
+"""``oncohabitat-train``: write a phantom cohort, train a segmentation bundle, or both (``demo``); cohort
+extraction (``extract``), recipe fitting (``fit``) and population habitat centroids (``habitats``).
 
 Examples::
 
@@ -6,6 +7,7 @@ Examples::
     oncohabitat-train train /data/MAMA-MIA --out models --id mamamia-unet3d --version 1.0.0 \\
         --no-demonstration --description "..."
     oncohabitat-train demo --out models      # the shipped demonstration model
+    oncohabitat-train habitats cohort.yaml --recipe recipe.yaml --out models --id site-habitats --version 1.0.0
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from oncohabitat.segmentation.model_bundle import load_segmentation_bundle
 from oncohabitat_training.cohort import MAMA_MIA_IMAGE_PATTERN, MAMA_MIA_MASK_GLOB, CohortError, discover_cohort
 from oncohabitat_training.extraction.command import EXTRACT_COMMANDS, add_extract_parsers, run_extract_command
 from oncohabitat_training.fitting.cli import add_fit_parser, run_fit
+from oncohabitat_training.habitats.command import HABITATS_COMMAND, add_habitats_parser, run_habitats_command
 from oncohabitat_training.phantom_cohort import write_phantom_cohort
 from oncohabitat_training.recipe import DEMO_DESCRIPTION, RecipeResult, run_recipe
 from oncohabitat_training.train import TrainConfig
@@ -110,7 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     _train_args(demo)
     add_fit_parser(commands)
     add_extract_parsers(commands)
+    add_habitats_parser(commands)
     args = parser.parse_args(argv)
+    if args.command == HABITATS_COMMAND:
+        return run_habitats_command(args)
     if args.command in EXTRACT_COMMANDS:
         return run_extract_command(args)
     if args.command == "fit":
