@@ -13,12 +13,10 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
-import SimpleITK as sitk
 
-from oncohabitat.bundles import BundleRegistry
 from oncohabitat.common.blobstore import BlobStore
 from oncohabitat.common.codec import VolumeCodec
 from oncohabitat.common.errors import error_detail_from
@@ -31,6 +29,7 @@ from oncohabitat.orchestrator.jobs import Job
 from oncohabitat.orchestrator.results import SCORE_STAGE, SEGMENT_STAGE
 from oncohabitat.orchestrator.runner import FunctionStage, StageOutcome, StageResults
 from oncohabitat.orchestrator.score_stage import score_stage
+from oncohabitat.orchestrator.served_models import ModelCatalogue
 from oncohabitat.orchestrator.study_loading import (
     Handoff,
     ReviewNeeded,
@@ -46,6 +45,9 @@ from oncohabitat.v1 import (
     segmentation_pb2,
     segmentation_pb2_grpc,
 )
+
+if TYPE_CHECKING:
+    import SimpleITK as sitk
 
 logger = logging.getLogger(__name__)
 
@@ -77,12 +79,12 @@ class Destination:
 
 @dataclass
 class PipelineContext:
-    """What the stages share: the study store, worker stubs, bundles and deployment choices."""
+    """What the stages share: the study store, worker stubs, the served models and deployment choices."""
 
     blobs: BlobStore
     dicom_store: Path
     exports_dir: Path
-    registry: BundleRegistry
+    served_models: ModelCatalogue  # the scoring service's models (orchestrator.served_models)
     segmentation: segmentation_pb2_grpc.SegmentationStub
     regions: regions_pb2_grpc.RegionsStub
     features: features_pb2_grpc.FeaturesStub
