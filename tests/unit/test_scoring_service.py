@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 import pytest
 
-from oncohabitat.bundles import write_lock, write_scoring_bundle
+from oncohabitat.bundles import sha256_bytes, write_lock, write_scoring_bundle
 from oncohabitat.common.channels import make_channel
 from oncohabitat.common.errors import error_detail_from
 from oncohabitat.common.server import ServiceRuntime
@@ -155,6 +155,10 @@ def test_list_and_describe(stub: scoring_pb2_grpc.ScoringStub) -> None:
     assert list(described.outputs) == ["score", "risk_group"]
     assert {(f.metric, f.value) for f in described.evaluation} >= {("auc", 0.78), ("auc", 0.73)}
     assert described.contraindications and "not for clinical use" in described.summary.intended_use
+    # what the orchestrator plans with: the plan as canonical JSON (hashed by plan_sha256), the required inputs
+    assert sha256_bytes(described.plan_json.encode()) == described.plan_sha256
+    assert json.loads(described.plan_json)["features"] == FEATURES
+    assert (described.required_inputs.modality, list(described.required_inputs.phases)) == ("CT", ["single"])
     nomogram = stub.DescribeModel(scoring_pb2.DescribeModelRequest(model_id="nomogram"), timeout=10)
     assert list(nomogram.outputs) == ["score", "survival", "risk_group"]
     assert list(nomogram.horizons) == [3.0, 5.0] and nomogram.time_unit == "years" and nomogram.has_fallback

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from functools import lru_cache
 
+from oncohabitat.bundles.hashing import canonical_json
 from oncohabitat.bundles.scoring_parts import LinearModel, RiskGroups
 from oncohabitat.common.provenance import component_versions
 from oncohabitat.scoring.covariates import CovariateValue
@@ -120,7 +121,9 @@ def rejected_to_proto(snapshot: Snapshot) -> list[scoring_pb2.RejectedBundle]:
 
 
 def describe(compiled: CompiledBundle) -> scoring_pb2.ModelDescription:
-    """DescribeModel answer: inputs with units and ranges, covariates, outputs, intended use, source, figures."""
+    """DescribeModel answer: inputs with units and ranges, covariates, outputs, intended use, source, figures, and
+    what the orchestrator plans with: the extraction plan (canonical JSON, hashed by ``plan_sha256``) and the
+    required inputs."""
     bundle, manifest = compiled.bundle, compiled.manifest
     model = manifest.model
     outputs = ["score"]
@@ -148,6 +151,10 @@ def describe(compiled: CompiledBundle) -> scoring_pb2.ModelDescription:
         readings=manifest.readings,
         plan_sha256=manifest.plan.sha256(),
         signed=bundle.signed,
+        plan_json=canonical_json(manifest.plan.model_dump(mode="json", by_alias=True)),
+        required_inputs=scoring_pb2.RequiredInputs(
+            modality=manifest.required_inputs.modality, phases=manifest.required_inputs.phases
+        ),
     )
     for spec in manifest.inputs:
         item = description.inputs.add(name=spec.name, unit=spec.unit or "")

@@ -224,7 +224,7 @@ class EvaluationFigure(_message.Message):
     def __init__(self, metric: _Optional[str] = ..., value: _Optional[float] = ..., dataset: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
 
 class ModelDescription(_message.Message):
-    __slots__ = ("summary", "contraindications", "source", "inputs", "covariates", "outputs", "risk_rule", "horizons", "time_unit", "has_fallback", "evaluation", "readings", "plan_sha256", "signed")
+    __slots__ = ("summary", "contraindications", "source", "inputs", "covariates", "outputs", "risk_rule", "horizons", "time_unit", "has_fallback", "evaluation", "readings", "plan_sha256", "signed", "plan_json", "required_inputs")
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     CONTRAINDICATIONS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
@@ -239,6 +239,8 @@ class ModelDescription(_message.Message):
     READINGS_FIELD_NUMBER: _ClassVar[int]
     PLAN_SHA256_FIELD_NUMBER: _ClassVar[int]
     SIGNED_FIELD_NUMBER: _ClassVar[int]
+    PLAN_JSON_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_INPUTS_FIELD_NUMBER: _ClassVar[int]
     summary: ModelSummary
     contraindications: _containers.RepeatedScalarFieldContainer[str]
     source: str
@@ -253,7 +255,17 @@ class ModelDescription(_message.Message):
     readings: _containers.RepeatedScalarFieldContainer[str]
     plan_sha256: str
     signed: bool
-    def __init__(self, summary: _Optional[_Union[ModelSummary, _Mapping]] = ..., contraindications: _Optional[_Iterable[str]] = ..., source: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[InputDescription, _Mapping]]] = ..., covariates: _Optional[_Iterable[_Union[CovariateDescription, _Mapping]]] = ..., outputs: _Optional[_Iterable[str]] = ..., risk_rule: _Optional[_Union[RiskGroupRule, _Mapping]] = ..., horizons: _Optional[_Iterable[float]] = ..., time_unit: _Optional[str] = ..., has_fallback: _Optional[bool] = ..., evaluation: _Optional[_Iterable[_Union[EvaluationFigure, _Mapping]]] = ..., readings: _Optional[_Iterable[str]] = ..., plan_sha256: _Optional[str] = ..., signed: _Optional[bool] = ...) -> None: ...
+    plan_json: str
+    required_inputs: RequiredInputs
+    def __init__(self, summary: _Optional[_Union[ModelSummary, _Mapping]] = ..., contraindications: _Optional[_Iterable[str]] = ..., source: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[InputDescription, _Mapping]]] = ..., covariates: _Optional[_Iterable[_Union[CovariateDescription, _Mapping]]] = ..., outputs: _Optional[_Iterable[str]] = ..., risk_rule: _Optional[_Union[RiskGroupRule, _Mapping]] = ..., horizons: _Optional[_Iterable[float]] = ..., time_unit: _Optional[str] = ..., has_fallback: _Optional[bool] = ..., evaluation: _Optional[_Iterable[_Union[EvaluationFigure, _Mapping]]] = ..., readings: _Optional[_Iterable[str]] = ..., plan_sha256: _Optional[str] = ..., signed: _Optional[bool] = ..., plan_json: _Optional[str] = ..., required_inputs: _Optional[_Union[RequiredInputs, _Mapping]] = ...) -> None: ...
+
+class RequiredInputs(_message.Message):
+    __slots__ = ("modality", "phases")
+    MODALITY_FIELD_NUMBER: _ClassVar[int]
+    PHASES_FIELD_NUMBER: _ClassVar[int]
+    modality: str
+    phases: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, modality: _Optional[str] = ..., phases: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ReloadModelsRequest(_message.Message):
     __slots__ = ()
