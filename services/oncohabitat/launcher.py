@@ -58,7 +58,7 @@ def default_models_dir() -> Path:
 def platform_environment(data_dir: Path, host: str, overrides: Mapping[str, str]) -> dict[str, str]:
     """Environment shared by every child: data directory, bind host, peer addresses, model bundles."""
     env = dict(os.environ)
-    for bundle_user in ("SCORING", "ORCHESTRATOR", "SEGMENTATION", "REGIONS"):
+    for bundle_user in ("SCORING", "SEGMENTATION", "REGIONS"):  # the orchestrator asks scoring for its models
         env.setdefault(f"ONCOHABITAT_{bundle_user}_MODELS_DIR", str(default_models_dir()))
     env.setdefault("ONCOHABITAT_DATA_DIR", str(data_dir))
     for service in SERVICES:

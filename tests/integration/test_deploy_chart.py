@@ -158,6 +158,9 @@ def test_every_deployment_is_hardened_and_probed(rendered: dict[str, Path]) -> N
             assert {"cpu", "memory"} <= set(container["resources"]["requests"]), (name, svc)
             mounts = {m["mountPath"] for m in container["volumeMounts"]}
             assert {"/var/lib/oncohabitat", "/tmp"} <= mounts, (name, svc)
+            # the bundles are read by the services that load them; the orchestrator asks scoring for its models
+            has_models = any(m["name"] == "models" for m in container["volumeMounts"])
+            assert has_models == (svc in ("segmentation", "regions", "scoring")), (name, svc)
         kinds = [d["kind"] for d in docs]
         assert kinds.count("PodDisruptionBudget") == len(SERVICES)
         assert all(d["spec"]["maxUnavailable"] == 1 for d in docs if d["kind"] == "PodDisruptionBudget")

@@ -62,7 +62,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     workdir = tmp_path_factory.mktemp("main-job")
     models = workdir / "models"
     write_needs_s3_bundle(models)
-    overrides = {f"ONCOHABITAT_{name}_MODELS_DIR": str(models) for name in ("SCORING", "ORCHESTRATOR", "REGIONS")}
+    overrides = {f"ONCOHABITAT_{name}_MODELS_DIR": str(models) for name in ("SCORING", "REGIONS")}
     overrides["ONCOHABITAT_SEGMENTATION_MODELS_DIR"] = str(models)
     overrides["ONCOHABITAT_FEATURES_WORKERS"] = "2"
     running = Platform(workdir / "platform", overrides)

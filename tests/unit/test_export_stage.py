@@ -26,9 +26,11 @@ from oncohabitat.orchestrator.export_stage import ExportObjects, build_export_ob
 from oncohabitat.orchestrator.feature_stages import regions_stage
 from oncohabitat.orchestrator.jobs import Job
 from oncohabitat.orchestrator.results import SCORE_STAGE, SEGMENT_STAGE
+from oncohabitat.orchestrator.served_models import ModelSet
 from oncohabitat.regions.servicer import RegionsServicer
 from oncohabitat.v1 import common_pb2
 from tests.conftest import require_tool
+from tests.support.served_models import served_model
 from tests.unit.test_features_stages import _Call
 from tests.unit.test_regions_phantom_support import LoadedPhantom, load_phantom
 
@@ -81,14 +83,12 @@ def _context(tmp_path: Path, store: Path) -> Any:
     plan = ExtractionPlan.model_validate(
         {"features": ["tumour/S0/original_shape_Sphericity"], "region_profile": PROFILE}
     )
-    bundle = SimpleNamespace(
-        id="b", version="1", manifest=SimpleNamespace(plan=plan, required_inputs=SimpleNamespace(modality="MR"))
-    )
+    model = served_model(plan, id="b", phases=())
     context = SimpleNamespace(
         blobs=blobs,
         codec=codec,
         dicom_store=store,
-        registry=[bundle],
+        served_models=ModelSet([model]),
         regions=SimpleNamespace(BuildRegions=_Call(RegionsServicer(codec).BuildRegions)),
         rpc_timeout_s=60.0,
     )

@@ -17,8 +17,10 @@ from oncohabitat.features.servicer import FeaturesServicer
 from oncohabitat.orchestrator.feature_stages import features_stage, regions_profile, regions_stage
 from oncohabitat.orchestrator.jobs import Job
 from oncohabitat.orchestrator.results import SEGMENT_STAGE
+from oncohabitat.orchestrator.served_models import ModelSet
 from oncohabitat.regions.servicer import RegionsServicer
 from oncohabitat.v1 import common_pb2
+from tests.support.served_models import served_model
 from tests.unit.test_features_support import phantom_inputs
 from tests.unit.test_regions_phantom_support import LoadedPhantom, load_phantom
 
@@ -62,20 +64,11 @@ def _context(tmp_path: Path, plan: ExtractionPlan) -> Any:
     codec = VolumeCodec(blobs)
     regions = RegionsServicer(codec)
     features = FeaturesServicer(codec, InlineRunner())
-    bundle = SimpleNamespace(
-        id="seed001-like",
-        version="1.0.0",
-        manifest=SimpleNamespace(
-            plan=plan,
-            required_inputs=SimpleNamespace(modality="MR", phases=["pre_contrast", "post_contrast"]),
-            covariates=[],
-            fallback=None,
-        ),
-    )
+    model = served_model(plan, id="seed001-like")
     context = SimpleNamespace(
         blobs=blobs,
         codec=codec,
-        registry=[bundle],
+        served_models=ModelSet([model]),
         regions=SimpleNamespace(BuildRegions=_Call(regions.BuildRegions)),
         features=SimpleNamespace(ExtractPlan=_Call(features.ExtractPlan)),
         rpc_timeout_s=60.0,

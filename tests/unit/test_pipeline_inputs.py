@@ -3,19 +3,19 @@ the listener's DCE classification, and the region summaries GetResult returns.""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
 import pytest
 
-from oncohabitat.bundles import load_bundles
-from oncohabitat.bundles.registry import read_lock
 from oncohabitat.common.errors import InvalidInputError
-from oncohabitat.orchestrator.eligibility import StudyInputs, eligible_bundles, ineligibility
+from oncohabitat.orchestrator.eligibility import StudyInputs, eligible_models, ineligibility
 from oncohabitat.orchestrator.results import job_result_from_stages
 from oncohabitat.orchestrator.submission import validate_submission
 from oncohabitat.v1 import pipeline_pb2, segmentation_pb2
 from tests.conftest import PROJECT_ROOT
+from tests.support.served_models import served_model_set
 
 MODELS = PROJECT_ROOT / "models"
 KEY, DIGEST = "ab" * 16, "cd" * 32
@@ -23,7 +23,8 @@ KEY, DIGEST = "ab" * 16, "cd" * 32
 
 @pytest.fixture(scope="module")
 def registry() -> Any:
-    return load_bundles(MODELS, pinned=read_lock(MODELS))
+    """The shipped bundles as the scoring service describes them to the orchestrator."""
+    return served_model_set(MODELS)
 
 
 def _dce(*indices: int, covariates: tuple[str, ...] = ()) -> StudyInputs:
@@ -31,14 +32,14 @@ def _dce(*indices: int, covariates: tuple[str, ...] = ()) -> StudyInputs:
 
 
 def test_every_demonstration_bundle_is_eligible_for_a_four_phase_dce_study(registry: Any) -> None:
-    eligible, reasons = eligible_bundles(registry, _dce(0, 1, 2, 3))
+    eligible, reasons = eligible_models(registry, _dce(0, 1, 2, 3))
     ids = sorted(bundle.id for bundle in eligible)
     assert [i for i in ids if i.startswith("demo-")] == sorted(b.id for b in registry if b.id.startswith("demo-"))
     assert "seed003-ct-dfs" not in ids and reasons == []  # other modalities are not listed as reasons
 
 
 def test_a_ct_study_gets_the_ct_bundle_only(registry: Any) -> None:
-    eligible, _ = eligible_bundles(registry, StudyInputs("CT", frozenset(), frozenset()))
+    eligible, _ = eligible_models(registry, StudyInputs("CT", frozenset(), frozenset()))
     assert [bundle.id for bundle in eligible] == ["seed003-ct-dfs"]
 
 
@@ -50,11 +51,9 @@ def test_a_missing_phase_is_named(registry: Any) -> None:
 
 
 def test_a_required_covariate_without_fallback_is_named(registry: Any) -> None:
-    bundle = registry.get("demo-seed004-risk-forest")
-    manifest = bundle.manifest.model_copy(
-        update={"covariates": [registry.get("demo-seed001-dfs-cox").manifest.covariates[0]]}
-    )
-    stub = type("B", (), {"id": bundle.id, "version": bundle.version, "manifest": manifest})()
+    forest = registry.get("demo-seed004-risk-forest")
+    assert registry.get("demo-seed001-dfs-cox").covariates[0] == "age"
+    stub = dataclasses.replace(forest, covariates=("age",), has_fallback=False)
     assert "needs covariate age" in (ineligibility(stub, _dce(0, 1, 2)) or "")
     assert ineligibility(stub, _dce(0, 1, 2, covariates=("age",))) is None
     cox = registry.get("demo-seed001-dfs-cox")  # has an imaging-only fallback: eligible without age
@@ -116,9 +115,9 @@ def test_get_result_has_region_volumes_habitat_fractions_kinetic_means_and_msi()
 
 def test_the_features_stage_sends_only_the_phases_a_plan_reads(registry: Any) -> None:
     from oncohabitat.bundles.plan import ExtractionPlan
-    from oncohabitat.orchestrator.feature_stages import bundle_plan, plan_phase_images
+    from oncohabitat.orchestrator.feature_stages import plan_phase_images
 
-    forest = bundle_plan(registry.get("demo-seed004-risk-forest"))
+    forest = registry.get("demo-seed004-risk-forest").plan
     assert forest is not None and plan_phase_images(forest) == {"S1"}
     kinetic = ExtractionPlan.model_validate({"features": ["tumour/kinetic-mean/original_firstorder_Mean"]})
     assert plan_phase_images(kinetic) is None  # every phase
@@ -132,9 +131,10 @@ def test_a_study_eligible_for_no_bundle_ends_needs_review_naming_why(registry: A
 
     from oncohabitat.orchestrator.feature_stages import features_stage
     from oncohabitat.orchestrator.jobs import Job
+    from oncohabitat.orchestrator.served_models import ModelSet
 
     forest = registry.get("demo-seed004-risk-forest")
-    context = SimpleNamespace(registry=[forest])
+    context = SimpleNamespace(served_models=ModelSet([forest]))
     loaded = {"modality": "MR", "phases": [{"index": 0}, {"index": 2}, {"index": 3}]}  # no S1
     job = cast(Job, SimpleNamespace(request={}))
     outcome = features_stage(cast(Any, context), job, {"load_study": loaded, "segment": {}})

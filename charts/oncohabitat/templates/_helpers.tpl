@@ -85,7 +85,7 @@ segmentation regions features scoring
 {{- end -}}
 
 {{- define "oh.usesModels" -}}
-{{- has . (list "orchestrator" "segmentation" "regions" "scoring") -}}
+{{- has . (list "segmentation" "regions" "scoring") -}}
 {{- end -}}
 {{- define "oh.usesStudyStore" -}}
 {{- has . (list "orchestrator" "segmentation" "regions" "features") -}}

@@ -2,7 +2,8 @@
 
 Each servicer is built exactly as its service's ``__main__`` builds it (same settings classes, so
 ``ONCOHABITAT_<SERVICE>_*`` variables apply), over one study store in the output folder; the scoring
-registry is loaded once (hash-verified, lock-pinned, test vectors replayed) without the hot-reload thread.
+registry is loaded once (hash-verified, lock-pinned, test vectors replayed) without the hot-reload thread, and the
+stages learn the served models from that scoring servicer (``ServedModels``), as the orchestrator does over gRPC.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from pathlib import Path
 from typing import cast
 
 from oncohabitat.analyze.inprocess import InProcessStub
-from oncohabitat.bundles import load_bundles
-from oncohabitat.bundles.registry import read_lock
 from oncohabitat.common.blobstore import BlobStore
 from oncohabitat.common.codec import VolumeCodec
 from oncohabitat.dicomio import RoiSelection
@@ -23,6 +22,7 @@ from oncohabitat.dicomio.roi_selection import DEFAULT_ROI_PATTERN
 from oncohabitat.features.engine import InlineRunner
 from oncohabitat.features.pool import PoolRunner
 from oncohabitat.features.servicer import FeaturesServicer
+from oncohabitat.orchestrator.served_models import ServedModels
 from oncohabitat.orchestrator.stages import PipelineContext
 from oncohabitat.regions.servicer import RegionsServicer
 from oncohabitat.scoring.live import LiveRegistry
@@ -71,17 +71,18 @@ def build_workers(
     runner: PoolRunner | InlineRunner = InlineRunner() if feature_workers == 1 else PoolRunner(feature_workers or None)
     scoring = LiveRegistry(models_dir, require_lock=True)
     scoring.reload(strict=True)
+    scoring_stub = cast(scoring_pb2_grpc.ScoringStub, InProcessStub(ScoringServicer(scoring)))
     context = PipelineContext(
         blobs=blobs,
         dicom_store=dicom_dir.resolve(),
         exports_dir=work_dir / "exports",
-        registry=load_bundles(models_dir, pinned=read_lock(models_dir)),
+        served_models=ServedModels(scoring_stub),
         segmentation=cast(
             segmentation_pb2_grpc.SegmentationStub, InProcessStub(SegmentationServicer(codec, segmenter))
         ),
         regions=cast(regions_pb2_grpc.RegionsStub, InProcessStub(RegionsServicer(codec, models_dir))),
         features=cast(features_pb2_grpc.FeaturesStub, InProcessStub(FeaturesServicer(codec, runner))),
-        scoring=cast(scoring_pb2_grpc.ScoringStub, InProcessStub(ScoringServicer(scoring))),
+        scoring=scoring_stub,
         roi_selection=RoiSelection(name=None, pattern=DEFAULT_ROI_PATTERN),
         dce_rules=dce_rules,
     )

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import grpc
 
-from oncohabitat.bundles import load_bundles
-from oncohabitat.bundles.registry import read_lock
 from oncohabitat.common.blobstore import BlobStore
 from oncohabitat.common.channels import make_channel
 from oncohabitat.common.server import ServiceRuntime
@@ -22,6 +20,7 @@ from oncohabitat.orchestrator.lease import resume_own_jobs, worker_ids
 from oncohabitat.orchestrator.metrics import register_postgres_job_metrics, register_sqlite_job_metrics
 from oncohabitat.orchestrator.retry import RetryPolicy
 from oncohabitat.orchestrator.runner import JobRunner
+from oncohabitat.orchestrator.served_models import ServedModels
 from oncohabitat.orchestrator.servicer import PipelineServicer
 from oncohabitat.orchestrator.settings import OrchestratorSettings
 from oncohabitat.orchestrator.stages import PipelineContext, build_stages
@@ -35,20 +34,21 @@ from oncohabitat.v1 import (
 
 
 def build_context(settings: OrchestratorSettings) -> PipelineContext:
-    """Study store, bundles (hash-verified, pinned by the lock file when present) and worker stubs."""
+    """Study store and worker stubs; the scoring models are the scoring service's, asked over gRPC per stage."""
 
     def channel(address: str, service: str) -> grpc.Channel:
         return make_channel(address, f"oncohabitat.v1.{service}", timeout_s=settings.rpc_timeout_s)
 
+    scoring = scoring_pb2_grpc.ScoringStub(channel(settings.scoring_address, "Scoring"))
     return PipelineContext(
         blobs=BlobStore(settings.blob_dir),
         dicom_store=settings.resolved_dicom_store_dir,
         exports_dir=settings.data_dir / "exports",
-        registry=load_bundles(settings.models_dir, pinned=read_lock(settings.models_dir)),
+        served_models=ServedModels(scoring, timeout_s=min(settings.rpc_timeout_s, 30.0)),
         segmentation=segmentation_pb2_grpc.SegmentationStub(channel(settings.segmentation_address, "Segmentation")),
         regions=regions_pb2_grpc.RegionsStub(channel(settings.regions_address, "Regions")),
         features=features_pb2_grpc.FeaturesStub(channel(settings.features_address, "Features")),
-        scoring=scoring_pb2_grpc.ScoringStub(channel(settings.scoring_address, "Scoring")),
+        scoring=scoring,
         roi_selection=RoiSelection(name=settings.roi_name or None, pattern=settings.roi_name_pattern),
         dce_rules=DceRules.from_json_file(settings.dce_rules_file) if settings.dce_rules_file else None,
         default_destination=settings.export_destination,

@@ -1,4 +1,7 @@
-"""Which loaded scoring bundles a study can run: the bundle's declared inputs against what the study provides.
+"""Which served scoring models a study can run: the bundle's declared inputs against what the study provides.
+
+The models are the scoring service's (:mod:`oncohabitat.orchestrator.served_models`: required inputs, plan,
+covariate names and fallback as DescribeModel sends them).
 
 A bundle is eligible when
 
@@ -20,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from oncohabitat.bundles import Bundle
+from oncohabitat.orchestrator.served_models import ServedModel
 
 _PHASE_IMAGE = re.compile(r"^S(\d+)$")
 _POST_N = re.compile(r"^post_contrast_(\d+)$")
@@ -50,53 +53,51 @@ class StudyInputs:
         return ", ".join(f"S{i}" for i in ordered)
 
 
-def _needed_phases(bundle: Bundle) -> set[int]:
+def _needed_phases(model: ServedModel) -> set[int]:
     needed: set[int] = set()
-    for role in getattr(bundle.manifest.required_inputs, "phases", ()):
+    for role in model.phases:
         if role == "pre_contrast":
             needed.add(0)
         elif role == "post_contrast":
             needed.add(1)
         elif match := _POST_N.match(role):
             needed.add(int(match.group(1)))
-    plan = getattr(bundle.manifest, "plan", None)
-    if plan is not None:
-        for parsed in plan.parsed_features():
+    if model.plan is not None:
+        for parsed in model.plan.parsed_features():
             if match := _PHASE_IMAGE.match(parsed.image):
                 needed.add(int(match.group(1)))
     return needed
 
 
-def ineligibility(bundle: Bundle, study: StudyInputs) -> str | None:
-    """Why ``bundle`` cannot run on ``study`` (curated text), or None when it can."""
-    name = f"{bundle.id}@{bundle.version}"
-    required = bundle.manifest.required_inputs
-    if required.modality != study.modality:
-        return f"{name}: needs {required.modality}, the study is {study.modality}"
-    if "single" in getattr(required, "phases", ()) and study.phase_indices:
+def ineligibility(model: ServedModel, study: StudyInputs) -> str | None:
+    """Why ``model`` cannot run on ``study`` (curated text), or None when it can."""
+    name = model.name
+    if model.modality != study.modality:
+        return f"{name}: needs {model.modality}, the study is {study.modality}"
+    if "single" in model.phases and study.phase_indices:
         return f"{name}: needs a single-phase study, the study has DCE phases"
     if study.phase_indices:
-        missing = sorted(_needed_phases(bundle) - study.phase_indices)
+        missing = sorted(_needed_phases(model) - study.phase_indices)
         if missing:
             phases = ", ".join(f"S{i}" for i in missing)
             return f"{name}: needs phase {phases} (the study has {study.describe_phases()})"
-    if getattr(bundle.manifest, "fallback", None) is None:
-        absent = sorted({c.name for c in getattr(bundle.manifest, "covariates", ())} - study.covariates)
+    if not model.has_fallback:
+        absent = sorted(set(model.covariates) - study.covariates)
         if absent:
             return f"{name}: needs covariate {', '.join(absent)} (no imaging-only fallback)"
     return None
 
 
-def eligible_bundles(
-    bundles: Iterable[Bundle], study: StudyInputs, requested: Sequence[Bundle] = ()
-) -> tuple[list[Bundle], list[str]]:
-    """The eligible bundles (of ``requested`` when given, else of every loaded one) and the other ones' reasons."""
-    candidates = list(requested) or list(bundles)
+def eligible_models(
+    models: Iterable[ServedModel], study: StudyInputs, requested: Sequence[ServedModel] = ()
+) -> tuple[list[ServedModel], list[str]]:
+    """The eligible models (of ``requested`` when given, else of every served one) and the other ones' reasons."""
+    candidates = list(requested) or list(models)
     eligible, reasons = [], []
-    for bundle in candidates:
-        reason = ineligibility(bundle, study)
+    for model in candidates:
+        reason = ineligibility(model, study)
         if reason is None:
-            eligible.append(bundle)
-        elif requested or bundle.manifest.required_inputs.modality == study.modality:
-            reasons.append(reason)  # other modalities' bundles are not worth listing
+            eligible.append(model)
+        elif requested or model.modality == study.modality:
+            reasons.append(reason)  # other modalities' models are not worth listing
     return eligible, reasons

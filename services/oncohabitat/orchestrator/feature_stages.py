@@ -1,5 +1,11 @@
 """The regions and features stages: every applicable bundle's extraction plan, computed from the study store.
 
+The applicable bundles are the models the scoring service serves now (:mod:`oncohabitat.orchestrator.served_models`,
+asked at each of the two stages) that the study is eligible for (:mod:`oncohabitat.orchestrator.eligibility`).
+The regions stage stores the models it planned (``planned``: ``id@version``); the features stage plans those of
+them still served, so a model hot-loaded between the two stages waits for the next job instead of finding no
+regions built for it.
+
 regions (DCE studies): one BuildRegions call per distinct region profile among the applicable bundles' plans.
 (The default profile when no applicable bundle declares a plan, so that a study's regions exist for review.)
 The profile is the plan's own, with two additions that change no region: ``derived_images`` also lists every
@@ -22,14 +28,14 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from oncohabitat.bundles import Bundle
 from oncohabitat.bundles.canonical import DERIVED_IMAGES
 from oncohabitat.bundles.hashing import canonical_json_sha256
 from oncohabitat.bundles.plan import ExtractionPlan
-from oncohabitat.orchestrator.eligibility import StudyInputs, eligible_bundles
+from oncohabitat.orchestrator.eligibility import StudyInputs, eligible_models
 from oncohabitat.orchestrator.jobs import Job
 from oncohabitat.orchestrator.results import SEGMENT_STAGE, provenance_to_json
 from oncohabitat.orchestrator.runner import StageOutcome, StageResults
+from oncohabitat.orchestrator.served_models import ServedModel
 from oncohabitat.v1 import common_pb2, features_pb2, regions_pb2
 
 if TYPE_CHECKING:
@@ -39,12 +45,6 @@ LOAD_STAGE = "load_study"
 REGIONS_STAGE = "regions"
 _BREAST_REGIONS = frozenset({"breast", "parenchyma"})
 _PHASE_IMAGE = re.compile(r"^S\d+$")
-
-
-def bundle_plan(bundle: Bundle) -> ExtractionPlan | None:
-    """The extraction plan a bundle declares (``manifest.plan``), None for a bundle without one."""
-    plan = getattr(bundle.manifest, "plan", None)
-    return plan if isinstance(plan, ExtractionPlan) else None
 
 
 def regions_profile(plan: ExtractionPlan) -> dict[str, Any]:
@@ -73,16 +73,18 @@ def profile_key(profile: Mapping[str, Any]) -> str:
 
 def eligible_plans(
     context: PipelineContext, job: Job, loaded: Mapping[str, Any]
-) -> tuple[list[tuple[Bundle, ExtractionPlan | None]], list[str]]:
-    """The bundles whose declared inputs the study satisfies, with their plans, and the others' reasons
-    (:mod:`oncohabitat.orchestrator.eligibility`)."""
-    requested = [context.registry.get(model_id) for model_id in job.request.get("model_ids", [])]
-    bundles, reasons = eligible_bundles(context.registry, StudyInputs.of(loaded, job.request), requested)
-    return [(bundle, bundle_plan(bundle)) for bundle in bundles], reasons
+) -> tuple[list[tuple[ServedModel, ExtractionPlan | None]], list[str]]:
+    """The served models whose declared inputs the study satisfies, with their plans, and the others' reasons
+    (:mod:`oncohabitat.orchestrator.eligibility`).
 
-
-def _plans(context: PipelineContext, job: Job, loaded: Mapping[str, Any]) -> list[tuple[Bundle, ExtractionPlan | None]]:
-    return eligible_plans(context, job, loaded)[0]
+    Raises:
+        grpc.RpcError: the scoring service did not answer (UNAVAILABLE: the runner retries the stage).
+        BundleError: ``MODEL_NOT_FOUND`` for a requested model (``model_ids``) the scoring service does not serve.
+    """
+    served = context.served_models.snapshot()
+    requested = [served.get(model_id) for model_id in job.request.get("model_ids", [])]
+    models, reasons = eligible_models(served, StudyInputs.of(loaded, job.request), requested)
+    return [(model, model.plan) for model in models], reasons
 
 
 def regions_stage(context: PipelineContext, job: Job, previous: StageResults) -> StageOutcome:
@@ -93,7 +95,8 @@ def regions_stage(context: PipelineContext, job: Job, previous: StageResults) ->
     if not loaded.get("phases"):
         return StageOutcome.ok({"skipped": "single-phase study: no kinetic regions", "profiles": {}})
     profiles: dict[str, dict[str, Any]] = {}
-    for _bundle, plan in _plans(context, job, loaded):
+    plans = eligible_plans(context, job, loaded)[0]
+    for _model, plan in plans:
         if plan is not None:
             profile = regions_profile(plan)
             profiles[profile_key(profile)] = profile
@@ -123,7 +126,7 @@ def regions_stage(context: PipelineContext, job: Job, previous: StageResults) ->
             "parenchyma_s0_mean": response.parenchyma_s0_mean if response.HasField("parenchyma_s0_mean") else None,
             "provenance": provenance_to_json(response.provenance),
         }
-    return StageOutcome.ok({"profiles": stored})
+    return StageOutcome.ok({"profiles": stored, "planned": [model.name for model, _plan in plans]})
 
 
 def plan_phase_images(plan: ExtractionPlan) -> set[str] | None:
@@ -177,6 +180,9 @@ def features_stage(context: PipelineContext, job: Job, previous: StageResults) -
     """Each applicable bundle's plan through ExtractPlan (see the module docstring)."""
     loaded, segmented = previous[LOAD_STAGE], previous[SEGMENT_STAGE]
     plans, reasons = eligible_plans(context, job, loaded)
+    planned = previous.get(REGIONS_STAGE, {}).get("planned")
+    if planned is not None:  # only the models the regions stage built regions for (see the module docstring)
+        plans = [(model, plan) for model, plan in plans if model.name in planned]
     if reasons and job.request.get("model_ids"):
         return StageOutcome.needs_review(f"MODEL_NOT_ELIGIBLE: {'; '.join(reasons)}")
     if not plans and reasons:
@@ -185,18 +191,18 @@ def features_stage(context: PipelineContext, job: Job, previous: StageResults) -
         return StageOutcome.needs_review(f"NO_MODEL: no deployed model accepts {loaded['modality']} studies")
     stored_regions = previous.get(REGIONS_STAGE, {}).get("profiles", {})
     per_model: dict[str, Any] = {}
-    for bundle, plan in plans:
+    for model, plan in plans:
         if plan is None:
-            return StageOutcome.needs_review(f"MODEL_INPUTS_UNSUPPORTED: {bundle.id} declares no extraction plan")
+            return StageOutcome.needs_review(f"MODEL_INPUTS_UNSUPPORTED: {model.id} declares no extraction plan")
         regions = stored_regions.get(profile_key(regions_profile(plan))) if loaded.get("phases") else None
         if loaded.get("phases") and regions is None:
-            return StageOutcome.needs_review(f"REGIONS_MISSING: no regions were built for {bundle.id}'s profile")
+            return StageOutcome.needs_review(f"REGIONS_MISSING: no regions were built for {model.id}'s profile")
         request = _plan_request(context, loaded, segmented, regions, plan_phase_images(plan))
         request.plan_json = plan.model_dump_json(by_alias=True)
         response = context.features.ExtractPlan(request, timeout=context.rpc_timeout_s)
-        per_model[f"{bundle.id}@{bundle.version}"] = {
-            "model_id": bundle.id,
-            "model_version": bundle.version,
+        per_model[model.name] = {
+            "model_id": model.id,
+            "model_version": model.version,
             "features": {name: response.values[name] for name in response.feature_order if name in response.values},
             "missing": {m.name: {"reason": m.reason, "message": m.message} for m in response.missing},
             "warnings": list(response.warnings),

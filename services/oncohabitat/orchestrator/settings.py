@@ -24,7 +24,6 @@ class OrchestratorSettings(ServiceSettings):
     features_address: str = Field("127.0.0.1:50054", description="Features service HOST:PORT (or list).")
     scoring_address: str = Field("127.0.0.1:50055", description="Scoring service HOST:PORT (or list).")
     rpc_timeout_s: float = Field(600.0, gt=0, description="Deadline of each call to a worker service, s.")
-    models_dir: Path = Field(Path("models"), description="Bundle root; scoring bundles are scoring/<id>/<version>/.")
     dicom_store_dir: Path | None = Field(
         None, description="Root of the listener's DICOM store (shared volume); default <data_dir>/dicom."
     )
