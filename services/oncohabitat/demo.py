@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from oncohabitat.common.channels import make_channel
-from oncohabitat.listener.identifiers import uid_key
+from oncohabitat.dicomio.identifiers import uid_key
 from oncohabitat.listener.scu import send_instances
 from oncohabitat.v1 import listener_pb2, listener_pb2_grpc, pipeline_pb2, pipeline_pb2_grpc
 

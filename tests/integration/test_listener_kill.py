@@ -24,7 +24,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from oncohabitat.listener.identifiers import uid_key
+from oncohabitat.dicomio.identifiers import uid_key
 from oncohabitat.listener.index import StudyIndex, StudyState
 from oncohabitat.listener.storage import INDEX_FILE, TEMP_SUFFIX
 from oncohabitat.phantom import PhantomStudy, generate_study

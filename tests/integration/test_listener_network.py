@@ -25,10 +25,10 @@ from pynetdicom import AE
 from pynetdicom.dsutils import split_dataset
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage, Verification  # type: ignore[attr-defined]
 
+from oncohabitat.dicomio.identifiers import uid_key
 from oncohabitat.listener import pdu_io, status
 from oncohabitat.listener.classify import DceStudyClassifier
 from oncohabitat.listener.errors import ExportError
-from oncohabitat.listener.identifiers import uid_key
 from oncohabitat.listener.index import StudyIndex
 from oncohabitat.listener.scp import ListenerSCP
 from oncohabitat.listener.scu import send_instances

@@ -20,8 +20,8 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, MRImageS
 from pynetdicom.dsutils import encode
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
+from oncohabitat.dicomio.identifiers import uid_key
 from oncohabitat.listener import pdu_io, status
-from oncohabitat.listener.identifiers import uid_key
 from oncohabitat.listener.index import StudyIndex
 from oncohabitat.listener.scp import ListenerSCP
 from oncohabitat.listener.storage import INDEX_FILE, InstanceStore, StorePolicy

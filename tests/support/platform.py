@@ -17,8 +17,8 @@ from oncohabitat.common.credentials import client_environment, ensure_credential
 from oncohabitat.common.health_client import check_health
 from oncohabitat.common.security import ClientSecurity
 from oncohabitat.common.topology import SERVICES, spec
+from oncohabitat.dicomio.identifiers import uid_key
 from oncohabitat.launcher import RunningService, platform_environment, start_services, stop_services
-from oncohabitat.listener.identifiers import uid_key
 from oncohabitat.v1 import listener_pb2_grpc, pipeline_pb2, pipeline_pb2_grpc
 from tests.conftest import free_port
 

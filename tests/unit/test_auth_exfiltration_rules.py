@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from oncohabitat.common.errors import InvalidInputError, NotFoundError
-from oncohabitat.listener import identifiers
+from oncohabitat.dicomio import identifiers
 from oncohabitat.orchestrator.admission import admit_submission
 from oncohabitat.orchestrator.destinations import DestinationNotAllowedError, ExportDestinations
 from oncohabitat.orchestrator.submission import MAX_MODEL_IDS, check_bounds

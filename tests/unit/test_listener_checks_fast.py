@@ -38,11 +38,11 @@ from pynetdicom.dimse_messages import C_ECHO_RQ
 from pynetdicom.dimse_primitives import C_ECHO
 from pynetdicom.dsutils import decode, encode
 
+from oncohabitat.dicomio.identifiers import is_valid_uid
 from oncohabitat.listener import status
 from oncohabitat.listener.checks import Budgets, InstanceHeader, inspect_body
 from oncohabitat.listener.dimse import NO_DATASET, decode_command
 from oncohabitat.listener.errors import InvalidInstanceError
-from oncohabitat.listener.identifiers import is_valid_uid
 from oncohabitat.listener.pdu_io import PduError
 from oncohabitat.listener.storage import split_part10
 from oncohabitat.phantom import generate_ct_study, generate_study

@@ -13,13 +13,13 @@ import pydicom
 import pytest
 from prometheus_client import REGISTRY
 
+from oncohabitat.dicomio.identifiers import uid_key
 from oncohabitat.listener import classify as classify_module
 from oncohabitat.listener import status
 from oncohabitat.listener._worker import PollingWorker
 from oncohabitat.listener.classify import DceStudyClassifier, StudyVerdict
 from oncohabitat.listener.completion import CompletionMonitor, HandoffPolicy
 from oncohabitat.listener.errors import HandoffRejectedError
-from oncohabitat.listener.identifiers import uid_key
 from oncohabitat.listener.index import StudyIndex, StudyState
 from oncohabitat.listener.outbox import Outbox
 from oncohabitat.listener.storage import INDEX_FILE, InstanceStore

@@ -25,13 +25,13 @@ import pytest
 from pydicom.dataset import Dataset
 
 from oncohabitat.common import blobstore
+from oncohabitat.dicomio.identifiers import uid_key
 from oncohabitat.listener import journal as journal_module
 from oncohabitat.listener import materialiser as materialiser_module
 from oncohabitat.listener import materialiser_worker, status
 from oncohabitat.listener import storage as storage_module
 from oncohabitat.listener.checks import Budgets
 from oncohabitat.listener.errors import InvalidInstanceError, StorageWriteError
-from oncohabitat.listener.identifiers import uid_key
 from oncohabitat.listener.index import AddOutcome, StudyIndex, StudyState
 from oncohabitat.listener.journal import HEADER, IntakeJournal, JournalError, JournalReader
 from oncohabitat.listener.journal_meta import (

@@ -17,12 +17,12 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ImplicitVRLittleEndian
 from pynetdicom.dsutils import encode, split_dataset
 
+from oncohabitat.dicomio.identifiers import uid_key
 from oncohabitat.listener import status
 from oncohabitat.listener import storage as storage_module
 from oncohabitat.listener.checks import Budgets
 from oncohabitat.listener.diskguard import DiskGuard
 from oncohabitat.listener.errors import StorageWriteError
-from oncohabitat.listener.identifiers import uid_key
 from oncohabitat.listener.index import AddOutcome, StudyIndex, StudyState
 from oncohabitat.listener.part10 import file_meta_prefix
 from oncohabitat.listener.spool import TEMP_SUFFIX

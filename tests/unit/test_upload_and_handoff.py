@@ -24,7 +24,7 @@ from oncohabitat.common.errors import (
 from oncohabitat.dicomio import RoiSelection
 from oncohabitat.dicomio.dce import classify_study_files
 from oncohabitat.dicomio.dce_handoff import handoff_json
-from oncohabitat.listener.identifiers import content_digest, uid_key
+from oncohabitat.dicomio.identifiers import content_digest, uid_key
 from oncohabitat.orchestrator import study_loading, upload
 from oncohabitat.orchestrator.jobs import Job
 from oncohabitat.orchestrator.results import job_result_from_stages

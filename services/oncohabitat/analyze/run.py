@@ -1,7 +1,7 @@
 """Run one study folder through the orchestrator's stages in this process and write the results.
 
 The folder's DICOM files are the "DICOM store"; the study key and content digest follow the listener's scheme
-(:mod:`oncohabitat.listener.identifiers`), the submission is validated like SubmitStudy's, and a job store
+(:mod:`oncohabitat.dicomio.identifiers`), the submission is validated like SubmitStudy's, and a job store
 (``OUT/.work/jobs.sqlite3``) with the orchestrator's :class:`JobRunner` runs :func:`build_stages`' stages; only
 the export stage differs: it writes the SEG, SR and key-image PDF to ``OUT`` instead of sending them. Running
 the same folder again into the same ``OUT`` returns the stored job (same content = same job).
@@ -27,7 +27,7 @@ from oncohabitat.analyze.workers import build_workers
 from oncohabitat.common.errors import InvalidInputError
 from oncohabitat.dicomio import ExportError
 from oncohabitat.dicomio.dce import DceRules
-from oncohabitat.listener.identifiers import content_digest, uid_key
+from oncohabitat.dicomio.identifiers import content_digest, uid_key
 from oncohabitat.orchestrator.export_stage import build_export_objects, write_export_files
 from oncohabitat.orchestrator.jobs import Job, JobState
 from oncohabitat.orchestrator.jobstore import SqliteJobStore

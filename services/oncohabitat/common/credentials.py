@@ -1,6 +1,6 @@
 """Credentials of a local deployment, generated once in ``<data_dir>/security`` by ``oncohabitat up``.
 
-- ``study-key.secret``: the key of the keyed study hashes (:func:`oncohabitat.listener.identifiers.uid_key`);
+- ``study-key.secret``: the key of the keyed study hashes (:func:`oncohabitat.dicomio.identifiers.uid_key`);
 - ``tokens.json``: the SHA-256 of two tokens with their roles (``admin``: the operator's CLI; ``service``: the
   platform's own calls); the tokens themselves in ``admin.token`` and ``service.token`` (mode 0600);
 - ``ca.crt``/``ca.key``: a private CA (EC P-256, 10 years); ``server.crt``/``server.key``: the services'

@@ -31,6 +31,7 @@ from typing import Protocol
 from pynetdicom.presentation import PresentationContext
 
 from oncohabitat.common.polling import DEFAULT_POLL_WINDOW_S
+from oncohabitat.dicomio.identifiers import is_valid_uid
 from oncohabitat.listener import audit, metrics, pdu_io, status
 from oncohabitat.listener.access import AccessPolicy
 from oncohabitat.listener.dimse import (
@@ -43,7 +44,6 @@ from oncohabitat.listener.dimse import (
     decode_command,
     encode_response,
 )
-from oncohabitat.listener.identifiers import is_valid_uid
 from oncohabitat.listener.index import AddOutcome
 from oncohabitat.listener.negotiation import (
     APPLICATION_CONTEXT,

@@ -51,10 +51,10 @@ from pydicom.tag import SequenceDelimiterTag
 from pydicom.uid import UID
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
+from oncohabitat.dicomio.identifiers import is_valid_uid
 from oncohabitat.listener import status
 from oncohabitat.listener.elements import header_values
 from oncohabitat.listener.errors import InvalidInstanceError
-from oncohabitat.listener.identifiers import is_valid_uid
 
 #: Inflated bytes kept from a deflated data set for header parsing.
 HEADER_PREFIX_BYTES = 4 * 1024 * 1024

@@ -45,8 +45,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from oncohabitat.dicomio.identifiers import content_digest
 from oncohabitat.listener.errors import StudyIndexError
-from oncohabitat.listener.identifiers import content_digest
 
 _LOG = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from pynetdicom.association import Association
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.status import code_to_category
 
+from oncohabitat.dicomio.identifiers import is_valid_uid, uid_key
 from oncohabitat.listener.errors import ExportError
-from oncohabitat.listener.identifiers import is_valid_uid, uid_key
 
 _LOG = logging.getLogger(__name__)
 

@@ -81,12 +81,12 @@ from pydicom.filereader import read_dataset
 
 from oncohabitat.common.blobstore import fsync_directory, sync_filesystem
 from oncohabitat.common.polling import DEFAULT_POLL_WINDOW_S
+from oncohabitat.dicomio.identifiers import is_valid_uid, uid_key
 from oncohabitat.listener import audit, metrics, status
 from oncohabitat.listener.checks import Budgets, InstanceHeader, inspect_body
 from oncohabitat.listener.dimse import raw_text
 from oncohabitat.listener.diskguard import DiskGuard
 from oncohabitat.listener.errors import InvalidInstanceError, StorageWriteError
-from oncohabitat.listener.identifiers import is_valid_uid, uid_key
 from oncohabitat.listener.index import AddOutcome, AddResult, InstanceRecord, StudyIndex
 from oncohabitat.listener.journal import IntakeJournal, JournalEntry, JournalError, JournalLocation
 from oncohabitat.listener.journal_meta import (

@@ -6,7 +6,7 @@ checked (a Part-10 file with the ``DICM`` prefix that pydicom reads, valid Study
 the same study as the others) and written with a temporary file, fsync, rename and directory fsync to
 ``<dicom store>/uploads/<study key>/<series key>/<sop key>.dcm`` (opaque keys, never raw UIDs; the listener's
 key scheme, outside its ``instances/`` tree). The study key and content digest are the listener's
-(:mod:`oncohabitat.listener.identifiers`), so the same study uploaded twice, or uploaded and also sent by PACS
+(:mod:`oncohabitat.dicomio.identifiers`), so the same study uploaded twice, or uploaded and also sent by PACS
 with the same bytes, is one job. Only once every instance is durable does the caller create the job.
 
 Bounds: :data:`MAX_INSTANCE_BYTES` per instance, :data:`MAX_STUDY_BYTES` per study, at most
@@ -26,7 +26,7 @@ from pydicom.errors import InvalidDicomError
 
 from oncohabitat.common.blobstore import atomic_write, fsync_directory
 from oncohabitat.common.errors import InvalidInputError, ResourceExhaustedError
-from oncohabitat.listener.identifiers import content_digest, is_valid_uid, uid_key
+from oncohabitat.dicomio.identifiers import content_digest, is_valid_uid, uid_key
 from oncohabitat.orchestrator.submission import MAX_INSTANCES
 from oncohabitat.v1 import pipeline_pb2
 

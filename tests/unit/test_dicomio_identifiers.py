@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from oncohabitat.listener.identifiers import content_digest, is_valid_uid, uid_key
+from oncohabitat.dicomio.identifiers import content_digest, is_valid_uid, uid_key
 
 
 @pytest.mark.parametrize("value", ["1.2.840.10008.5.1.4.1.1.2", "1", "0.0", "1.2.05", "1" * 64, "1." + "2" * 62])
