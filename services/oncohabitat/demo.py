@@ -17,7 +17,7 @@ from rich.table import Table
 
 from oncohabitat.common.channels import make_channel
 from oncohabitat.dicomio.identifiers import uid_key
-from oncohabitat.listener.scu import send_instances
+from oncohabitat.dicomio.scu import send_instances
 from oncohabitat.v1 import listener_pb2, listener_pb2_grpc, pipeline_pb2, pipeline_pb2_grpc
 
 DEFAULT_CT_STUDY = Path(__file__).resolve().parents[2] / "tests/data/ibsi/ibsi_validation/dicom/STS_001/CT"

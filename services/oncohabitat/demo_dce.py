@@ -19,7 +19,7 @@ from rich.console import Console
 from oncohabitat.common.channels import make_channel
 from oncohabitat.demo import Endpoints, dicom_files, wait_for_job
 from oncohabitat.dicomio.identifiers import uid_key
-from oncohabitat.listener.scu import send_instances
+from oncohabitat.dicomio.scu import send_instances
 from oncohabitat.result_view import print_result, state_name
 from oncohabitat.v1 import listener_pb2_grpc, pipeline_pb2, pipeline_pb2_grpc
 

@@ -26,12 +26,11 @@ from pynetdicom.dsutils import split_dataset
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage, Verification  # type: ignore[attr-defined]
 
 from oncohabitat.dicomio.identifiers import uid_key
+from oncohabitat.dicomio.scu import SendError, send_instances
 from oncohabitat.listener import pdu_io, status
 from oncohabitat.listener.classify import DceStudyClassifier
-from oncohabitat.listener.errors import ExportError
 from oncohabitat.listener.index import StudyIndex
 from oncohabitat.listener.scp import ListenerSCP
-from oncohabitat.listener.scu import send_instances
 from oncohabitat.listener.storage import INDEX_FILE, InstanceStore
 from oncohabitat.listener.testpeer import AssociationRejectedError, RawPeer, encode_associate_request
 from oncohabitat.phantom import generate_study
@@ -175,7 +174,7 @@ def test_send_instances_retries_until_the_peer_is_up(tmp_path: Path, export_sour
 
 
 def test_send_instances_raises_export_error_when_peer_stays_down(export_sources: list[Path]) -> None:
-    with pytest.raises(ExportError) as caught:
+    with pytest.raises(SendError) as caught:
         send_instances(export_sources[:3], "PACS", "127.0.0.1", free_port(), retries=2, backoff_s=0.05, timeout_s=2)
     report = caught.value.report
     assert report.sent == 0 and report.attempts == 3 and len(report.failed_keys) == 3
@@ -185,7 +184,7 @@ def test_send_instances_refuses_a_dataset_without_transfer_syntax() -> None:
     ds = Dataset()
     ds.SOPClassUID = CTImageStorage
     ds.SOPInstanceUID = "1.2.3.4"
-    with pytest.raises(ExportError, match="Transfer Syntax"):
+    with pytest.raises(SendError, match="Transfer Syntax"):
         send_instances([ds], "PACS", "127.0.0.1", 1, retries=0)
 
 

@@ -1,4 +1,4 @@
-"""DICOM listener: durable C-STORE SCP, study completion and classification, hand-off outbox, C-STORE SCU.
+"""DICOM listener: durable C-STORE SCP, study completion and classification, hand-off outbox.
 
 Data flow::
 
@@ -12,7 +12,6 @@ Data flow::
     CompletionMonitor (completion.py): RECEIVING --quiet period / expected series-->
         classify.py (oncohabitat.dicomio.dce: DCE series and phases) --> COMPLETE | REJECTED
     Outbox (outbox.py): COMPLETE --handoff(study_key, digest, paths)--> HANDED_OFF
-    send_instances (scu.py): results back to PACS
 
 Wiring from settings: :mod:`.wiring`; DIMSE statuses: :mod:`.status`; audit events: :mod:`.audit`;
 metrics: :mod:`.metrics`. Only opaque keys (truncated SHA-256 of UIDs) name files and appear in

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from oncohabitat.listener.scu import SendReport
-
 
 class ListenerError(Exception):
     """Base class of every error raised by the listener package."""
@@ -43,11 +38,3 @@ class HandoffRejectedError(ListenerError):
     The outbox then marks the study REJECTED with the (curated) message as reason instead of
     retrying. Any other exception from the hand-off is treated as transient and retried.
     """
-
-
-class ExportError(ListenerError):
-    """C-STORE SCU export failed after all retries; ``report`` says what did get through."""
-
-    def __init__(self, message: str, report: SendReport) -> None:
-        super().__init__(message)
-        self.report = report

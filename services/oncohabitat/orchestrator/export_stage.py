@@ -29,11 +29,10 @@ from pydicom.uid import generate_uid
 import oncohabitat
 from oncohabitat.dicomio import ExportError
 from oncohabitat.dicomio.key_image import build_key_image_pdf, habitat_masks, render_key_image, summary_pdf
+from oncohabitat.dicomio.scu import SendError, send_instances
 from oncohabitat.dicomio.seg_export import RegionSegment, build_region_seg, on_reference_grid, region_kind
 from oncohabitat.dicomio.seg_export import region_segment as make_segment
 from oncohabitat.dicomio.sr_export import ModelOutcome, RegionVolume, build_job_sr
-from oncohabitat.listener.errors import ExportError as SendError
-from oncohabitat.listener.scu import send_instances
 from oncohabitat.orchestrator.jobs import Job
 from oncohabitat.orchestrator.results import SCORE_STAGE, SEGMENT_STAGE
 from oncohabitat.orchestrator.retry import TransientStageError

@@ -1,5 +1,7 @@
 """C-STORE SCU: send instances (files or pydicom datasets) to a PACS, with retries.
 
+Used by the orchestrator's export stage (results back to PACS) and the demos (studies to the listener).
+
 One association per batch of at most 128 presentation contexts. For each SOP class and transfer
 syntax a context with exactly that syntax is proposed (objects go out unchanged when it is
 accepted); for uncompressed little-endian objects a second context offers the other little-endian
@@ -27,7 +29,6 @@ from pynetdicom.presentation import PresentationContext
 from pynetdicom.status import code_to_category
 
 from oncohabitat.dicomio.identifiers import is_valid_uid, uid_key
-from oncohabitat.listener.errors import ExportError
 
 _LOG = logging.getLogger(__name__)
 
@@ -55,6 +56,17 @@ class SendReport:
     def sent(self) -> int:
         """Number of instances the peer acknowledged (success or warning)."""
         return len(self.sent_keys)
+
+
+class SendError(Exception):
+    """The export failed: an item cannot be read, or instances remain unacknowledged after all retries.
+
+    ``report`` says what did get through. Messages are curated (no patient data).
+    """
+
+    def __init__(self, message: str, report: SendReport) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 @dataclass(frozen=True)
@@ -91,9 +103,9 @@ def _prepare(source: Path | Dataset) -> _Item:
         sop_class = ds.get("SOPClassUID")
         sop_uid = ds.get("SOPInstanceUID")
     except (InvalidDicomError, OSError, ValueError, TypeError, KeyError, EOFError) as exc:
-        raise ExportError("an instance to export could not be read", SendReport()) from exc
+        raise SendError("an instance to export could not be read", SendReport()) from exc
     if not (is_valid_uid(sop_class) and is_valid_uid(sop_uid) and is_valid_uid(transfer_syntax)):
-        raise ExportError(
+        raise SendError(
             "an instance to export lacks a valid SOP Class/Instance UID or file meta Transfer Syntax UID",
             SendReport(),
         )
@@ -177,7 +189,7 @@ def send_instances(
         the report; every instance was acknowledged (success or warning).
 
     Raises:
-        ExportError: an item cannot be read, or instances remain unacknowledged after all
+        SendError: an item cannot be read, or instances remain unacknowledged after all
             retries (``error.report`` says which were sent).
     """
     if retries < 0:
@@ -213,7 +225,7 @@ def send_instances(
     failed = [item for batch in pending for item in batch]
     if failed:
         report.failed_keys = [uid_key(item.sop_uid) for item in failed]
-        raise ExportError(
+        raise SendError(
             f"{len(failed)} of {len(prepared)} instance(s) not stored by {ae_title} after {retries + 1} attempt(s)",
             report,
         )
