@@ -2,7 +2,7 @@
 
 The same 1,000 MR instances (168 x 168 x 16 bit, ~57 KB each) are pushed with dcmtk ``storescu``
 (``TCP_NODELAY=1``) to (a) ``storescp`` writing every object to disk (no fsync) and (b) our listener
-(``python -m oncohabitat.listener.testserver``) with the service's durability defaults: every
+(``python -m tests.support.listener_server``) with the service's durability defaults: every
 instance is synced to the intake journal before its success response, its file and index row follow
 in the materialiser worker process (``JOURNAL_MB=256``), held back while the push goes on (the push,
 57 MB, is within the default 64 MiB hold-back: ``JOURNAL_DEFER_MB``). The push starts when the
@@ -253,7 +253,7 @@ def run_listener(work: Path, groups: list[Path], settings: tuple[str, ...]) -> t
         [
             sys.executable,
             "-m",
-            "oncohabitat.listener.testserver",
+            "tests.support.listener_server",
             "--root",
             str(root),
             "--port",

@@ -34,7 +34,7 @@ DCMTK_ENV = {**os.environ, "TCP_NODELAY": "1"}
 
 
 class ListenerProcess:
-    """``python -m oncohabitat.listener.testserver`` in a subprocess."""
+    """``python -m tests.support.listener_server`` in a subprocess."""
 
     def __init__(self, root: Path, handoff_log: Path, *extra: str, quiet_period_s: float = 0.5) -> None:
         self.port = free_port()
@@ -42,7 +42,7 @@ class ListenerProcess:
             [
                 sys.executable,
                 "-m",
-                "oncohabitat.listener.testserver",
+                "tests.support.listener_server",
                 "--root",
                 str(root),
                 "--port",

@@ -1,14 +1,14 @@
 """Standalone listener for integration tests and benchmarks: SCP + completion + outbox, hand-off to a file.
 
-Run ``python -m oncohabitat.listener.testserver --root DIR --port N [...]``. It is wired exactly
-like the service (:func:`.wiring.build_parts` from :class:`ListenerSettings`), except that each
+Run ``python -m tests.support.listener_server --root DIR --port N [...]`` from the project root. It is wired exactly
+like the service (:func:`oncohabitat.listener.wiring.build_parts` from :class:`ListenerSettings`), except that each
 hand-off appends one JSON line ``{"study_key", "content_digest", "instances", "job_id"}`` to
 ``--handoff-log`` and returns ``job-<digest[:12]>``; ``--fail-handoffs K`` makes the first K
 hand-offs raise ``ConnectionError`` (orchestrator down). ``--store-delay-s`` sleeps before each
 store (slow disk) so tests can interrupt a push; ``--free-bytes-file`` reads the "free disk
 space" from a file (tests of the disk watermark). ``--set NAME=VALUE`` sets any other
 :class:`ListenerSettings` field. Prints ``READY <port>`` once serving and runs until SIGTERM/SIGINT.
-Not a production entry point (that is ``python -m oncohabitat.listener``).
+A test helper, not shipped: the service's entry point is ``python -m oncohabitat.listener``.
 """
 
 from __future__ import annotations
