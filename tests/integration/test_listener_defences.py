@@ -23,9 +23,9 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, 
 from pynetdicom.dsutils import encode
 
 from oncohabitat.listener import pdu_io, status
-from oncohabitat.listener.testpeer import AssociationRejectedError, RawPeer, encode_store_request
 from tests.integration.test_listener_dcmtk import AE_TITLE, ListenerProcess
 from tests.support.listener_store import wait_for_instance_files
+from tests.support.raw_peer import AssociationRejectedError, RawPeer, encode_store_request
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::UserWarning")]
 

@@ -32,11 +32,11 @@ from oncohabitat.listener.classify import DceStudyClassifier
 from oncohabitat.listener.index import StudyIndex
 from oncohabitat.listener.scp import ListenerSCP
 from oncohabitat.listener.storage import INDEX_FILE, InstanceStore
-from oncohabitat.listener.testpeer import AssociationRejectedError, RawPeer, encode_associate_request
 from oncohabitat.phantom import generate_study
 from tests.conftest import free_port, require_tool
 from tests.integration.test_listener_dcmtk import assert_stored_like_source
 from tests.support.dimse_commands import echo_command
+from tests.support.raw_peer import AssociationRejectedError, RawPeer, encode_associate_request
 
 pytestmark = [
     pytest.mark.integration,

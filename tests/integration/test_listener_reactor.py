@@ -25,8 +25,8 @@ from oncohabitat.listener import pdu_io, status
 from oncohabitat.listener.index import StudyIndex
 from oncohabitat.listener.scp import ListenerSCP
 from oncohabitat.listener.storage import INDEX_FILE, InstanceStore, StorePolicy
-from oncohabitat.listener.testpeer import RawPeer, encode_store_request
 from tests.support.dimse_commands import echo_command
+from tests.support.raw_peer import RawPeer, encode_store_request
 
 pytestmark = [pytest.mark.integration]
 

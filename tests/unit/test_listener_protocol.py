@@ -33,7 +33,7 @@ from oncohabitat.listener.negotiation import (
 )
 from oncohabitat.listener.part10 import file_meta_prefix
 from oncohabitat.listener.spool import TEMP_SUFFIX, DatasetSpool
-from oncohabitat.listener.testpeer import encode_store_request
+from tests.support.raw_peer import encode_store_request
 
 SOP_UID = "1.2.826.0.1.3680043.8.498.1"
 

@@ -3,7 +3,7 @@
 Real SCUs (dcmtk, pynetdicom) refuse to send most of what the listener must survive (4 GiB PDU
 announcements, deflate bombs, UIDs such as ``../x``, truncated data sets, stalls mid-message), so
 the defence tests use this peer. PDUs are encoded with pynetdicom's PDU classes and pydicom; only
-the framing is done here. Not used by the service itself.
+the framing is done here. A test helper (tests and benchmarks), not part of the service.
 """
 
 from __future__ import annotations
