@@ -52,6 +52,8 @@ def listener(tmp_path: Path) -> Iterator[ListenerProcess]:
         "min_free_disk_mb=1",
         "--set",
         f"max_associations={ATTACKERS + 4}",  # every attacker is read (none turned away as busy)
+        "--set",
+        f"max_associations_per_peer={ATTACKERS + 4}",  # all from 127.0.0.1
         "--free-bytes-file",
         str(tmp_path / "free_bytes"),
     )

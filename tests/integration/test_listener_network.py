@@ -11,7 +11,7 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -35,6 +35,7 @@ from oncohabitat.listener.storage import INDEX_FILE, InstanceStore
 from oncohabitat.phantom import generate_study
 from tests.conftest import free_port, require_tool
 from tests.integration.test_listener_dcmtk import assert_stored_like_source
+from tests.support.dcmtk import storescu
 from tests.support.dimse_commands import echo_command
 from tests.support.raw_peer import AssociationRejectedError, RawPeer, encode_associate_request
 
@@ -523,6 +524,125 @@ def test_association_limit_rejects_transiently_and_recovers(tmp_path: Path) -> N
             time.sleep(0.02)
         assert echo_succeeds(listener.port)
         second.release()
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
+    """Poll ``condition`` until it holds; fail after ``timeout_s`` (generous: the machine may be busy)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout_s} s: {what}"
+        time.sleep(0.02)
+
+
+def idle_peer(port: int, source_ip: str = "127.0.0.1") -> RawPeer:
+    """An association from ``source_ip`` that sends nothing after its request (raises if rejected)."""
+    peer = RawPeer("127.0.0.1", port, timeout_s=30, source_ip=source_ip)
+    try:
+        peer.associate([(Verification, [ImplicitVRLittleEndian])], called_ae="ONCOTEST")
+    except BaseException:
+        peer.close()
+        raise
+    return peer
+
+
+def audit_events(caplog: pytest.LogCaptureFixture, event: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if getattr(r, "audit_event", "") == event]
+
+
+def test_one_peer_address_cannot_hold_every_association_slot(
+    tmp_path: Path, sts_ct_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 21: 12 idle associations from one address hold 4 of the 10 slots (the per-peer default);
+    the other 8 are refused at once as transient "local limit exceeded", and a storescu push from
+    another address gets through meanwhile."""
+    refused = "oncohabitat_listener_associations_total"
+    before = REGISTRY.get_sample_value(refused, {"outcome": "peer_limit"}) or 0.0
+    squatters: list[RawPeer] = []
+    rejections: list[tuple[int, int, int]] = []
+    with (
+        running_scp(tmp_path, maximum_associations=10, maximum_associations_per_peer=4, idle_timeout_s=600.0) as scp,
+        caplog.at_level(logging.INFO, logger="oncohabitat.listener.audit"),
+    ):
+        try:
+            for _ in range(12):
+                try:
+                    squatters.append(idle_peer(scp.port, source_ip="127.0.0.2"))
+                except AssociationRejectedError as exc:
+                    rejections.append((exc.result, exc.source, exc.diagnostic))
+            assert len(squatters) == 4
+            assert rejections == [(2, 3, 2)] * 8  # transient, service provider (presentation), local limit exceeded
+            assert scp.active_associations == 4
+            pushed = storescu(scp.port, [sts_ct_dir / "image" / "000001.dcm"], called_ae="ONCOTEST")
+            assert pushed.returncode == 0, pushed.stderr
+            assert echo_succeeds(scp.port)
+            wait_until(lambda: scp.active_associations == 4, "only the squatters' associations are left")
+        finally:
+            for peer in squatters:
+                peer.close()
+    rejected = audit_events(caplog, "association_rejected")
+    assert [(r.audit_reason, r.audit_peer_ip) for r in rejected] == [("peer_limit", "127.0.0.2")] * 8  # type: ignore[attr-defined]
+    assert REGISTRY.get_sample_value(refused, {"outcome": "peer_limit"}) == before + 8
+
+
+def test_the_per_peer_limit_is_configurable_and_frees_with_the_peer(tmp_path: Path) -> None:
+    """Limit 2: the third association from 127.0.0.1 is refused (transient, local limit exceeded), one
+    from 127.0.0.2 is accepted; once one of the first two is released, 127.0.0.1 is accepted again."""
+    with running_scp(tmp_path, maximum_associations=5, maximum_associations_per_peer=2) as scp:
+        first, second = idle_peer(scp.port), idle_peer(scp.port)
+        try:
+            with pytest.raises(AssociationRejectedError) as limited:
+                idle_peer(scp.port)
+            assert (limited.value.result, limited.value.source, limited.value.diagnostic) == (2, 3, 2)
+            other = idle_peer(scp.port, source_ip="127.0.0.2")
+            assert other.release()
+            assert first.release()
+            wait_until(lambda: scp.active_associations <= 1, "the released associations' slots are free")
+            assert echo_succeeds(scp.port)
+        finally:
+            for peer in (first, second):
+                peer.close()
+
+
+@pytest.mark.parametrize("reactor", [True, False])
+def test_an_association_that_sends_no_message_is_aborted_after_the_idle_timeout(
+    tmp_path: Path, reactor: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Established and silent: A-ABORT after IDLE_TIMEOUT_S (not the 60 s network timeout) and the slot is
+    free again; an association that sent a message is not idle. With the reactor on, the first idle
+    peer stays on its own thread (alone when it arrived), the later ones are served by the reactor."""
+    aborts = "oncohabitat_listener_association_aborts_total"
+    before = REGISTRY.get_sample_value(aborts, {"reason": "idle_timeout"}) or 0.0
+    idle_timeout_s = 2.0
+    with (
+        running_scp(
+            tmp_path, maximum_associations=3, idle_timeout_s=idle_timeout_s, network_timeout_s=60.0, reactor=reactor
+        ) as scp,
+        caplog.at_level(logging.INFO, logger="oncohabitat.listener.audit"),
+    ):
+        started = time.monotonic()
+        first = idle_peer(scp.port)
+        talking = idle_peer(scp.port)
+        talking.send_message(talking.context_for(Verification), echo_command(1), None)  # at once: not idle
+        second = idle_peer(scp.port)
+        try:
+            assert talking.read_response().status == status.SUCCESS
+            assert first.read_abort(60.0) and second.read_abort(60.0)
+            assert time.monotonic() - started >= idle_timeout_s
+            assert first.closed_by_peer(30.0) and second.closed_by_peer(30.0)
+            wait_until(lambda: scp.active_associations == 1, "the idle associations' slots are free")
+            # the one that sent a C-ECHO outlived the idle timeout and still works
+            talking.send_message(talking.context_for(Verification), echo_command(2), None)
+            assert talking.read_response().status == status.SUCCESS
+            assert talking.release()
+            wait_until(lambda: scp.active_associations == 0, "every slot is free")
+            assert echo_succeeds(scp.port)
+            wait_until(lambda: len(audit_events(caplog, "association_closed")) >= 4, "four closing audit events")
+        finally:
+            for peer in (first, talking, second):
+                peer.close()
+    outcomes = sorted(r.audit_close_outcome for r in audit_events(caplog, "association_closed"))  # type: ignore[attr-defined]
+    assert outcomes == ["idle_timeout", "idle_timeout", "released", "released"]
+    assert REGISTRY.get_sample_value(aborts, {"reason": "idle_timeout"}) == before + 2
 
 
 def test_silent_and_idle_peers_are_cut_off_by_the_timeouts(tmp_path: Path) -> None:

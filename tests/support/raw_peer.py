@@ -89,10 +89,23 @@ def encode_associate_request(
 
 
 class RawPeer:
-    """One TCP connection to the listener (``timeout_s`` for every socket operation)."""
+    """One TCP connection to the listener (``timeout_s`` for every socket operation).
 
-    def __init__(self, host: str, port: int, *, timeout_s: float = 10.0, tls: ssl.SSLContext | None = None) -> None:
-        sock = socket.create_connection((host, port), timeout=timeout_s)
+    ``source_ip``: the local address to connect from (e.g. ``127.0.0.2``: another peer address on
+    the loopback network); None = the system's choice.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        timeout_s: float = 10.0,
+        tls: ssl.SSLContext | None = None,
+        source_ip: str | None = None,
+    ) -> None:
+        source = (source_ip, 0) if source_ip is not None else None
+        sock = socket.create_connection((host, port), timeout=timeout_s, source_address=source)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock: socket.socket = tls.wrap_socket(sock, server_hostname=host) if tls is not None else sock
         self.accepted: dict[int, tuple[str, str]] = {}
@@ -181,6 +194,15 @@ class RawPeer:
         except (pdu_io.ConnectionClosedError, OSError):
             return False
         return reply.pdu_type == pdu_io.RELEASE_RP
+
+    def read_abort(self, wait_s: float = 5.0) -> bool:
+        """True when the listener's next PDU within ``wait_s`` is an A-ABORT (then the connection closes)."""
+        self.sock.settimeout(wait_s)
+        try:
+            pdu = pdu_io.read_pdu(self.sock, {pdu_io.ABORT: 64, pdu_io.P_DATA_TF: 1 << 20, pdu_io.RELEASE_RP: 64})
+        except (pdu_io.ConnectionClosedError, pdu_io.PduError, OSError):
+            return False
+        return pdu.pdu_type == pdu_io.ABORT
 
     def closed_by_peer(self, wait_s: float = 5.0) -> bool:
         """True when the listener closed the connection (EOF or reset) within ``wait_s``."""

@@ -143,3 +143,17 @@ def test_the_closing_audit_event_waits_for_background_follow_ups_and_is_emitted_
 
 def _closed_events(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if getattr(r, "audit_event", "") == "association_closed"]
+
+
+def test_the_per_peer_limit_never_exceeds_the_association_limit(tmp_path: Path) -> None:
+    from oncohabitat.listener.scp import ListenerSCP
+    from oncohabitat.listener.settings import ListenerSettings
+
+    with pytest.raises(ValueError, match="must not exceed"):
+        ListenerSettings(max_associations=3, max_associations_per_peer=4)
+    assert ListenerSettings(max_associations=3).associations_per_peer == 3  # the default is lowered
+    assert ListenerSettings().associations_per_peer == 4
+    assert ListenerSettings().idle_timeout_s == 10.0
+    sink = _Sink(_Socket(fail=False))
+    assert ListenerSCP(sink, maximum_associations=3, maximum_associations_per_peer=8).maximum_associations_per_peer == 3
+    assert ListenerSCP(sink, maximum_associations=3).maximum_associations_per_peer == 3

@@ -210,8 +210,4 @@ def msi_feature_names(k: int) -> list[str]:
     diagonal = [(i, i) for i in range(1, k + 1)]
     off_diagonal = [(col, row) for col in range(k + 1) for row in range(col + 1, k + 1)]
     cells = diagonal + off_diagonal
-    return (
-        list(MSI_GLCM_NAMES)
-        + [f"msi_count_{i}_{j}" for i, j in cells]
-        + [f"msi_norm_{i}_{j}" for i, j in cells]
-    )
+    return list(MSI_GLCM_NAMES) + [f"msi_count_{i}_{j}" for i, j in cells] + [f"msi_norm_{i}_{j}" for i, j in cells]

@@ -19,8 +19,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, model_validator
 
 from oncohabitat.bundles.canonical import CanonicalName, FeatureNameError, band_region, parse_canonical_name
-from oncohabitat.bundles.hashing import canonical_json_sha256
 from oncohabitat.bundles.feature_settings import FeatureSettings
+from oncohabitat.bundles.hashing import canonical_json_sha256
 
 FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 

@@ -3,7 +3,8 @@
 Life cycle::
 
     [TLS handshake] -> A-ASSOCIATE-RQ (ACSE timeout) -> access checks -> A-ASSOCIATE-AC | -RJ
-    -> P-DATA loop: C-ECHO / C-STORE (network timeout between messages, DIMSE timeout inside one)
+    -> P-DATA loop: C-ECHO / C-STORE (idle timeout until the first message, network timeout between
+       messages, DIMSE timeout inside one)
     -> A-RELEASE-RQ/RP | A-ABORT | timeout | protocol error (A-ABORT sent) -> socket closed
 
 Only the parts of the DICOM Upper Layer protocol an acceptor of Storage and Verification needs
@@ -70,6 +71,9 @@ VERIFICATION_SOP_CLASS = "1.2.840.10008.1.1"
 _RELEASE_OR_ABORT = 64  # A-RELEASE-RQ / A-ABORT bodies are 4 bytes
 #: Longest single blocking receive on a plain TCP association (s); timeouts are checked after each.
 _RECEIVE_SLICE_S = 1.0
+#: Refusal reasons answered "transient, local limit exceeded" (PS3.8 9.3.4: result 2, source 3,
+#: reason 2): the association limit and the limit of the peer's address.
+LIMIT_REASONS = frozenset({"busy", "peer_limit"})
 #: What :meth:`Association._serve` returns once the reactor took the association over.
 _HANDED_OVER = "handed_over"
 
@@ -119,6 +123,9 @@ class AssociationConfig:
             :meth:`Association.expire_setup`).
         dimse_timeout_s: longest wait for the next fragment once a message has started.
         network_timeout_s: longest idle time between messages.
+        idle_timeout_s: an association established this long without a DIMSE message from its
+            peer is aborted (a total from the A-ASSOCIATE-AC: trickled bytes do not stretch it; see
+            :meth:`Association.expire_idle`); 0 = off.
         tls: server TLS context (None = plain TCP).
         receive_spin_s: how long a receive on the association's own thread polls before it
             sleeps while the peer sends back to back (see :class:`~.pdu_io.PduReader`; 0 = never).
@@ -132,6 +139,7 @@ class AssociationConfig:
     acse_timeout_s: float = 30.0
     dimse_timeout_s: float = 30.0
     network_timeout_s: float = 60.0
+    idle_timeout_s: float = 10.0
     tls: ssl.SSLContext | None = None
     receive_spin_s: float = DEFAULT_POLL_WINDOW_S
 
@@ -190,7 +198,8 @@ class Association:
         config: protocol settings.
         sink: where data sets go.
         busy_reason: called once the request is decoded; a non-empty reason label refuses the
-            association transiently (``"busy"``: association limit, ``"disk_low"``: watermark).
+            association transiently (``"busy"``: association limit, ``"peer_limit"``: the peer
+            address's limit, ``"disk_low"``: watermark).
     """
 
     def __init__(
@@ -228,6 +237,10 @@ class Association:
         self._setup_deadline = time.monotonic() + config.acse_timeout_s
         self._setting_up = True  # until the A-ASSOCIATE-AC is sent
         self._setup_expired = False
+        #: Until the peer's first DIMSE command: when the association is aborted as idle (set with
+        #: the A-ASSOCIATE-AC; guarded by _setup_lock where it is set or cleared).
+        self._idle_deadline: float | None = None
+        self._idle_expired = False  # expire_idle() shut its reading side down
         self.limits = {
             pdu_io.P_DATA_TF: config.max_pdu_bytes,
             pdu_io.RELEASE_RQ: _RELEASE_OR_ABORT,
@@ -281,6 +294,35 @@ class Association:
         self.interrupt()
         return first
 
+    @property
+    def idle_deadline(self) -> float | None:
+        """When the association is aborted as idle (``time.monotonic()``); None once the peer sent a DIMSE command."""
+        return self._idle_deadline
+
+    def _idle_passed(self) -> bool:
+        deadline = self._idle_deadline
+        return deadline is not None and time.monotonic() >= deadline
+
+    def expire_idle(self, now: float) -> bool:
+        """End the association if it is still idle past its idle deadline (another thread).
+
+        Idle: established, and no DIMSE command from the peer yet. The reading side of the connection
+        is shut down; the serving thread's blocked read then returns and :meth:`end` sends the
+        A-ABORT (from the thread that owns the connection: a TLS connection cannot be written from
+        two threads) and labels the outcome ``idle_timeout``. The reactor checks its own
+        associations' deadlines (:attr:`idle_deadline`). True the first time it expires.
+        """
+        with self._setup_lock:
+            deadline = self._idle_deadline
+            if deadline is None or now < deadline or self._idle_expired or self._ended:
+                return False
+            self._idle_expired = True
+        try:
+            socket.socket.shutdown(self._sock, socket.SHUT_RD)
+        except OSError:  # already closed
+            pass
+        return True
+
     def outcome_of(self, exc: BaseException) -> str:
         """The outcome label of an association ended by ``exc``; aborts the association where due."""
         if isinstance(exc, _Abort):
@@ -296,7 +338,7 @@ class Association:
             return "protocol_error"
         if isinstance(exc, TimeoutError | BlockingIOError):  # BlockingIOError: a send could not proceed
             self._send_quietly(pdu_io.encode_abort())
-            return "timeout"
+            return "idle_timeout" if self._idle_passed() else "timeout"
         if isinstance(exc, pdu_io.ConnectionClosedError | ConnectionError | ssl.SSLError):
             _LOG.info("connection from %s lost: %s", self._peer_ip, type(exc).__name__)
             return "connection_lost"
@@ -313,6 +355,9 @@ class Association:
             return
         self._ended = True
         try:
+            if self._idle_expired and outcome == "connection_lost":  # expire_idle() shut the reading side
+                self._send_quietly(pdu_io.encode_abort())
+                outcome = "idle_timeout"
             self._discard(self._current)
             self._current = None
             self._close()
@@ -380,6 +425,8 @@ class Association:
             if self._setup_expired:  # interrupted meanwhile: the socket is shut down
                 return False
             self._setting_up = False
+            if self._config.idle_timeout_s > 0:
+                self._idle_deadline = time.monotonic() + self._config.idle_timeout_s
         self._sock.sendall(encode_accept(request, results, roles, self._config.max_pdu_bytes))
         metrics.ASSOCIATIONS.labels(outcome="accepted").inc()
         audit.emit(
@@ -402,7 +449,7 @@ class Association:
             return "calling_ae_not_allowed", REJECT_CALLING_AE
         busy = self._busy_reason()
         if busy:
-            return busy, REJECT_BUSY if busy == "busy" else REJECT_NO_RESOURCES
+            return busy, REJECT_BUSY if busy in LIMIT_REASONS else REJECT_NO_RESOURCES
         return None
 
     def _reject_audit(self, reason: str, called_ae: str) -> None:
@@ -485,6 +532,9 @@ class Association:
                 if len(command) > MAX_COMMAND_BYTES:
                     raise _Abort("command_too_large")
                 if control & pdu_io.CONTROL_LAST:
+                    if self._idle_deadline is not None:  # the first DIMSE message: no longer idle
+                        with self._setup_lock:
+                            self._idle_deadline = None
                     self._current = self._on_command(context_id, decode_command(bytes(command)), staged)
                     command.clear()
             else:

@@ -14,7 +14,9 @@ negotiated plain-TCP connections at once (``selectors``: epoll on Linux) and, pe
 3. answers every staged C-STORE, then runs their after-reply work (duplicate checks, hand-off to
    the materialiser; a duplicate of a UID not yet indexed waits for the materialiser, so its
    check runs on the background thread below);
-4. every :data:`_TIMEOUT_CHECK_S`, ends the connections whose DIMSE or network timeout has passed.
+4. every :data:`_TIMEOUT_CHECK_S`, ends the connections whose DIMSE, network or idle timeout has
+   passed (idle: no DIMSE message since the association was accepted; a total, see
+   :attr:`~.association.Association.idle_deadline`).
 
 A data set larger than :data:`~.association.REACTOR_INLINE_MAX_BYTES` is checked and stored on a
 background thread (its own durable write, no round sync) and answered by the loop once done: its
@@ -278,6 +280,9 @@ class DataReactor:
             return float("inf")
         association = connection.association
         timeout = self._dimse_timeout_s if association.in_message else self._network_timeout_s
+        idle_deadline = association.idle_deadline  # until its first DIMSE command
+        if idle_deadline is not None:
+            return min(connection.last_activity + timeout, idle_deadline)
         return connection.last_activity + timeout
 
     def _expire(self, now: float) -> None:

@@ -5,9 +5,12 @@ One acceptor thread accepts TCP connections; each connection is set up (TLS, neg
 association moves to the :class:`~.reactor.DataReactor` (one thread for all of them, one journal
 sync per round) once several associations are served at once; TLS associations keep their thread.
 Before any byte is read, a peer whose address is not in the allow-list is dropped (audited). At
-most ``maximum_associations`` associations are served at once; the next few requests are answered
-with a transient A-ASSOCIATE-RJ ("local limit exceeded") and any further connection is closed at
-once, so a flood cannot exhaust threads. Below the disk watermark new associations get a transient rejection and
+most ``maximum_associations`` associations are served at once, at most
+``maximum_associations_per_peer`` of them from one peer address (so that one peer cannot hold every
+slot); the next few requests over either limit are answered with a transient A-ASSOCIATE-RJ ("local
+limit exceeded") and any further connection is closed at once, so a flood cannot exhaust threads. An
+association that sends no DIMSE message within ``idle_timeout_s`` of its acceptance is aborted and
+its slot freed. Below the disk watermark new associations get a transient rejection and
 C-STOREs on open ones 0xA700 (see :mod:`.status`); accepting resumes when space returns.
 """
 
@@ -18,6 +21,7 @@ import socket
 import ssl
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 
 from pydicom.uid import (
@@ -108,7 +112,11 @@ class ListenerSCP:
         access: calling-AE and peer-address allow-lists (the called AE check is added from
             ``require_called_aet``).
         maximum_associations: concurrent associations served.
+        maximum_associations_per_peer: concurrent associations served from one peer address (None:
+            ``maximum_associations``; never more than that).
         network_timeout_s: idle time allowed between messages, s.
+        idle_timeout_s: an association without a DIMSE message this long after its acceptance is
+            aborted, s (0 = off).
         acse_timeout_s: time allowed for TLS handshake and association request, s.
         dimse_timeout_s: time allowed between fragments of one message, s.
         max_pdu_bytes: largest P-DATA PDU accepted (announced to peers).
@@ -131,7 +139,9 @@ class ListenerSCP:
         require_called_aet: bool = False,
         access: AccessPolicy | None = None,
         maximum_associations: int = 10,
+        maximum_associations_per_peer: int | None = None,
         network_timeout_s: float = 60.0,
+        idle_timeout_s: float = 10.0,
         acse_timeout_s: float = 30.0,
         dimse_timeout_s: float = 30.0,
         max_pdu_bytes: int = 262_144,
@@ -149,6 +159,8 @@ class ListenerSCP:
         self._requested_port = port
         self._ae_title = ae_title.strip()
         self.maximum_associations = maximum_associations
+        per_peer = maximum_associations_per_peer or maximum_associations
+        self.maximum_associations_per_peer = min(per_peer, maximum_associations)
         self._config = AssociationConfig(
             ae_title=self._ae_title,
             access=policy,
@@ -157,6 +169,7 @@ class ListenerSCP:
             acse_timeout_s=acse_timeout_s,
             dimse_timeout_s=dimse_timeout_s,
             network_timeout_s=network_timeout_s,
+            idle_timeout_s=idle_timeout_s,
             tls=tls,
             receive_spin_s=receive_spin_s,
         )
@@ -165,6 +178,7 @@ class ListenerSCP:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._active = 0
+        self._active_by_peer: Counter[str] = Counter()  # served associations per peer address
         self._rejecting = 0
         self._connections: set[socket.socket] = set()
         self._associations: set[Association] = set()
@@ -253,7 +267,7 @@ class ListenerSCP:
         assert self._listener is not None
         listener = self._listener
         while not self._stop.is_set():
-            self._expire_setups()
+            self._expire_setups_and_idle()
             try:
                 conn, address = listener.accept()
             except TimeoutError:
@@ -265,10 +279,12 @@ class ListenerSCP:
                 continue
             self._admit(conn, (str(address[0]), int(address[1])))
 
-    def _expire_setups(self) -> None:
-        """End associations whose set-up (TLS handshake + request) outlasted ``acse_timeout_s``.
+    def _expire_setups_and_idle(self) -> None:
+        """End associations whose set-up (TLS handshake + request) outlasted ``acse_timeout_s``, and
+        those on their own thread established ``idle_timeout_s`` ago without a DIMSE message.
 
-        Checked every accept poll (:data:`_ACCEPT_POLL_S`: the deadline's precision).
+        Checked every accept poll (:data:`_ACCEPT_POLL_S`: the deadlines' precision). The reactor
+        checks the idle deadline of the associations it serves itself.
         """
         now = time.monotonic()
         with self._lock:
@@ -276,6 +292,8 @@ class ListenerSCP:
         for association in associations:
             if association.expire_setup(now):
                 _LOG.warning("an association's set-up outlasted the ACSE timeout: closed (audited)")
+            elif association.expire_idle(now):
+                _LOG.info("an association sent no DIMSE message within the idle timeout: aborted (audited)")
 
     def _admit(self, conn: socket.socket, peer: tuple[str, int]) -> None:
         if not self._config.access.peer_allowed(peer[0]):
@@ -284,37 +302,49 @@ class ListenerSCP:
             conn.close()
             return
         with self._lock:
-            if self._active < self.maximum_associations:
+            if self._active_by_peer[peer[0]] >= self.maximum_associations_per_peer:
+                limit = "peer_limit"
+            elif self._active >= self.maximum_associations:
+                limit = "busy"
+            else:
+                limit = ""
+            if not limit:
                 self._active += 1
-                serving = True
+                self._active_by_peer[peer[0]] += 1
             elif self._rejecting < _MAX_REJECTORS:
                 self._rejecting += 1
-                serving = False
             else:
-                metrics.ASSOCIATIONS.labels(outcome="busy_dropped").inc()
+                metrics.ASSOCIATIONS.labels(outcome=f"{limit}_dropped").inc()
                 conn.close()
                 return
             self._connections.add(conn)
+        serving = not limit
         if serving:
             metrics.ACTIVE_ASSOCIATIONS.inc()
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        thread = threading.Thread(target=self._serve, args=(conn, peer, serving), name="dicom-association", daemon=True)
+        thread = threading.Thread(target=self._serve, args=(conn, peer, limit), name="dicom-association", daemon=True)
         with self._lock:
             self._threads.add(thread)
         thread.start()
 
-    def _busy_reason(self, serving: bool) -> str:
-        if not serving:
-            return "busy"
+    def _busy_reason(self, limit: str) -> str:
+        if limit:
+            return limit
         if not self._store.accepting():
             return "disk_low"
         return ""
 
-    def _serve(self, conn: socket.socket, peer: tuple[str, int], serving: bool) -> None:
+    def _serve(self, conn: socket.socket, peer: tuple[str, int], limit: str) -> None:
+        """Serve one connection; ``limit``: the limit that refuses it (``busy``, ``peer_limit``), or ``""``."""
+        serving = not limit
+
         def closed() -> None:  # called once, by this thread or by the reactor
             with self._lock:
                 if serving:
                     self._active -= 1
+                    self._active_by_peer[peer[0]] -= 1
+                    if self._active_by_peer[peer[0]] <= 0:
+                        del self._active_by_peer[peer[0]]
                 else:
                     self._rejecting -= 1
                 self._connections.discard(conn)
@@ -328,7 +358,7 @@ class ListenerSCP:
                 peer,
                 self._config,
                 self._store,
-                lambda: self._busy_reason(serving),
+                lambda: self._busy_reason(limit),
                 on_closed=closed,
                 data_phase=self._reactor if serving else None,
             )

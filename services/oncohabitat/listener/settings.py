@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from oncohabitat.common.polling import DEFAULT_POLL_WINDOW_S
@@ -42,11 +42,22 @@ class ListenerSettings(ServiceSettings):
     tls_ca_file: Path | None = Field(None, description="PEM CA bundle verifying client certificates.")
     tls_require_client_cert: bool = Field(False, description="Refuse TLS peers without a valid client certificate.")
     max_associations: int = Field(10, ge=1, description="Concurrent DICOM associations.")
+    max_associations_per_peer: int = Field(
+        4,
+        ge=1,
+        description="Concurrent DICOM associations from one peer address (<= MAX_ASSOCIATIONS; left unset, it is"
+        " lowered to MAX_ASSOCIATIONS where that is smaller).",
+    )
     acse_timeout_s: float = Field(
         30.0, gt=0, description="TLS handshake + association request, s: a total from the connection, not per read."
     )
     dimse_timeout_s: float = Field(30.0, gt=0, description="Longest gap between fragments of one message, s.")
     network_timeout_s: float = Field(60.0, gt=0, description="Longest idle time between messages, s.")
+    idle_timeout_s: float = Field(
+        10.0,
+        ge=0,
+        description="An established association that has sent no DIMSE message by then is aborted, s (0 = off).",
+    )
     reactor: bool = Field(
         True, description="Serve plain-TCP data phases on one reactor thread (false: a thread per association)."
     )
@@ -87,6 +98,21 @@ class ListenerSettings(ServiceSettings):
     orchestrator_address: str = Field("127.0.0.1:50050", description="Orchestrator HOST:PORT for hand-offs.")
     handoff_timeout_s: float = Field(30.0, gt=0, description="Deadline of one hand-off call, s.")
     handoff_max_backoff_s: float = Field(300.0, gt=0, description="Cap of the hand-off retry backoff, s.")
+
+    @model_validator(mode="after")
+    def _per_peer_within_total(self) -> ListenerSettings:
+        explicit = "max_associations_per_peer" in self.model_fields_set
+        if explicit and self.max_associations_per_peer > self.max_associations:
+            raise ValueError(
+                f"max_associations_per_peer ({self.max_associations_per_peer}) must not exceed max_associations"
+                f" ({self.max_associations})"
+            )
+        return self
+
+    @property
+    def associations_per_peer(self) -> int:
+        """The per-peer association limit actually used (never above ``max_associations``)."""
+        return min(self.max_associations_per_peer, self.max_associations)
 
     @property
     def resolved_store_dir(self) -> Path:
