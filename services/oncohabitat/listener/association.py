@@ -237,6 +237,7 @@ class Association:
         self._setup_deadline = time.monotonic() + config.acse_timeout_s
         self._setting_up = True  # until the A-ASSOCIATE-AC is sent
         self._setup_expired = False
+        self._rejection_audited = False
         #: Until the peer's first DIMSE command: when the association is aborted as idle (set with
         #: the A-ASSOCIATE-AC; guarded by _setup_lock where it is set or cleared).
         self._idle_deadline: float | None = None
@@ -275,7 +276,8 @@ class Association:
             outcome = self.outcome_of(exc)
         if self._setup_expired:
             outcome = "acse_timeout"
-            self._reject_audit(outcome, "")
+            if not self._rejection_audited:  # a refusal whose A-ASSOCIATE-RJ was cut off is audited already
+                self._reject_audit(outcome, "")
         self.end(outcome)
 
     def expire_setup(self, now: float) -> bool:
@@ -415,8 +417,8 @@ class Association:
         refusal = self._refusal(request)
         if refusal is not None:
             reason, triple = refusal
+            self._reject_audit(reason, request.called_ae)  # recorded before the peer learns it
             self._sock.sendall(encode_reject(*triple))
-            self._reject_audit(reason, request.called_ae)
             return False
         results, roles = negotiate_contexts(request, self._config.contexts)
         self._accepted = {int(cx.context_id): cx for cx in results if cx.result == 0x00 and cx.context_id is not None}
@@ -427,9 +429,8 @@ class Association:
             self._setting_up = False
             if self._config.idle_timeout_s > 0:
                 self._idle_deadline = time.monotonic() + self._config.idle_timeout_s
-        self._sock.sendall(encode_accept(request, results, roles, self._config.max_pdu_bytes))
         metrics.ASSOCIATIONS.labels(outcome="accepted").inc()
-        audit.emit(
+        audit.emit(  # recorded before the peer learns it (a peer never acts on an unrecorded association)
             "association_accepted",
             calling_ae=self._calling_ae,
             called_ae=request.called_ae[:16],
@@ -437,6 +438,7 @@ class Association:
             contexts_accepted=len(self._accepted),
             contexts_rejected=len(results) - len(self._accepted),
         )
+        self._sock.sendall(encode_accept(request, results, roles, self._config.max_pdu_bytes))
         return True
 
     def _refusal(self, request: AssociationRequest) -> tuple[str, tuple[int, int, int]] | None:
@@ -453,6 +455,7 @@ class Association:
         return None
 
     def _reject_audit(self, reason: str, called_ae: str) -> None:
+        self._rejection_audited = True
         metrics.ASSOCIATIONS.labels(outcome=reason).inc()
         audit.emit(
             "association_rejected",

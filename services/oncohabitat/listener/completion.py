@@ -7,8 +7,12 @@ under :attr:`HandoffPolicy.ELIGIBLE` an ineligible study ends REJECTED with the 
 reason code, under :attr:`HandoffPolicy.ALL` (default: the orchestrator also serves CT and
 masked single-series studies) it is handed off with its classification recorded.
 
-The state lives in the index (epoch-second times), so completion survives a restart: RECEIVING
-studies whose quiet period elapsed while the listener was down complete on the first poll.
+The state lives in the index (epoch-second times), so completion survives a restart. Time the
+listener was down does not count as quiet: a sender cannot send to a stopped listener, and one
+whose push the restart cut off resumes once it is back. So a RECEIVING study completes once
+``quiet_period_s`` passed since its last instance *and* since the monitor started (:meth:`start`);
+otherwise a restart slower than the quiet period would complete and hand off every study whose push
+it interrupted, half-received, and the resumed push would make each a second job (a re-run).
 """
 
 from __future__ import annotations
@@ -117,12 +121,13 @@ class CompletionMonitor:
         self._policy = handoff_policy
         self._has_pending = has_pending
         self._failing: set[str] = set()  # studies whose last completion attempt raised
+        self._up_since = float("-inf")  # when start() ran (epoch s): quiet time counts from then at the earliest
         interval = poll_interval_s if poll_interval_s is not None else min(1.0, quiet_period_s / 4)
         self._worker = PollingWorker("listener-completion", self.run_once, max(interval, 0.01))
 
     def _due(self, study_key: str, last_received_at: float, now: float) -> str | None:
         """The completion rule that applies now, or None when the study must keep waiting."""
-        quiet = now - last_received_at
+        quiet = now - max(last_received_at, self._up_since)  # downtime is not quiet time (module doc)
         if quiet >= self.quiet_period_s:
             return "quiet period"
         if self._expected and quiet >= self._settle_s:
@@ -193,7 +198,12 @@ class CompletionMonitor:
             self._on_complete(study_key, digest)
 
     def start(self) -> None:
-        """Start the background thread (it checks at once, then every poll interval)."""
+        """Start the background thread (it checks at once, then every poll interval).
+
+        Quiet periods count from now at the earliest (see module doc).
+        """
+        if not self._worker.running:
+            self._up_since = self._clock()
         self._worker.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
