@@ -248,3 +248,17 @@ def test_feature_names_parse(name: str, image_type: str, feature_class: str) -> 
 def test_bad_feature_names_are_refused(name: str) -> None:
     with pytest.raises(ValueError, match="feature name"):
         parse_feature_name(name)
+
+
+def test_a_test_vector_that_expects_no_number_is_refused() -> None:
+    from pydantic import ValidationError
+
+    from oncohabitat.bundles.vectors import VectorFile
+
+    case = {"features": {"tumour/S0/original_firstorder_Mean": 1.0}, "expected": {"risk_group": "high"}}
+    with pytest.raises(ValidationError, match="at least one of score, probability, predicted_value"):
+        VectorFile.model_validate({"cases": [case]})
+    with pytest.raises(ValidationError):
+        VectorFile.model_validate({"cases": []})
+    case["expected"] = {"probability": 0.4, "risk_group": "high"}
+    assert VectorFile.model_validate({"cases": [case]}).cases[0].expected.probability == 0.4

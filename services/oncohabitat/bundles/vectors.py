@@ -9,14 +9,15 @@ File format (JSON, listed under the manifest's ``files`` and named by ``test_vec
                              "risk_group": "high", "survival": [0.9, 0.8], "fallback_used": false}}]}
 
 Expected values are computed independently of the serving engine (the training environment, e.g.
-scikit-learn, or a plain re-implementation of a published formula). ``null`` = not checked.
+scikit-learn, or a plain re-implementation of a published formula). ``null`` = not checked; every case checks
+at least one number.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from oncohabitat.bundles.manifest import FiniteFloat, Strict
 
@@ -32,6 +33,12 @@ class VectorExpectation(Strict):
     risk_group: str | None = None
     survival: list[FiniteFloat] | None = None
     fallback_used: bool = False
+
+    @model_validator(mode="after")
+    def _checks_a_number(self) -> VectorExpectation:
+        if self.score is None and self.probability is None and self.predicted_value is None:
+            raise ValueError("a test vector must expect at least one of score, probability, predicted_value")
+        return self
 
 
 class VectorCase(Strict):
