@@ -90,7 +90,7 @@ def test_the_package_namespace_still_offers_its_names_lazily() -> None:
         "import oncohabitat.dicomio as d\n"
         "assert 'oncohabitat.dicomio.masks' not in sys.modules\n"
         "assert set(d.__all__) == set(d._EXPORTS) and set(d.__all__) <= set(dir(d))\n"
-        "from oncohabitat.dicomio import RoiSelection, load_series, load_mask, build_seg\n"
+        "from oncohabitat.dicomio import RoiSelection, load_series, load_mask\n"
         "assert load_series.__module__ == 'oncohabitat.dicomio.series'\n"
     )
     # here everything is installed: the names resolve (and load their modules) on first use
