@@ -63,16 +63,16 @@ def _segment(study_dir: str, seed: int) -> StudyRun:
     """Load, ONNX-segment (timed, peak RSS), then seeded-FCM-segment (timed) one study (subprocess)."""
     import SimpleITK as sitk
 
+    from oncohabitat.bundles.registry import default_bundle_root
     from oncohabitat.common.codec import VolumeCodec
     from oncohabitat.phantom.study import METADATA_NAME
     from oncohabitat.segmentation.segmenter import Segmenter
     from oncohabitat.segmentation.servicer import SegmentationServicer
-    from oncohabitat.segmentation.settings import default_models_dir
     from oncohabitat.segmentation.study_message import build_study
     from oncohabitat.v1 import segmentation_pb2
 
     codec = VolumeCodec(None)
-    models = default_models_dir()
+    models = default_bundle_root()
     servicer = SegmentationServicer(codec, Segmenter.load(models, models / "profiles.json"))
     metadata = json.loads((Path(study_dir) / METADATA_NAME).read_text())
     centre = metadata["lesion"]["centre_lps_mm"]

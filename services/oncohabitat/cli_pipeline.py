@@ -113,9 +113,9 @@ def analyze(
 ) -> None:
     """Run the whole pipeline on a folder in this process (no servers) and write the results."""
     from oncohabitat.analyze.run import analyze_folder
+    from oncohabitat.bundles.registry import default_bundle_root
     from oncohabitat.common.errors import DomainError
     from oncohabitat.result_view import print_result, state_name
-    from oncohabitat.segmentation.settings import default_models_dir
 
     if not dicom_dir.is_dir():
         raise typer.BadParameter(f"{dicom_dir} is not a folder", param_hint="DIR")
@@ -127,7 +127,7 @@ def analyze(
         outcome = analyze_folder(
             dicom_dir,
             out,
-            models_dir or default_models_dir(),
+            models_dir or default_bundle_root(),
             covariates=_covariates(covariate or []),
             seed_point=_seed(seed_point),
             feature_workers=workers,

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from oncohabitat.bundles.registry import default_bundle_root
 from oncohabitat.common.health_client import check_health
 from oncohabitat.common.topology import DEFAULT_DICOM_PORT, SERVICES, ServiceSpec
 from oncohabitat.common.topology import spec as service_spec
@@ -49,17 +50,11 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
-def default_models_dir() -> Path:
-    """The repository's bundle root ``models/`` (source checkout) or ``./models``."""
-    checkout = Path(__file__).resolve().parents[2] / "models"
-    return checkout if checkout.is_dir() else Path("models").resolve()
-
-
 def platform_environment(data_dir: Path, host: str, overrides: Mapping[str, str]) -> dict[str, str]:
     """Environment shared by every child: data directory, bind host, peer addresses, model bundles."""
     env = dict(os.environ)
     for bundle_user in ("SCORING", "SEGMENTATION", "REGIONS"):  # the orchestrator asks scoring for its models
-        env.setdefault(f"ONCOHABITAT_{bundle_user}_MODELS_DIR", str(default_models_dir()))
+        env.setdefault(f"ONCOHABITAT_{bundle_user}_MODELS_DIR", str(default_bundle_root()))
     env.setdefault("ONCOHABITAT_DATA_DIR", str(data_dir))
     for service in SERVICES:
         env.setdefault(f"{service.env_prefix}DATA_DIR", str(data_dir))

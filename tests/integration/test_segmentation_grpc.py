@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from oncohabitat.bundles.registry import default_bundle_root
 from oncohabitat.common.blobstore import BlobStore
 from oncohabitat.common.channels import make_channel
 from oncohabitat.common.codec import VolumeCodec
@@ -23,7 +24,7 @@ from oncohabitat.common.server import ServiceRuntime
 from oncohabitat.common.service_main import make_runtime
 from oncohabitat.phantom import PhantomStudy, generate_study
 from oncohabitat.segmentation.__main__ import build
-from oncohabitat.segmentation.settings import SegmentationSettings, default_models_dir
+from oncohabitat.segmentation.settings import SegmentationSettings
 from oncohabitat.segmentation.study_message import build_study
 from oncohabitat.v1 import common_pb2, segmentation_pb2, segmentation_pb2_grpc
 
@@ -112,7 +113,7 @@ def test_wrong_number_of_phases_is_invalid_argument(
 
 def test_corrupted_model_stops_the_service_at_start(tmp_path: Path) -> None:
     models = tmp_path / "models"
-    shutil.copytree(default_models_dir(), models)
+    shutil.copytree(default_bundle_root(), models)
     onnx_file = next(models.glob("segmentation/*/*/model.onnx"))
     onnx_file.write_bytes(onnx_file.read_bytes()[:-16] + b"\0" * 16)
     env = {

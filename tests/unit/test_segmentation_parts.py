@@ -12,15 +12,15 @@ import pytest
 import SimpleITK as sitk
 
 from oncohabitat.bundles.errors import BundleError
+from oncohabitat.bundles.registry import default_bundle_root
 from oncohabitat.common.errors import InvalidInputError, NotFoundError
 from oncohabitat.segmentation.model_bundle import CropSpec, PreprocessingSpec, load_segmentation_bundle, parse_manifest
 from oncohabitat.segmentation.preprocess import anterior_axis, breast_crop, prepare, target_grid
 from oncohabitat.segmentation.profiles import load_profiles
 from oncohabitat.segmentation.quality import Outcome, check_mask, fill_holes, mean_enhancement_pct, touches_border
-from oncohabitat.segmentation.settings import default_models_dir
 from oncohabitat.segmentation.sliding_window import patch_starts, sliding_window
 
-MODELS = default_models_dir()
+MODELS = default_bundle_root()
 
 
 def test_check_mask_outcomes_in_order() -> None:

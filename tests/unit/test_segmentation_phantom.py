@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from oncohabitat.bundles.registry import default_bundle_root
 from oncohabitat.common.codec import VolumeCodec
 from oncohabitat.common.errors import InvalidInputError, PreconditionError
 from oncohabitat.phantom import PhantomStudy, generate_study
 from oncohabitat.segmentation.segmenter import Segmenter
 from oncohabitat.segmentation.servicer import SegmentationServicer
-from oncohabitat.segmentation.settings import default_models_dir
 from oncohabitat.segmentation.study_message import build_study
 from oncohabitat.v1 import common_pb2, segmentation_pb2
 
@@ -45,7 +45,7 @@ def codec() -> VolumeCodec:
 
 @pytest.fixture(scope="module")
 def servicer(codec: VolumeCodec) -> SegmentationServicer:
-    models = default_models_dir()
+    models = default_bundle_root()
     return SegmentationServicer(codec, Segmenter.load(models, models / "segmentation" / "profiles.json"))
 
 

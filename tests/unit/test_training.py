@@ -9,8 +9,8 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+from oncohabitat.bundles.registry import default_bundle_root
 from oncohabitat.segmentation.model_bundle import PreprocessingSpec, load_segmentation_bundle
-from oncohabitat.segmentation.settings import default_models_dir
 from oncohabitat_training.cohort import CohortError, discover_cohort
 from oncohabitat_training.dataset import PatchSampler, prepare_case
 from oncohabitat_training.export import ExportCheckError, check_export, export_onnx, network_from_bundle
@@ -104,7 +104,7 @@ def test_recipe_writes_a_bundle_the_service_loads(small_cohort: Path, tmp_path: 
 
 def test_shipped_model_equals_its_torch_network() -> None:
     """The committed ONNX file is this package's U-Net: rebuilt from its weights, torch agrees within 1e-4."""
-    bundle = load_segmentation_bundle(default_models_dir(), "phantom-unet3d", "1.0.0")
+    bundle = load_segmentation_bundle(default_bundle_root(), "phantom-unet3d", "1.0.0")
     net = network_from_bundle(bundle)
     volume = np.random.default_rng(5).normal(0.2, 0.3, size=(1, 2, 32, 48, 64)).astype(np.float32)
     assert check_export(net, bundle.model_bytes, volume) <= 1e-4

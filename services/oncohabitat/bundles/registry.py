@@ -154,6 +154,15 @@ def load_bundles(
 
 
 LOCK_FILE_NAME = "bundles.lock.json"
+
+
+def default_bundle_root() -> Path:
+    """The source checkout's bundle root ``models/`` when running from a checkout, else ``./models`` (images
+    mount their bundles there)."""
+    checkout = Path(__file__).resolve().parents[3] / "models"
+    return checkout if checkout.is_dir() else Path("models").resolve()
+
+
 """Lock file at the bundle root: ``{"<kind>/<id>/<version>": "<manifest sha256>"}`` for every kind."""
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from oncohabitat.bundles.registry import default_bundle_root
 from oncohabitat.common.settings import ServiceSettings
 
 
@@ -23,5 +24,6 @@ class RegionsSettings(ServiceSettings):
     port: int = Field(50053, ge=0, le=65535, description="gRPC port.")
     metrics_port: int = Field(9103, ge=0, le=65535, description="Prometheus /metrics port.")
     models_dir: Path = Field(
-        Path("models"), description="Root of the model bundles; frozen-centroid files are resolved inside it."
+        default_factory=default_bundle_root,
+        description="Root of the model bundles; frozen-centroid files are resolved inside it.",
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from oncohabitat.bundles.registry import default_bundle_root
 from oncohabitat.common.settings import ServiceSettings
 
 
@@ -17,7 +18,9 @@ class ScoringSettings(ServiceSettings):
 
     port: int = Field(50055, ge=0, le=65535, description="gRPC port.")
     metrics_port: int = Field(9105, ge=0, le=65535, description="Prometheus /metrics port.")
-    models_dir: Path = Field(Path("models"), description="Bundle root; scoring bundles are scoring/<id>/<version>/.")
+    models_dir: Path = Field(
+        default_factory=default_bundle_root, description="Bundle root; scoring bundles are scoring/<id>/<version>/."
+    )
     require_lock: bool = Field(
         True,
         description="Refuse to start unless <models_dir>/bundles.lock.json exists; refuse bundles it does not pin.",

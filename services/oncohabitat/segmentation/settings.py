@@ -11,14 +11,9 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from oncohabitat.bundles.registry import default_bundle_root
 from oncohabitat.common.settings import ServiceSettings
 from oncohabitat.segmentation.profiles import PROFILES_FILE_NAME
-
-
-def default_models_dir() -> Path:
-    """The checkout's bundle root ``models/`` when running from a source tree, else ``./models``."""
-    checkout = Path(__file__).resolve().parents[3] / "models"
-    return checkout if checkout.is_dir() else Path("models")
 
 
 class SegmentationSettings(ServiceSettings):
@@ -29,7 +24,7 @@ class SegmentationSettings(ServiceSettings):
     port: int = Field(50052, ge=0, le=65535, description="gRPC port.")
     metrics_port: int = Field(9102, ge=0, le=65535, description="Prometheus /metrics port.")
     models_dir: Path = Field(
-        default_factory=default_models_dir,
+        default_factory=default_bundle_root,
         description="Bundle root; segmentation bundles are <models_dir>/segmentation/<id>/<version>/.",
     )
     profiles_file: Path | None = Field(
