@@ -9,7 +9,8 @@ import numpy as np
 
 from benchmarks.runner import Measurement, best_of, register
 from oncohabitat.common.blobstore import BlobStore
-from oncohabitat.common.codec import Geometry, VolumeCodec
+from oncohabitat.common.codec import VolumeCodec
+from oncohabitat.common.volume import Geometry
 from oncohabitat.v1 import common_pb2
 
 

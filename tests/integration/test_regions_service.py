@@ -16,15 +16,16 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from oncohabitat.common.blobstore import BlobStore
-from oncohabitat.common.codec import Geometry, VolumeCodec
+from oncohabitat.common.codec import VolumeCodec
 from oncohabitat.common.errors import error_detail_from
 from oncohabitat.common.health_client import check_health
+from oncohabitat.common.phases import select_phases
 from oncohabitat.common.server import ServiceRuntime
 from oncohabitat.common.service_main import make_runtime
+from oncohabitat.common.volume import Geometry
 from oncohabitat.regions.__main__ import build
 from oncohabitat.regions.frozen import fit_population_habitats, write_frozen_habitats
 from oncohabitat.regions.habitats import voxel_features
-from oncohabitat.regions.phases import select_phases
 from oncohabitat.regions.pipeline import build_regions
 from oncohabitat.regions.profile import RegionProfile
 from oncohabitat.regions.settings import RegionsSettings

@@ -9,8 +9,9 @@ import pytest
 import SimpleITK as sitk
 
 from oncohabitat.common.blobstore import BlobStore
-from oncohabitat.common.codec import Geometry, VolumeCodec
+from oncohabitat.common.codec import VolumeCodec
 from oncohabitat.common.errors import InvalidInputError, NotFoundError
+from oncohabitat.common.volume import Geometry
 from oncohabitat.v1 import common_pb2
 
 ODD_GEOMETRY = Geometry(

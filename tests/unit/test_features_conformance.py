@@ -14,7 +14,7 @@ import SimpleITK as sitk
 from radiomics import featureextractor
 
 from oncohabitat.bundles.plan import ExtractionPlan
-from oncohabitat.common.codec import Geometry
+from oncohabitat.common.volume import Geometry
 from oncohabitat.features.engine import extract_plan, image_input
 from oncohabitat.features.study import RegionMask, StudyInputs
 

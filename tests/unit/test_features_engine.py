@@ -9,7 +9,7 @@ import SimpleITK as sitk
 from scipy import stats
 
 from oncohabitat.bundles.plan import ExtractionPlan, FixedRangeNormalisation, ParenchymaMeanNormalisation
-from oncohabitat.common.codec import Geometry
+from oncohabitat.common.volume import Geometry
 from oncohabitat.features.engine import extract_plan
 from oncohabitat.features.errors import FeatureExtractionError
 from oncohabitat.features.normalise import NormalisationError, normalise_image, parenchyma_mean

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from oncohabitat.common.codec import Geometry
+from oncohabitat.common.volume import Geometry
 from oncohabitat.features.engine import InlineRunner, extract_plan, image_input
 from oncohabitat.features.passes import GroupResult, GroupTask
 from oncohabitat.features.study import RegionMask, StudyInputs

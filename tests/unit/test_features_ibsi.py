@@ -9,7 +9,7 @@ import pytest
 import SimpleITK as sitk
 
 from oncohabitat.bundles.plan import ExtractionPlan
-from oncohabitat.common.codec import Geometry
+from oncohabitat.common.volume import Geometry
 from oncohabitat.features.engine import extract_plan, image_input
 from oncohabitat.features.study import RegionMask, StudyInputs
 

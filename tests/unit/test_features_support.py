@@ -15,7 +15,8 @@ import SimpleITK as sitk
 from radiomics import featureextractor, getFeatureClasses
 
 from oncohabitat.bundles.plan import ExtractionPlan
-from oncohabitat.common.codec import Geometry
+from oncohabitat.common.phases import select_phases
+from oncohabitat.common.volume import Geometry
 from oncohabitat.features.engine import PlanExtraction
 from oncohabitat.features.study import (
     ImageInput,
@@ -25,7 +26,6 @@ from oncohabitat.features.study import (
     canonical_regions,
     region_on_grid,
 )
-from oncohabitat.regions.phases import select_phases
 from oncohabitat.regions.pipeline import RegionsResult, build_regions
 from oncohabitat.regions.profile import RegionProfile
 from tests.unit.test_regions_phantom_support import LoadedPhantom
@@ -109,7 +109,7 @@ def phantom_inputs(phantom: LoadedPhantom, profile: Mapping[str, Any] | None = N
     settings = {"derived_images": ALL_DERIVED, **(profile or {})}
     result = build_regions(select_phases(phantom.phases), phantom.tumour, RegionProfile.model_validate(settings))
     images = {f"S{phase.index}": ImageInput(phase.array, phase.geometry) for phase in phantom.phases}
-    grid: Geometry = result.grid.geometry
+    grid: Geometry = result.geometry
     images.update({name: ImageInput(array, grid) for name, array in result.derived_images.items()})
     tables = [
         LabelTable(region_map.array, grid, {entry.value: entry.name for entry in region_map.labels})

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from oncohabitat.common.blobstore import BlobStore
-from oncohabitat.common.codec import Geometry, VolumeCodec
+from oncohabitat.common.codec import VolumeCodec
 from oncohabitat.common.errors import InvalidInputError
+from oncohabitat.common.volume import Geometry
 from oncohabitat.regions.breast import compute_breast_mask
 from oncohabitat.regions.profile import BreastMaskSettings
 from oncohabitat.regions.servicer import RegionsServicer

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from oncohabitat.common.codec import Geometry
 from oncohabitat.common.errors import InvalidInputError
-from oncohabitat.regions.grid import Box, Grid, bounding_box, map_mask_to_grid, margin_voxels, orientation_of, sub_grid
-from oncohabitat.regions.phases import PhaseInput, select_phases
+from oncohabitat.common.phases import PhaseInput, select_phases
+from oncohabitat.common.volume import Geometry
+from oncohabitat.regions.grid import Box, bounding_box, map_mask_to_grid, margin_voxels, orientation_of, sub_grid
 
 OBLIQUE = Geometry(
     spacing=(0.8, 0.9, 2.0),
@@ -19,12 +19,11 @@ OBLIQUE = Geometry(
 
 
 def test_sub_grid_origin_is_the_physical_point_of_the_box_start() -> None:
-    grid = Grid((10, 12, 14), OBLIQUE)
     box = Box((2, 3, 4), (7, 9, 11))
-    cropped = sub_grid(grid, box)
+    cropped = sub_grid(OBLIQUE, box)
     image = OBLIQUE.apply(sitk.Image([14, 12, 10], sitk.sitkUInt8))
-    assert cropped.geometry.origin == pytest.approx(image.TransformIndexToPhysicalPoint((4, 3, 2)))
-    assert cropped.shape == (5, 6, 7) and cropped.geometry.spacing == OBLIQUE.spacing
+    assert cropped.origin == pytest.approx(image.TransformIndexToPhysicalPoint((4, 3, 2)))
+    assert box.shape == (5, 6, 7) and cropped.spacing == OBLIQUE.spacing
 
 
 def test_bounding_box_with_margin_is_clipped() -> None:
@@ -37,23 +36,23 @@ def test_bounding_box_with_margin_is_clipped() -> None:
 
 
 def test_mask_on_a_sub_grid_is_mapped_onto_the_phase_grid() -> None:
-    grid = Grid((10, 12, 14), OBLIQUE)
-    full = np.zeros(grid.shape, dtype=bool)
+    shape = (10, 12, 14)
+    full = np.zeros(shape, dtype=bool)
     full[3:6, 4:8, 5:9] = True
     box = Box((2, 3, 4), (8, 10, 12))
-    mapped = map_mask_to_grid(full[box.slices].astype(np.uint8) * 7, sub_grid(grid, box).geometry, grid)
+    mapped = map_mask_to_grid(full[box.slices].astype(np.uint8) * 7, sub_grid(OBLIQUE, box), shape, OBLIQUE)
     np.testing.assert_array_equal(mapped, full)
-    assert map_mask_to_grid(full, grid.geometry, grid) is not None
+    assert map_mask_to_grid(full, OBLIQUE, shape, OBLIQUE) is not None
 
 
 def test_empty_or_outside_masks_are_refused() -> None:
-    grid = Grid((10, 12, 14), OBLIQUE)
+    shape = (10, 12, 14)
     with pytest.raises(InvalidInputError) as empty:
-        map_mask_to_grid(np.zeros(grid.shape, dtype=np.uint8), grid.geometry, grid)
+        map_mask_to_grid(np.zeros(shape, dtype=np.uint8), OBLIQUE, shape, OBLIQUE)
     assert empty.value.reason == "MASK_EMPTY"
     far = Geometry(spacing=OBLIQUE.spacing, origin=(500.0, 500.0, 500.0), direction=OBLIQUE.direction)
     with pytest.raises(InvalidInputError) as outside:
-        map_mask_to_grid(np.ones((3, 3, 3), dtype=np.uint8), far, grid)
+        map_mask_to_grid(np.ones((3, 3, 3), dtype=np.uint8), far, shape, OBLIQUE)
     assert outside.value.reason == "MASK_OUTSIDE_IMAGE"
 
 
@@ -76,7 +75,7 @@ def _phase(index: int, array: np.ndarray, geometry: Geometry = OBLIQUE) -> Phase
 def test_phase_validation() -> None:
     ok = np.zeros((4, 5, 6), dtype=np.int16)
     phases = select_phases([_phase(0, ok), _phase(1, ok), PhaseInput("subtraction", 9, 0.0, ok[:2], OBLIQUE)])
-    assert phases.indices == [0, 1] and phases.grid.shape == (4, 5, 6)
+    assert phases.indices == [0, 1] and phases.shape == (4, 5, 6)
     shifted = Geometry(spacing=OBLIQUE.spacing, origin=(0.0, 0.0, 0.0), direction=OBLIQUE.direction)
     cases = [
         ([_phase(0, ok), _phase(1, ok, shifted)], "GRID_MISMATCH"),

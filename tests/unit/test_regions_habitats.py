@@ -10,6 +10,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from oncohabitat.common.errors import InvalidInputError, NotFoundError, PreconditionError
+from oncohabitat.common.phases import select_phases
 from oncohabitat.regions.frozen import (
     FrozenHabitats,
     fit_population_habitats,
@@ -17,7 +18,6 @@ from oncohabitat.regions.frozen import (
     write_frozen_habitats,
 )
 from oncohabitat.regions.habitats import build_habitats, voxel_features
-from oncohabitat.regions.phases import select_phases
 from oncohabitat.regions.pipeline import RegionsResult, build_regions
 from oncohabitat.regions.profile import FrozenCentroidsRef, HabitatSettings, RegionProfile, SupervoxelSettings
 from tests.unit.test_regions_phantom_support import LoadedPhantom, load_phantom

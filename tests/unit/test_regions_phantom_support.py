@@ -9,10 +9,11 @@ import numpy as np
 import numpy.typing as npt
 import SimpleITK as sitk
 
-from oncohabitat.common.codec import Geometry, VolumeCodec
+from oncohabitat.common.codec import VolumeCodec
+from oncohabitat.common.phases import PhaseInput
+from oncohabitat.common.volume import Geometry
 from oncohabitat.dicomio import load_series
 from oncohabitat.phantom import PhantomStudy, generate_study
-from oncohabitat.regions.phases import PhaseInput
 from oncohabitat.v1 import common_pb2
 
 

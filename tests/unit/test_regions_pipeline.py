@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from oncohabitat.common.errors import InvalidInputError
-from oncohabitat.regions.phases import select_phases
+from oncohabitat.common.phases import select_phases
 from oncohabitat.regions.pipeline import RegionsResult, build_regions
 from oncohabitat.regions.profile import RegionProfile
 from tests.unit.test_regions_phantom_support import LoadedPhantom, load_phantom
@@ -40,9 +40,9 @@ def test_default_regions_names_and_grid(small: LoadedPhantom) -> None:
         "breast_left",
     ]
     # crop = tumour box + 20 mm (+1 voxel) on the 3 mm grid: 8 voxels each side where the volume allows
-    assert all(m.array.shape == result.grid.shape == result.box.shape for m in result.maps)
+    assert all(m.array.shape == result.box.shape == result.box.shape for m in result.maps)
     np.testing.assert_array_equal(_map(result, "tumour"), small.tumour[result.box.slices])
-    assert np.prod(result.grid.shape) < 0.5 * small.tumour.size
+    assert np.prod(result.box.shape) < 0.5 * small.tumour.size
     assert set(result.derived_images) == {"PE", "SER", "WIS", "WOS"}
     for values in result.derived_images.values():
         assert values.dtype == np.float32 and np.isfinite(values).all()
@@ -72,7 +72,7 @@ def test_rings_exclude_the_tumour_and_stay_in_the_tumour_side_breast(small: Load
 def test_full_output_grid_holds_the_crop(small: LoadedPhantom) -> None:
     crop = _run(small)
     full = _run(small, output_grid="full")
-    assert full.grid.shape == small.tumour.shape
+    assert full.box.shape == small.tumour.shape
     for a, b in zip(crop.maps, full.maps, strict=True):
         np.testing.assert_array_equal(b.array[crop.box.slices], a.array)
         outside = np.ones(b.array.shape, dtype=bool)

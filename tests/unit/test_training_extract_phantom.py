@@ -14,7 +14,7 @@ import SimpleITK as sitk
 
 from oncohabitat.bundles.canonical import parse_canonical_name
 from oncohabitat.bundles.plan import ExtractionPlan
-from oncohabitat.common.codec import Geometry
+from oncohabitat.common.volume import Geometry
 from oncohabitat.dicomio import RoiSelection
 from oncohabitat.features.full import full_row
 from oncohabitat.features.study import ImageInput, LabelTable, StudyInputs, canonical_regions
@@ -76,9 +76,9 @@ def _engine_row(case: Path, plan: ExtractionPlan) -> dict[str, float]:
     ]
     phase_set = select_phases(phases)
     mask = sitk.ReadImage(str(case / "ground_truth" / "tumour_mask.nrrd"))
-    tumour = map_mask_to_grid(sitk.GetArrayFromImage(mask), Geometry.of(mask), phase_set.grid)
+    tumour = map_mask_to_grid(sitk.GetArrayFromImage(mask), Geometry.of(mask), phase_set.shape, phase_set.geometry)
     regions = build_regions(phase_set, tumour, parse_profile(json.dumps(regions_profile(plan))))
-    grid = regions.grid.geometry
+    grid = regions.geometry
     images = {f"S{p.index}": ImageInput(p.array, p.geometry) for p in phases}
     images |= {name: ImageInput(array, grid) for name, array in regions.derived_images.items()}
     tables = [LabelTable(m.array.astype(np.int64), grid, {e.value: e.name for e in m.labels}) for m in regions.maps]
@@ -95,7 +95,8 @@ def test_table_has_canonical_columns_and_the_engine_values(
     cohort: tuple[Path, Path], plan: ExtractionPlan, local_table: Path
 ) -> None:
     frame = pd.read_parquet(local_table)
-    fixed = ["patient_id", "split", "outcome.time", "outcome.event", "clinical.age"]
+    outcomes = ["time", "event", "pcr", "target", "lp", "high_risk"]  # the phantom cohort file's, in schema order
+    fixed = ["patient_id", "split", *(f"outcome.{name}" for name in outcomes), "clinical.age"]
     assert list(frame.columns) == fixed + list(plan.features)
     for name in plan.features:
         parse_canonical_name(name)

@@ -13,7 +13,7 @@ import SimpleITK as sitk
 import yaml
 
 from oncohabitat.bundles import load_bundle, read_lock
-from oncohabitat.common.codec import Geometry
+from oncohabitat.common.volume import Geometry
 from oncohabitat.phantom.cohort import generate_cohort
 from oncohabitat.regions import build_regions, load_frozen_habitats, select_phases
 from oncohabitat.regions.grid import map_mask_to_grid
@@ -137,7 +137,7 @@ def _regions_of(case: Path, profile: RegionProfile, models: Path) -> dict[str, d
     loaded = load_phases(patient)
     mask = read_image(case / "ground_truth" / "tumour_mask.nrrd", "mask")
     phases = select_phases(phase_inputs(loaded))
-    tumour = map_mask_to_grid(sitk.GetArrayFromImage(mask), Geometry.of(mask), phases.grid)
+    tumour = map_mask_to_grid(sitk.GetArrayFromImage(mask), Geometry.of(mask), phases.shape, phases.geometry)
     assert profile.habitats.frozen_centroids is not None
     frozen = load_frozen_habitats(models, profile.habitats.frozen_centroids)
     result = build_regions(phases, tumour, profile, frozen)

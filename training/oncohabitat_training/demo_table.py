@@ -38,11 +38,11 @@ import pandas as pd
 import SimpleITK as sitk
 
 from oncohabitat.bundles.plan import ExtractionPlan
-from oncohabitat.common.codec import Geometry
+from oncohabitat.common.phases import PhaseInput, select_phases
+from oncohabitat.common.volume import Geometry
 from oncohabitat.dicomio import load_series
 from oncohabitat.features.full import full_row
 from oncohabitat.features.study import ImageInput, LabelTable, StudyInputs, canonical_regions
-from oncohabitat.regions.phases import PhaseInput, select_phases
 from oncohabitat.regions.pipeline import build_regions
 from oncohabitat.regions.profile import RegionProfile
 
@@ -74,7 +74,7 @@ def study_row(case_dir: Path, plan: ExtractionPlan) -> dict[str, float]:
     profile = RegionProfile.model_validate(plan.region_profile)
     result = build_regions(select_phases(phases), mask, profile)
     images = {f"S{phase.index}": ImageInput(phase.array, phase.geometry) for phase in phases}
-    grid = result.grid.geometry
+    grid = result.geometry
     images.update({name: ImageInput(array, grid) for name, array in result.derived_images.items()})
     tables = [
         LabelTable(region_map.array, grid, {entry.value: entry.name for entry in region_map.labels})

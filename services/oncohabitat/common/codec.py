@@ -1,8 +1,8 @@
 """Exact conversion between numpy / SimpleITK volumes and the ``Volume`` proto.
 
-Conventions (also in ``protos/oncohabitat/v1/common.proto``): numpy arrays are (z, y, x), C order; spacing
-(mm), origin (mm, LPS) and direction (row-major 3x3, columns = axis directions) follow SimpleITK's (x, y, z)
-order. Voxels are sent little-endian; a round trip is bit-for-bit (values, dtype and geometry).
+The imaging model (array + :class:`~oncohabitat.common.volume.Geometry`, axis order and units) is
+:mod:`oncohabitat.common.volume`. Voxels are sent little-endian; a round trip is bit-for-bit (values, dtype and
+geometry).
 
 Arrays above ``inline_limit_bytes`` go to the :class:`~oncohabitat.common.blobstore.BlobStore` and travel as a
 reference, so no message approaches gRPC's size limits.
@@ -11,7 +11,6 @@ reference, so no message approaches gRPC's size limits.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,6 +18,7 @@ import numpy.typing as npt
 
 from oncohabitat.common.blobstore import BlobStore
 from oncohabitat.common.errors import InvalidInputError
+from oncohabitat.common.volume import Geometry, Volume
 from oncohabitat.v1 import common_pb2
 
 if TYPE_CHECKING:
@@ -40,36 +40,6 @@ _DTYPES: dict[common_pb2.DType, np.dtype] = {
     common_pb2.DTYPE_FLOAT64: np.dtype("<f8"),
 }
 _CODES = {dtype.newbyteorder("="): code for code, dtype in _DTYPES.items()}
-IDENTITY_DIRECTION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """Physical grid of a volume: spacing (mm), origin (mm, LPS), direction (row-major 3x3), all (x, y, z)."""
-
-    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    direction: tuple[float, ...] = field(default=IDENTITY_DIRECTION)
-
-    @classmethod
-    def of(cls, image: sitk.Image) -> Geometry:
-        """Geometry of a SimpleITK image."""
-        spacing = image.GetSpacing()
-        origin = image.GetOrigin()
-        return cls(
-            spacing=(spacing[0], spacing[1], spacing[2]),
-            origin=(origin[0], origin[1], origin[2]),
-            direction=tuple(image.GetDirection()),
-        )
-
-    def apply(self, image: sitk.Image) -> sitk.Image:
-        """Set this geometry on ``image`` (in place) and return it."""
-        image.SetSpacing(self.spacing)
-        image.SetOrigin(self.origin)
-        image.SetDirection(self.direction)
-        return image
-
-
 #: Largest voxel count a decoded volume may claim (2**31: beyond it, sizes overflow int32 in ITK and numpy indexing).
 MAX_VOXELS = 2**31 - 1
 
@@ -151,6 +121,15 @@ class VolumeCodec:
             )
         array = np.frombuffer(raw, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=True)
         return array, geometry
+
+    def encode_volume(self, volume: Volume) -> common_pb2.Volume:
+        """:class:`~oncohabitat.common.volume.Volume` -> Volume proto."""
+        return self.encode_array(volume.array, volume.geometry)
+
+    def decode_volume(self, volume: common_pb2.Volume) -> Volume:
+        """Volume proto -> :class:`~oncohabitat.common.volume.Volume` (validated, native byte order)."""
+        array, geometry = self.decode_array(volume)
+        return Volume(array, geometry)
 
     def encode_image(self, image: sitk.Image) -> common_pb2.Volume:
         """SimpleITK image (scalar, 3D) -> Volume."""

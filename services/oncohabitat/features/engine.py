@@ -27,7 +27,7 @@ import SimpleITK as sitk
 from oncohabitat.bundles.canonical import CanonicalName
 from oncohabitat.bundles.names import FeatureName, parse_feature_name
 from oncohabitat.bundles.plan import ExtractionPlan, NoNormalisation
-from oncohabitat.common.codec import Geometry
+from oncohabitat.common.volume import Geometry
 from oncohabitat.features import errors, limits
 from oncohabitat.features.errors import FeatureExtractionError
 from oncohabitat.features.families import Missing, kinetic_statistic, msi_value, stats_value

@@ -36,7 +36,7 @@ import numpy.typing as npt
 import SimpleITK as sitk
 
 from oncohabitat.bundles.names import SHAPE_CLASSES
-from oncohabitat.common.codec import Geometry
+from oncohabitat.common.volume import Geometry
 from oncohabitat.features import errors, limits
 from oncohabitat.features.errors import FeatureExtractionError
 from oncohabitat.features.grouping import Key

@@ -1,6 +1,6 @@
 """The inputs of a plan extraction: images, regions, MSI values, statistics (no pyradiomics here).
 
-Arrays are numpy ``(z, y, x)``; geometry is :class:`~oncohabitat.common.codec.Geometry` (spacing and origin in
+Arrays are numpy ``(z, y, x)``; geometry is :class:`~oncohabitat.common.volume.Geometry` (spacing and origin in
 mm, (x, y, z) order; direction row-major). A region may lie on another grid than an image as long as both grids
 share spacing and direction and their origins differ by whole voxels (the regions service's ``crop`` output grid
 is such a sub-grid of the phase grid): :func:`region_on_grid` moves it by index offsets, never by resampling.
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from oncohabitat.common.codec import Geometry
+from oncohabitat.common.volume import Geometry
 from oncohabitat.features import errors
 from oncohabitat.features.errors import FeatureExtractionError
 

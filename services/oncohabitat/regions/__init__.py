@@ -1,11 +1,12 @@
 """Regions service: derived DCE maps, breast mask, peritumoral ring, stroma band, habitats and MSI features.
 
-Domain modules (plain, typed, unit-tested): :mod:`.profile` (the RegionProfile), :mod:`.phases`,
+Domain modules (plain, typed, unit-tested): :mod:`.profile` (the RegionProfile),
 :mod:`.grid`, :mod:`.kinetics`, :mod:`.breast`, :mod:`.bands`, :mod:`.clustering`, :mod:`.habitats`,
 :mod:`.frozen`, :mod:`.msi`, :mod:`.statistics` and :mod:`.pipeline` (``build_regions``); the gRPC servicer
-in :mod:`.servicer` only converts messages.
+in :mod:`.servicer` only converts messages. Phases are :mod:`oncohabitat.common.phases`.
 """
 
+from oncohabitat.common.phases import PhaseInput, PhaseSet, select_phases
 from oncohabitat.regions.frozen import (
     FrozenHabitats,
     fit_population_habitats,
@@ -14,7 +15,6 @@ from oncohabitat.regions.frozen import (
 )
 from oncohabitat.regions.habitats import HabitatResult, build_habitats, voxel_features
 from oncohabitat.regions.msi import msi_features, msi_matrix
-from oncohabitat.regions.phases import PhaseInput, PhaseSet, select_phases
 from oncohabitat.regions.pipeline import RegionMap, RegionsResult, build_regions
 from oncohabitat.regions.profile import RegionProfile, parse_profile
 

@@ -1,9 +1,8 @@
-"""Voxel grids: equality, sub-grid crops, mask mapping and patient orientation.
+"""Crops, mask mapping and patient orientation over the imaging model (:mod:`oncohabitat.common.volume`).
 
-Arrays are numpy (z, y, x); :class:`~oncohabitat.common.codec.Geometry` holds spacing (mm), origin (mm, LPS)
-and direction (row-major 3x3, columns = unit vectors of the x, y, z image axes) in SimpleITK's (x, y, z)
-order. A crop is a sub-grid: same spacing and direction, origin moved by a whole number of voxels, so crop
-arrays align voxel for voxel with the full grid.
+Arrays are numpy (z, y, x); a grid is a shape and a :class:`~oncohabitat.common.volume.Geometry` (SimpleITK
+(x, y, z) order, mm). A crop is a sub-grid: same spacing and direction, origin moved by a whole number of
+voxels, so crop arrays align voxel for voxel with the full grid.
 """
 
 from __future__ import annotations
@@ -16,49 +15,11 @@ import numpy as np
 import numpy.typing as npt
 import SimpleITK as sitk
 
-from oncohabitat.common.codec import Geometry
 from oncohabitat.common.errors import InvalidInputError
+from oncohabitat.common.volume import Geometry, Shape
 from oncohabitat.regions import errors
 
-Shape = tuple[int, int, int]
 BoolArray = npt.NDArray[np.bool_]
-
-#: Tolerance (mm) on origins and spacings, and on direction cosines, when comparing grids.
-GRID_TOLERANCE_MM = 1e-3
-DIRECTION_TOLERANCE = 1e-5
-
-
-@dataclass(frozen=True)
-class Grid:
-    """A voxel grid: numpy shape (z, y, x) and geometry (SimpleITK (x, y, z) order)."""
-
-    shape: Shape
-    geometry: Geometry
-
-    @property
-    def spacing_zyx(self) -> tuple[float, float, float]:
-        """Voxel spacing (mm) in numpy axis order (z, y, x)."""
-        sx, sy, sz = self.geometry.spacing
-        return (sz, sy, sx)
-
-    @property
-    def voxel_volume_ml(self) -> float:
-        """Volume of one voxel (mL; 1 mL = 1000 mm^3)."""
-        return math.prod(self.geometry.spacing) / 1000.0
-
-    @property
-    def voxel_volume_mm3(self) -> float:
-        """Volume of one voxel (mm^3)."""
-        return math.prod(self.geometry.spacing)
-
-    def matches(self, other: Grid) -> bool:
-        """Same shape, spacing, origin and direction (within the tolerances)."""
-        return (
-            self.shape == other.shape
-            and np.allclose(self.geometry.spacing, other.geometry.spacing, rtol=0.0, atol=GRID_TOLERANCE_MM)
-            and np.allclose(self.geometry.origin, other.geometry.origin, rtol=0.0, atol=GRID_TOLERANCE_MM)
-            and np.allclose(self.geometry.direction, other.geometry.direction, rtol=0.0, atol=DIRECTION_TOLERANCE)
-        )
 
 
 @dataclass(frozen=True)
@@ -88,17 +49,16 @@ class Box:
         return cls((0, 0, 0), shape)
 
 
-def sub_grid(grid: Grid, box: Box) -> Grid:
-    """The grid of ``box``: same spacing and direction, origin at the box's first voxel."""
-    direction = np.asarray(grid.geometry.direction, dtype=np.float64).reshape(3, 3)
-    offset_xyz = np.array([box.start[2], box.start[1], box.start[0]], dtype=np.float64) * grid.geometry.spacing
-    origin = np.asarray(grid.geometry.origin) + direction @ offset_xyz
-    geometry = Geometry(
-        spacing=grid.geometry.spacing,
+def sub_grid(geometry: Geometry, box: Box) -> Geometry:
+    """The geometry of ``box`` (shape ``box.shape``): same spacing and direction, origin at the box's first voxel."""
+    direction = geometry.direction_matrix
+    offset_xyz = np.array([box.start[2], box.start[1], box.start[0]], dtype=np.float64) * geometry.spacing
+    origin = np.asarray(geometry.origin) + direction @ offset_xyz
+    return Geometry(
+        spacing=geometry.spacing,
         origin=(float(origin[0]), float(origin[1]), float(origin[2])),
-        direction=grid.geometry.direction,
+        direction=geometry.direction,
     )
-    return Grid(box.shape, geometry)
 
 
 def margin_voxels(margin_mm: float, spacing_zyx: tuple[float, float, float], in_plane_only: bool) -> Shape:
@@ -119,8 +79,10 @@ def bounding_box(mask: BoolArray, margin: Shape) -> Box:
     return Box((start[0], start[1], start[2]), (stop[0], stop[1], stop[2]))
 
 
-def map_mask_to_grid(mask: npt.NDArray[np.generic], mask_geometry: Geometry, grid: Grid) -> BoolArray:
-    """Tumour mask (non-zero voxels) on ``grid``.
+def map_mask_to_grid(
+    mask: npt.NDArray[np.generic], mask_geometry: Geometry, shape: Shape, geometry: Geometry
+) -> BoolArray:
+    """Tumour mask (non-zero voxels) on the grid ``shape`` (z, y, x) x ``geometry``.
 
     Same grid: used as is. Otherwise the mask is resampled onto the grid with nearest-neighbour
     interpolation (SimpleITK), voxels outside the mask's extent counting as background.
@@ -131,11 +93,10 @@ def map_mask_to_grid(mask: npt.NDArray[np.generic], mask_geometry: Geometry, gri
     binary = np.asarray(mask) != 0
     if not binary.any():
         raise InvalidInputError(errors.MASK_EMPTY, "the tumour mask has no voxel", "tumour_mask")
-    mask_shape = (binary.shape[0], binary.shape[1], binary.shape[2])
-    if Grid(mask_shape, mask_geometry).matches(grid):
+    if binary.shape == shape and mask_geometry.matches(geometry):
         return binary
-    source = mask_geometry.apply(sitk.GetImageFromArray(binary.astype(np.uint8)))
-    reference = grid.geometry.apply(sitk.Image([grid.shape[2], grid.shape[1], grid.shape[0]], sitk.sitkUInt8))
+    source = mask_geometry.sitk_image(binary.astype(np.uint8))
+    reference = geometry.apply(sitk.Image([shape[2], shape[1], shape[0]], sitk.sitkUInt8))
     resampled = sitk.Resample(source, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     mapped = sitk.GetArrayFromImage(resampled) != 0
     if not mapped.any():

@@ -22,14 +22,15 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from oncohabitat.common.phases import PhaseSet
+from oncohabitat.common.volume import Geometry
 from oncohabitat.regions.bands import band, surface_distance_mm
 from oncohabitat.regions.breast import LEFT, RIGHT, BreastMask, compute_breast_mask
 from oncohabitat.regions.frozen import FrozenHabitats
-from oncohabitat.regions.grid import Box, Grid, bounding_box, margin_voxels, sub_grid
+from oncohabitat.regions.grid import Box, bounding_box, margin_voxels, sub_grid
 from oncohabitat.regions.habitats import HabitatResult, build_habitats
 from oncohabitat.regions.kinetics import check_available, check_times, compute_derived, phase_needs, resolve_roles
 from oncohabitat.regions.msi import msi_features, msi_matrix
-from oncohabitat.regions.phases import PhaseSet
 from oncohabitat.regions.profile import RegionProfile
 from oncohabitat.regions.statistics import RegionStatistics, region_statistics
 
@@ -60,9 +61,9 @@ class RegionMap:
 
 @dataclass(frozen=True)
 class RegionsResult:
-    """Everything BuildRegions returns, on ``grid`` (the output grid)."""
+    """Everything BuildRegions returns, on the output grid: ``box.shape`` (z, y, x) x ``geometry``."""
 
-    grid: Grid
+    geometry: Geometry
     box: Box
     maps: tuple[RegionMap, ...]
     derived_images: Mapping[str, Float32Array]
@@ -98,7 +99,7 @@ def _tumour_side(breast_crop: LabelArray, tumour: BoolArray) -> int | None:
 
 def parenchyma_s0_mean(phases: PhaseSet, s0: int, breast: BreastMask, tumour: BoolArray) -> float | None:
     """Mean (float64) of phase ``s0`` over the whole-volume breast mask minus ``tumour``; None when empty."""
-    parenchyma = (breast.on_box(Box.whole(phases.grid.shape)) > 0) & ~tumour
+    parenchyma = (breast.on_box(Box.whole(phases.shape)) > 0) & ~tumour
     if not parenchyma.any():
         return None
     return float(np.asarray(phases.arrays[s0][parenchyma], dtype=np.float64).mean())
@@ -113,7 +114,7 @@ def _habitat_regions(
     maps: Mapping[str, Float32Array],
     stats_maps: Mapping[str, Float32Array],
     profile: RegionProfile,
-    grid: Grid,
+    grid: Geometry,
     frozen: FrozenHabitats | None,
 ) -> tuple[HabitatResult, RegionMap, list[RegionStatistics], dict[str, float], npt.NDArray[np.int64] | None]:
     habitats = build_habitats(tumour, maps, profile.habitats, grid.spacing_zyx, frozen)
@@ -150,7 +151,7 @@ def _band_regions(
     allowed: BoolArray | None,
     stats_maps: Mapping[str, Float32Array],
     profile: RegionProfile,
-    grid: Grid,
+    grid: Geometry,
 ) -> tuple[list[RegionMap], list[RegionStatistics]]:
     widths = [
         ("peritumoral_ring", profile.ring_width_mm, "peritumoral ring"),
@@ -172,7 +173,7 @@ def _band_regions(
     return maps, statistics
 
 
-def _breast_regions(breast: BreastMask, crop: LabelArray, grid: Grid) -> tuple[RegionMap, list[RegionStatistics]]:
+def _breast_regions(breast: BreastMask, crop: LabelArray, grid: Geometry) -> tuple[RegionMap, list[RegionStatistics]]:
     if breast.split:
         entries: tuple[LabelEntry, ...] = (
             LabelEntry(RIGHT, "breast_right", "right breast"),
@@ -198,7 +199,7 @@ def build_regions(
     """Build every region and map the profile asks for.
 
     Args:
-        phases: validated phases on one grid (:func:`oncohabitat.regions.phases.select_phases`).
+        phases: validated phases on one grid (:func:`oncohabitat.common.phases.select_phases`).
         tumour: tumour mask on the phase grid (z, y, x), at least one voxel.
         profile: the region profile.
         frozen: verified frozen centroids (frozen habitat mode only).
@@ -206,14 +207,14 @@ def build_regions(
     Raises:
         InvalidInputError: missing phases (``PHASE_MISSING`` naming the role), bad times, unfit centroids.
     """
-    grid = phases.grid
+    grid = phases.geometry
     roles = resolve_roles(profile.kinetics, phases.indices)
     needed = _needed_maps(profile)
     check_available(needed, roles, phases.indices)
     check_times(needed, roles, phases.times_s)
 
     if profile.output_grid == "full":
-        box = Box.whole(grid.shape)
+        box = Box.whole(phases.shape)
     else:
         margin = margin_voxels(profile.margin_mm(), grid.spacing_zyx, in_plane_only=profile.mode == "2d")
         box = bounding_box(tumour, margin)
@@ -223,7 +224,7 @@ def build_regions(
     breast_crop: LabelArray | None = None
     reference = roles.s0 if roles.s0 in phases.arrays else phases.reference_index
     if profile.breast.enabled:
-        direction = grid.geometry.direction
+        direction = grid.direction
         breast = compute_breast_mask(phases.arrays[reference], grid.spacing_zyx, direction, profile.breast)
         breast_crop = breast.on_box(box)
     factor: float | None = None
@@ -264,7 +265,7 @@ def build_regions(
     )
     side_name = {RIGHT: "right", LEFT: "left"}.get(side or 0) if breast is not None and breast.split else None
     return RegionsResult(
-        grid=sub_grid(grid, box),
+        geometry=sub_grid(grid, box),
         box=box,
         maps=tuple(region_maps),
         derived_images={name: maps[name] for name in profile.derived_images},

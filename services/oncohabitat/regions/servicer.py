@@ -6,13 +6,14 @@ from pathlib import Path
 
 import grpc
 
-from oncohabitat.common.codec import Geometry, VolumeCodec
+from oncohabitat.common.codec import VolumeCodec
 from oncohabitat.common.errors import InvalidInputError
+from oncohabitat.common.phases import PhaseInput, PhaseRole, select_phases
 from oncohabitat.common.provenance import make_provenance, volume_sha256
+from oncohabitat.common.volume import Geometry
 from oncohabitat.regions import errors
 from oncohabitat.regions.frozen import FrozenHabitats, load_frozen_habitats
 from oncohabitat.regions.grid import map_mask_to_grid
-from oncohabitat.regions.phases import PhaseInput, PhaseRole, select_phases
 from oncohabitat.regions.pipeline import RegionsResult, build_regions
 from oncohabitat.regions.profile import parse_profile
 from oncohabitat.v1 import common_pb2, regions_pb2, regions_pb2_grpc
@@ -57,7 +58,7 @@ class RegionsServicer(regions_pb2_grpc.RegionsServicer):
         phase_set = select_phases(self._phases(request.study))
         mask_message = self._mask(request)
         mask_array, mask_geometry = self._codec.decode_array(mask_message.volume)
-        tumour = map_mask_to_grid(mask_array, mask_geometry, phase_set.grid)
+        tumour = map_mask_to_grid(mask_array, mask_geometry, phase_set.shape, phase_set.geometry)
         frozen: FrozenHabitats | None = None
         parameter_hashes = {"region_profile": profile.sha256()}
         reference = profile.habitats.frozen_centroids
@@ -72,7 +73,7 @@ class RegionsServicer(regions_pb2_grpc.RegionsServicer):
     def _response(
         self, result: RegionsResult, parameter_hashes: dict[str, str], input_hashes: dict[str, str]
     ) -> regions_pb2.BuildRegionsResponse:
-        geometry: Geometry = result.grid.geometry
+        geometry: Geometry = result.geometry
         response = regions_pb2.BuildRegionsResponse(
             msi_features=dict(result.msi_features),
             provenance=make_provenance(

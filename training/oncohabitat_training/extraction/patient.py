@@ -29,8 +29,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from oncohabitat.bundles.plan import ExtractionPlan
-from oncohabitat.common.codec import Geometry
 from oncohabitat.common.errors import DomainError
+from oncohabitat.common.volume import Geometry
 from oncohabitat.features.full import full_row
 from oncohabitat.features.study import ImageInput, LabelTable, StudyInputs, canonical_regions
 from oncohabitat.orchestrator.feature_stages import regions_profile
@@ -110,14 +110,14 @@ def _regions(
 ) -> RegionsResult:
     profile = parse_profile(json.dumps(regions_profile(plan)))
     phase_set = select_phases(phases)
-    tumour = map_mask_to_grid(sitk.GetArrayViewFromImage(mask), Geometry.of(mask), phase_set.grid)
+    tumour = map_mask_to_grid(sitk.GetArrayViewFromImage(mask), Geometry.of(mask), phase_set.shape, phase_set.geometry)
     return build_regions(phase_set, tumour, profile, frozen_habitats(profile, models_dir))
 
 
 def study_inputs(phases: list[PhaseInput], regions: RegionsResult) -> StudyInputs:
     """What the features stage sends for these phases and regions (see the module docstring)."""
     images = {f"S{phase.index}": ImageInput(phase.array, phase.geometry) for phase in phases}
-    geometry = regions.grid.geometry
+    geometry = regions.geometry
     images.update({name: ImageInput(array, geometry) for name, array in regions.derived_images.items()})
     tables = [
         LabelTable(np.asarray(region_map.array, dtype=np.int64), geometry, {e.value: e.name for e in region_map.labels})

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import SimpleITK as sitk
 
-from oncohabitat.common.codec import Geometry
+from oncohabitat.common.volume import Geometry
 from oncohabitat.regions import build_regions, select_phases, voxel_features
 from oncohabitat.regions.grid import map_mask_to_grid
 from oncohabitat.regions.profile import RegionProfile
@@ -79,7 +79,9 @@ def _run(task: VoxelTask) -> VoxelResult:
     supplied = read_image(patient.mask, "mask file") if patient.mask is not None else None
     mask = tumour_mask(loaded, supplied, patient.seed_mm, task.segmentation)
     phase_set = select_phases(phase_inputs(loaded))
-    tumour = map_mask_to_grid(sitk.GetArrayViewFromImage(mask.mask), Geometry.of(mask.mask), phase_set.grid)
+    tumour = map_mask_to_grid(
+        sitk.GetArrayViewFromImage(mask.mask), Geometry.of(mask.mask), phase_set.shape, phase_set.geometry
+    )
     regions = build_regions(phase_set, tumour, kinetic_profile(profile))
     voxels = voxel_features(tumour[regions.box.slices], regions.derived_images, list(profile.habitats.features))
     return VoxelResult(task.position, voxels, mask.method, time.perf_counter() - started)
