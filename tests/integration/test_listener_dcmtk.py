@@ -214,7 +214,7 @@ def assert_phases_match(classification: dict[str, object], phantom: PhantomStudy
     expected = [t - phantom.injection_time_s for t in phantom.phase_times_s]
     assert [p["time_after_injection_s"] for p in phases] == pytest.approx(expected)
     assert [p["role"] for p in phases] == ["pre-contrast"] + ["post-contrast"] * (len(expected) - 1)
-    assert {p["slices"] for p in phases} == {phantom.geometry.size[2]}
+    assert {p["slices"] for p in phases} == {phantom.size_xyz[2]}
 
 
 def test_storescu_pushes_dce_studies_of_both_layouts_and_the_real_mr(

@@ -8,7 +8,6 @@ from oncohabitat.phantom.anatomy import Tissue
 from oncohabitat.phantom.cohort import PhantomCohort, generate_cohort, linear_predictor
 from oncohabitat.phantom.ct import PhantomCtStudy, generate_ct_study
 from oncohabitat.phantom.errors import PhantomError
-from oncohabitat.phantom.geometry import VolumeGeometry
 from oncohabitat.phantom.ground_truth import GroundTruthPaths
 from oncohabitat.phantom.kinetics import COMPARTMENT_NAMES, EnhancementCurve, kinetic_parameters
 from oncohabitat.phantom.lesion import LesionParams, LesionTruth
@@ -28,7 +27,6 @@ __all__ = [
     "PhantomStudy",
     "SizePreset",
     "Tissue",
-    "VolumeGeometry",
     "generate_cohort",
     "generate_ct_study",
     "generate_study",

@@ -24,8 +24,8 @@ from enum import IntEnum
 import numpy as np
 import numpy.typing as npt
 
-from oncohabitat.phantom.fields import SmoothField
-from oncohabitat.phantom.geometry import VolumeGeometry
+from oncohabitat.common.volume import Geometry
+from oncohabitat.phantom.fields import SmoothField, local_axes
 
 BoolArray = npt.NDArray[np.bool_]
 FloatArray = npt.NDArray[np.float64]
@@ -129,18 +129,20 @@ class BodyShape:
         )
 
 
-def body_shape(geometry: VolumeGeometry, scale: float) -> BodyShape:
+def body_shape(geometry: Geometry, scale: float) -> BodyShape:
     """Body dimensions for ``scale``; skin is 2 mm but at least one in-plane voxel thick."""
     return BodyShape(scale=scale, skin_mm=max(2.0, 1.01 * max(geometry.spacing[0], geometry.spacing[1])))
 
 
-def build_anatomy(geometry: VolumeGeometry, shape: BodyShape, rng: np.random.Generator) -> LabelArray:
-    """Tissue label volume (z, y, x) uint8 with :class:`Tissue` values 0-7, built slice by slice."""
-    x_axis, y_axis, z_axis = geometry.local_axes()
+def build_anatomy(
+    geometry: Geometry, size_xyz: tuple[int, int, int], shape: BodyShape, rng: np.random.Generator
+) -> LabelArray:
+    """Tissue label volume (z, y, x) uint8 on the ``size_xyz`` grid, :class:`Tissue` values 0-7, slice by slice."""
+    x_axis, y_axis, z_axis = local_axes(geometry, size_xyz)
     x = x_axis[np.newaxis, :]
     y = y_axis[:, np.newaxis]
-    glandular = SmoothField(geometry, cell_mm=14.0 * shape.scale, rng=rng)
-    labels = np.zeros(geometry.shape_zyx, dtype=np.uint8)
+    glandular = SmoothField(geometry, size_xyz, cell_mm=14.0 * shape.scale, rng=rng)
+    labels = np.zeros((size_xyz[2], size_xyz[1], size_xyz[0]), dtype=np.uint8)
     skin = shape.skin_mm
     fat_mm, muscle_mm = 10.0 * shape.scale, 22.0 * shape.scale
     thorax_outer = shape.thorax(x, y, 0.0)

@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 from pydicom.uid import CTImageStorage
 
+from oncohabitat.common.volume import Geometry
 from oncohabitat.phantom.anatomy import Tissue
 from oncohabitat.phantom.ct_masks import MASK_KINDS, write_rtstruct, write_seg
 from oncohabitat.phantom.dicom_common import (
@@ -35,8 +36,7 @@ from oncohabitat.phantom.dicom_common import (
     write_dataset,
 )
 from oncohabitat.phantom.errors import PhantomError
-from oncohabitat.phantom.fields import SmoothField
-from oncohabitat.phantom.geometry import VolumeGeometry
+from oncohabitat.phantom.fields import SmoothField, size_of
 from oncohabitat.phantom.ground_truth import (
     GroundTruthPaths,
     geometry_json,
@@ -85,7 +85,8 @@ class PhantomCtStudy:
     ct_dir: Path
     ct_files: tuple[Path, ...]
     mask_files: dict[str, Path]
-    geometry: VolumeGeometry
+    geometry: Geometry
+    size_xyz: tuple[int, int, int]
     ground_truth: GroundTruthPaths
     metadata_json: Path
     lesion: LesionTruth
@@ -108,19 +109,20 @@ def ct_slice(labels: npt.NDArray[np.uint8], texture: SmoothField, k: int, seed: 
 def _write_ct_series(
     ct_dir: Path,
     identity: StudyIdentity,
-    geometry: VolumeGeometry,
+    geometry: Geometry,
     labels: npt.NDArray[np.uint8],
     seed: int,
     progress: ProgressCallback | None,
 ) -> tuple[Path, ...]:
     ct_dir.mkdir(parents=True)
+    size = size_of(labels)
     texture = SmoothField(
-        geometry, max(5.0, 2.0 * geometry.spacing[0]), np.random.default_rng([seed, _CT_TEXTURE_STREAM])
+        geometry, size, max(5.0, 2.0 * geometry.spacing[0]), np.random.default_rng([seed, _CT_TEXTURE_STREAM])
     )
     date = format_date(identity.study_date)
     injection = STUDY_START_S + _INJECTION_OFFSET_S
     acquisition = injection + VENOUS_DELAY_S
-    n_slices = geometry.size[2]
+    n_slices = size[2]
     files = []
     for k in range(n_slices):
         instance = n_slices - k
@@ -144,7 +146,7 @@ def _write_ct_series(
         ds.WindowCenter, ds.WindowWidth = 40, 400
         ds.KVP = "120"
         ds.ConvolutionKernel = "STANDARD"
-        ds.ReconstructionDiameter = f"{geometry.size[0] * geometry.spacing[0]:.6g}"
+        ds.ReconstructionDiameter = f"{size[0] * geometry.spacing[0]:.6g}"
         ds.GantryDetectorTilt = "0"
         ds.ContrastBolusAgent = "Iohexol 350 mgI/mL"
         ds.ContrastBolusRoute = "IV"
@@ -200,7 +202,7 @@ def generate_ct_study(
             "seed": seed,
             "size": size,
             "venous_delay_s": VENOUS_DELAY_S,
-            "geometry": geometry_json(anatomy.geometry),
+            "geometry": geometry_json(anatomy.geometry, anatomy.size_xyz),
             "ct_dir": ct_dir.relative_to(out_dir).as_posix(),
             "mask_files": {k: v.relative_to(out_dir).as_posix() for k, v in mask_files.items()},
             "ground_truth": ground_truth.relative_to(out_dir),
@@ -216,6 +218,7 @@ def generate_ct_study(
         ct_files=ct_files,
         mask_files=mask_files,
         geometry=anatomy.geometry,
+        size_xyz=anatomy.size_xyz,
         ground_truth=ground_truth,
         metadata_json=metadata,
         lesion=anatomy.lesion,

@@ -17,7 +17,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian
 from pydicom.valuerep import format_number_as_ds
 
 import oncohabitat
-from oncohabitat.phantom.geometry import VolumeGeometry
+from oncohabitat.common.volume import Geometry
 from oncohabitat.phantom.uids import phantom_uid
 
 MANUFACTURER = "OncoHabitat"
@@ -104,7 +104,7 @@ def apply_patient_and_study(ds: Dataset, identity: StudyIdentity) -> None:
     ds.PositionReferenceIndicator = ""
 
 
-def apply_plane(ds: Dataset, geometry: VolumeGeometry, k: int) -> None:
+def apply_plane(ds: Dataset, geometry: Geometry, k: int) -> None:
     """Image Plane module of slice ``k`` (PixelSpacing is row spacing (y) then column spacing (x))."""
     position = geometry.slice_position(k)
     ds.PixelSpacing = [f"{geometry.spacing[1]:.6g}", f"{geometry.spacing[0]:.6g}"]

@@ -25,6 +25,7 @@ import numpy.typing as npt
 from pydicom.dataset import Dataset
 from pydicom.uid import MRImageStorage
 
+from oncohabitat.common.volume import Geometry
 from oncohabitat.phantom.dicom_common import (
     STUDY_START_S,
     StudyIdentity,
@@ -37,7 +38,6 @@ from oncohabitat.phantom.dicom_common import (
     write_dataset,
 )
 from oncohabitat.phantom.errors import PhantomError
-from oncohabitat.phantom.geometry import VolumeGeometry
 from oncohabitat.phantom.progress import ProgressCallback, report
 
 LAYOUTS = ("per-phase", "multi-phase")
@@ -72,7 +72,7 @@ class WrittenSeries:
 
 def _mr_dataset(
     identity: StudyIdentity,
-    geometry: VolumeGeometry,
+    geometry: Geometry,
     timing: DceTiming,
     phase: int,
     k: int,
@@ -137,17 +137,18 @@ def _mr_dataset(
 def write_mr_series(
     dicom_dir: Path,
     identity: StudyIdentity,
-    geometry: VolumeGeometry,
+    geometry: Geometry,
     timing: DceTiming,
     source: SliceSource,
     layout: str,
+    n_slices: int,
     progress: ProgressCallback | None = None,
 ) -> WrittenSeries:
-    """Write every phase and slice of ``source`` below ``dicom_dir`` in ``layout``; phase by phase."""
+    """Write every phase and ``n_slices`` slices of ``source`` below ``dicom_dir`` in ``layout``; phase by phase."""
     if layout not in LAYOUTS:
         raise PhantomError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     multi_phase = layout == "multi-phase"
-    n_phases, n_slices = len(timing.phase_times_s), geometry.size[2]
+    n_phases = len(timing.phase_times_s)
     series_dirs: list[Path] = []
     phase_files: list[tuple[Path, ...]] = []
     total, done = n_phases * n_slices, 0

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.ndimage import gaussian_filter
 
-from oncohabitat.phantom.geometry import VolumeGeometry
+from oncohabitat.common.volume import Geometry
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -36,11 +36,29 @@ def _bspline_weights(positions: npt.NDArray[np.float64], n_control: int) -> npt.
     return matrix
 
 
-class SmoothField:
-    """Random smooth field over the voxel grid of ``geometry`` with correlation length ~``cell_mm``."""
+def local_axes(
+    geometry: Geometry, size_xyz: tuple[int, int, int]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Voxel-centre coordinates (mm) along x, y and z relative to the centre of the ``size_xyz`` grid (1-D)."""
+    axes = [
+        (np.arange(n, dtype=np.float64) - (n - 1) / 2.0) * np.float64(s)
+        for n, s in zip(size_xyz, geometry.spacing, strict=True)
+    ]
+    return axes[0], axes[1], axes[2]
 
-    def __init__(self, geometry: VolumeGeometry, cell_mm: float, rng: np.random.Generator) -> None:
-        axes_mm = geometry.local_axes()  # x, y, z
+
+def size_of(labels: npt.NDArray[np.generic]) -> tuple[int, int, int]:
+    """Grid size (x, y, z) of a (z, y, x) volume."""
+    return (int(labels.shape[2]), int(labels.shape[1]), int(labels.shape[0]))
+
+
+class SmoothField:
+    """Random smooth field over the ``size_xyz`` voxel grid of ``geometry`` with correlation length ~``cell_mm``."""
+
+    def __init__(
+        self, geometry: Geometry, size_xyz: tuple[int, int, int], cell_mm: float, rng: np.random.Generator
+    ) -> None:
+        axes_mm = local_axes(geometry, size_xyz)  # x, y, z
         weights: list[npt.NDArray[np.float64]] = []
         n_controls: list[int] = []
         for axis in axes_mm:

@@ -23,8 +23,8 @@ import numpy as np
 import numpy.typing as npt
 import SimpleITK as sitk
 
+from oncohabitat.common.volume import Geometry
 from oncohabitat.phantom.anatomy import BREAST_LABELS, TUMOUR_LABELS, Tissue
-from oncohabitat.phantom.geometry import VolumeGeometry
 
 LabelArray = npt.NDArray[np.uint8]
 
@@ -61,7 +61,7 @@ def compartment_map(labels: LabelArray) -> LabelArray:
     return _lookup(labels, {Tissue.LESION_PERSISTENT: 1, Tissue.LESION_PLATEAU: 2, Tissue.LESION_WASHOUT: 3})
 
 
-def write_label_volumes(gt_dir: Path, geometry: VolumeGeometry, labels: LabelArray) -> GroundTruthPaths:
+def write_label_volumes(gt_dir: Path, geometry: Geometry, labels: LabelArray) -> GroundTruthPaths:
     """Write the five ground-truth volumes derived from the tissue ``labels`` (z, y, x)."""
     gt_dir.mkdir(parents=True, exist_ok=True)
     paths = GroundTruthPaths(
@@ -79,14 +79,14 @@ def write_label_volumes(gt_dir: Path, geometry: VolumeGeometry, labels: LabelArr
         (paths.tissue_labels, lambda lab: lab),
     ]
     for path, derive in derived:  # one volume at a time keeps memory bounded
-        sitk.WriteImage(geometry.to_sitk(derive(labels)), str(path), useCompression=True)
+        sitk.WriteImage(geometry.sitk_image(derive(labels)), str(path), useCompression=True)
     return paths
 
 
-def geometry_json(geometry: VolumeGeometry) -> dict[str, Any]:
-    """Geometry as JSON (SimpleITK (x, y, z) order, mm)."""
+def geometry_json(geometry: Geometry, size_xyz: tuple[int, int, int]) -> dict[str, Any]:
+    """Grid of ``size_xyz`` voxels on ``geometry`` as JSON (SimpleITK (x, y, z) order, mm)."""
     return {
-        "size_xyz": list(geometry.size),
+        "size_xyz": list(size_xyz),
         "spacing_mm_xyz": list(geometry.spacing),
         "origin_lps_mm_xyz": list(geometry.origin),
         "direction": list(geometry.direction),

@@ -22,10 +22,10 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
+from oncohabitat.common.volume import Geometry
 from oncohabitat.phantom.anatomy import BodyShape, Tissue
 from oncohabitat.phantom.errors import PhantomError
-from oncohabitat.phantom.fields import SmoothField
-from oncohabitat.phantom.geometry import VolumeGeometry
+from oncohabitat.phantom.fields import SmoothField, local_axes, size_of
 from oncohabitat.phantom.kinetics import COMPARTMENT_TISSUE
 
 LabelArray = npt.NDArray[np.uint8]
@@ -156,7 +156,7 @@ def _compartment_labels(
 
 
 def place_lesion(
-    geometry: VolumeGeometry,
+    geometry: Geometry,
     shape: BodyShape,
     labels: LabelArray,
     params: LesionParams,
@@ -165,7 +165,8 @@ def place_lesion(
     """Draw the lesion into ``labels`` (z, y, x; modified in place) and return its realised truth."""
     params.validate()
     centre, radius, side = _centre_radius_side(shape, params, rng)
-    x_axis, y_axis, z_axis = geometry.local_axes()
+    size = size_of(labels)
+    x_axis, y_axis, z_axis = local_axes(geometry, size)
     reach = 2.1 * radius + 2.0 * max(geometry.spacing)
     window = [
         np.flatnonzero(np.abs(axis - c) <= reach) for axis, c in zip((x_axis, y_axis, z_axis), centre, strict=True)
@@ -181,7 +182,7 @@ def place_lesion(
     directions = offsets / np.maximum(distance, 1e-9)[..., np.newaxis]
     border = radius * (1.0 + _LOBE_AMPLITUDE * _lobes(directions, rng))
     cell = max(radius / 3.0, 1.5)
-    roughness = SmoothField(geometry, cell, rng).block(zs, ys, xs)
+    roughness = SmoothField(geometry, size, cell, rng).block(zs, ys, xs)
     inside = (distance <= border + _ROUGHNESS * radius * roughness) | _spicules(offsets, radius, rng)
     block = labels[zs, ys, xs]
     inside &= (block == Tissue.BREAST_FAT) | (block == Tissue.FIBROGLANDULAR)
@@ -193,8 +194,8 @@ def place_lesion(
     n_voxels = int(inside.sum())
     if n_voxels < 8:
         raise PhantomError(f"lesion too small for this voxel size ({n_voxels} voxels); use a larger radius")
-    necrosis_field = SmoothField(geometry, cell, rng).block(zs, ys, xs)[inside]
-    compartment_field = SmoothField(geometry, cell, rng).block(zs, ys, xs)[inside]
+    necrosis_field = SmoothField(geometry, size, cell, rng).block(zs, ys, xs)[inside]
+    compartment_field = SmoothField(geometry, size, cell, rng).block(zs, ys, xs)[inside]
     values = _compartment_labels((distance / border)[inside], necrosis_field, compartment_field, params)
     block[inside] = values
     labels[zs, ys, xs] = block

@@ -17,9 +17,9 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from oncohabitat.common.volume import Geometry
 from oncohabitat.phantom.anatomy import BodyShape
-from oncohabitat.phantom.fields import SmoothField
-from oncohabitat.phantom.geometry import VolumeGeometry
+from oncohabitat.phantom.fields import SmoothField, local_axes, size_of
 from oncohabitat.phantom.kinetics import baseline_lut, enhancement_lut, texture_lut
 
 NOISE_SIGMA = 6.0
@@ -28,20 +28,21 @@ _NOISE_STREAM = 0xDCE
 
 
 def static_signal(
-    geometry: VolumeGeometry,
+    geometry: Geometry,
     shape: BodyShape,
     labels: npt.NDArray[np.uint8],
     rng: np.random.Generator,
 ) -> npt.NDArray[np.float32]:
     """Noise-free pre-contrast signal (z, y, x) float32: baseline x texture x bias field."""
-    texture = SmoothField(geometry, max(5.0, 2.0 * geometry.spacing[0]), rng)
-    bias = SmoothField(geometry, 90.0, rng)
+    size = size_of(labels)
+    texture = SmoothField(geometry, size, max(5.0, 2.0 * geometry.spacing[0]), rng)
+    bias = SmoothField(geometry, size, 90.0, rng)
     s0, amp = baseline_lut(), texture_lut()
-    _, y_axis, _ = geometry.local_axes()
-    half_fov = geometry.size[1] * geometry.spacing[1] / 2.0
+    _, y_axis, _ = local_axes(geometry, size)
+    half_fov = size[1] * geometry.spacing[1] / 2.0
     gradient = (-0.10 * y_axis / half_fov).astype(np.float32)[:, np.newaxis]
-    out = np.empty(geometry.shape_zyx, dtype=np.float32)
-    for k in range(geometry.size[2]):
+    out = np.empty(labels.shape, dtype=np.float32)
+    for k in range(size[2]):
         lab = labels[k]
         coil = np.clip(1.0 + 0.08 * bias.plane(k) + gradient, 0.75, 1.3)
         out[k] = s0[lab] * (1.0 + amp[lab] * texture.plane(k)) * coil

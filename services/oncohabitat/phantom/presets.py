@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from oncohabitat.common.volume import Geometry
 from oncohabitat.phantom.errors import PhantomError
-from oncohabitat.phantom.geometry import VolumeGeometry
 
 #: Reference in-plane field of view (mm) the anatomy is drawn for; other fields of view scale it.
 REFERENCE_FOV_MM = 340.0
@@ -54,9 +54,9 @@ class SizePreset:
         fov = min(self.size_xyz[0] * self.spacing_xyz_mm[0], self.size_xyz[1] * self.spacing_xyz_mm[1])
         return fov / REFERENCE_FOV_MM
 
-    def geometry(self) -> VolumeGeometry:
+    def geometry(self) -> Geometry:
         """Axial geometry centred on :data:`FOV_CENTRE_LPS_MM`."""
-        return VolumeGeometry.axial_centred(self.size_xyz, self.spacing_xyz_mm, FOV_CENTRE_LPS_MM)
+        return Geometry.axial_centred(self.size_xyz, self.spacing_xyz_mm, FOV_CENTRE_LPS_MM)
 
 
 SIZES: dict[str, SizePreset] = {

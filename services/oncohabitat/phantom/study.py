@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from oncohabitat.common.volume import Geometry
 from oncohabitat.phantom.anatomy import BodyShape, Tissue, body_shape, build_anatomy
 from oncohabitat.phantom.dicom_common import StudyIdentity
 from oncohabitat.phantom.dicom_writer import LAYOUTS, DceTiming, write_mr_series
 from oncohabitat.phantom.errors import PhantomError
-from oncohabitat.phantom.geometry import VolumeGeometry
 from oncohabitat.phantom.ground_truth import GroundTruthPaths, geometry_json, write_json, write_label_volumes
 from oncohabitat.phantom.kinetics import (
     COMPARTMENT_NAMES,
@@ -59,7 +59,8 @@ class PhantomStudy:
     phase_files: tuple[tuple[Path, ...], ...]
     phase_times_s: tuple[float, ...]
     injection_time_s: float
-    geometry: VolumeGeometry
+    geometry: Geometry
+    size_xyz: tuple[int, int, int]
     ground_truth: GroundTruthPaths
     metadata_json: Path
     lesion: LesionTruth | None
@@ -73,7 +74,8 @@ class PhantomStudy:
 class PhantomAnatomy:
     """Label volume (z, y, x) with the lesion drawn in, its body shape and the realised lesion."""
 
-    geometry: VolumeGeometry
+    geometry: Geometry
+    size_xyz: tuple[int, int, int]
     shape: BodyShape
     labels: np.ndarray[Any, np.dtype[np.uint8]]
     lesion: LesionTruth | None
@@ -96,11 +98,11 @@ def build_phantom_anatomy(preset: SizePreset, seed: int, lesion_params: LesionPa
     """Anatomy labels for ``preset`` and ``seed``, with a lesion unless ``lesion_params`` is None."""
     geometry = preset.geometry()
     shape = body_shape(geometry, preset.anatomy_scale)
-    labels = build_anatomy(geometry, shape, np.random.default_rng([seed, _ANATOMY_STREAM]))
+    labels = build_anatomy(geometry, preset.size_xyz, shape, np.random.default_rng([seed, _ANATOMY_STREAM]))
     truth = None
     if lesion_params is not None:
         truth = place_lesion(geometry, shape, labels, lesion_params, np.random.default_rng([seed, _LESION_STREAM]))
-    return PhantomAnatomy(geometry=geometry, shape=shape, labels=labels, lesion=truth)
+    return PhantomAnatomy(geometry=geometry, size_xyz=preset.size_xyz, shape=shape, labels=labels, lesion=truth)
 
 
 def lesion_json(lesion: LesionTruth | None) -> dict[str, Any] | None:
@@ -189,6 +191,7 @@ def generate_study(
         timing,
         lambda phase, k: phase_slice(static, anatomy.labels, k, phase, times[phase], seed),
         layout,
+        anatomy.size_xyz[2],
         progress,
     )
     ground_truth = write_label_volumes(out_dir / "ground_truth", geometry, anatomy.labels)
@@ -205,7 +208,7 @@ def generate_study(
             "phase_times_s": list(preset.phase_times_s),
             "injection_time_s": preset.injection_time_s,
             "time_since_injection_s": list(times),
-            "geometry": geometry_json(geometry),
+            "geometry": geometry_json(geometry, anatomy.size_xyz),
             "series_dirs": [d.relative_to(out_dir).as_posix() for d in written.series_dirs],
             "ground_truth": ground_truth.relative_to(out_dir),
             "lesion": lesion_json(anatomy.lesion),
@@ -224,6 +227,7 @@ def generate_study(
         phase_times_s=preset.phase_times_s,
         injection_time_s=preset.injection_time_s,
         geometry=geometry,
+        size_xyz=anatomy.size_xyz,
         ground_truth=ground_truth,
         metadata_json=metadata,
         lesion=anatomy.lesion,
