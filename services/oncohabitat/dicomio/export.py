@@ -75,7 +75,7 @@ def _ordered_sources(source_datasets: Sequence[Dataset]) -> list[Dataset]:
 
 def _check_mask_shape(array: NDArray[Any], ordered: Sequence[Dataset]) -> None:
     """GRID_MISMATCH unless ``array`` is (z, y, x) on the source grid (slices, rows, columns); no copy made."""
-    first = slice_geometry(ordered[0])
-    expected_shape = (len(ordered), first.shape[0], first.shape[1])
+    _, (rows, columns) = slice_geometry(ordered[0])
+    expected_shape = (len(ordered), rows, columns)
     if array.shape != expected_shape:
         raise ExportError("GRID_MISMATCH", f"mask shape {array.shape} (z, y, x) != source grid {expected_shape}")

@@ -1,19 +1,20 @@
-"""Slice geometry of classic single-frame DICOM images (patient coordinates, LPS, mm).
+"""Slice geometry of classic single-frame DICOM images, as :class:`~oncohabitat.common.volume.Geometry`.
 
-Conventions: ``ImageOrientationPatient`` holds the row direction (along which the column index, x,
-grows) then the column direction (along which the row index, y, grows); ``PixelSpacing`` is
-``[row spacing (y), column spacing (x)]`` in mm.  The slice normal is ``row x column``.
+Conventions: ``ImageOrientationPatient`` holds the row direction (along which the column index, x, grows)
+then the column direction (along which the row index, y, grows); ``PixelSpacing`` is ``[row spacing (y),
+column spacing (x)]`` in mm. One slice is the grid ``(rows, columns)`` x a Geometry whose x and y axes are
+the row and column directions, z the slice normal ``row x column``, origin ``ImagePositionPatient``; its
+z spacing is unknown until the stack is assembled (:data:`UNKNOWN_SLICE_SPACING_MM` until then).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 
+from oncohabitat.common.volume import Geometry
 from oncohabitat.dicomio.errors import SeriesError
 
 #: Attributes every slice needs for its position in space.
@@ -25,35 +26,35 @@ GEOMETRY_KEYWORDS: tuple[str, ...] = (
     "Columns",
 )
 
+#: z spacing of a single slice's geometry (the slice gap is a property of the stack, not of one slice).
+UNKNOWN_SLICE_SPACING_MM = 1.0
 
-@dataclass(frozen=True)
-class SliceGeometry:
-    """Position of one slice: ``orientation`` (6 direction cosines), ``position`` (mm, LPS),
-    ``pixel_spacing`` (row spacing, column spacing) in mm and ``shape`` (rows, columns)."""
-
-    orientation: tuple[float, ...]
-    position: tuple[float, float, float]
-    pixel_spacing: tuple[float, float]
-    shape: tuple[int, int]
-
-    @property
-    def row_direction(self) -> NDArray[np.float64]:
-        """Unit vector along which the column index (x) grows."""
-        return np.asarray(self.orientation[:3], dtype=np.float64)
-
-    @property
-    def column_direction(self) -> NDArray[np.float64]:
-        """Unit vector along which the row index (y) grows."""
-        return np.asarray(self.orientation[3:], dtype=np.float64)
-
-    @property
-    def normal(self) -> NDArray[np.float64]:
-        """Slice normal ``row x column`` (unit vector)."""
-        return np.cross(self.row_direction, self.column_direction)
+#: One slice: its geometry and its matrix size (rows, columns).
+Slice = tuple[Geometry, tuple[int, int]]
 
 
-def slice_geometry(ds: Dataset) -> SliceGeometry:
-    """Read the geometry attributes of one single-frame image.
+def plane_geometry(
+    orientation: Sequence[float],
+    position: Sequence[float],
+    pixel_spacing: Sequence[float],
+    slice_spacing: float = UNKNOWN_SLICE_SPACING_MM,
+) -> Geometry:
+    """Geometry of a slice from ImageOrientationPatient (6), ImagePositionPatient (3), PixelSpacing (row, col)."""
+    return Geometry.from_axes(
+        row=orientation[:3],
+        column=orientation[3:],
+        spacing=(float(pixel_spacing[1]), float(pixel_spacing[0]), slice_spacing),
+        origin=(float(position[0]), float(position[1]), float(position[2])),
+    )
+
+
+def pixel_spacing(geometry: Geometry) -> tuple[float, float]:
+    """DICOM PixelSpacing (row spacing (y), column spacing (x)) of a slice geometry (mm)."""
+    return (geometry.spacing[1], geometry.spacing[0])
+
+
+def slice_geometry(ds: Dataset) -> Slice:
+    """Read the geometry attributes of one single-frame image: (geometry, (rows, columns)).
 
     Raises:
         SeriesError: ``MISSING_GEOMETRY`` when an attribute is absent or malformed,
@@ -81,27 +82,17 @@ def slice_geometry(ds: Dataset) -> SliceGeometry:
         or abs(float(np.dot(row, col))) > 1e-3
     ):
         raise SeriesError("INVALID_ORIENTATION", "ImageOrientationPatient is not orthonormal")
-    return SliceGeometry(
-        orientation=orientation,
-        position=(position[0], position[1], position[2]),
-        pixel_spacing=(spacing[0], spacing[1]),
-        shape=shape,
-    )
+    return plane_geometry(orientation, position, spacing), shape
 
 
-def position_along_normal(geometry: SliceGeometry) -> float:
+def position_along_normal(geometry: Geometry) -> float:
     """Signed distance (mm) of the slice origin along the slice normal."""
-    return float(np.dot(geometry.normal, np.asarray(geometry.position)))
+    return float(np.dot(geometry.normal, np.asarray(geometry.origin)))
 
 
 def sort_by_normal(datasets: Sequence[Dataset]) -> list[Dataset]:
     """Datasets ordered by ascending position along the slice normal (the order SimpleITK uses),
     independent of file name and InstanceNumber."""
-    keyed = [(position_along_normal(slice_geometry(ds)), i, ds) for i, ds in enumerate(datasets)]
+    keyed = [(position_along_normal(slice_geometry(ds)[0]), i, ds) for i, ds in enumerate(datasets)]
     keyed.sort(key=lambda item: (item[0], item[1]))
     return [ds for _, _, ds in keyed]
-
-
-def direction_matrix(geometry: SliceGeometry) -> NDArray[np.float64]:
-    """3x3 direction matrix whose columns are the x (row), y (column) and z (normal) axes."""
-    return np.column_stack([geometry.row_direction, geometry.column_direction, geometry.normal])

@@ -183,7 +183,7 @@ def _contour_items(ds: Dataset, roi_number: Any) -> list[Dataset]:
 def _link_contours_to_slices(contours: Sequence[Dataset], series: LoadedSeries) -> list[tuple[int, list[float]]]:
     """(slice index, ContourData) of each usable CLOSED_PLANAR contour, matched to the slice whose plane
     it lies in (within half a slice spacing, mm)."""
-    normal = slice_geometry(series.headers[0]).normal
+    normal = slice_geometry(series.headers[0])[0].normal
     positions = series.slice_positions_mm
     tolerance = 0.5 * float(series.image.GetSpacing()[2])
     linked: list[tuple[int, list[float]]] = []

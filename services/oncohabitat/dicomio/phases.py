@@ -31,9 +31,10 @@ import numpy as np
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 
+from oncohabitat.common.phases import resample_onto
 from oncohabitat.dicomio.dce import DceClassification, DceRules, PhaseInfo
 from oncohabitat.dicomio.errors import SeriesError
-from oncohabitat.dicomio.geometry import SliceGeometry
+from oncohabitat.dicomio.geometry import Slice, pixel_spacing, plane_geometry
 from oncohabitat.dicomio.scan import InstanceInfo
 from oncohabitat.dicomio.series import (
     LoadedSeries,
@@ -95,15 +96,14 @@ class PhaseVolumes:
         return tuple(p.info.index for p in self.phases if p.resampled)
 
 
-def _geometry(info: InstanceInfo, index: int) -> SliceGeometry:
+def _geometry(info: InstanceInfo, index: int) -> Slice:
     if info.image_orientation is None or info.image_position_mm is None or info.pixel_spacing_mm is None:
         raise PhaseAssemblyError("MISSING_GEOMETRY", f"slice #{index} lacks position, orientation or pixel spacing")
-    return SliceGeometry(
-        info.image_orientation, info.image_position_mm, info.pixel_spacing_mm, (info.rows, info.columns)
-    )
+    geometry = plane_geometry(info.image_orientation, info.image_position_mm, info.pixel_spacing_mm)
+    return geometry, (info.rows, info.columns)
 
 
-def _phase_grid(phase: PhaseInfo, options: SeriesLoadOptions) -> tuple[SliceGeometry, float, int]:
+def _phase_grid(phase: PhaseInfo, options: SeriesLoadOptions) -> tuple[Slice, float, int]:
     """First slice geometry, slice spacing (mm) and slice count of a phase, checked from headers."""
     if len(phase.instances) < options.min_slices:
         raise PhaseAssemblyError(
@@ -112,25 +112,24 @@ def _phase_grid(phase: PhaseInfo, options: SeriesLoadOptions) -> tuple[SliceGeom
     geometries = [_geometry(info, k) for k, info in enumerate(phase.instances)]
     try:
         check_consistent_planes(geometries, options)
-        normal = geometries[0].normal
-        ordered = sorted(geometries, key=lambda g: float(np.dot(g.position, normal)))
+        normal = geometries[0][0].normal
+        ordered = sorted(geometries, key=lambda g: float(np.dot(g[0].origin, normal)))
         spacing = check_slice_spacing(ordered, options)
     except SeriesError as exc:
         raise PhaseAssemblyError(exc.reason, f"phase {phase.index}: {exc.message}") from exc
     return ordered[0], spacing, len(ordered)
 
 
-def _grids_match(
-    a: tuple[SliceGeometry, float, int], b: tuple[SliceGeometry, float, int], opts: PhaseAssemblyOptions
-) -> bool:
-    (ga, sa, na), (gb, sb, nb) = a, b
+def _grids_match(a: tuple[Slice, float, int], b: tuple[Slice, float, int], opts: PhaseAssemblyOptions) -> bool:
+    ((ga, shape_a), sa, na), ((gb, shape_b), sb, nb) = a, b
+    orientation_gap = np.subtract(ga.image_orientation_patient, gb.image_orientation_patient)
     return (
         na == nb
-        and ga.shape == gb.shape
-        and float(np.max(np.abs(np.subtract(ga.orientation, gb.orientation)))) <= opts.direction_tolerance
-        and float(np.max(np.abs(np.subtract(ga.pixel_spacing, gb.pixel_spacing)))) <= opts.spacing_tolerance_mm
+        and shape_a == shape_b
+        and float(np.max(np.abs(orientation_gap))) <= opts.direction_tolerance
+        and float(np.max(np.abs(np.subtract(pixel_spacing(ga), pixel_spacing(gb))))) <= opts.spacing_tolerance_mm
         and abs(sa - sb) <= opts.series.spacing_absolute_tolerance_mm
-        and float(np.linalg.norm(np.subtract(ga.position, gb.position))) <= opts.origin_tolerance_mm
+        and float(np.linalg.norm(np.subtract(ga.origin, gb.origin))) <= opts.origin_tolerance_mm
     )
 
 
@@ -208,9 +207,7 @@ def assemble_phases(classification: DceClassification, options: PhaseAssemblyOpt
                 raise PhaseAssemblyError(
                     PhaseErrorReason.PHASE_GRID_MISMATCH, f"phase {phase.index} is not on the pre-contrast grid"
                 )
-            import SimpleITK as sitk
-
-            image = sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear, 0.0, image.GetPixelID())
+            image = resample_onto(image, reference)
             resampled = True
             logger.info("phase %d resampled onto the pre-contrast grid", phase.index)
         volumes.append(PhaseVolume(info=phase, series=loaded, image=image, resampled=resampled))

@@ -23,13 +23,9 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut
 
+from oncohabitat.common.volume import Geometry
 from oncohabitat.dicomio.errors import SeriesError
-from oncohabitat.dicomio.geometry import (
-    SliceGeometry,
-    direction_matrix,
-    position_along_normal,
-    slice_geometry,
-)
+from oncohabitat.dicomio.geometry import Slice, pixel_spacing, position_along_normal, slice_geometry
 from oncohabitat.dicomio.scan import InstanceInfo, scan_instances
 
 if TYPE_CHECKING:
@@ -121,7 +117,7 @@ class LoadedSeries:
     @property
     def slice_positions_mm(self) -> NDArray[np.float64]:
         """Position (mm) of each slice along the slice normal, ascending."""
-        return np.asarray([position_along_normal(slice_geometry(ds)) for ds in self.headers])
+        return np.asarray([position_along_normal(slice_geometry(ds)[0]) for ds in self.headers])
 
 
 def load_series(paths: Sequence[str | PathLike[str]], options: SeriesLoadOptions | None = None) -> LoadedSeries:
@@ -162,18 +158,18 @@ def assemble_series(datasets: Sequence[Dataset], options: SeriesLoadOptions | No
     _check_instances(datasets)
     geometries = [slice_geometry(ds) for ds in datasets]
     _check_consistent_planes(geometries, opts)
-    order = sorted(range(len(datasets)), key=lambda i: (position_along_normal(geometries[i]), i))
+    order = sorted(range(len(datasets)), key=lambda i: (position_along_normal(geometries[i][0]), i))
     ordered = [datasets[i] for i in order]
     ordered_geometry = [geometries[i] for i in order]
     slice_spacing = _check_slice_spacing(ordered_geometry, opts)
     volume = _stack_pixels(ordered)
     import SimpleITK as sitk
 
-    image = sitk.GetImageFromArray(volume)
-    first = ordered_geometry[0]
-    image.SetOrigin(first.position)
-    image.SetSpacing((first.pixel_spacing[1], first.pixel_spacing[0], slice_spacing))
-    image.SetDirection(tuple(float(v) for v in direction_matrix(first).flatten()))
+    first = ordered_geometry[0][0]
+    geometry = Geometry(
+        spacing=(first.spacing[0], first.spacing[1], slice_spacing), origin=first.origin, direction=first.direction
+    )
+    image = geometry.apply(sitk.GetImageFromArray(volume))
     first_ds = ordered[0]
     logger.debug(
         "assembled series: %d slices, size %s, spacing %s mm, %s",
@@ -216,27 +212,28 @@ def _check_instances(datasets: Sequence[Dataset]) -> None:
             raise SeriesError(SeriesErrorReason.UNSUPPORTED_PIXEL_FORMAT, f"slice #{index} is not a greyscale image")
 
 
-def _check_consistent_planes(geometries: Sequence[SliceGeometry], opts: SeriesLoadOptions) -> None:
-    first = geometries[0]
-    reference = np.asarray(first.orientation)
-    for index, geom in enumerate(geometries[1:], start=1):
-        if np.max(np.abs(np.asarray(geom.orientation) - reference)) > opts.orientation_tolerance:
+def _check_consistent_planes(geometries: Sequence[Slice], opts: SeriesLoadOptions) -> None:
+    first, first_shape = geometries[0]
+    reference = np.asarray(first.image_orientation_patient)
+    for index, (geom, shape) in enumerate(geometries[1:], start=1):
+        if np.max(np.abs(np.asarray(geom.image_orientation_patient) - reference)) > opts.orientation_tolerance:
             raise SeriesError(
                 SeriesErrorReason.MIXED_ORIENTATION, f"slice #{index} has a different ImageOrientationPatient"
             )
-        if geom.shape != first.shape:
+        if shape != first_shape:
             raise SeriesError(
                 SeriesErrorReason.MIXED_SIZE,
-                f"slice #{index} is {geom.shape[0]}x{geom.shape[1]}, expected {first.shape[0]}x{first.shape[1]}",
+                f"slice #{index} is {shape[0]}x{shape[1]}, expected {first_shape[0]}x{first_shape[1]}",
             )
-        if np.max(np.abs(np.subtract(geom.pixel_spacing, first.pixel_spacing))) > opts.pixel_spacing_tolerance_mm:
+        spacing_gap = np.max(np.abs(np.subtract(pixel_spacing(geom), pixel_spacing(first))))
+        if spacing_gap > opts.pixel_spacing_tolerance_mm:
             raise SeriesError(SeriesErrorReason.MIXED_PIXEL_SPACING, f"slice #{index} has a different PixelSpacing")
 
 
-def _check_slice_spacing(ordered: Sequence[SliceGeometry], opts: SeriesLoadOptions) -> float:
+def _check_slice_spacing(ordered: Sequence[Slice], opts: SeriesLoadOptions) -> float:
     """Mean slice spacing (mm) after checking duplicates, shear and regularity."""
-    normal = ordered[0].normal
-    positions = np.asarray([g.position for g in ordered])
+    normal = ordered[0][0].normal
+    positions = np.asarray([g.origin for g, _ in ordered])
     steps = np.diff(positions, axis=0)
     along = steps @ normal
     if np.any(along < 1e-3):
