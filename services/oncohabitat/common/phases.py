@@ -16,7 +16,8 @@ SimpleITK is imported only where an image is resampled.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal
 
@@ -28,6 +29,8 @@ from oncohabitat.common.volume import Geometry, Shape, Volume
 
 if TYPE_CHECKING:
     import SimpleITK as sitk
+
+logger = logging.getLogger(__name__)
 
 PhaseRole = Literal["pre", "post", "single", "subtraction"]
 
@@ -126,3 +129,91 @@ def resample_onto(image: sitk.Image, reference: sitk.Image) -> sitk.Image:
     import SimpleITK as sitk
 
     return sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear, 0.0, image.GetPixelID())
+
+
+class LazyPhases(Mapping[int, "sitk.Image"]):
+    """Mapping index -> image on the reference phase's grid; each phase is loaded once, on first access.
+
+    A phase whose grid differs from the reference's (``same_grid`` false) is :func:`resample_onto` it;
+    otherwise it takes the reference's geometry exactly (``CopyInformation``), so one mask fits every phase.
+    """
+
+    def __init__(
+        self,
+        indices: list[int],
+        reference_index: int,
+        load: Callable[[int], sitk.Image],
+        same_grid: Callable[[sitk.Image, sitk.Image], bool],
+    ) -> None:
+        if reference_index not in indices:
+            raise ValueError("the reference index must be one of the phases")
+        self._indices = sorted(indices)
+        self._reference_index = reference_index
+        self._load = load
+        self._same_grid = same_grid
+        self._cache: dict[int, sitk.Image] = {}
+
+    def __getitem__(self, index: int) -> sitk.Image:
+        if index not in self._indices:
+            raise KeyError(index)
+        if index not in self._cache:
+            image = self._load(index)
+            if index != self._reference_index:
+                reference = self[self._reference_index]
+                if not self._same_grid(image, reference):
+                    logger.info("phase %d resampled onto the reference grid", index)
+                    image = resample_onto(image, reference)
+                else:
+                    image.CopyInformation(reference)
+            self._cache[index] = image
+        return self._cache[index]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._indices)
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+
+@dataclass(frozen=True)
+class StudyPhases:
+    """Phases of one study as images, the reference phase and the pre-contrast phase (None for single-image
+    studies); the images are on the reference phase's grid (:class:`LazyPhases`)."""
+
+    images: Mapping[int, sitk.Image]
+    reference_index: int
+    pre_index: int | None
+
+    @property
+    def reference(self) -> sitk.Image:
+        """The reference phase (masks live on its grid)."""
+        return self.images[self.reference_index]
+
+    @property
+    def pre(self) -> sitk.Image | None:
+        """The pre-contrast phase, if the study has one."""
+        return None if self.pre_index is None else self.images[self.pre_index]
+
+
+def choose_reference(indices: list[int], single: bool, requested: int | None) -> int:
+    """The requested phase, else the single phase, else the first post-contrast phase (lowest index >= 1).
+
+    Raises:
+        InvalidInputError: ``REFERENCE_PHASE_MISSING`` when the requested (or any post-contrast) phase is absent.
+    """
+    if requested is not None and not single:
+        if requested not in indices:
+            raise InvalidInputError(
+                "REFERENCE_PHASE_MISSING",
+                f"the profile's reference phase {requested} is not in the study (phases {sorted(indices)})",
+                "study.phases",
+            )
+        return requested
+    if single:
+        return indices[0]
+    posts = [i for i in indices if i >= 1]
+    if not posts:
+        raise InvalidInputError(
+            "REFERENCE_PHASE_MISSING", "the study has no single or post-contrast phase", "study.phases"
+        )
+    return min(posts)

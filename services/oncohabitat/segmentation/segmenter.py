@@ -18,12 +18,12 @@ import numpy as np
 import SimpleITK as sitk
 
 from oncohabitat.common.errors import PreconditionError
+from oncohabitat.common.phases import StudyPhases
 from oncohabitat.common.provenance import sha256_json
 from oncohabitat.segmentation.automatic import segment_automatic
 from oncohabitat.segmentation.method_output import MethodOutput
 from oncohabitat.segmentation.model_bundle import load_segmentation_bundle
 from oncohabitat.segmentation.onnx_model import OnnxSegmentationModel
-from oncohabitat.segmentation.phases import StudyPhases
 from oncohabitat.segmentation.profiles import Profile, ProfileSet, load_profiles
 from oncohabitat.segmentation.quality import Outcome, Qc, check_mask, component_sizes, mean_enhancement_pct
 from oncohabitat.segmentation.seeded import segment_seeded

@@ -12,11 +12,11 @@ import SimpleITK as sitk
 
 from oncohabitat.common.codec import VolumeCodec
 from oncohabitat.common.errors import InvalidInputError
+from oncohabitat.common.phases import LazyPhases, StudyPhases, choose_reference
 from oncohabitat.common.provenance import make_provenance, sha256_image
-from oncohabitat.segmentation.phases import LazyPhases, StudyPhases, choose_reference
 from oncohabitat.segmentation.quality import Outcome, mean_enhancement_pct
 from oncohabitat.segmentation.segmenter import SegmentationResult, Segmenter
-from oncohabitat.segmentation.supplied import measure, to_reference_grid
+from oncohabitat.segmentation.supplied import measure, same_grid, to_reference_grid
 from oncohabitat.v1 import common_pb2, segmentation_pb2, segmentation_pb2_grpc
 
 SUPPLIED_SOURCES = frozenset({"rtstruct", "seg", "request"})
@@ -70,7 +70,9 @@ def decode_phases(study: common_pb2.Study, codec: VolumeCodec, requested_referen
             raise InvalidInputError("PHASE_DUPLICATE", f"phase index {index} appears twice", "study.phases")
         by_index[index] = phase
     reference = choose_reference(sorted(by_index), single, requested_reference)
-    images = LazyPhases(sorted(by_index), reference, lambda index: codec.decode_image(by_index[index].volume))
+    images = LazyPhases(
+        sorted(by_index), reference, lambda index: codec.decode_image(by_index[index].volume), same_grid
+    )
     pre = 0 if not single and 0 in by_index else None
     return StudyPhases(images=images, reference_index=reference, pre_index=pre)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from oncohabitat.segmentation.phases import StudyPhases, choose_reference
+from oncohabitat.common.phases import StudyPhases, choose_reference
 from oncohabitat.segmentation.profiles import PROFILES_FILE_NAME, Profile, ProfileSet
 from oncohabitat.segmentation.quality import Outcome
 from oncohabitat.segmentation.segmenter import Segmenter
