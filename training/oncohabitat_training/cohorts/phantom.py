@@ -1,10 +1,21 @@
 """A cohort file for a phantom cohort folder (``oncohabitat phantom cohort --n N --out DIR``).
 
 Per case ``DIR/case_NNNN``: the DICOM folder as image source, the ground-truth tumour mask as supplied mask, the
-lesion centre (``phantom.json``, LPS mm) as seed point, covariate ``age`` (years), outcomes ``time`` (months,
-from ``time_months``) and ``event``. The split is deterministic: in case order, a case goes to validation each
-time ``index x validation_fraction`` passes a whole number, so round(N x fraction) cases, spread evenly, are
-validation cases. The file (``cohort.yaml`` in the folder) has paths relative to the folder.
+lesion centre (``phantom.json``, LPS mm) as seed point, covariate ``age`` (years) and, from ``clinical.csv``,
+the planted outcomes (all declared in the file):
+
+* ``time`` (months, from ``time_months``) and ``event`` (0/1): the planted Weibull DFS;
+* ``lp`` (continuous): the planted linear predictor eta (``true_linear_predictor``);
+* ``target`` (continuous, points): a recurrence-score-like transform of eta, ``50 + 15 * eta``;
+* ``pcr`` (binary): 1 when eta is below the cohort median ("responders" have the low planted risk: little
+  wash-out, small volume), else 0;
+* ``high_risk`` (binary): 1 when eta is at or above the cohort median, else 0.
+
+``target``, ``pcr`` and ``high_risk`` are documented synthetic labels (the demonstration recipes'
+``recipes/demo/``), not properties of real patients. The split is deterministic: in case order, a case goes to
+validation each time ``index x validation_fraction`` passes a whole number, so round(N x fraction) cases, spread
+evenly, are validation cases (a fraction of 1/3: every third case, index mod 3 == 2). The file (``cohort.yaml``
+in the folder) has paths relative to the folder.
 """
 
 from __future__ import annotations
@@ -13,6 +24,7 @@ import csv
 import json
 import math
 import os
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +35,16 @@ from oncohabitat_training.cohorts.problems import CohortFileError, CohortProblem
 COHORT_FILE_NAME = "cohort.yaml"
 CLINICAL_CSV = "clinical.csv"
 DEFAULT_VALIDATION_FRACTION = 0.3
+#: Recurrence-score-like transform of the planted eta: ``TARGET_OFFSET + TARGET_SCALE * eta`` (points).
+TARGET_OFFSET, TARGET_SCALE = 50.0, 15.0
+#: The outcomes the file declares (``time`` and ``event`` keep the schema's defaults but for the unit).
+OUTCOMES: dict[str, dict[str, str]] = {
+    "time": {"type": "time", "unit": "months"},
+    "lp": {"type": "continuous"},
+    "target": {"type": "continuous", "unit": "points"},
+    "pcr": {"type": "binary"},
+    "high_risk": {"type": "binary"},
+}
 
 
 def validation_cases(n: int, fraction: float) -> set[int]:
@@ -30,7 +52,7 @@ def validation_cases(n: int, fraction: float) -> set[int]:
     return {i for i in range(n) if math.floor((i + 1) * fraction + 1e-9) > math.floor(i * fraction + 1e-9)}
 
 
-def _entry(root: Path, row: dict[str, str], split: str) -> dict[str, Any]:
+def _entry(root: Path, row: dict[str, str], split: str, median_lp: float) -> dict[str, Any]:
     case = row["case_id"]
     metadata = json.loads((root / case / "phantom.json").read_text(encoding="utf-8"))
     lesion = metadata.get("lesion") or {}
@@ -42,7 +64,15 @@ def _entry(root: Path, row: dict[str, str], split: str) -> dict[str, Any]:
     if lesion.get("centre_lps_mm"):
         entry["seed_mm"] = [round(float(value), 4) for value in lesion["centre_lps_mm"]]
     entry["clinical"] = {"age": int(row["age"])}
-    entry["outcomes"] = {"time": float(row["time_months"]), "event": int(row["event"])}
+    lp = float(row["true_linear_predictor"])
+    entry["outcomes"] = {
+        "time": float(row["time_months"]),
+        "event": int(row["event"]),
+        "lp": lp,
+        "target": TARGET_OFFSET + TARGET_SCALE * lp,
+        "pcr": int(lp < median_lp),
+        "high_risk": int(lp >= median_lp),
+    }
     entry["split"] = split
     return entry
 
@@ -71,11 +101,14 @@ def write_phantom_cohort_file(
     if missing:
         raise CohortFileError(missing)
     validation = validation_cases(len(rows), validation_fraction)
-    patients = [_entry(root, row, "validation" if i in validation else "train") for i, row in enumerate(rows)]
+    median_lp = statistics.median(float(row["true_linear_predictor"]) for row in rows) if rows else 0.0
+    patients = [
+        _entry(root, row, "validation" if i in validation else "train", median_lp) for i, row in enumerate(rows)
+    ]
     document: dict[str, Any] = {
         "version": 1,
         "covariates": {"age": {"type": "numeric", "min": 0, "max": 120, "unit": "years"}},
-        "outcomes": {"time": {"type": "time", "unit": "months"}},
+        "outcomes": {name: dict(spec) for name, spec in OUTCOMES.items()},
         "patients": patients,
     }
     target = out or root / COHORT_FILE_NAME
