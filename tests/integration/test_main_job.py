@@ -37,12 +37,6 @@ pytestmark = pytest.mark.integration
 
 CLI = [sys.executable, "-m", "oncohabitat.cli"]
 NEEDS_S3 = "tumour/S3/original_firstorder_Mean"
-TERMINAL = {
-    pipeline_pb2.JOB_STATE_DONE,
-    pipeline_pb2.JOB_STATE_NEEDS_REVIEW,
-    pipeline_pb2.JOB_STATE_FAILED,
-    pipeline_pb2.JOB_STATE_CANCELLED,
-}
 
 
 def write_needs_s3_bundle(root: Path) -> None:
@@ -80,16 +74,6 @@ def _store(platform: Platform) -> SqliteJobStore:
     return SqliteJobStore(platform.data_dir / "jobs.sqlite3")
 
 
-def _wait(platform: Platform, job_id: str, timeout_s: float = 300.0) -> pipeline_pb2.Job:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        job = platform.pipeline().GetJob(pipeline_pb2.GetJobRequest(job_id=job_id), timeout=5)
-        if job.state in TERMINAL:
-            return job
-        time.sleep(0.3)
-    raise TimeoutError(platform.log("orchestrator"))
-
-
 def _handed_off_job(platform: Platform, study_uid: str, not_job: str = "", timeout_s: float = 120.0) -> str:
     admin, key = platform.listener_admin(), platform.study_key(study_uid)
     deadline = time.monotonic() + timeout_s
@@ -117,7 +101,7 @@ def _chunks(
 def test_every_demonstration_bundle_gives_a_result_on_the_ispy_phantom(platform: Platform, ispy: PhantomStudy) -> None:
     pushed = storescu(platform.dicom_port, [ispy.dicom_dir])
     assert pushed.returncode == 0, pushed.stderr
-    job = _wait(platform, _handed_off_job(platform, ispy.study_instance_uid))
+    job = platform.wait_for_job(_handed_off_job(platform, ispy.study_instance_uid))
     assert job.state == pipeline_pb2.JOB_STATE_DONE, (job.reason, platform.log("orchestrator"))
     result = platform.pipeline().GetResult(pipeline_pb2.GetResultRequest(job_id=job.job_id), timeout=10)
     demo_ids = {p.name for p in (PROJECT_ROOT / "models" / "scoring").iterdir() if p.name.startswith("demo-")}
@@ -155,7 +139,7 @@ def test_a_series_added_after_completion_reruns_the_study(
     platform: Platform, ispy: PhantomStudy, tmp_path: Path
 ) -> None:
     first = _pushed_and_handed_off(platform, ispy)
-    _wait(platform, first)
+    platform.wait_for_job(first)
     series_uid = generate_uid()
     for n, source in enumerate(ispy.phase_files[0][:10]):
         dataset = pydicom.dcmread(source)
@@ -165,7 +149,7 @@ def test_a_series_added_after_completion_reruns_the_study(
     pushed = storescu(platform.dicom_port, [tmp_path])
     assert pushed.returncode == 0, pushed.stderr
     second = _handed_off_job(platform, ispy.study_instance_uid, not_job=first)  # LATE_POLICY rerun: a new job
-    job = _wait(platform, second)
+    job = platform.wait_for_job(second)
     assert job.state == pipeline_pb2.JOB_STATE_DONE, job.reason  # the T2 series is not a DCE phase: same result
     store = _store(platform)
     before, after = store.get(first), store.get(second)
@@ -178,7 +162,7 @@ def test_a_study_missing_a_phase_a_model_needs_ends_needs_review(platform: Platf
     files = [path for phase in ispy.phase_files[:3] for path in phase]  # S0-S2: no S3
     header = pipeline_pb2.UploadHeader(model_ids=["dce-needs-s3"])
     response = platform.pipeline().UploadStudy(_chunks(files, header), timeout=120)
-    job = _wait(platform, response.job_id)
+    job = platform.wait_for_job(response.job_id)
     assert job.state == pipeline_pb2.JOB_STATE_NEEDS_REVIEW
     assert "MODEL_NOT_ELIGIBLE" in job.reason and "needs phase S3 (the study has S0-S2)" in job.reason
 
@@ -193,7 +177,7 @@ def test_a_submission_with_a_seed_point_runs_seeded_fcm(platform: Platform, tmp_
     assert response.created
     again = platform.pipeline().UploadStudy(_chunks(files, header), timeout=120)
     assert again.job_id == response.job_id and not again.created  # same content, same inputs: same job
-    _wait(platform, response.job_id)
+    platform.wait_for_job(response.job_id)
     store = _store(platform)
     assert store.load_stage_results(response.job_id)["segment"]["method"] == "seeded-fcm"
     stored = store.get(response.job_id)

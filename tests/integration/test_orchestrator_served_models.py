@@ -24,18 +24,12 @@ from oncohabitat.bundles.signature import sign_manifest
 from oncohabitat.orchestrator.jobstore import SqliteJobStore
 from oncohabitat.phantom import PhantomStudy, generate_study
 from oncohabitat.v1 import pipeline_pb2, scoring_pb2, scoring_pb2_grpc
-from tests.support.platform import Platform
+from tests.support.platform import TERMINAL_STATES, Platform
 from tests.unit.test_scoring_model import linear_document
 
 pytestmark = pytest.mark.integration
 
 S1_MEAN = "tumour/S1/original_firstorder_Mean"
-TERMINAL = {
-    pipeline_pb2.JOB_STATE_DONE,
-    pipeline_pb2.JOB_STATE_NEEDS_REVIEW,
-    pipeline_pb2.JOB_STATE_FAILED,
-    pipeline_pb2.JOB_STATE_CANCELLED,
-}
 
 
 def dce_bundle(root: Path, model_id: str) -> Path:
@@ -89,18 +83,8 @@ def _upload(platform: Platform, study: PhantomStudy) -> str:
     return platform.pipeline().UploadStudy(chunks(), timeout=120).job_id
 
 
-def _wait(platform: Platform, job_id: str, timeout_s: float = 300.0) -> pipeline_pb2.Job:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        job = platform.pipeline().GetJob(pipeline_pb2.GetJobRequest(job_id=job_id), timeout=5)
-        if job.state in TERMINAL:
-            return job
-        time.sleep(0.3)
-    raise TimeoutError(platform.log("orchestrator"))
-
-
 def _scored(platform: Platform, job_id: str) -> set[str]:
-    job = _wait(platform, job_id)
+    job = platform.wait_for_job(job_id)
     assert job.state == pipeline_pb2.JOB_STATE_DONE, (job.reason, platform.log("orchestrator"))
     result = platform.pipeline().GetResult(pipeline_pb2.GetResultRequest(job_id=job_id), timeout=10)
     planned = SqliteJobStore(platform.data_dir / "jobs.sqlite3").load_stage_results(job_id)["features"]["models"]
@@ -138,7 +122,7 @@ def test_a_job_waits_for_an_unreachable_scoring_service(platform: Platform, tmp_
     deadline = time.monotonic() + 120
     request = pipeline_pb2.GetJobRequest(job_id=job_id)
     while "UNAVAILABLE" not in (job := platform.pipeline().GetJob(request, timeout=5)).reason:
-        assert job.state not in TERMINAL, job.reason
+        assert job.state not in TERMINAL_STATES, job.reason
         assert time.monotonic() < deadline, platform.log("orchestrator")
         time.sleep(0.3)
     assert "transient RpcError(UNAVAILABLE)" in job.reason and "'regions'" in job.reason

@@ -22,6 +22,16 @@ from oncohabitat.launcher import RunningService, platform_environment, start_ser
 from oncohabitat.v1 import listener_pb2_grpc, pipeline_pb2, pipeline_pb2_grpc
 from tests.conftest import free_port
 
+#: Job states after which a job changes no more.
+TERMINAL_STATES = frozenset(
+    {
+        pipeline_pb2.JOB_STATE_DONE,
+        pipeline_pb2.JOB_STATE_NEEDS_REVIEW,
+        pipeline_pb2.JOB_STATE_FAILED,
+        pipeline_pb2.JOB_STATE_CANCELLED,
+    }
+)
+
 
 class Platform:
     """All six services with a shared data directory under ``workdir``, secured as ``oncohabitat up`` does
@@ -105,15 +115,20 @@ class Platform:
         """A stub for the listener's admin API (admin token)."""
         return listener_pb2_grpc.ListenerAdminStub(self.channel("listener"))
 
+    def wait_for_job(self, job_id: str, timeout_s: float = 300.0) -> pipeline_pb2.Job:
+        """Wait until job ``job_id`` is finished (any terminal state); returns it."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            job = self.pipeline().GetJob(pipeline_pb2.GetJobRequest(job_id=job_id), timeout=5)
+            if job.state in TERMINAL_STATES:
+                return job
+            time.sleep(0.3)
+        raise TimeoutError(self.log("orchestrator"))
+
     def wait_for_jobs(self, count: int, timeout_s: float = 60.0) -> list[pipeline_pb2.Job]:
         """Wait until ``count`` jobs exist and all are finished; returns them."""
         deadline = time.monotonic() + timeout_s
-        terminal = {
-            pipeline_pb2.JOB_STATE_DONE,
-            pipeline_pb2.JOB_STATE_NEEDS_REVIEW,
-            pipeline_pb2.JOB_STATE_FAILED,
-            pipeline_pb2.JOB_STATE_CANCELLED,
-        }
+        terminal = TERMINAL_STATES
         jobs: list[pipeline_pb2.Job] = []
         while time.monotonic() < deadline:
             try:
