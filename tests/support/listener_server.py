@@ -23,11 +23,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
-from oncohabitat.listener.association import InstanceSink
+from oncohabitat.listener.cstore import StoreHandler, StoreRequest, StoreResult
 from oncohabitat.listener.diskguard import statvfs_free_bytes
 from oncohabitat.listener.settings import ListenerSettings
 from oncohabitat.listener.spool import DatasetSpool
-from oncohabitat.listener.storage import InstanceStore, StoreResult
+from oncohabitat.listener.storage import InstanceStore
 from oncohabitat.listener.wiring import build_parts
 
 
@@ -72,23 +72,9 @@ class _DelayedStore:
     def refuse(self, reason: str, dimse_status: int) -> StoreResult:
         return self._store.refuse(reason, dimse_status)
 
-    def store_spool(
-        self,
-        spool: DatasetSpool,
-        *,
-        sop_class_uid: str,
-        sop_uid: str,
-        transfer_syntax: str,
-        defer_sync: bool = False,
-    ) -> StoreResult:
+    def handle_store(self, request: StoreRequest, *, defer_sync: bool = False) -> StoreResult:
         time.sleep(self._delay_s)
-        return self._store.store_spool(
-            spool,
-            sop_class_uid=sop_class_uid,
-            sop_uid=sop_uid,
-            transfer_syntax=transfer_syntax,
-            defer_sync=defer_sync,
-        )
+        return self._store.handle_store(request, defer_sync=defer_sync)
 
 
 def _file_probe(path: Path) -> Callable[[Path], int]:
@@ -143,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.root.mkdir(parents=True, exist_ok=True)
     settings = settings_from(args)
 
-    def wrap(store: InstanceStore) -> InstanceSink:
+    def wrap(store: InstanceStore) -> StoreHandler:
         return _DelayedStore(store, args.store_delay_s) if args.store_delay_s > 0 else store
 
     parts = build_parts(

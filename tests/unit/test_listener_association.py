@@ -12,10 +12,10 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
 from oncohabitat.listener import status
 from oncohabitat.listener.access import AccessPolicy
 from oncohabitat.listener.association import Association, AssociationConfig, _PendingStore
+from oncohabitat.listener.cstore import StoreRequest, StoreResult
 from oncohabitat.listener.dimse import C_STORE_RQ, Command
 from oncohabitat.listener.index import AddOutcome
 from oncohabitat.listener.spool import DatasetSpool
-from oncohabitat.listener.storage import StoreResult
 
 SOP_UID = "1.2.826.0.1.3680043.8.498.7"
 
@@ -49,15 +49,7 @@ class _Sink:
     def refuse(self, reason: str, dimse_status: int) -> StoreResult:
         return StoreResult(dimse_status, None, None, reason)
 
-    def store_spool(
-        self,
-        spool: DatasetSpool,
-        *,
-        sop_class_uid: str,
-        sop_uid: str,
-        transfer_syntax: str,
-        defer_sync: bool = False,
-    ) -> StoreResult:
+    def handle_store(self, request: StoreRequest, *, defer_sync: bool = False) -> StoreResult:
         def follow_up() -> StoreResult:
             self.sent_before_follow_up = len(self.socket.sent)
             return StoreResult(status.SUCCESS, AddOutcome.IDENTICAL, "study")

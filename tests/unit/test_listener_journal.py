@@ -29,7 +29,7 @@ from oncohabitat.dicomio.identifiers import uid_key
 from oncohabitat.listener import journal as journal_module
 from oncohabitat.listener import materialiser as materialiser_module
 from oncohabitat.listener import materialiser_worker, status
-from oncohabitat.listener import storage as storage_module
+from oncohabitat.listener import recovery as recovery_module
 from oncohabitat.listener.checks import Budgets
 from oncohabitat.listener.errors import InvalidInstanceError, StorageWriteError
 from oncohabitat.listener.index import AddOutcome, StudyIndex, StudyState
@@ -586,7 +586,7 @@ def test_an_acknowledged_entry_that_stricter_checks_refuse_after_an_upgrade_is_q
     def stricter_checks(*_args: object) -> object:
         raise InvalidInstanceError("modality_not_supported", status.CANNOT_PARSE, "a new rule")
 
-    monkeypatch.setattr(storage_module, "inspect_body", stricter_checks)
+    monkeypatch.setattr(recovery_module, "inspect_body", stricter_checks)
     with reopened(root) as (store2, index2):
         assert store2.rematerialised == 0
         uid = str(pydicom.dcmread(ct_series[0], stop_before_pixels=True).SOPInstanceUID)
@@ -676,7 +676,7 @@ def test_a_journal_entry_whose_checks_fail_unexpectedly_at_recovery_stops_the_st
     def broken_checks(*_args: object) -> object:
         raise RuntimeError("a bug in the checks")
 
-    monkeypatch.setattr(storage_module, "inspect_body", broken_checks)
+    monkeypatch.setattr(recovery_module, "inspect_body", broken_checks)
     with pytest.raises(StorageWriteError, match=r"entry 1 .* cannot be checked \(RuntimeError\)"):
         open_store(root)
     monkeypatch.undo()

@@ -19,7 +19,7 @@ from pynetdicom.dsutils import encode, split_dataset
 
 from oncohabitat.dicomio.identifiers import uid_key
 from oncohabitat.listener import status
-from oncohabitat.listener import storage as storage_module
+from oncohabitat.listener import store_files as store_files_module
 from oncohabitat.listener.checks import Budgets
 from oncohabitat.listener.diskguard import DiskGuard
 from oncohabitat.listener.errors import StorageWriteError
@@ -225,14 +225,14 @@ def test_write_error_answers_out_of_resources_and_removes_partial_file(
             raise OSError(errno.ENOSPC, "No space left on device")
         real_fsync(fd)
 
-    monkeypatch.setattr(storage_module.os, "fsync", failing_fsync)
+    monkeypatch.setattr(store_files_module.os, "fsync", failing_fsync)
     ds = pydicom.dcmread(ct_file, stop_before_pixels=True)
     event = make_event(file_body(ct_file), ds.SOPClassUID, ds.SOPInstanceUID)
     assert handle(store, event) == status.OUT_OF_RESOURCES
     assert stored_files(root) == []  # the temporary file was deleted
     assert store.index.get_instance(ds.SOPInstanceUID) is None
 
-    monkeypatch.setattr(storage_module.os, "fsync", real_fsync)
+    monkeypatch.setattr(store_files_module.os, "fsync", real_fsync)
     retry = make_event(file_body(ct_file), ds.SOPClassUID, ds.SOPInstanceUID)
     assert handle(store, retry) == status.SUCCESS
     assert len(stored_files(root)) == 1
@@ -385,7 +385,7 @@ def test_spool_write_error_removes_the_partial_file(root: Path, ct_file: Path, m
             raise OSError(errno.EIO, "I/O error")
         real_fsync(fd)
 
-    monkeypatch.setattr(storage_module.os, "fsync", failing_fsync)
+    monkeypatch.setattr(store_files_module.os, "fsync", failing_fsync)
     monkeypatch.setattr("oncohabitat.listener.spool.os.fsync", failing_fsync)
     try:
         ds = pydicom.dcmread(ct_file, stop_before_pixels=True)
@@ -413,7 +413,7 @@ def test_orphans_in_incoming_are_removed_at_start(root: Path) -> None:
 def test_without_fsync_instances_are_still_stored(root: Path, ct_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root.mkdir()
     calls: list[int] = []
-    monkeypatch.setattr(storage_module.os, "fsync", lambda fd: calls.append(fd))
+    monkeypatch.setattr(store_files_module.os, "fsync", lambda fd: calls.append(fd))
     index = StudyIndex(root / INDEX_FILE)
     store = InstanceStore(root, index, policy=StorePolicy(fsync=False))
     try:

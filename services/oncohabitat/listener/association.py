@@ -35,6 +35,7 @@ from oncohabitat.common.polling import DEFAULT_POLL_WINDOW_S
 from oncohabitat.dicomio.identifiers import is_valid_uid
 from oncohabitat.listener import audit, metrics, pdu_io, status
 from oncohabitat.listener.access import AccessPolicy
+from oncohabitat.listener.cstore import StoreHandler, StoreRequest, StoreResult
 from oncohabitat.listener.dimse import (
     C_ECHO_RQ,
     C_ECHO_RSP,
@@ -60,7 +61,6 @@ from oncohabitat.listener.negotiation import (
     negotiate_contexts,
 )
 from oncohabitat.listener.spool import DatasetSpool
-from oncohabitat.listener.storage import StoreResult
 
 _LOG = logging.getLogger(__name__)
 
@@ -76,28 +76,6 @@ _RECEIVE_SLICE_S = 1.0
 LIMIT_REASONS = frozenset({"busy", "peer_limit"})
 #: What :meth:`Association._serve` returns once the reactor took the association over.
 _HANDED_OVER = "handed_over"
-
-
-class InstanceSink(Protocol):
-    """Where received data sets go (an :class:`~.storage.InstanceStore` or a test proxy)."""
-
-    def accepting(self) -> bool: ...  # pragma: no cover
-
-    def open_spool(
-        self, sop_class_uid: str, sop_uid: str, transfer_syntax: str
-    ) -> DatasetSpool: ...  # pragma: no cover
-
-    def store_spool(
-        self,
-        spool: DatasetSpool,
-        *,
-        sop_class_uid: str,
-        sop_uid: str,
-        transfer_syntax: str,
-        defer_sync: bool = False,
-    ) -> StoreResult: ...  # pragma: no cover
-
-    def refuse(self, reason: str, dimse_status: int) -> StoreResult: ...  # pragma: no cover
 
 
 class DataPhaseServer(Protocol):
@@ -207,7 +185,7 @@ class Association:
         sock: socket.socket,
         peer: tuple[str, int],
         config: AssociationConfig,
-        sink: InstanceSink,
+        sink: StoreHandler,
         busy_reason: Callable[[], str],
         *,
         on_closed: Callable[[], None] | None = None,
@@ -609,13 +587,13 @@ class Association:
             reason, code = pending.early or ("internal_error", status.UNEXPECTED_ERROR)
             return self._sink.refuse(reason, code)
         try:
-            return self._sink.store_spool(
+            request = StoreRequest(
                 pending.spool,
-                sop_class_uid=command.affected_sop_class_uid,
-                sop_uid=command.affected_sop_instance_uid,
-                transfer_syntax=pending.transfer_syntax,
-                defer_sync=defer_sync,
+                command.affected_sop_class_uid,
+                command.affected_sop_instance_uid,
+                pending.transfer_syntax,
             )
+            return self._sink.handle_store(request, defer_sync=defer_sync)
         except Exception:  # noqa: BLE001 - store boundary: answer a failure, keep the association
             pending.spool.discard()
             _LOG.error("C-STORE handler failed unexpectedly", exc_info=True)

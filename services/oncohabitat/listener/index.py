@@ -4,7 +4,7 @@ One connection, guarded by a lock, serves every thread (association handlers, co
 monitor, outbox). A committed row survives a crash or ``kill -9`` of the process in both modes;
 with ``synchronous=FULL`` every commit is also fsynced (survives power loss). With ``NORMAL`` the
 last commits before a power loss may be lost; the store then re-indexes its durable instance
-files (:meth:`InstanceStore.reconcile`) because the index was not closed cleanly
+files (:meth:`~.recovery.StoreRecovery.reconcile`) because the index was not closed cleanly
 (:attr:`StudyIndex.unclean_start`: a marker file is written by :meth:`StudyIndex.close` after a
 checkpoint and removed at open).
 

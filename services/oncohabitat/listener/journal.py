@@ -334,7 +334,7 @@ class IntakeJournal:
 
         The caller then calls :meth:`wait_durable` before acknowledging (or :meth:`complete`, for
         an entry written with ``start_writeback`` whose instance it refuses). An entry that is never
-        acknowledged is harmless: recovery re-checks it (see :mod:`.storage`).
+        acknowledged is harmless: recovery re-checks it (see :mod:`.recovery`).
 
         ``start_writeback``: also start the entry's device write now, for a caller with work to do
         before :meth:`wait_durable`: the write then proceeds meanwhile. With direct writes on (see

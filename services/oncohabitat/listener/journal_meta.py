@@ -1,7 +1,7 @@
 """Journal metadata of an instance: what the listener knew when it journaled it, as compact JSON.
 
 The store journals a received data set *before* its checks run, so that the journal's device
-write proceeds while they do (see :mod:`.storage`). The metadata therefore carries only what the
+write proceeds while they do (see :mod:`.intake`). The metadata therefore carries only what the
 C-STORE request and its presentation context say, the arrival time and the budgets its checks
 are about to apply::
 
@@ -22,7 +22,7 @@ An instance its checks refuse gets a second, payload-less entry, a *refusal reco
 was never acknowledged. The record is written without waiting for a sync (a refusal is answered
 at once); where a crash lost it, recovery cannot tell an entry refused at intake from one its
 checks would refuse only now (after an upgrade that tightened them) and keeps the data set aside
-in quarantine instead of dropping it (see :mod:`.storage`).
+in quarantine instead of dropping it (see :mod:`.recovery`).
 
 Entries of the first layout, ``[study_uid, *InstanceRecord fields]`` (journaled after the checks,
 by earlier releases), are still decoded: a journal left by an unclean stop survives an upgrade.

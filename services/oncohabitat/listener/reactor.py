@@ -10,7 +10,7 @@ negotiated plain-TCP connections at once (``selectors``: epoll on Linux) and, pe
    on each complete PDU (:meth:`~.association.Association.handle_pdu`); a completed C-STORE is
    checked and written to the intake journal without waiting for its sync (*staged*);
 2. makes every staged entry durable with one ``fdatasync`` (group commit: the first
-   :attr:`~.storage.StoreResult.settle` syncs through the newest entry, the others find it done);
+   :attr:`~.cstore.StoreResult.settle` syncs through the newest entry, the others find it done);
 3. answers every staged C-STORE, then runs their after-reply work (duplicate checks, hand-off to
    the materialiser; a duplicate of a UID not yet indexed waits for the materialiser, so its
    check runs on the background thread below);
@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 
 from oncohabitat.listener import pdu_io
 from oncohabitat.listener.association import Association, StagedStore
-from oncohabitat.listener.storage import StoreResult
+from oncohabitat.listener.cstore import StoreResult
 
 _LOG = logging.getLogger(__name__)
 
@@ -268,7 +268,7 @@ class DataReactor:
             waits = result.follow_up_waits
             if waits is not None and self._waiting_follow_ups is not None and waits():
                 # a duplicate of a UID still being materialised: its check waits for the worker
-                # (order among versions: by arrival time, see InstanceStore._commit)
+                # (order among versions: by arrival time, see StoreDuplicates._commit)
                 self._waiting_follow_ups.submit(association.follow_up_elsewhere(result))
             else:
                 association.follow_up_store(result)

@@ -52,7 +52,8 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from oncohabitat.common.polling import DEFAULT_POLL_WINDOW_S
 from oncohabitat.listener import audit, metrics
 from oncohabitat.listener.access import AccessPolicy
-from oncohabitat.listener.association import Association, AssociationConfig, InstanceSink
+from oncohabitat.listener.association import Association, AssociationConfig
+from oncohabitat.listener.cstore import StoreHandler
 from oncohabitat.listener.reactor import DataReactor
 
 _LOG = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ class ListenerSCP:
 
     def __init__(
         self,
-        store: InstanceSink,
+        store: StoreHandler,
         *,
         ae_title: str = "ONCOHABITAT",
         host: str = "0.0.0.0",

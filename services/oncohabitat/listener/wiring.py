@@ -14,10 +14,10 @@ from pathlib import Path
 
 from oncohabitat.dicomio.dce import DceRules
 from oncohabitat.listener.access import AccessPolicy, parse_networks
-from oncohabitat.listener.association import InstanceSink
 from oncohabitat.listener.checks import Budgets
 from oncohabitat.listener.classify import DceStudyClassifier
 from oncohabitat.listener.completion import CompletionMonitor, parse_expected_series
+from oncohabitat.listener.cstore import StoreHandler
 from oncohabitat.listener.diskguard import DiskGuard, statvfs_free_bytes
 from oncohabitat.listener.errors import ListenerConfigError
 from oncohabitat.listener.handoff import GrpcHandoff
@@ -118,7 +118,7 @@ def build_parts(
     handoff: HandoffFn,
     *,
     disk_probe: Callable[[Path], int] = statvfs_free_bytes,
-    sink_wrapper: Callable[[InstanceStore], InstanceSink] | None = None,
+    sink_wrapper: Callable[[InstanceStore], StoreHandler] | None = None,
     outbox_backoff_s: float = 1.0,
     poll_interval_s: float = 1.0,
 ) -> ListenerParts:
