@@ -8,23 +8,14 @@ files (:meth:`~.recovery.StoreRecovery.reconcile`) because the index was not clo
 (:attr:`StudyIndex.unclean_start`: a marker file is written by :meth:`StudyIndex.close` after a
 checkpoint and removed at open).
 
-Times are Unix epoch seconds (``float``, wall clock) so that quiet periods and hand-off backoff
-survive a restart. Study states follow ``oncohabitat.v1.StudyState``::
+The study state machine (states, transitions, late policy) is :mod:`.studies`; this module is its
+SQL: each transition is one transaction, guarded by the state (and content digest) it starts from.
 
-    RECEIVING --quiet period, eligible--> COMPLETE --hand-off ok--> HANDED_OFF
-    RECEIVING --quiet period, not eligible--> REJECTED (reason says why)
-                                 COMPLETE --hand-off refused--> REJECTED
-
-"Study updated" path: a new instance (not a byte-identical re-send) for a COMPLETE, HANDED_OFF or
-REJECTED study is always stored, counted (``updates``) and audited, then handled by the
-:class:`LatePolicy`:
-
-* ``RERUN`` (default): the study reopens to RECEIVING, completes again after a new quiet period and
-  is handed off with its new content digest (a new job);
-* ``HOLD``: the study keeps its state; ``late_instances`` counts what was held and ``reason`` says
-  so; ``ResubmitStudy`` re-runs it with everything stored.
-
-A byte-identical re-send changes nothing (no reopen, no new job).
+Contract about "acknowledged": a row is committed only once its file was written in full (renamed
+into place). On the direct path the file is synced first, so the committed row is the
+acknowledgement; rows of journaled instances (acknowledged by their journal entry) are committed by
+the materialiser after the reply, and their files are synced before the journal checkpoint passes
+their entries.
 
 No patient names, IDs, birth dates or accession numbers are stored: only UIDs, opaque keys, SOP
 class, modality, series number/description, file paths relative to the store root, sizes and
@@ -41,14 +32,36 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from oncohabitat.dicomio.identifiers import content_digest
 from oncohabitat.listener.errors import StudyIndexError
+from oncohabitat.listener.studies import (
+    AddOutcome,
+    AddResult,
+    LateAction,
+    LatePolicy,
+    StudyState,
+    end_of_receiving,
+    late_action,
+)
 
 _LOG = logging.getLogger(__name__)
+
+__all__ = [
+    "CLEAN_SUFFIX",
+    "SCHEMA_VERSION",
+    "AddOutcome",
+    "AddResult",
+    "AuditEvent",
+    "InstanceRecord",
+    "LatePolicy",
+    "SeriesCount",
+    "StudyIndex",
+    "StudyRecord",
+    "StudyState",
+]
 
 SCHEMA_VERSION = 2
 #: Suffix of the marker file that says the index was closed cleanly.
@@ -108,31 +121,6 @@ _MIGRATION_V2 = (
 )
 
 
-class StudyState(StrEnum):
-    """Life-cycle state of a study (names match ``oncohabitat.v1.StudyState`` without prefix)."""
-
-    RECEIVING = "RECEIVING"
-    COMPLETE = "COMPLETE"
-    HANDED_OFF = "HANDED_OFF"
-    REJECTED = "REJECTED"
-
-
-class AddOutcome(StrEnum):
-    """What :meth:`StudyIndex.add_instance` did with an instance."""
-
-    STORED = "stored"  # new row committed
-    IDENTICAL = "identical"  # same SOP Instance UID and same bytes already indexed: nothing changed
-    CONFLICT = "conflict"  # same SOP Instance UID, different bytes: first kept, conflict counted
-    REPLACED = "replaced"  # same SOP Instance UID, different bytes, replace policy: row now points at the new file
-
-
-class LatePolicy(StrEnum):
-    """What a new instance does to a study that already completed (see module doc)."""
-
-    RERUN = "rerun"
-    HOLD = "hold"
-
-
 @dataclass(frozen=True)
 class InstanceRecord:
     """One stored instance. ``path`` is POSIX, relative to the store root; times in epoch s."""
@@ -179,19 +167,6 @@ class StudyRecord:
     updates: int = 0
     classification: str = ""
     eligible: bool | None = None
-
-
-@dataclass(frozen=True)
-class AddResult:
-    """Result of :meth:`StudyIndex.add_instance`.
-
-    ``reopened_from``: the state the study left (RERUN policy); ``held_in``: the state it kept
-    while holding a late instance (HOLD policy).
-    """
-
-    outcome: AddOutcome
-    reopened_from: StudyState | None = None
-    held_in: StudyState | None = None
 
 
 @dataclass(frozen=True)
@@ -505,9 +480,10 @@ class StudyIndex:
 
     def _late_arrival(self, cur: sqlite3.Cursor, study_key: str, state: StudyState, outcome: AddOutcome) -> AddResult:
         """Apply the late policy to a study receiving new content in ``state``."""
-        if state is StudyState.RECEIVING:
+        action = late_action(state, self.late_policy)
+        if action is LateAction.NONE:
             return AddResult(outcome)
-        if self.late_policy is LatePolicy.HOLD:
+        if action is LateAction.HOLD:
             cur.execute(
                 "UPDATE studies SET late_instances = late_instances + 1, updates = updates + 1,"
                 " reason = 'updated after ' || state || ': ' || (late_instances + 1) ||"
@@ -614,7 +590,7 @@ class StudyIndex:
                 return None
             pairs = cur.execute("SELECT sop_uid, sha256 FROM instances WHERE study_key = ?", (study_key,)).fetchall()
             digest = content_digest((str(sop), str(sha)) for sop, sha in pairs)
-            state = StudyState.COMPLETE if reject_reason is None else StudyState.REJECTED
+            state = end_of_receiving(eligible=reject_reason is None)
             cur.execute(
                 "UPDATE studies SET state = ?, completed_at = ?, content_digest = ?, handoff_attempts = 0,"
                 " next_handoff_at = ?, reason = ?, classification = ?, eligible = ? WHERE study_key = ?",
