@@ -1,4 +1,4 @@
-"""SQLite index of received studies and instances (WAL; ``synchronous=FULL`` or ``NORMAL``).
+"""SQLite index of received studies and instances: :class:`StudyIndex`, the one handle every thread uses.
 
 One connection, guarded by a lock, serves every thread (association handlers, completion
 monitor, outbox). A committed row survives a crash or ``kill -9`` of the process in both modes;
@@ -19,33 +19,37 @@ their entries.
 
 No patient names, IDs, birth dates or accession numbers are stored: only UIDs, opaque keys, SOP
 class, modality, series number/description, file paths relative to the store root, sizes and
-SHA-256 digests. Schema version 2 adds the late-arrival counters, the DCE classification and the
-audit table to version 1; a version-1 index is migrated in place when opened.
+SHA-256 digests.
+
+The index by job: :mod:`.index_schema` (tables, migration), :mod:`.index_connection` (the file,
+its locked connection, reader pool and clean-close marker), :mod:`.index_records` (typed rows),
+:mod:`.index_instances` (instance rows and the late policy); this module adds the study queries,
+the study transitions and the audit table, and re-exports the public names of the others.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import sqlite3
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from oncohabitat.dicomio.identifiers import content_digest
-from oncohabitat.listener.errors import StudyIndexError
-from oncohabitat.listener.studies import (
-    AddOutcome,
-    AddResult,
-    LateAction,
-    LatePolicy,
-    StudyState,
-    end_of_receiving,
-    late_action,
+from oncohabitat.listener.index_connection import CLEAN_SUFFIX, IndexConnection
+from oncohabitat.listener.index_instances import add_instance_row, count_conflict, replace_instance_row
+from oncohabitat.listener.index_records import (
+    INSTANCE_COLUMNS,
+    STUDY_COLUMNS,
+    AuditEvent,
+    InstanceRecord,
+    SeriesCount,
+    StudyRecord,
+    instance_from_row,
+    study_from_row,
 )
+from oncohabitat.listener.index_schema import SCHEMA_VERSION
+from oncohabitat.listener.studies import AddOutcome, AddResult, LatePolicy, StudyState, end_of_receiving
 
 _LOG = logging.getLogger(__name__)
 
@@ -63,214 +67,15 @@ __all__ = [
     "StudyState",
 ]
 
-SCHEMA_VERSION = 2
-#: Suffix of the marker file that says the index was closed cleanly.
-CLEAN_SUFFIX = ".clean"
 
-_SCHEMA_V1 = (
-    """CREATE TABLE IF NOT EXISTS studies (
-    study_key         TEXT PRIMARY KEY,
-    study_uid         TEXT NOT NULL UNIQUE,
-    state             TEXT NOT NULL
-                      CHECK (state IN ('RECEIVING', 'COMPLETE', 'HANDED_OFF', 'REJECTED')),
-    first_received_at REAL NOT NULL,
-    last_received_at  REAL NOT NULL,
-    instance_count    INTEGER NOT NULL DEFAULT 0,
-    bytes_stored      INTEGER NOT NULL DEFAULT 0,
-    completed_at      REAL,
-    handed_off_at     REAL,
-    job_id            TEXT,
-    reason            TEXT NOT NULL DEFAULT '',
-    content_digest    TEXT,
-    handoff_attempts  INTEGER NOT NULL DEFAULT 0,
-    next_handoff_at   REAL,
-    conflicts         INTEGER NOT NULL DEFAULT 0
-)""",
-    """CREATE INDEX IF NOT EXISTS studies_by_state ON studies (state, last_received_at)""",
-    """CREATE TABLE IF NOT EXISTS instances (
-    sop_uid       TEXT PRIMARY KEY,
-    study_key     TEXT NOT NULL REFERENCES studies (study_key),
-    series_key    TEXT NOT NULL,
-    series_uid    TEXT NOT NULL,
-    sop_class_uid TEXT NOT NULL,
-    modality      TEXT NOT NULL,
-    path          TEXT NOT NULL,
-    sha256        TEXT NOT NULL,
-    size          INTEGER NOT NULL,
-    received_at   REAL NOT NULL
-)""",
-    """CREATE INDEX IF NOT EXISTS instances_by_study ON instances (study_key)""",
-)
-
-_MIGRATION_V2 = (
-    "ALTER TABLE studies ADD COLUMN late_instances INTEGER NOT NULL DEFAULT 0",
-    "ALTER TABLE studies ADD COLUMN updates INTEGER NOT NULL DEFAULT 0",
-    "ALTER TABLE studies ADD COLUMN classification TEXT NOT NULL DEFAULT ''",
-    "ALTER TABLE studies ADD COLUMN eligible INTEGER",
-    "ALTER TABLE instances ADD COLUMN series_number INTEGER",
-    "ALTER TABLE instances ADD COLUMN series_description TEXT NOT NULL DEFAULT ''",
-    "ALTER TABLE instances ADD COLUMN transfer_syntax TEXT NOT NULL DEFAULT ''",
-    """CREATE TABLE IF NOT EXISTS audit_events (
-        id        INTEGER PRIMARY KEY AUTOINCREMENT,
-        at        REAL NOT NULL,
-        event     TEXT NOT NULL,
-        study_key TEXT NOT NULL DEFAULT '',
-        detail    TEXT NOT NULL DEFAULT '{}'
-    )""",
-    "CREATE INDEX IF NOT EXISTS audit_by_study ON audit_events (study_key, id)",
-)
-
-
-@dataclass(frozen=True)
-class InstanceRecord:
-    """One stored instance. ``path`` is POSIX, relative to the store root; times in epoch s."""
-
-    sop_uid: str
-    study_key: str
-    series_key: str
-    series_uid: str
-    sop_class_uid: str
-    modality: str
-    path: str
-    sha256: str
-    size: int
-    received_at: float
-    series_number: int | None = None
-    series_description: str = ""
-    transfer_syntax: str = ""
-
-
-@dataclass(frozen=True)
-class StudyRecord:
-    """One study row. Times are epoch seconds; ``bytes_stored`` counts Part-10 file bytes.
-
-    ``classification`` is the JSON of the DCE classification made at completion ("" before);
-    ``eligible`` is None until then.
-    """
-
-    study_key: str
-    study_uid: str
-    state: StudyState
-    first_received_at: float
-    last_received_at: float
-    instance_count: int
-    bytes_stored: int
-    completed_at: float | None
-    handed_off_at: float | None
-    job_id: str | None
-    reason: str
-    content_digest: str | None
-    handoff_attempts: int
-    next_handoff_at: float | None
-    conflicts: int
-    late_instances: int = 0
-    updates: int = 0
-    classification: str = ""
-    eligible: bool | None = None
-
-
-@dataclass(frozen=True)
-class SeriesCount:
-    """Instances stored per series of a study (for expected-series completion rules)."""
-
-    series_key: str
-    series_description: str
-    modality: str
-    instance_count: int
-
-
-@dataclass(frozen=True)
-class AuditEvent:
-    """A persisted audit event (``detail`` is JSON without patient data)."""
-
-    at: float
-    event: str
-    study_key: str
-    detail: dict[str, Any]
-
-
-_STUDY_COLUMNS = (
-    "study_key, study_uid, state, first_received_at, last_received_at, instance_count, bytes_stored, "
-    "completed_at, handed_off_at, job_id, reason, content_digest, handoff_attempts, next_handoff_at, "
-    "conflicts, late_instances, updates, classification, eligible"
-)
-_INSTANCE_COLUMNS = (
-    "sop_uid, study_key, series_key, series_uid, sop_class_uid, modality, path, sha256, size, received_at, "
-    "series_number, series_description, transfer_syntax"
-)
-
-
-def _opt_float(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-def _study(values: tuple[Any, ...]) -> StudyRecord:
-    return StudyRecord(
-        study_key=str(values[0]),
-        study_uid=str(values[1]),
-        state=StudyState(str(values[2])),
-        first_received_at=float(values[3]),
-        last_received_at=float(values[4]),
-        instance_count=int(values[5]),
-        bytes_stored=int(values[6]),
-        completed_at=_opt_float(values[7]),
-        handed_off_at=_opt_float(values[8]),
-        job_id=None if values[9] is None else str(values[9]),
-        reason=str(values[10]),
-        content_digest=None if values[11] is None else str(values[11]),
-        handoff_attempts=int(values[12]),
-        next_handoff_at=_opt_float(values[13]),
-        conflicts=int(values[14]),
-        late_instances=int(values[15]),
-        updates=int(values[16]),
-        classification=str(values[17]),
-        eligible=None if values[18] is None else bool(values[18]),
-    )
-
-
-def _instance(row: tuple[Any, ...]) -> InstanceRecord:
-    return InstanceRecord(
-        sop_uid=str(row[0]),
-        study_key=str(row[1]),
-        series_key=str(row[2]),
-        series_uid=str(row[3]),
-        sop_class_uid=str(row[4]),
-        modality=str(row[5]),
-        path=str(row[6]),
-        sha256=str(row[7]),
-        size=int(row[8]),
-        received_at=float(row[9]),
-        series_number=None if row[10] is None else int(row[10]),
-        series_description=str(row[11]),
-        transfer_syntax=str(row[12]),
-    )
-
-
-def _instance_values(record: InstanceRecord) -> tuple[Any, ...]:
-    return (
-        record.sop_uid,
-        record.study_key,
-        record.series_key,
-        record.series_uid,
-        record.sop_class_uid,
-        record.modality,
-        record.path,
-        record.sha256,
-        record.size,
-        record.received_at,
-        record.series_number,
-        record.series_description,
-        record.transfer_syntax,
-    )
-
-
-class StudyIndex:
+class StudyIndex(IndexConnection):
     """Durable study/instance index in one SQLite file (created on first use).
 
     Args:
         db_path: the SQLite file (its directory must exist).
         busy_timeout_s: how long a statement waits for a lock held by another connection, in s.
-        late_policy: what a new instance does to a completed study (see module doc).
+        late_policy: what a new instance does to a completed study (see :mod:`.studies`).
+        synchronous: ``"FULL"`` (every commit fsynced) or ``"NORMAL"`` (see module doc).
         secondary: a second handle of another process (the materialiser worker) on an index the
             listener opened: no clean-shutdown marker handling, no checkpoint at close.
 
@@ -287,98 +92,8 @@ class StudyIndex:
         synchronous: str = "FULL",
         secondary: bool = False,
     ) -> None:
-        if synchronous not in ("FULL", "NORMAL"):
-            raise ValueError("synchronous must be FULL or NORMAL")
-        self.db_path = db_path
         self.late_policy = late_policy
-        self.synchronous = synchronous
-        self._lock = threading.Lock()
-        self._clean_marker = db_path.with_name(db_path.name + CLEAN_SUFFIX)
-        self._secondary = secondary
-        self.unclean_start = not secondary and not self._clean_marker.exists()
-        try:
-            self._conn = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None, timeout=busy_timeout_s)
-            mode = str(self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
-            if mode.lower() != "wal":
-                _LOG.warning("study index cannot use WAL on this file system (journal mode %s)", mode)
-            self._conn.execute(f"PRAGMA synchronous={synchronous}")
-            self._conn.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
-            # Point lookups on the receive path use a pool of read-only connections: in WAL mode they
-            # read the last commit without waiting for a writer or for each other. The pool grows to
-            # the number of concurrent lookups (at most the association limit).
-            self._busy_timeout_s = busy_timeout_s
-            self._idle_readers: list[sqlite3.Connection] = []
-            self._all_readers: list[sqlite3.Connection] = []
-            self._reader_lock = threading.Lock()
-        except sqlite3.DatabaseError as exc:
-            raise StudyIndexError(f"study index {db_path.name} cannot be opened: {exc}") from exc
-        self._may_mark_clean = not self.unclean_start and not secondary
-        if not self.unclean_start and not secondary:
-            self._clean_marker.unlink()  # until close() says otherwise, a crash is assumed
-
-    def mark_reconciled(self) -> None:
-        """The store re-indexed its files after an unclean start: a clean close may be recorded."""
-        self._may_mark_clean = True
-
-    def _migrate(self) -> None:
-        version = int(self._conn.execute("PRAGMA user_version").fetchone()[0])
-        if version not in (0, 1, SCHEMA_VERSION):
-            raise StudyIndexError(
-                f"study index {self.db_path.name} has schema version {version}, expected <= {SCHEMA_VERSION}"
-            )
-        if version == SCHEMA_VERSION:
-            return
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in (*(_SCHEMA_V1 if version == 0 else ()), *_MIGRATION_V2):
-                self._conn.execute(statement)
-            self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
-        if version == 1:
-            _LOG.info("study index migrated from schema 1 to %d", SCHEMA_VERSION)
-
-    def close(self) -> None:
-        """Checkpoint (fsync), close the connection and mark the shutdown clean (further calls fail)."""
-        with self._reader_lock:
-            for reader in self._all_readers:
-                reader.close()
-            self._all_readers.clear()
-            self._idle_readers.clear()
-        if self._secondary:
-            with self._lock:
-                self._conn.close()
-            return
-        with self._lock:
-            try:
-                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.Error as exc:
-                _LOG.error("study index checkpoint failed at close: %s", type(exc).__name__)
-                self._conn.close()
-                return
-            self._conn.close()
-        if self._may_mark_clean:
-            self._clean_marker.touch()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Cursor]:
-        """Serialised write transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``, rollback on error)."""
-        with self._lock:
-            cur = self._conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                yield cur
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            cur.execute("COMMIT")
-
-    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return list(self._conn.execute(sql, params).fetchall())
+        super().__init__(db_path, busy_timeout_s=busy_timeout_s, synchronous=synchronous, secondary=secondary)
 
     # ---- instances -------------------------------------------------------------------------
 
@@ -388,26 +103,8 @@ class StudyIndex:
 
     def get_instance(self, sop_uid: str) -> InstanceRecord | None:
         """The indexed instance with this SOP Instance UID, if any (last committed state)."""
-        reader = self._borrow_reader()
-        try:
-            row = reader.execute(f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE sop_uid = ?", (sop_uid,)).fetchone()
-        finally:
-            with self._reader_lock:
-                self._idle_readers.append(reader)
-        return _instance(row) if row is not None else None
-
-    def _borrow_reader(self) -> sqlite3.Connection:
-        """An idle read-only connection of the pool, or a new one."""
-        with self._reader_lock:
-            if self._idle_readers:
-                return self._idle_readers.pop()
-        reader = sqlite3.connect(
-            self.db_path, check_same_thread=False, isolation_level=None, timeout=self._busy_timeout_s
-        )
-        reader.execute("PRAGMA query_only=1")
-        with self._reader_lock:
-            self._all_readers.append(reader)
-        return reader
+        row = self._read_one(f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE sop_uid = ?", (sop_uid,))
+        return instance_from_row(row) if row is not None else None
 
     def add_instance(self, record: InstanceRecord, study_uid: str) -> AddResult:
         """Commit an instance row (its file must already be durable) and update its study.
@@ -417,7 +114,7 @@ class StudyIndex:
         increments the study's ``conflicts`` counter (``CONFLICT``).
         """
         with self._transaction() as cur:
-            return self._add(cur, record, study_uid)
+            return add_instance_row(cur, record, study_uid, self.late_policy)
 
     def add_instances(self, items: Sequence[tuple[InstanceRecord, str]]) -> list[AddResult]:
         """:meth:`add_instance` for ``(record, study_uid)`` pairs, in order, in one transaction.
@@ -425,33 +122,7 @@ class StudyIndex:
         Used by the background materialiser (one commit per batch instead of per instance).
         """
         with self._transaction() as cur:
-            return [self._add(cur, record, study_uid) for record, study_uid in items]
-
-    def _add(self, cur: sqlite3.Cursor, record: InstanceRecord, study_uid: str) -> AddResult:
-        existing = cur.execute(
-            "SELECT sha256, study_key FROM instances WHERE sop_uid = ?", (record.sop_uid,)
-        ).fetchone()
-        if existing is not None:
-            if existing[0] == record.sha256:
-                return AddResult(AddOutcome.IDENTICAL)
-            cur.execute("UPDATE studies SET conflicts = conflicts + 1 WHERE study_key = ?", (existing[1],))
-            return AddResult(AddOutcome.CONFLICT)
-        study = cur.execute("SELECT state FROM studies WHERE study_key = ?", (record.study_key,)).fetchone()
-        if study is None:
-            cur.execute(
-                "INSERT INTO studies (study_key, study_uid, state, first_received_at, last_received_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (record.study_key, study_uid, StudyState.RECEIVING.value, record.received_at, record.received_at),
-            )
-            result = AddResult(AddOutcome.STORED)
-        else:
-            result = self._late_arrival(cur, record.study_key, StudyState(str(study[0])), AddOutcome.STORED)
-        cur.execute(
-            f"INSERT INTO instances ({_INSTANCE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            _instance_values(record),
-        )
-        self._count_instance(cur, record, record.size, 1, result)
-        return result
+            return [add_instance_row(cur, record, study_uid, self.late_policy) for record, study_uid in items]
 
     def replace_instance(self, record: InstanceRecord) -> AddResult:
         """Point an indexed SOP Instance UID at a new file (duplicate policy "replace").
@@ -460,67 +131,20 @@ class StudyIndex:
         arrival when it already completed. Returns ``IDENTICAL`` when the bytes did not change.
         """
         with self._transaction() as cur:
-            existing = cur.execute(
-                "SELECT sha256, study_key, size FROM instances WHERE sop_uid = ?", (record.sop_uid,)
-            ).fetchone()
-            if existing is None:
-                raise StudyIndexError("replace_instance called for an instance that is not indexed")
-            if existing[0] == record.sha256:
-                return AddResult(AddOutcome.IDENTICAL)
-            study = cur.execute("SELECT state FROM studies WHERE study_key = ?", (existing[1],)).fetchone()
-            result = self._late_arrival(cur, str(existing[1]), StudyState(str(study[0])), AddOutcome.REPLACED)
-            cur.execute(
-                "UPDATE instances SET path = ?, sha256 = ?, size = ?, received_at = ?, transfer_syntax = ?"
-                " WHERE sop_uid = ?",
-                (record.path, record.sha256, record.size, record.received_at, record.transfer_syntax, record.sop_uid),
-            )
-            cur.execute("UPDATE studies SET conflicts = conflicts + 1 WHERE study_key = ?", (existing[1],))
-            self._count_instance(cur, record, record.size - int(existing[2]), 0, result)
-        return result
-
-    def _late_arrival(self, cur: sqlite3.Cursor, study_key: str, state: StudyState, outcome: AddOutcome) -> AddResult:
-        """Apply the late policy to a study receiving new content in ``state``."""
-        action = late_action(state, self.late_policy)
-        if action is LateAction.NONE:
-            return AddResult(outcome)
-        if action is LateAction.HOLD:
-            cur.execute(
-                "UPDATE studies SET late_instances = late_instances + 1, updates = updates + 1,"
-                " reason = 'updated after ' || state || ': ' || (late_instances + 1) ||"
-                " ' late instance(s) held (late policy hold); ResubmitStudy re-runs the study'"
-                " WHERE study_key = ?",
-                (study_key,),
-            )
-            return AddResult(outcome, held_in=state)
-        cur.execute(
-            "UPDATE studies SET state = ?, completed_at = NULL, content_digest = NULL, handoff_attempts = 0,"
-            " next_handoff_at = NULL, eligible = NULL, updates = updates + 1, reason = ? WHERE study_key = ?",
-            (StudyState.RECEIVING.value, f"reopened: new instance after {state.value}", study_key),
-        )
-        return AddResult(outcome, reopened_from=state)
-
-    @staticmethod
-    def _count_instance(cur: sqlite3.Cursor, record: InstanceRecord, size: int, count: int, result: AddResult) -> None:
-        held = result.held_in is not None
-        cur.execute(
-            "UPDATE studies SET instance_count = instance_count + ?, bytes_stored = bytes_stored + ?,"
-            " last_received_at = CASE WHEN ? THEN last_received_at ELSE MAX(last_received_at, ?) END"
-            " WHERE study_key = ?",
-            (count, size, held, record.received_at, record.study_key),
-        )
+            return replace_instance_row(cur, record, self.late_policy)
 
     def record_conflict(self, study_key: str) -> None:
         """Count one re-sent instance whose bytes differ from the stored first version."""
         with self._transaction() as cur:
-            cur.execute("UPDATE studies SET conflicts = conflicts + 1 WHERE study_key = ?", (study_key,))
+            count_conflict(cur, study_key)
 
     def instances(self, study_key: str) -> list[InstanceRecord]:
         """All instances of a study, ordered by series key then SOP Instance UID."""
         rows = self._query(
-            f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE study_key = ? ORDER BY series_key, sop_uid",
+            f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE study_key = ? ORDER BY series_key, sop_uid",
             (study_key,),
         )
-        return [_instance(row) for row in rows]
+        return [instance_from_row(row) for row in rows]
 
     def series_counts(self, study_key: str) -> list[SeriesCount]:
         """Instances per series of a study, by series key."""
@@ -535,19 +159,19 @@ class StudyIndex:
 
     def get_study(self, study_key: str) -> StudyRecord | None:
         """The study with this key, if any."""
-        rows = self._query(f"SELECT {_STUDY_COLUMNS} FROM studies WHERE study_key = ?", (study_key,))
-        return _study(rows[0]) if rows else None
+        rows = self._query(f"SELECT {STUDY_COLUMNS} FROM studies WHERE study_key = ?", (study_key,))
+        return study_from_row(rows[0]) if rows else None
 
     def list_studies(self, state: StudyState | None = None, limit: int = 100) -> list[StudyRecord]:
         """Studies (optionally in one state), most recently received first, at most ``limit``."""
         if state is None:
-            rows = self._query(f"SELECT {_STUDY_COLUMNS} FROM studies ORDER BY last_received_at DESC LIMIT ?", (limit,))
+            rows = self._query(f"SELECT {STUDY_COLUMNS} FROM studies ORDER BY last_received_at DESC LIMIT ?", (limit,))
         else:
             rows = self._query(
-                f"SELECT {_STUDY_COLUMNS} FROM studies WHERE state = ? ORDER BY last_received_at DESC LIMIT ?",
+                f"SELECT {STUDY_COLUMNS} FROM studies WHERE state = ? ORDER BY last_received_at DESC LIMIT ?",
                 (state.value, limit),
             )
-        return [_study(row) for row in rows]
+        return [study_from_row(row) for row in rows]
 
     def receiving_studies(self) -> list[tuple[str, float]]:
         """``(study_key, last_received_at)`` of every RECEIVING study, oldest activity first."""
@@ -610,11 +234,11 @@ class StudyIndex:
     def studies_due_for_handoff(self, now: float, limit: int = 100) -> list[StudyRecord]:
         """COMPLETE studies whose next hand-off attempt is due at ``now`` (epoch s), oldest first."""
         rows = self._query(
-            f"SELECT {_STUDY_COLUMNS} FROM studies WHERE state = ? AND next_handoff_at <= ?"
+            f"SELECT {STUDY_COLUMNS} FROM studies WHERE state = ? AND next_handoff_at <= ?"
             " ORDER BY next_handoff_at LIMIT ?",
             (StudyState.COMPLETE.value, now, limit),
         )
-        return [_study(row) for row in rows]
+        return [study_from_row(row) for row in rows]
 
     def count_in_state(self, state: StudyState) -> int:
         """Number of studies in ``state``."""
