@@ -613,20 +613,16 @@ def test_the_per_peer_limit_is_configurable_and_frees_with_the_peer(tmp_path: Pa
                 peer.close()
 
 
-@pytest.mark.parametrize("reactor", [True, False])
 def test_an_association_that_sends_no_message_is_aborted_after_the_idle_timeout(
-    tmp_path: Path, reactor: bool, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Established and silent: A-ABORT after IDLE_TIMEOUT_S (not the 60 s network timeout) and the slot is
-    free again; an association that sent a message is not idle. With the reactor on, the first idle
-    peer stays on its own thread (alone when it arrived), the later ones are served by the reactor."""
+    free again; an association that sent a message is not idle."""
     aborts = "oncohabitat_listener_association_aborts_total"
     before = REGISTRY.get_sample_value(aborts, {"reason": "idle_timeout"}) or 0.0
     idle_timeout_s = 2.0
     with (
-        running_scp(
-            tmp_path, maximum_associations=3, idle_timeout_s=idle_timeout_s, network_timeout_s=60.0, reactor=reactor
-        ) as scp,
+        running_scp(tmp_path, maximum_associations=3, idle_timeout_s=idle_timeout_s, network_timeout_s=60.0) as scp,
         caplog.at_level(logging.INFO, logger="oncohabitat.listener.audit"),
     ):
         started = time.monotonic()

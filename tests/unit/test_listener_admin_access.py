@@ -24,7 +24,7 @@ from oncohabitat.listener.servicer import ListenerAdminServicer
 from oncohabitat.listener.settings import ListenerSettings
 from oncohabitat.listener.storage import INDEX_FILE, InstanceStore
 from oncohabitat.listener.tlsconfig import TlsConfig, server_context
-from oncohabitat.listener.wiring import build_parts, tls_config
+from oncohabitat.listener.wiring import tls_config
 from oncohabitat.phantom import generate_study
 from oncohabitat.v1 import common_pb2, listener_pb2
 
@@ -168,16 +168,3 @@ def test_audit_events_are_structured_and_free_of_patient_fields(caplog: pytest.L
     assert record.audit_event == "association_accepted"  # type: ignore[attr-defined]
     assert (record.audit_calling_ae, record.audit_peer_ip) == ("PACS", "10.0.0.1")  # type: ignore[attr-defined]
     assert record.audit_contexts_accepted == 3  # type: ignore[attr-defined]
-
-
-@pytest.mark.parametrize("spin_us", [None, 150, 0])
-def test_polling_reaches_the_associations_and_the_journal_as_configured(tmp_path: Path, spin_us: int | None) -> None:
-    extra = {} if spin_us is None else {"spin_us": spin_us}
-    parts = build_parts(ListenerSettings(store_dir=tmp_path, data_dir=tmp_path, **extra), lambda *_args: None)
-    try:
-        expected = (300 if spin_us is None else spin_us) / 1e6
-        assert parts.scp._config.receive_spin_s == pytest.approx(expected)
-        assert parts.store.policy.spin_s == pytest.approx(expected)
-    finally:
-        parts.store.close()
-        parts.index.close()

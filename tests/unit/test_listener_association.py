@@ -1,5 +1,6 @@
-"""The association's reply/follow-up order: the store's after-reply work always runs, and its final
-outcome is what the association counts (audit event), even when the reply cannot be sent."""
+"""The data phase's reply/follow-up order: the store's result is answered as returned (durable, no
+deferred sync), its after-reply work always runs once, and its final outcome is what the association
+counts (audit event), even when the reply cannot be sent."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
 
 from oncohabitat.listener import status
 from oncohabitat.listener.access import AccessPolicy
-from oncohabitat.listener.association import Association, AssociationConfig, _PendingStore
+from oncohabitat.listener.association import Association, AssociationConfig
 from oncohabitat.listener.cstore import StoreRequest, StoreResult
+from oncohabitat.listener.data_phase import DataPhase, PendingStore
 from oncohabitat.listener.dimse import C_STORE_RQ, Command
 from oncohabitat.listener.index import AddOutcome
 from oncohabitat.listener.spool import DatasetSpool
@@ -39,6 +41,7 @@ class _Sink:
     def __init__(self, socket: _Socket) -> None:
         self.socket = socket
         self.sent_before_follow_up: int | None = None
+        self.follow_ups = 0
 
     def accepting(self) -> bool:
         return True
@@ -49,9 +52,12 @@ class _Sink:
     def refuse(self, reason: str, dimse_status: int) -> StoreResult:
         return StoreResult(dimse_status, None, None, reason)
 
-    def handle_store(self, request: StoreRequest, *, defer_sync: bool = False) -> StoreResult:
+    def handle_store(self, request: StoreRequest, **options: object) -> StoreResult:
+        assert not options  # no deferred sync: the result is durable when returned
+
         def follow_up() -> StoreResult:
             self.sent_before_follow_up = len(self.socket.sent)
+            self.follow_ups += 1
             return StoreResult(status.SUCCESS, AddOutcome.IDENTICAL, "study")
 
         return StoreResult(status.SUCCESS, AddOutcome.STORED, "study", follow_up=follow_up)
@@ -64,7 +70,11 @@ def _association(sock: _Socket, sink: _Sink) -> Association:
     return association
 
 
-def _pending(tmp_path: Path) -> _PendingStore:
+def _data_phase(sock: _Socket, sink: _Sink) -> DataPhase:
+    return DataPhase(sock, {}, 16_384, sink)  # type: ignore[arg-type]
+
+
+def _pending(tmp_path: Path) -> PendingStore:
     command = Command(
         command_field=C_STORE_RQ,
         message_id=1,
@@ -73,37 +83,23 @@ def _pending(tmp_path: Path) -> _PendingStore:
         has_dataset=True,
     )
     spool = DatasetSpool(b"", tmp_path, memory_limit=1024, max_bytes=1024)
-    return _PendingStore(1, command, ExplicitVRLittleEndian, spool)
+    return PendingStore(1, command, ExplicitVRLittleEndian, spool)
 
 
 @pytest.mark.parametrize("reply_fails", [False, True])
-def test_the_follow_up_runs_after_the_reply_even_when_the_reply_fails(tmp_path: Path, reply_fails: bool) -> None:
+def test_the_follow_up_runs_once_after_the_reply_even_when_the_reply_fails(tmp_path: Path, reply_fails: bool) -> None:
     sock = _Socket(fail=reply_fails)
     sink = _Sink(sock)
-    association = _association(sock, sink)
+    data_phase = _data_phase(sock, sink)
     if reply_fails:
         with pytest.raises(ConnectionResetError):
-            association._finish_store(_pending(tmp_path), None)
+            data_phase._finish_store(_pending(tmp_path))
     else:
-        association._finish_store(_pending(tmp_path), None)
+        data_phase._finish_store(_pending(tmp_path))
         assert sink.sent_before_follow_up == 1  # the C-STORE-RSP left before the follow-up started
-    assert association._stats.duplicates == 1 and not association._stats.stored  # the final outcome counts
+    assert sink.follow_ups == 1
+    assert data_phase.stats.duplicates == 1 and not data_phase.stats.stored  # the final outcome counts
     assert sink.sent_before_follow_up == (0 if reply_fails else 1)
-
-
-def test_the_reactor_is_wanted_for_concurrent_associations_and_never_once_stopped() -> None:
-    from oncohabitat.listener.reactor import DataReactor
-
-    active = [1]
-    reactor = DataReactor(dimse_timeout_s=1.0, network_timeout_s=1.0, concurrency=lambda: active[0])
-    reactor.start()
-    try:
-        assert not reactor.wanted()  # one association alone keeps its thread
-        active[0] = 3
-        assert reactor.wanted()
-    finally:
-        reactor.stop()
-    assert not reactor.wanted()  # a stopped (or failed) loop takes nobody over
 
 
 class _ClosableSocket(_Socket):
@@ -113,24 +109,24 @@ class _ClosableSocket(_Socket):
     def close(self) -> None:
         pass
 
+    def settimeout(self, _timeout_s: float | None) -> None:
+        pass
 
-def test_the_closing_audit_event_waits_for_background_follow_ups_and_is_emitted_once(
-    caplog: pytest.LogCaptureFixture,
+
+def test_the_closing_audit_event_counts_the_final_outcomes_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     sock = _ClosableSocket(fail=False)
-    association = _association(sock, _Sink(sock))
+    sink = _Sink(sock)
+    association = _association(sock, sink)
     association._accepted = {1: None}  # type: ignore[dict-item]
-    duplicate = StoreResult(status.SUCCESS, AddOutcome.STORED, "study", follow_up=lambda: StoreResult(
-        status.SUCCESS, AddOutcome.IDENTICAL, "study"))  # fmt: skip
-    in_background = association.follow_up_elsewhere(duplicate)  # submitted before the association ends
+    association._data = _data_phase(sock, sink)
+    association._data._finish_store(_pending(tmp_path))  # stored, then found identical after the reply
     with caplog.at_level(logging.INFO, logger="oncohabitat.listener.audit"):
         association.end("released")
-        assert not _closed_events(caplog)  # waits for the step still running
-        in_background()
-        late = association.follow_up_elsewhere(duplicate)  # a pipelined store's step, after end()
-        late()
+        association.end("released")  # a second end does nothing
     (event,) = _closed_events(caplog)
-    assert event.audit_duplicates == 1  # type: ignore[attr-defined]
+    assert event.audit_duplicates == 1 and event.audit_instances_by_study == "{}"  # type: ignore[attr-defined]
 
 
 def _closed_events(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:

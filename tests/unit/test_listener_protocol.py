@@ -91,106 +91,25 @@ def test_pdu_reader_splits_read_ahead_into_pdus_and_bounds_allocation() -> None:
         pdu_io.PduReader(socket_pair_with(pdu_io.HEADER.pack(pdu_io.P_DATA_TF, 0, 50) + b"short")).read(limits)
 
 
-def test_pdu_assembler_completes_pdus_from_whatever_each_receive_brings() -> None:
-    big = bytes(range(256)) * 1000  # 256,000 bytes: its remainder goes straight into the body
-    stream = (
-        pdu_io.encode_pdata(1, 3, b"cmd")
-        + pdu_io.encode_pdata(1, 2, big)
-        + pdu_io.encode_pdata(3, 1, b"x")
-        + pdu_io.HEADER.pack(pdu_io.P_DATA_TF, 0, 0xFFFFFFFF)
-    )
+def test_pdu_reader_waits_at_most_the_socket_timeout_per_receive_and_keeps_what_it_read() -> None:
     left, right = socket.socketpair()
-    right.setblocking(False)
-    assembler = pdu_io.PduAssembler(chunk=4096)
-    limits = {pdu_io.P_DATA_TF: 300_000}
-    assert assembler.receive(right, limits) == [] and not assembler.in_pdu  # nothing ready yet
-    received: list[list[tuple[int, int, bytes]]] = []
-    with pytest.raises(pdu_io.PduTooLargeError):  # the 4 GiB announcement: refused, never allocated
-        for start in range(0, len(stream) + 1000, 1000):  # the peer's bytes arrive 1,000 at a time
-            left.sendall(stream[start : start + 1000])
-            for pdu in assembler.receive(right, limits):
-                received.append([(c, ctl, bytes(d)) for c, ctl, d in pdu_io.iter_pdvs(pdu.body)])
-            assert received or assembler.in_pdu
-    # the PDUs before the bad header came out first, as from a blocking reader
-    assert received == [[(1, 3, b"cmd")], [(1, 2, big)], [(3, 1, b"x")]]
-    closing = pdu_io.PduAssembler()
-    left2, right2 = socket.socketpair()
-    left2.sendall(pdu_io.HEADER.pack(pdu_io.P_DATA_TF, 0, 50) + b"short")
-    left2.close()
-    assert closing.receive(right2, limits) == [] and closing.in_pdu
-    with pytest.raises(pdu_io.ConnectionClosedError, match="middle of a PDU"):
-        closing.receive(right2, limits)
-    for sock in (left, right, right2):
-        sock.close()
-
-
-class RecordingSocket:
-    """A socket's receives, each recorded as polling (``MSG_DONTWAIT``) or sleeping."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.polled: list[bool] = []
-
-    def recv_into(self, view: memoryview, nbytes: int = 0, flags: int = 0) -> int:
-        self.polled.append(bool(flags & socket.MSG_DONTWAIT))
-        return self.sock.recv_into(view, nbytes, flags)
-
-    def setsockopt(self, *args: int) -> None:
-        self.sock.setsockopt(*args)
-
-
-def test_pdu_reader_polls_only_while_the_peer_sends_back_to_back() -> None:
-    left, right = socket.socketpair()
-    pdu_io.use_kernel_timeouts(right, 1.0, 1.0)
-    recorder = RecordingSocket(right)
-    reader = pdu_io.PduReader(recorder, receive_slice_s=1.0, spin_s=0.5)  # type: ignore[arg-type]
-    limits = {pdu_io.P_DATA_TF: 100}
-
-    def receive(payload: bytes, delay_s: float) -> list[bool]:
-        pdu = pdu_io.encode_pdata(1, 3, payload)
-        if delay_s:
-            threading.Timer(delay_s, lambda: left.sendall(pdu)).start()
-        else:
-            left.sendall(pdu)
-        recorder.polled.clear()
-        assert [bytes(d) for _c, _ctl, d in pdu_io.iter_pdvs(reader.read(limits, timeout_s=5).body)] == [payload]
-        return list(recorder.polled)
-
-    assert receive(b"first", 0) == [True]  # polled, and the data was there
-    late = receive(b"late", 0.8)  # longer than the polling window: polled, then slept
-    assert late[0] and not late[-1] and len(late) > 2
-    assert receive(b"after a long wait", 0) == [False]  # sleeps at once, data or not
-    assert receive(b"back to back again", 0) == [True]  # the last wait was short: polls again
-    never = pdu_io.PduReader(recorder, receive_slice_s=1.0)  # type: ignore[arg-type]
-    left.sendall(pdu_io.encode_pdata(1, 3, b"x"))
-    recorder.polled.clear()
-    never.read(limits, timeout_s=5)
-    assert recorder.polled == [False]
-    left.close()
-    right.close()
-
-
-def test_pdu_reader_with_kernel_timeouts_waits_across_slices_and_then_times_out() -> None:
-    left, right = socket.socketpair()
-    pdu_io.use_kernel_timeouts(right, 0.05, 1.0)
-    assert right.gettimeout() is None  # blocking: no poll() before each receive
-    reader = pdu_io.PduReader(right, receive_slice_s=0.05)
+    right.settimeout(0.3)
+    reader = pdu_io.PduReader(right)
     limits = {pdu_io.P_DATA_TF: 100}
     pdu = pdu_io.encode_pdata(1, 3, b"abc")
-    sender = threading.Timer(0.2, lambda: left.sendall(pdu[:4]))  # arrives after 4 receive slices
-    sender.start()
+    left.sendall(pdu[:4])
     started = time.monotonic()
     with pytest.raises(TimeoutError):  # the header starts, then the peer goes silent
-        reader.read(limits, timeout_s=0.4)
-    assert 0.35 <= time.monotonic() - started < 1.5
-    sender.join()
+        reader.read(limits)
+    assert 0.25 <= time.monotonic() - started < 1.5
     left.sendall(pdu[4:])
-    body = reader.read(limits, timeout_s=0.4).body  # the bytes already read are kept
+    body = reader.read(limits).body  # the bytes already read are kept
     assert [bytes(d) for _c, _ctl, d in pdu_io.iter_pdvs(body)] == [b"abc"]
+    right.settimeout(0.1)
     started = time.monotonic()
     with pytest.raises(TimeoutError):  # nothing at all
-        reader.read(limits, timeout_s=0.15)
-    assert 0.1 <= time.monotonic() - started < 1.0
+        reader.read(limits)
+    assert 0.05 <= time.monotonic() - started < 1.0
     left.close()
     right.close()
 

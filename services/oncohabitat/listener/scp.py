@@ -1,9 +1,8 @@
 """The listener's DICOM Storage + Verification SCP: accept loop, access control and limits.
 
-One acceptor thread accepts TCP connections; each connection is set up (TLS, negotiation) by an
-:class:`~.association.Association` on its own daemon thread. The data phase of a plain-TCP
-association moves to the :class:`~.reactor.DataReactor` (one thread for all of them, one journal
-sync per round) once several associations are served at once; TLS associations keep their thread.
+One acceptor thread accepts TCP connections; each connection, plain TCP or TLS, is served by an
+:class:`~.association.Association` on its own daemon thread from acceptance to close (set-up, then
+the data phase: blocking reads with timeouts, each C-STORE answered once the store made it durable).
 Before any byte is read, a peer whose address is not in the allow-list is dropped (audited). At
 most ``maximum_associations`` associations are served at once, at most
 ``maximum_associations_per_peer`` of them from one peer address (so that one peer cannot hold every
@@ -49,12 +48,10 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     Verification,
 )
 
-from oncohabitat.common.polling import DEFAULT_POLL_WINDOW_S
 from oncohabitat.listener import audit, metrics
 from oncohabitat.listener.access import AccessPolicy
 from oncohabitat.listener.association import Association, AssociationConfig
 from oncohabitat.listener.cstore import StoreHandler
-from oncohabitat.listener.reactor import DataReactor
 
 _LOG = logging.getLogger(__name__)
 
@@ -122,10 +119,6 @@ class ListenerSCP:
         dimse_timeout_s: time allowed between fragments of one message, s.
         max_pdu_bytes: largest P-DATA PDU accepted (announced to peers).
         tls: server TLS context (DICOM TLS); None = plain TCP.
-        reactor: serve the data phase of plain-TCP associations on one reactor thread (False: each
-            association on its own thread throughout).
-        receive_spin_s: polling before a receive on an association's own thread sleeps, s (see
-            :class:`~.pdu_io.PduReader`; 0 = never; used only with ``reactor``).
     """
 
     def __init__(
@@ -147,8 +140,6 @@ class ListenerSCP:
         dimse_timeout_s: float = 30.0,
         max_pdu_bytes: int = 262_144,
         tls: ssl.SSLContext | None = None,
-        reactor: bool = True,
-        receive_spin_s: float = DEFAULT_POLL_WINDOW_S,
     ) -> None:
         if not 1 <= len(ae_title.strip()) <= 16:
             raise ValueError("AE title must have 1-16 characters")
@@ -172,7 +163,6 @@ class ListenerSCP:
             network_timeout_s=network_timeout_s,
             idle_timeout_s=idle_timeout_s,
             tls=tls,
-            receive_spin_s=receive_spin_s,
         )
         self._listener: socket.socket | None = None
         self._acceptor: threading.Thread | None = None
@@ -184,15 +174,6 @@ class ListenerSCP:
         self._connections: set[socket.socket] = set()
         self._associations: set[Association] = set()
         self._threads: set[threading.Thread] = set()
-        self._reactor = (
-            DataReactor(
-                dimse_timeout_s=dimse_timeout_s,
-                network_timeout_s=network_timeout_s,
-                concurrency=lambda: self._active,
-            )
-            if reactor and tls is None
-            else None
-        )
 
     @property
     def ae_title(self) -> str:
@@ -230,8 +211,6 @@ class ListenerSCP:
         listener.settimeout(_ACCEPT_POLL_S)
         self._listener = listener
         self._stop.clear()
-        if self._reactor is not None:
-            self._reactor.start()
         self._acceptor = threading.Thread(target=self._accept_loop, name="dicom-acceptor", daemon=True)
         self._acceptor.start()
         _LOG.info("DICOM SCP %s listening on %s:%d", self.ae_title, self._host, self.port)
@@ -258,8 +237,6 @@ class ListenerSCP:
             association.interrupt()
         for thread in threads:
             thread.join(timeout_s)
-        if self._reactor is not None:
-            self._reactor.stop(timeout_s)
         _LOG.info("DICOM SCP %s stopped", self.ae_title)
 
     # ---- accepting -----------------------------------------------------------------------
@@ -282,10 +259,9 @@ class ListenerSCP:
 
     def _expire_setups_and_idle(self) -> None:
         """End associations whose set-up (TLS handshake + request) outlasted ``acse_timeout_s``, and
-        those on their own thread established ``idle_timeout_s`` ago without a DIMSE message.
+        those established ``idle_timeout_s`` ago without a DIMSE message.
 
-        Checked every accept poll (:data:`_ACCEPT_POLL_S`: the deadlines' precision). The reactor
-        checks the idle deadline of the associations it serves itself.
+        Checked every accept poll (:data:`_ACCEPT_POLL_S`, s: the deadlines' precision).
         """
         now = time.monotonic()
         with self._lock:
@@ -339,7 +315,7 @@ class ListenerSCP:
         """Serve one connection; ``limit``: the limit that refuses it (``busy``, ``peer_limit``), or ``""``."""
         serving = not limit
 
-        def closed() -> None:  # called once, by this thread or by the reactor
+        def closed() -> None:  # called once, by Association.end on this thread
             with self._lock:
                 if serving:
                     self._active -= 1
@@ -361,11 +337,10 @@ class ListenerSCP:
                 self._store,
                 lambda: self._busy_reason(limit),
                 on_closed=closed,
-                data_phase=self._reactor if serving else None,
             )
             with self._lock:
                 self._associations.add(association)
-            association.run()  # returns once ended, or once the reactor serves its data phase
+            association.run()  # returns once the association ended
         finally:
             with self._lock:
                 self._associations.discard(association)

@@ -40,10 +40,10 @@ def freeze_startup_heap() -> None:
 
     Why: a listener process holds ~150,000 long-lived objects once started (pydicom's data
     dictionaries, gRPC, pydantic models, the settings). Each full (generation-2) collection
-    traversed all of them: 38 ms measured here, during which the data-phase reactor served no
-    association (4 storescu pushes: ~8% of the push time, and the collector was 15% of the
-    listener's CPU in a profile). Objects created later are collected as before; start-up objects
-    that become garbage later are never freed (a one-time, bounded cost).
+    traversed all of them: 38 ms measured here, during which no association thread ran (the
+    collector holds the GIL; 4 storescu pushes: ~8% of the push time, and the collector was 15% of
+    the listener's CPU in a profile). Objects created later are collected as before; start-up
+    objects that become garbage later are never freed (a one-time, bounded cost).
     """
     gc.collect()
     gc.freeze()
@@ -149,8 +149,6 @@ def build_parts(
         journal_segments=journal_segments,
         journal_segment_bytes=journal_segment_bytes or 32 * MIB,
         defer_bytes=settings.journal_defer_mb * MIB,
-        journal_direct=settings.journal_direct,
-        spin_s=settings.spin_us / 1e6,
     )
     disk = DiskGuard(root, settings.min_free_disk_mb * MIB, probe=disk_probe)
     store = InstanceStore(root, index, policy=policy, disk=disk)
@@ -187,7 +185,5 @@ def build_parts(
         dimse_timeout_s=settings.dimse_timeout_s,
         max_pdu_bytes=settings.max_pdu_bytes,
         tls=context,
-        reactor=settings.reactor,
-        receive_spin_s=settings.spin_us / 1e6,
     )
     return ListenerParts(index, store, outbox, completion, scp)

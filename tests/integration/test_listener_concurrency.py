@@ -1,6 +1,7 @@
-"""The data-phase reactor with real peers: concurrent associations share one journal sync per round,
-a peer that stops reading its replies or stalls mid-message loses its own association only, and
-the reactor and the thread-per-association mode store the same instances."""
+"""Concurrent associations with real peers, each served on its own thread: every instance of
+concurrent pushes is stored, a peer that stops reading its replies, stalls mid-message or sends a
+hostile header loses its own association only, and a slow store (large data set, a duplicate
+waiting for the materialiser) never stalls the other associations."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def mr_instance(study: str, series: str, number: int) -> Dataset:
     return ds
 
 
-def open_scp(root: Path, *, reactor: bool, **kwargs: object) -> tuple[ListenerSCP, InstanceStore]:
+def open_scp(root: Path, **kwargs: object) -> tuple[ListenerSCP, InstanceStore]:
     root.mkdir(parents=True)
     index = StudyIndex(root / INDEX_FILE)
     store = InstanceStore(root, index, policy=StorePolicy(journal_segments=2, journal_segment_bytes=8 * MIB))
@@ -56,7 +57,6 @@ def open_scp(root: Path, *, reactor: bool, **kwargs: object) -> tuple[ListenerSC
         ae_title="ONCOTEST",
         host="127.0.0.1",
         port=0,
-        reactor=reactor,
         **kwargs,  # type: ignore[arg-type]
     )
     scp.start()
@@ -64,8 +64,8 @@ def open_scp(root: Path, *, reactor: bool, **kwargs: object) -> tuple[ListenerSC
 
 
 @pytest.fixture
-def reactor_scp(tmp_path: Path) -> Iterator[tuple[ListenerSCP, InstanceStore]]:
-    scp, store = open_scp(tmp_path / "root", reactor=True, dimse_timeout_s=1.0, network_timeout_s=5.0)
+def short_timeouts_scp(tmp_path: Path) -> Iterator[tuple[ListenerSCP, InstanceStore]]:
+    scp, store = open_scp(tmp_path / "root", dimse_timeout_s=1.0, network_timeout_s=5.0)
     yield scp, store
     scp.stop()
     store.close()
@@ -92,9 +92,8 @@ def push(port: int, instances: list[Dataset]) -> list[int]:
         peer.close()
 
 
-@pytest.mark.parametrize("reactor", [True, False])
-def test_concurrent_associations_store_every_instance_in_either_mode(tmp_path: Path, reactor: bool) -> None:
-    scp, store = open_scp(tmp_path / "root", reactor=reactor)
+def test_concurrent_associations_store_every_instance(tmp_path: Path) -> None:
+    scp, store = open_scp(tmp_path / "root")
     try:
         study = generate_uid()
         batches = [[mr_instance(study, generate_uid(), n) for n in range(1, 16)] for _ in range(4)]
@@ -124,9 +123,9 @@ def test_concurrent_associations_store_every_instance_in_either_mode(tmp_path: P
 
 
 def test_a_peer_that_stops_reading_replies_loses_only_its_own_association(
-    reactor_scp: tuple[ListenerSCP, InstanceStore],
+    short_timeouts_scp: tuple[ListenerSCP, InstanceStore],
 ) -> None:
-    scp, _store = reactor_scp
+    scp, _store = short_timeouts_scp
     hog = RawPeer("127.0.0.1", scp.port, timeout_s=10)
     hog.associate([(Verification, [ImplicitVRLittleEndian])], called_ae="ONCOTEST")
     context_id = next(iter(hog.accepted))
@@ -142,9 +141,9 @@ def test_a_peer_that_stops_reading_replies_loses_only_its_own_association(
 
 
 def test_a_message_stalled_mid_data_set_is_cut_off_by_the_dimse_timeout(
-    reactor_scp: tuple[ListenerSCP, InstanceStore],
+    short_timeouts_scp: tuple[ListenerSCP, InstanceStore],
 ) -> None:
-    scp, store = reactor_scp
+    scp, store = short_timeouts_scp
     staller = RawPeer("127.0.0.1", scp.port, timeout_s=10)
     staller.associate([(MRImageStorage, [ImplicitVRLittleEndian])], called_ae="ONCOTEST")
     sop_uid = generate_uid()
@@ -170,10 +169,9 @@ def close_all(peers: list[RawPeer], scp: ListenerSCP, store: InstanceStore) -> N
     store.index.close()
 
 
-def reactor_peers(scp: ListenerSCP, contexts: list[tuple[str, list[str]]], count: int = 2) -> list[RawPeer]:
-    """``count`` associated raw peers, each past two echoes, the second once all are associated: at
-    that message boundary each hands over to the reactor (used from two associations on), so every
-    later message is served there. ``contexts`` must include Verification."""
+def echoed_peers(scp: ListenerSCP, contexts: list[tuple[str, list[str]]], count: int = 2) -> list[RawPeer]:
+    """``count`` associated raw peers, each past two echoes, the second once all are associated (all
+    are served at once from then on). ``contexts`` must include Verification."""
     peers = [RawPeer("127.0.0.1", scp.port, timeout_s=30) for _ in range(count)]
     for peer in peers:
         peer.associate(contexts, called_ae="ONCOTEST")
@@ -185,12 +183,12 @@ def reactor_peers(scp: ListenerSCP, contexts: list[tuple[str, list[str]]], count
 
 
 def test_an_oversized_pdu_header_behind_a_valid_pdu_ends_the_association_at_once(
-    reactor_scp: tuple[ListenerSCP, InstanceStore],
+    short_timeouts_scp: tuple[ListenerSCP, InstanceStore],
 ) -> None:
     """A valid echo and, in the same segment, a header announcing ~4 GiB: the echo is answered and the
     association aborted now, not when the 5 s network timeout finds it idle."""
-    scp, _store = reactor_scp
-    peers = reactor_peers(scp, [(Verification, [ImplicitVRLittleEndian])])
+    scp, _store = short_timeouts_scp
+    peers = echoed_peers(scp, [(Verification, [ImplicitVRLittleEndian])])
     try:
         hostile = peers[0]
         context_id = next(iter(hostile.accepted))
@@ -228,11 +226,11 @@ def element_flood_body(sop_uid: str, empty_elements: int) -> bytes:
 
 
 def test_a_slow_large_data_set_does_not_stall_the_other_associations(tmp_path: Path) -> None:
-    """~9 MiB of empty elements take the checks ~2 s: stored off the loop, another association's echo
-    is answered meanwhile, and the large one gets its success although its wait outlasts the 1 s
-    network timeout (no timeout applies while its store runs)."""
-    scp, store = open_scp(tmp_path / "root", reactor=True, dimse_timeout_s=1.0, network_timeout_s=1.0)
-    peers = reactor_peers(scp, [(Verification, [ImplicitVRLittleEndian]), (MRImageStorage, [ImplicitVRLittleEndian])])
+    """~9 MiB of empty elements take the checks a while (~2 s measured with the pydicom walk): another
+    association's echo is answered meanwhile, and the large one gets its success although its wait may
+    outlast the 1 s network timeout (no timeout applies while its store runs)."""
+    scp, store = open_scp(tmp_path / "root", dimse_timeout_s=1.0, network_timeout_s=1.0)
+    peers = echoed_peers(scp, [(Verification, [ImplicitVRLittleEndian]), (MRImageStorage, [ImplicitVRLittleEndian])])
     try:
         large, other = peers
         sop_uid = generate_uid()
@@ -254,9 +252,9 @@ def test_a_slow_large_data_set_does_not_stall_the_other_associations(tmp_path: P
 def test_a_duplicate_waiting_for_the_materialiser_does_not_stall_the_other_associations(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A re-sent UID whose first version is not indexed yet waits for the materialiser (here 2 s):
-    that wait runs off the loop, so another association's echo is answered meanwhile."""
-    scp, store = open_scp(tmp_path / "root", reactor=True)
+    """A re-sent UID whose first version is not indexed yet waits for the materialiser (here 2 s) on its
+    association's thread, so another association's echo is answered meanwhile."""
+    scp, store = open_scp(tmp_path / "root")
     materialiser = store._materialiser
     assert materialiser is not None
     monkeypatch.setattr(materialiser, "_defer_idle_s", 60.0)  # the first version stays held back
@@ -268,7 +266,7 @@ def test_a_duplicate_waiting_for_the_materialiser_does_not_stall_the_other_assoc
 
     monkeypatch.setattr(materialiser, "flush", slow_flush)
     contexts = [(Verification, [ImplicitVRLittleEndian]), (MRImageStorage, [ExplicitVRLittleEndian])]
-    peers = reactor_peers(scp, contexts)
+    peers = echoed_peers(scp, contexts)
     try:
         first, again = peers
         instance = mr_instance(generate_uid(), generate_uid(), 1)
@@ -288,12 +286,12 @@ def test_a_duplicate_waiting_for_the_materialiser_does_not_stall_the_other_assoc
         close_all(peers, scp, store)
 
 
-def test_a_duplicate_checked_after_its_association_ended_is_counted_in_its_closing_audit_event(
+def test_a_duplicate_checked_after_the_reply_is_counted_in_its_closing_audit_event(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The re-sent UID's check waits ~1 s for the materialiser, off the loop; its peer releases at
+    """The re-sent UID's check waits ~1 s for the materialiser after the reply; its peer releases at
     once. The association's ``association_closed`` event comes once the check ran, with the duplicate."""
-    scp, store = open_scp(tmp_path / "root", reactor=True)
+    scp, store = open_scp(tmp_path / "root")
     materialiser = store._materialiser
     assert materialiser is not None
     monkeypatch.setattr(materialiser, "_defer_idle_s", 60.0)  # the first version stays held back
@@ -304,7 +302,7 @@ def test_a_duplicate_checked_after_its_association_ended_is_counted_in_its_closi
         return real_flush(timeout_s)
 
     monkeypatch.setattr(materialiser, "flush", slow_flush)
-    peers = reactor_peers(scp, [(Verification, [ImplicitVRLittleEndian]), (MRImageStorage, [ExplicitVRLittleEndian])])
+    peers = echoed_peers(scp, [(Verification, [ImplicitVRLittleEndian]), (MRImageStorage, [ExplicitVRLittleEndian])])
     try:
         with caplog.at_level(logging.INFO, logger="oncohabitat.listener.audit"):
             first, again = peers
