@@ -3,14 +3,11 @@
 The same 1,000 MR instances (168 x 168 x 16 bit, ~57 KB each) are pushed with dcmtk ``storescu``
 (``TCP_NODELAY=1``) to (a) ``storescp`` writing every object to disk (no fsync) and (b) our listener
 (``python -m tests.support.listener_server``) with the service's durability defaults: every
-instance is synced to the intake journal before its success response, its file and index row follow
-in the materialiser worker process (``JOURNAL_MB=256``), held back while the push goes on (the push,
-57 MB, is within the default 64 MiB hold-back: ``JOURNAL_DEFER_MB``). The push starts when the
-listener prints READY, which it does once its materialiser worker has reported ready (before that
-change, the worker's start-up, ~0.3 s of CPU, ran during the first instances of the push and cost
-the one-association figure ~10%). For comparison, the same
-listener with ``reactor=false`` (each association on its own thread throughout; by default
-concurrent associations share the data-phase reactor), with ``journal_defer_mb=0`` (files and rows
+instance is checked, then synced to the intake journal before its success response, its file and
+index row follow on the materialiser thread (``JOURNAL_MB=256``), held back while the push goes on
+(the push, 57 MB, is within the default 64 MiB hold-back: ``JOURNAL_DEFER_MB``). Each association
+is served by its own thread. The push starts when the listener prints READY. For comparison, the
+same listener with ``journal_defer_mb=0`` (files and rows
 written during the push, as in a push larger than the hold-back), with ``journal_mb=0`` (each file
 and its directory fsynced, then the index row committed, before the response) and with
 ``fsync=false`` (nothing synced). For 4 associations, 4 storescu processes push 250 instances each
@@ -234,7 +231,6 @@ def placements_available() -> bool:
 #: Listener variants: name -> ``--set`` values.
 VARIANTS: dict[str, tuple[str, ...]] = {
     "ours": (),
-    "ours-threads": ("reactor=false",),
     "ours-no-holdback": ("journal_defer_mb=0",),
     "ours-file-fsync": ("journal_mb=0",),
     "ours-nofsync": ("fsync=false",),
@@ -244,8 +240,8 @@ VARIANTS: dict[str, tuple[str, ...]] = {
 def run_listener(work: Path, groups: list[Path], settings: tuple[str, ...]) -> tuple[float, float]:
     """One timed push to a fresh listener (new store root: every instance is new work): (wall s, CPU s).
 
-    The CPU is the listener process's (the materialiser worker's is not included); the journal is
-    prepared (zero-filled) at start, before the timed push.
+    The CPU is the listener process's (its materialiser thread included); the journal is prepared
+    (zero-filled) at start, before the timed push.
     """
     root = work / f"listener-{uuid.uuid4().hex[:8]}"
     port = _free_port()
@@ -375,7 +371,6 @@ def bench_listener() -> list[Measurement]:
             rows.append(Measurement("listener", f"storescp {count} assoc", megabytes / base_s, "MB/s"))
             for name, title, target in (
                 ("ours", "ours durable (journal)", ">= 0.5x"),
-                ("ours-threads", "ours durable (journal, a thread per association)", ""),
                 ("ours-no-holdback", "ours durable (journal, files written during the push)", ""),
                 ("ours-file-fsync", "ours durable (fsync per file)", ""),
                 ("ours-nofsync", "ours without fsync", ""),

@@ -72,9 +72,9 @@ class _DelayedStore:
     def refuse(self, reason: str, dimse_status: int) -> StoreResult:
         return self._store.refuse(reason, dimse_status)
 
-    def handle_store(self, request: StoreRequest, *, defer_sync: bool = False) -> StoreResult:
+    def handle_store(self, request: StoreRequest) -> StoreResult:
         time.sleep(self._delay_s)
-        return self._store.handle_store(request, defer_sync=defer_sync)
+        return self._store.handle_store(request)
 
 
 def _file_probe(path: Path) -> Callable[[Path], int]:

@@ -36,12 +36,11 @@ class _Socket:
 
 
 class _Sink:
-    """Answers success at once; the follow-up (run after the reply) finds the instance was a duplicate."""
+    """Answers success (stored) at once and records how many replies had left when it was called."""
 
     def __init__(self, socket: _Socket) -> None:
         self.socket = socket
-        self.sent_before_follow_up: int | None = None
-        self.follow_ups = 0
+        self.sent_before_store: int | None = None
 
     def accepting(self) -> bool:
         return True
@@ -52,15 +51,9 @@ class _Sink:
     def refuse(self, reason: str, dimse_status: int) -> StoreResult:
         return StoreResult(dimse_status, None, None, reason)
 
-    def handle_store(self, request: StoreRequest, **options: object) -> StoreResult:
-        assert not options  # no deferred sync: the result is durable when returned
-
-        def follow_up() -> StoreResult:
-            self.sent_before_follow_up = len(self.socket.sent)
-            self.follow_ups += 1
-            return StoreResult(status.SUCCESS, AddOutcome.IDENTICAL, "study")
-
-        return StoreResult(status.SUCCESS, AddOutcome.STORED, "study", follow_up=follow_up)
+    def handle_store(self, request: StoreRequest) -> StoreResult:
+        self.sent_before_store = len(self.socket.sent)
+        return StoreResult(status.SUCCESS, AddOutcome.STORED, "study")
 
 
 def _association(sock: _Socket, sink: _Sink) -> Association:
@@ -87,7 +80,9 @@ def _pending(tmp_path: Path) -> PendingStore:
 
 
 @pytest.mark.parametrize("reply_fails", [False, True])
-def test_the_follow_up_runs_once_after_the_reply_even_when_the_reply_fails(tmp_path: Path, reply_fails: bool) -> None:
+def test_the_reply_leaves_only_after_the_store_returned_and_a_failed_reply_ends_the_association(
+    tmp_path: Path, reply_fails: bool
+) -> None:
     sock = _Socket(fail=reply_fails)
     sink = _Sink(sock)
     data_phase = _data_phase(sock, sink)
@@ -96,10 +91,9 @@ def test_the_follow_up_runs_once_after_the_reply_even_when_the_reply_fails(tmp_p
             data_phase._finish_store(_pending(tmp_path))
     else:
         data_phase._finish_store(_pending(tmp_path))
-        assert sink.sent_before_follow_up == 1  # the C-STORE-RSP left before the follow-up started
-    assert sink.follow_ups == 1
-    assert data_phase.stats.duplicates == 1 and not data_phase.stats.stored  # the final outcome counts
-    assert sink.sent_before_follow_up == (0 if reply_fails else 1)
+    assert sink.sent_before_store == 0  # nothing was answered before the store returned (durable)
+    assert len(sock.sent) == (0 if reply_fails else 1)
+    assert data_phase.stats.stored == {"study": 1}
 
 
 class _ClosableSocket(_Socket):
@@ -121,12 +115,13 @@ def test_the_closing_audit_event_counts_the_final_outcomes_once(
     association = _association(sock, sink)
     association._accepted = {1: None}  # type: ignore[dict-item]
     association._data = _data_phase(sock, sink)
-    association._data._finish_store(_pending(tmp_path))  # stored, then found identical after the reply
+    association._data._finish_store(_pending(tmp_path))
     with caplog.at_level(logging.INFO, logger="oncohabitat.listener.audit"):
         association.end("released")
         association.end("released")  # a second end does nothing
     (event,) = _closed_events(caplog)
-    assert event.audit_duplicates == 1 and event.audit_instances_by_study == "{}"  # type: ignore[attr-defined]
+    assert event.audit_duplicates == 0  # type: ignore[attr-defined]
+    assert event.audit_instances_by_study == '{"study": 1}'  # type: ignore[attr-defined]
 
 
 def _closed_events(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:

@@ -46,16 +46,11 @@ def make_event(body: bytes, sop_class: str, sop_uid: str, ts: str = ImplicitVRLi
 
 
 def receive(store: InstanceStore, event: Event, chunk: int = 4096) -> StoreResult:
-    """What an association does: spool the data set fragment by fragment, store it, (reply,) then
-    run the store's follow-up; the final result."""
+    """What an association does: spool the data set fragment by fragment, store it; the result to answer."""
     spool = store.open_spool(event.sop_class, event.sop_uid, event.ts)
     for start in range(0, len(event.body), chunk):
         spool.append(memoryview(event.body)[start : start + chunk])
-    result = store.store_spool(spool, sop_class_uid=event.sop_class, sop_uid=event.sop_uid, transfer_syntax=event.ts)
-    if result.follow_up is not None:
-        assert result.status == status.SUCCESS  # only an acknowledged instance has after-reply work
-        return result.follow_up()
-    return result
+    return store.store_spool(spool, sop_class_uid=event.sop_class, sop_uid=event.sop_uid, transfer_syntax=event.ts)
 
 
 def handle(store: InstanceStore, event: Event) -> int:

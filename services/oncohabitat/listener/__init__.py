@@ -4,13 +4,14 @@ Data flow::
 
     PACS --TLS?/TCP--> ListenerSCP (scp.py: peer allow-list, association limit)
          --> Association (association.py: AE allow-list, timeouts, bounded PDUs, DIMSE C-ECHO/C-STORE)
-         --> DatasetSpool (spool.py) --> checks.py (UIDs, deflate/pixel budgets, truncation)
+         --> DatasetSpool (spool.py)
          --> StoreHandler.handle_store (cstore.py: the seam between protocol and what a C-STORE does)
-         --> InstanceStore (storage.py: disk watermark; which path an instance takes)
+         --> InstanceStore (storage.py: disk watermark, checks.py: UIDs, deflate/pixel budgets,
+             truncation; then which path an instance takes)
              intake.py (journaled path), duplicates.py (direct path, duplicate policy),
              store_files.py (layout, durable writes), recovery.py (start-up repairs)
-             --> IntakeJournal (journal.py: synced before the reply)
-             --> Materialiser (materialiser.py + worker process materialiser_worker.py)
+             --> IntakeJournal (journal.py: checked entries, synced before the reply)
+             --> Materialiser (materialiser.py: a background thread)
              --> instance files + StudyIndex (index.py); journal checkpoint after a file-system sync
     CompletionMonitor (completion.py): RECEIVING --quiet period / expected series-->
         classify.py (oncohabitat.dicomio.dce: DCE series and phases) --> COMPLETE | REJECTED

@@ -1,6 +1,6 @@
 """The seam between the association (protocol) and what a C-STORE does.
 
-The association (:mod:`.association`, :mod:`.reactor`) speaks the DICOM upper layer and DIMSE;
+The association (:mod:`.association`, :mod:`.data_phase`) speaks the DICOM upper layer and DIMSE;
 per C-STORE it calls one :class:`StoreHandler` (as pynetdicom's ``handle_store(event) -> status``):
 it asks :meth:`StoreHandler.accepting` and :meth:`StoreHandler.open_spool` when the command
 arrives, streams the data set into the spool, and once it is complete calls
@@ -8,24 +8,16 @@ arrives, streams the data set into the spool, and once it is complete calls
 carries the DIMSE status to answer. The intake implementation behind it is
 :class:`~.storage.InstanceStore` (:mod:`.intake`, :mod:`.duplicates`, :mod:`.recovery`).
 
-Contract about "acknowledged" (the handler guarantees, the association honours):
-
-* a result with status success (0x0000) and no ``settle`` means the instance is durable (journal
-  entry synced, or file and index row committed) as the handler's policy defines it: the
-  association may answer it at once;
-* a result with ``settle`` is not durable yet: the association calls ``settle()`` before replying
-  and answers what that returns (it may be a refusal: then nothing was acknowledged);
-* a result with ``follow_up`` must have it called exactly once after the reply was sent (or its
-  sending failed): the handler's after-reply work (duplicate checks, indexing) runs there, and
-  until it ran the acknowledged instance holds back its study's completion;
-* a refusal (``outcome`` None) stored nothing that will ever count as acknowledged.
+Contract about "acknowledged" (the handler guarantees, the association honours): a result with
+status success (0x0000) is returned only once the instance is durable (journal entry synced, or
+file and index row committed) as the handler's policy defines it, so the association may answer it
+at once; a refusal (``outcome`` None) stored nothing.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from oncohabitat.listener import metrics
@@ -42,23 +34,13 @@ class StoreResult:
     """Outcome of storing one instance.
 
     ``status`` is the DIMSE status to answer (see :mod:`status`); ``outcome`` is None when the
-    instance was refused, ``reason`` then holds the stable rejection code. ``settle``, set only
-    when the caller asked to defer the sync (``store_spool(defer_sync=True)``), must be called
-    before replying: it waits until the instance is durable and returns the result to answer.
-    ``follow_up``, when set, must be called once the reply is sent: it finishes the work that need
-    not delay the reply and returns the final result (e.g. ``IDENTICAL`` for a re-sent instance).
-    ``follow_up_waits``: asked right before the follow-up runs, True when it would wait for the
-    materialiser (an earlier version of the same UID is not indexed yet: up to the whole held-back
-    backlog); a caller serving several associations on one thread then runs it elsewhere.
+    instance was refused, ``reason`` then holds the stable rejection code.
     """
 
     status: int
     outcome: AddOutcome | None = None
     study_key: str | None = None
     reason: str = ""
-    follow_up: Callable[[], StoreResult] | None = field(default=None, compare=False, repr=False)
-    settle: Callable[[], StoreResult] | None = field(default=None, compare=False, repr=False)
-    follow_up_waits: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -84,11 +66,9 @@ class StoreHandler(Protocol):
         """A spool for the data set of a C-STORE whose command UIDs were validated."""
         ...  # pragma: no cover
 
-    def handle_store(self, request: StoreRequest, *, defer_sync: bool = False) -> StoreResult:
-        """Check and store a completely received C-STORE (never raises for bad input or I/O).
-
-        ``defer_sync``: the result may come back written but not durable, with ``settle``.
-        """
+    def handle_store(self, request: StoreRequest) -> StoreResult:
+        """Check and store a completely received C-STORE (never raises for bad input or I/O); a
+        success is durable when returned."""
         ...  # pragma: no cover
 
     def refuse(self, reason: str, dimse_status: int) -> StoreResult:

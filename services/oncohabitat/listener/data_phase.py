@@ -8,8 +8,7 @@ streamed into a bounded :class:`~.spool.DatasetSpool` and, once complete, handed
 :class:`~.cstore.StoreHandler`.
 
 "Acknowledged": the handler returns a success only once the instance is durable (see
-:mod:`.cstore`), and only then is the C-STORE-RSP sent. The result's ``follow_up`` runs exactly
-once after the reply was sent (or its sending failed), on this thread, before the next PDU is read.
+:mod:`.cstore`), and only then is the C-STORE-RSP sent.
 """
 
 from __future__ import annotations
@@ -231,28 +230,22 @@ class DataPhase:
         return pending
 
     def _finish_store(self, pending: PendingStore) -> None:
-        """Store a completely received C-STORE, answer it, then run the store's after-reply work.
-
-        The after-reply work runs exactly once, even when the reply cannot be sent.
+        """Store a completely received C-STORE, then answer it.
 
         Raises:
             Exception: the reply could not be sent (the association must end).
         """
         result = self._store(pending)
+        self._count(result)
         command = pending.command
-        try:
-            self._respond(
-                pending.context_id,
-                C_STORE_RSP,
-                command,
-                command.affected_sop_class_uid,
-                result.status,
-                result.reason if result.status != status.SUCCESS else "",
-            )
-        finally:
-            if result.follow_up is not None:
-                result = self._follow_up(result.follow_up)
-            self._count(result)
+        self._respond(
+            pending.context_id,
+            C_STORE_RSP,
+            command,
+            command.affected_sop_class_uid,
+            result.status,
+            result.reason if result.status != status.SUCCESS else "",
+        )
 
     def _store(self, pending: PendingStore) -> StoreResult:
         """Check and store a completely received C-STORE (never raises); the result to answer.
@@ -275,15 +268,6 @@ class DataPhase:
             pending.spool.discard()
             _LOG.error("C-STORE handler failed unexpectedly", exc_info=True)
             return self._sink.refuse("internal_error", status.UNEXPECTED_ERROR)
-
-    @staticmethod
-    def _follow_up(follow_up: Callable[[], StoreResult]) -> StoreResult:
-        """Run the store's after-reply work (duplicate checks, hand-off to the materialiser)."""
-        try:
-            return follow_up()
-        except Exception:  # noqa: BLE001 - store boundary: the instance is journaled, log and go on
-            _LOG.error("C-STORE follow-up failed unexpectedly", exc_info=True)
-            return StoreResult(status.SUCCESS)
 
     def _count(self, result: StoreResult) -> None:
         if result.outcome is AddOutcome.STORED or result.outcome is AddOutcome.REPLACED:

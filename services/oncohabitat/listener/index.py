@@ -76,8 +76,6 @@ class StudyIndex(IndexConnection):
         busy_timeout_s: how long a statement waits for a lock held by another connection, in s.
         late_policy: what a new instance does to a completed study (see :mod:`.studies`).
         synchronous: ``"FULL"`` (every commit fsynced) or ``"NORMAL"`` (see module doc).
-        secondary: a second handle of another process (the materialiser worker) on an index the
-            listener opened: no clean-shutdown marker handling, no checkpoint at close.
 
     Raises:
         StudyIndexError: the file is not a usable index (corrupt, newer schema).
@@ -90,10 +88,9 @@ class StudyIndex(IndexConnection):
         busy_timeout_s: float = 10.0,
         late_policy: LatePolicy = LatePolicy.RERUN,
         synchronous: str = "FULL",
-        secondary: bool = False,
     ) -> None:
         self.late_policy = late_policy
-        super().__init__(db_path, busy_timeout_s=busy_timeout_s, synchronous=synchronous, secondary=secondary)
+        super().__init__(db_path, busy_timeout_s=busy_timeout_s, synchronous=synchronous)
 
     # ---- instances -------------------------------------------------------------------------
 

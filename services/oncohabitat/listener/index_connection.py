@@ -40,8 +40,6 @@ class IndexConnection:
         db_path: the SQLite file (its directory must exist).
         busy_timeout_s: how long a statement waits for a lock held by another connection, in s.
         synchronous: ``"FULL"`` (every commit fsynced) or ``"NORMAL"`` (WAL; see module doc).
-        secondary: a second handle of another process (the materialiser worker) on an index the
-            listener opened: no clean-shutdown marker handling, no checkpoint at close.
 
     Raises:
         ValueError: ``synchronous`` is neither FULL nor NORMAL.
@@ -54,7 +52,6 @@ class IndexConnection:
         *,
         busy_timeout_s: float = 10.0,
         synchronous: str = "FULL",
-        secondary: bool = False,
     ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError("synchronous must be FULL or NORMAL")
@@ -62,8 +59,7 @@ class IndexConnection:
         self.synchronous = synchronous
         self._lock = threading.Lock()
         self._clean_marker = db_path.with_name(db_path.name + CLEAN_SUFFIX)
-        self._secondary = secondary
-        self.unclean_start = not secondary and not self._clean_marker.exists()
+        self.unclean_start = not self._clean_marker.exists()
         try:
             self._conn = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None, timeout=busy_timeout_s)
             mode = str(self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
@@ -79,8 +75,8 @@ class IndexConnection:
             self._reader_lock = threading.Lock()
         except sqlite3.DatabaseError as exc:
             raise StudyIndexError(f"study index {db_path.name} cannot be opened: {exc}") from exc
-        self._may_mark_clean = not self.unclean_start and not secondary
-        if not self.unclean_start and not secondary:
+        self._may_mark_clean = not self.unclean_start
+        if not self.unclean_start:
             self._clean_marker.unlink()  # until close() says otherwise, a crash is assumed
 
     def mark_reconciled(self) -> None:
@@ -94,10 +90,6 @@ class IndexConnection:
                 reader.close()
             self._all_readers.clear()
             self._idle_readers.clear()
-        if self._secondary:
-            with self._lock:
-                self._conn.close()
-            return
         with self._lock:
             try:
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -13,21 +13,8 @@ Layout under ``directory``::
     segment-000.log ... segment-NNN.log    fixed-size files, filled in order, reused in a ring
     checkpoint                             sequence number through which entries are materialised
 
-An entry is a 64-byte header, an opaque metadata block (the store's JSON) and the payload (the
-Part-10 bytes)::
-
-    magic "OHJ1" | version u16 | flags u16 | sequence u64 | meta length u32 | payload length u32
-    | header CRC-32 u32 (over the header with this field zero, plus the metadata) | pad u32
-    | payload check (32 bytes)
-
-Flags: 0x0001 (:data:`FLAG_PADDED`): the next entry starts at the following multiple of
-:data:`BLOCK` bytes. 0x0002 (:data:`FLAG_PAYLOAD_CRC32`) / 0x0004 (:data:`FLAG_PAYLOAD_CRC32C`): the
-payload check is the payload's CRC-32 (zlib) / CRC-32C (Castagnoli), 4 bytes then zeros, instead of
-its SHA-256. :meth:`IntakeJournal.write` sets :data:`FLAG_PADDED` and a CRC flag unless the caller
-passes the SHA-256: a CRC is enough to find a torn write, and the SHA-256 the index keeps is computed
-by whoever reads the entry back (:class:`JournalReader`, off the reply path; recovery). It uses
-CRC-32C (``google-crc32c``'s C code: 2.4 against 11.4 us for zlib's CRC-32 and 30 us for a SHA-256
-of 57 KB here, on the reply path) and zlib's CRC-32 where that C code is unavailable; both are read.
+Entries are laid out as :mod:`.journal_format` describes (a header with a CRC, the store's
+metadata, the Part-10 bytes, padding to a 4 KiB block).
 
 Sequences increase by one per entry. Writers reserve space under a lock (so a segment is filled
 in sequence order), write without the lock, then wait until an ``fdatasync`` that began after
@@ -39,12 +26,6 @@ entries of an earlier run left behind such an entry never continue a later run's
 checkpoint are old (already materialised durably) and skipped; the rest are handed back by
 :attr:`IntakeJournal.recovered` to be materialised again (idempotently).
 
-An entry whose writer starts its device write at once (``write(start_writeback=True)``: an
-association served on its own thread) may instead be written directly and durably by one
-asynchronous write (:mod:`.journal_direct`); it then counts as written once that write completes,
-needs no ``fdatasync`` of its own, and is still acknowledged only once every earlier entry is
-durable (the same rule).
-
 A segment is reused only when all its entries are at or below the checkpoint. Writers that find
 no reusable segment wait (``space_timeout_s``) for the materialiser to checkpoint; until then the
 association is simply slower, never wrong. Entries larger than :attr:`max_entry_bytes` are not
@@ -54,96 +35,41 @@ journaled (the store writes and fsyncs them directly: for such sizes the per-fil
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import struct
 import threading
 import time
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from hashlib import sha256
 from pathlib import Path
-from typing import BinaryIO
 
-import google_crc32c
+from oncohabitat.common.blobstore import fsync_directory
+from oncohabitat.listener.journal_format import (
+    BLOCK,
+    FLAG_PADDED,
+    HEADER,
+    SEGMENT_PATTERN,
+    WRITE_CRC_FLAG,
+    JournalEntry,
+    JournalError,
+    JournalLocation,
+    JournalReader,
+    align_up,
+    encode_header,
+    payload_check,
+    read_segment,
+)
 
-from oncohabitat.common.blobstore import fsync_directory, start_device_write
-from oncohabitat.common.linux_aio import DirectWriter, unavailable_reason
-from oncohabitat.listener.errors import ListenerError
-from oncohabitat.listener.journal_direct import DirectWrites
+__all__ = ["CHECKPOINT_FILE", "IntakeJournal", "JournalEntry", "JournalError", "JournalLocation", "JournalReader"]
 
 _LOG = logging.getLogger(__name__)
 
-MAGIC = b"OHJ1"
-VERSION = 1
-HEADER = struct.Struct("<4sHHQIII4x32s")
 _CHECKPOINT = struct.Struct("<4sQI")
 _CHECKPOINT_MAGIC = b"OHJC"
 CHECKPOINT_FILE = "checkpoint"
-_SEGMENT_PATTERN = "segment-{:03d}.log"
 _PREPARE_CHUNK = 1024 * 1024
-#: Largest entry written directly (see :mod:`.journal_direct`), bytes; larger ones go through the page cache.
-DIRECT_MAX_BYTES = 1024 * 1024
-_O_DIRECT = getattr(os, "O_DIRECT", 0)
-#: Entries start on multiples of this (bytes): concurrent writers never share a page, so none waits
-#: for a page still being written back for another's entry (4 associations, measured here: the
-#: append took 0.46 ms of wall time with shared pages).
-BLOCK = 4096
-#: Header flag: the entry is followed by padding up to a multiple of :data:`BLOCK`.
-FLAG_PADDED = 0x0001
 _ZEROS = bytes(BLOCK)
-#: Header flag: the payload check is a CRC-32 (little endian, zero-padded to 32 bytes), not a SHA-256.
-FLAG_PAYLOAD_CRC32 = 0x0002
-#: Header flag: the payload check is a CRC-32C (little endian, zero-padded to 32 bytes), not a SHA-256.
-FLAG_PAYLOAD_CRC32C = 0x0004
-_PAYLOAD_CRC = FLAG_PAYLOAD_CRC32 | FLAG_PAYLOAD_CRC32C
-#: The CRC flag :meth:`IntakeJournal.write` uses: CRC-32C where its C implementation is installed.
-WRITE_CRC_FLAG = FLAG_PAYLOAD_CRC32C if google_crc32c.implementation == "c" else FLAG_PAYLOAD_CRC32
-
-
-def align_up(value: int, block: int = BLOCK) -> int:
-    """``value`` rounded up to a multiple of ``block``."""
-    return (value + block - 1) // block * block
-
-
-class JournalError(ListenerError):
-    """The journal cannot take an entry (full past its timeout, or an I/O error): refuse the instance."""
-
-
-def payload_check(payload: bytes, flag: int = FLAG_PAYLOAD_CRC32) -> bytes:
-    """The 32-byte payload check of an entry with CRC flag ``flag`` (:data:`FLAG_PAYLOAD_CRC32` or
-    :data:`FLAG_PAYLOAD_CRC32C`)."""
-    crc = google_crc32c.value(payload) if flag == FLAG_PAYLOAD_CRC32C else zlib.crc32(payload)
-    return crc.to_bytes(4, "little") + bytes(28)
-
-
-def _payload_valid(flags: int, payload: bytes, check: bytes) -> bool:
-    if flags & _PAYLOAD_CRC:
-        return payload_check(payload, flags & _PAYLOAD_CRC) == check
-    return sha256(payload).digest() == check
-
-
-@dataclass(frozen=True)
-class JournalEntry:
-    """One journaled instance: its sequence number, the store's metadata, the Part-10 bytes and
-    their hex SHA-256 (computed on reading for entries written with a CRC check)."""
-
-    sequence: int
-    meta: bytes
-    payload: bytes
-    sha256: str
-
-
-@dataclass(frozen=True)
-class JournalLocation:
-    """Where an appended entry lies: its sequence, segment number, byte offset and total size."""
-
-    sequence: int
-    segment: int
-    offset: int
-    size: int
 
 
 @dataclass
@@ -156,7 +82,6 @@ class _Segment:
     max_sequence: int = 0
     write_offset: int = 0
     dirty_through: int = 0  # highest sequence written here since its last fdatasync
-    direct_fd: int = -1  # the same file opened with O_DIRECT (direct writes on)
 
 
 @dataclass
@@ -170,32 +95,6 @@ class _SyncState:
     failed_at: int | None = None  # first entry whose write or sync failed: it and later ones are never durable
 
 
-@dataclass
-class _Flight:
-    """A direct write in flight: its writer, where it goes (offset, padded length in bytes), and
-    whether it was reaped (its outcome recorded, by its own writer or by a waiter behind it)."""
-
-    direct: DirectWrites
-    writer: DirectWriter
-    segment: _Segment
-    offset: int
-    padded: int
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    reaped: bool = False
-    error: JournalError | None = None
-
-
-#: Completion errors meaning "this file or device takes no such write" (nothing was written).
-_DIRECT_REFUSED = frozenset({errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP})
-
-
-def encode_header(sequence: int, meta: bytes, payload_length: int, digest: bytes, flags: int = 0) -> bytes:
-    """The 64-byte header of an entry (see module doc)."""
-    blank = HEADER.pack(MAGIC, VERSION, flags, sequence, len(meta), payload_length, 0, digest)
-    crc = zlib.crc32(meta, zlib.crc32(blank))
-    return HEADER.pack(MAGIC, VERSION, flags, sequence, len(meta), payload_length, crc, digest)
-
-
 class IntakeJournal:
     """Pre-allocated ring of segment files with group-committed appends (see module doc).
 
@@ -207,10 +106,6 @@ class IntakeJournal:
         space_timeout_s: longest wait for a reusable segment before :class:`JournalError`, s; after
             such a timeout appends fail at once for ``bypass_s`` (the store then writes directly).
         bypass_s: how long appends are refused after a space timeout, s.
-        direct_writes: write an entry whose device write the caller starts at once
-            (``write(start_writeback=True)``) directly and durably (:mod:`.journal_direct`) where
-            the system allows it (Linux AIO, ``O_DIRECT``); the page cache otherwise.
-        spin_s: how long a wait for a direct write polls before it sleeps, s (0 = never).
 
     Raises:
         JournalError: the directory or a segment cannot be prepared.
@@ -225,8 +120,6 @@ class IntakeJournal:
         sync: bool = True,
         space_timeout_s: float = 5.0,
         bypass_s: float = 10.0,
-        direct_writes: bool = False,
-        spin_s: float = 0.0,
     ) -> None:
         if segments < 2 or segment_bytes < 1024 * 1024:
             raise ValueError("a journal needs >= 2 segments of >= 1 MiB")
@@ -239,24 +132,15 @@ class IntakeJournal:
         self._cond = threading.Condition()
         self._state = _SyncState()
         self._space_wanted = False
-        self._direct: DirectWrites | None = None
-        self._in_flight: dict[int, _Flight] = {}
         self._writing = 0  # writers between their reservation and the end of write()
         self._closing = False
         self._closed = False
-        if direct_writes and sync:
-            reason = unavailable_reason() or ("" if _O_DIRECT else "no O_DIRECT")
-            if reason:
-                _LOG.info("intake journal: direct writes off (%s)", reason)
-            else:
-                self._direct = DirectWrites(min(DIRECT_MAX_BYTES, segment_bytes), spin_s)
-        self._direct_pool = self._direct  # closed with the journal, also once direct writes stopped
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise JournalError(f"journal directory cannot be created: {exc.strerror}") from exc
         self.checkpointed_through = self._read_checkpoint()
-        self._segments = [_Segment(k, directory / _SEGMENT_PATTERN.format(k)) for k in range(segments)]
+        self._segments = [_Segment(k, directory / SEGMENT_PATTERN.format(k)) for k in range(segments)]
         self.recovered, last = self._scan()
         restarted = any(segment.path.exists() for segment in self._segments)
         prepared = False
@@ -271,7 +155,7 @@ class IntakeJournal:
                 raise JournalError(f"journal directory cannot be synced: {exc.strerror}") from exc
         # After a restart, numbering jumps by more than the ring can hold: entries of an earlier
         # run left behind the first invalid one (never acknowledged) then never continue a new
-        # run's chain in a later scan, nor match a refusal record's sequence, and fall at or below
+        # run's chain in a later scan, and fall at or below
         # the checkpoint that recovery writes.
         gap = segments * segment_bytes // BLOCK if restarted else 0
         self._next_sequence = max(last, self.checkpointed_through) + 1 + gap
@@ -318,34 +202,14 @@ class IntakeJournal:
         Raises:
             JournalError: an earlier write failed, or the sync did.
         """
-        self.complete(location)
         self._wait_durable(location.sequence)
 
-    def write(
-        self,
-        meta: bytes,
-        payload: bytes,
-        digest: str | None = None,
-        *,
-        start_writeback: bool = False,
-        wait_for_space: bool = True,
-    ) -> JournalLocation:
-        """Write one entry (to the page cache), without waiting for durability.
+    def write(self, meta: bytes, payload: bytes, digest: str | None = None) -> JournalLocation:
+        """Write one entry to the page cache, without waiting for durability.
 
-        The caller then calls :meth:`wait_durable` before acknowledging (or :meth:`complete`, for
-        an entry written with ``start_writeback`` whose instance it refuses). An entry that is never
-        acknowledged is harmless: recovery re-checks it (see :mod:`.recovery`).
-
-        ``start_writeback``: also start the entry's device write now, for a caller with work to do
-        before :meth:`wait_durable`: the write then proceeds meanwhile. With direct writes on (see
-        the constructor) it is a direct write that syncs itself (:mod:`.journal_direct`); otherwise
-        ``sync_file_range`` starts the page cache's write-back and the sync is left with the device
-        flush. (Measured here, 57 KB entries: write + ``fdatasync`` 232 us against 175 us with 86 us
-        of work between them. Starting it costs CPU, so it pays only with such work in between: the
-        store journals a data set before checking it for this reason.)
-
-        ``wait_for_space`` False: fail at once when the journal is full instead of waiting up to
-        ``space_timeout_s`` for a checkpoint (for an entry that may be lost, such as a refusal record).
+        The caller calls :meth:`wait_durable` before acknowledging. An entry that is never
+        acknowledged (the process stops first) is harmless: it was checked before it was written,
+        and recovery stores it like any other (its peer gets no reply and sends it again).
 
         Raises:
             JournalError: too large, no space within ``space_timeout_s``, or an I/O error.
@@ -358,23 +222,10 @@ class IntakeJournal:
         else:
             check, flags = bytes.fromhex(digest), FLAG_PADDED
         padded = align_up(size)
-        sequence, segment, offset = self._reserve(padded, wait_for_space)
-        location = JournalLocation(sequence, segment.number, offset, size)
-        finished = False  # every reserved sequence is finished once, or later waiters wait forever
+        sequence, segment, offset = self._reserve(padded)
+        failed = True  # every reserved sequence is finished once, or later waiters wait forever
         try:
             header = encode_header(sequence, meta, len(payload), check, flags)
-            direct = self._direct
-            if start_writeback and direct is not None and segment.direct_fd >= 0 and padded <= direct.capacity:
-                try:
-                    writer = direct.start(segment.direct_fd, (header, meta, payload), padded, offset)
-                except Exception as exc:  # noqa: BLE001 - nothing written: this entry goes through the page cache
-                    if not (isinstance(exc, OSError) and exc.errno == errno.EAGAIN):  # EAGAIN: busy, try later
-                        self._stop_direct_writes(direct, exc)
-                else:
-                    with self._cond:
-                        self._in_flight[sequence] = _Flight(direct, writer, segment, offset, padded)
-                    finished = True  # by whoever reaps the flight (see complete)
-                    return location
             # The padding is written too: a write ending inside a page the page cache does not hold
             # (after a reboot, or once evicted) would first read that page from the device.
             buffers = [header, meta, payload, _ZEROS[: padded - size]] if padded > size else [header, meta, payload]
@@ -383,99 +234,18 @@ class IntakeJournal:
                 if written != padded:
                     raise OSError(f"short journal write ({written} of {padded} bytes)")
             except OSError as exc:
-                self._finish(sequence, segment, failed=True)
-                finished = True
                 raise JournalError(f"journal write failed: {exc}") from exc
-            self._finish(sequence, segment, failed=False)
-            finished = True
-            if start_writeback and self.sync:
-                start_device_write(segment.fd, offset, padded)  # a failure shows in the fdatasync
-            return location
+            failed = False
+            return JournalLocation(sequence, segment.number, offset, size)
         finally:
-            if not finished:  # an unexpected error: the space holds no valid entry
-                self._finish(sequence, segment, failed=True)
+            self._finish(sequence, segment, failed=failed)
             with self._cond:
                 self._writing -= 1
                 if self._closing:
                     self._cond.notify_all()
 
-    def complete(self, location: JournalLocation) -> None:
-        """Wait until the entry's own write is done, without waiting for earlier entries.
-
-        Needed only for an entry written with ``start_writeback`` that its writer will not pass to
-        :meth:`wait_durable` (its instance was refused): a direct write must complete before the
-        entry counts as written (later entries wait for it). A no-op otherwise, and when repeated.
-
-        Raises:
-            JournalError: the entry's direct write failed (it and every later entry are then never
-                durable: the failure is latched as for a failed sync).
-        """
-        with self._cond:
-            flight = self._in_flight.get(location.sequence)
-        if flight is None:
-            return
-        try:
-            error = self._reap(location.sequence, flight)
-        finally:
-            with self._cond:
-                self._in_flight.pop(location.sequence, None)
-            flight.direct.release(flight.writer)
-        if error is not None:
-            raise error
-
-    def _reap(self, sequence: int, flight: _Flight) -> JournalError | None:
-        """Wait for a direct write and record its outcome (``_finish``), once: its writer and any
-        waiter behind it may both get here; the error the write ended with, if any."""
-        with flight.lock:
-            if not flight.reaped:
-                try:
-                    flight.error = self._settle_direct(sequence, flight)
-                except BaseException:
-                    flight.error = JournalError("journal write interrupted")
-                    self._finish(sequence, flight.segment, failed=True)
-                    raise
-                finally:
-                    flight.reaped = True
-            return flight.error
-
-    def _settle_direct(self, sequence: int, flight: _Flight) -> JournalError | None:
-        """Wait for a direct write, then ``_finish`` its entry; the error it ended with, if any."""
-        segment = flight.segment
-        try:
-            flight.direct.wait(flight.writer)
-            flight.writer.result()
-        except OSError as exc:
-            if exc.errno not in _DIRECT_REFUSED:
-                self._finish(sequence, segment, failed=True)
-                return JournalError(f"journal write failed: {exc}")
-            # Refused by the kernel as it ran (a file system or device that takes no such write):
-            # nothing was written; the same bytes go through the page cache instead.
-            self._stop_direct_writes(flight.direct, exc)
-            try:
-                rewritten = os.pwrite(segment.fd, flight.writer.buffer[: flight.padded], flight.offset)
-            except OSError as error:
-                rewritten, exc = -1, error
-            if rewritten != flight.padded:
-                self._finish(sequence, segment, failed=True)
-                return JournalError(f"journal write failed: {exc}")
-            self._finish(sequence, segment, failed=False)  # synced by the group commit
-            return None
-        self._finish(sequence, segment, failed=False, durable=True)
-        return None
-
-    def _stop_direct_writes(self, direct: DirectWrites, error: Exception) -> None:
-        """Turn direct writes off after the kernel refused one (writes in flight still finish)."""
-        with self._cond:
-            if self._direct is not direct:
-                return
-            self._direct = None
-        _LOG.warning("intake journal: direct writes off (%s); writing through the page cache", error)
-
-    def _reserve(self, size: int, wait: bool = True) -> tuple[int, _Segment, int]:
-        """Reserve the next sequence and ``size`` bytes for it; the caller must finish it (see write).
-
-        ``wait``: wait for a reusable segment (see :meth:`_rotate`) rather than fail at once.
-        """
+    def _reserve(self, size: int) -> tuple[int, _Segment, int]:
+        """Reserve the next sequence and ``size`` bytes for it; the caller must finish it (see write)."""
         with self._cond:
             if self._closing:
                 raise JournalError("journal closed")
@@ -485,7 +255,7 @@ class IntakeJournal:
                 raise JournalError("journal full: the background writer is behind")
             segment = self._segments[self._current]
             while segment.write_offset + size > self.segment_bytes:
-                segment = self._rotate(wait)
+                segment = self._rotate()
             sequence = self._next_sequence
             self._next_sequence += 1
             offset = segment.write_offset
@@ -494,17 +264,14 @@ class IntakeJournal:
             self._writing += 1
             return sequence, segment, offset
 
-    def _rotate(self, wait: bool = True) -> _Segment:
+    def _rotate(self) -> _Segment:
         """Move to the next segment of the ring, waiting until it is reusable (lock held).
 
         Returns the new current segment; the caller checks it has room (another writer waiting
-        here too may have rotated first and filled part of it). ``wait`` False: a segment not
-        reusable at once is :class:`JournalError` (no bypass follows).
+        here too may have rotated first and filled part of it).
         """
         current = self._current
         following = self._segments[(current + 1) % len(self._segments)]
-        if following.max_sequence > self.checkpointed_through and not wait:
-            raise JournalError("journal full")
         if following.max_sequence > self.checkpointed_through:
             self._space_wanted = True
             self._cond.notify_all()
@@ -523,13 +290,6 @@ class IntakeJournal:
                 following.fd = os.open(following.path, os.O_RDWR)
             except OSError as exc:
                 raise JournalError(f"journal segment cannot be opened: {exc.strerror}") from exc
-        direct = self._direct
-        if direct is not None and following.direct_fd < 0:
-            try:
-                following.direct_fd = os.open(following.path, os.O_RDWR | _O_DIRECT)
-            except OSError as exc:  # e.g. a file system without O_DIRECT
-                self._direct = None
-                _LOG.warning("intake journal: direct writes off (%s)", exc.strerror)
         following.write_offset = 0
         following.max_sequence = 0
         self._current = following.number
@@ -560,11 +320,8 @@ class IntakeJournal:
         except OSError as exc:
             raise JournalError(f"journal segment cannot be prepared: {exc.strerror}") from exc
 
-    def _finish(self, sequence: int, segment: _Segment, *, failed: bool, durable: bool = False) -> None:
-        """Record that ``sequence`` was written (or failed: its space holds no valid entry).
-
-        ``durable``: written directly and durably (no ``fdatasync`` of its segment needed for it).
-        """
+    def _finish(self, sequence: int, segment: _Segment, *, failed: bool) -> None:
+        """Record that ``sequence`` was written (or failed: its space holds no valid entry)."""
         with self._cond:
             state = self._state
             state.finished.add(sequence)
@@ -573,7 +330,7 @@ class IntakeJournal:
             while state.done_through + 1 in state.finished:
                 state.done_through += 1
                 state.finished.discard(state.done_through)
-            if not failed and not durable:
+            if not failed:
                 segment.dirty_through = max(segment.dirty_through, sequence)
             self._cond.notify_all()
 
@@ -592,21 +349,7 @@ class IntakeJournal:
                     raise JournalError("an earlier journal write or sync failed")
                 if self._closed:
                     raise JournalError("journal closed before the entry was synced")
-                if state.done_through < sequence:
-                    flights = [(k, f) for k, f in self._in_flight.items() if k <= sequence and not f.reaped]
-                    if not flights:
-                        self._cond.wait()
-                        continue
-                    # An earlier entry's direct write: reap it here rather than wait until its own
-                    # writer (perhaps still running slow checks) gets round to it.
-                    self._cond.release()
-                    try:
-                        for flight_sequence, flight in sorted(flights, key=lambda item: item[0]):
-                            self._reap(flight_sequence, flight)
-                    finally:
-                        self._cond.acquire()
-                    continue
-                if state.syncing:
+                if state.done_through < sequence or state.syncing:
                     self._cond.wait()
                     continue
                 state.syncing = True
@@ -690,7 +433,7 @@ class IntakeJournal:
                 continue
             try:
                 with segment.path.open("rb") as handle:
-                    for entry_sequence, entry in _read_segment(handle, self.checkpointed_through):
+                    for entry_sequence, entry in read_segment(handle, self.checkpointed_through):
                         last = max(last, entry_sequence)
                         segment.max_sequence = max(segment.max_sequence, entry_sequence)
                         if entry is not None:
@@ -703,109 +446,15 @@ class IntakeJournal:
         return entries, last
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Refuse new appends, let writers under way finish (up to ``timeout_s``), finish the direct
-        writes in flight, then close the segment files. An entry not yet synced is then never
-        reported durable (:meth:`wait_durable` raises)."""
+        """Refuse new appends, let writers under way finish (up to ``timeout_s``), then close the
+        segment files. An entry not yet synced is then never reported durable (:meth:`wait_durable`
+        raises)."""
         with self._cond:
             self._closing = True
             self._cond.wait_for(lambda: self._writing == 0, timeout_s)
-            in_flight = list(self._in_flight)
-        for sequence in in_flight:
-            with contextlib.suppress(JournalError, OSError):
-                self.complete(JournalLocation(sequence, 0, 0, 0))
-        with self._cond:
             self._closed = True
-            self._direct = None
-            direct, self._direct_pool = self._direct_pool, None
             for segment in self._segments:
-                for name in ("fd", "direct_fd"):
-                    if getattr(segment, name) >= 0:
-                        os.close(getattr(segment, name))
-                        setattr(segment, name, -1)
+                if segment.fd >= 0:
+                    os.close(segment.fd)
+                    segment.fd = -1
             self._cond.notify_all()
-        if direct is not None:
-            direct.close()
-
-
-def _read_segment(reader: BinaryIO, checkpoint: int) -> Iterator[tuple[int, JournalEntry | None]]:
-    """Entries of one segment from its start to the first invalid one: ``(sequence, entry)``;
-    ``entry`` is None for entries at or below ``checkpoint`` (their payload is not read)."""
-    previous = 0
-    start = 0
-    while True:
-        raw = reader.read(HEADER.size)
-        if len(raw) < HEADER.size:
-            return
-        magic, version, flags, sequence, meta_length, payload_length, crc, digest = HEADER.unpack(raw)
-        if magic != MAGIC or version != VERSION or sequence <= previous:
-            return
-        meta = reader.read(meta_length)
-        blank = HEADER.pack(MAGIC, VERSION, flags, sequence, meta_length, payload_length, 0, digest)
-        if len(meta) != meta_length or zlib.crc32(meta, zlib.crc32(blank)) != crc:
-            return
-        previous = sequence
-        end = start + HEADER.size + meta_length + payload_length
-        start = align_up(end) if flags & FLAG_PADDED else end
-        if sequence <= checkpoint:
-            reader.seek(start)
-            yield sequence, None
-            continue
-        payload = reader.read(payload_length)
-        if len(payload) != payload_length or not _payload_valid(flags, payload, digest):
-            return  # torn write: never acknowledged, and nothing acknowledged lies behind it
-        reader.seek(start)
-        yield sequence, JournalEntry(sequence, meta, payload, _sha256_hex(flags, payload, digest))
-
-
-def _sha256_hex(flags: int, payload: bytes, check: bytes) -> str:
-    """Hex SHA-256 of a validated payload (stored, or computed for an entry with a CRC check)."""
-    return sha256(payload).hexdigest() if flags & _PAYLOAD_CRC else check.hex()
-
-
-class JournalReader:
-    """Reads entries at known locations (the materialiser worker's side; segment files stay open).
-
-    Args:
-        directory: the journal directory.
-    """
-
-    def __init__(self, directory: Path) -> None:
-        self._directory = directory
-        self._fds: dict[int, int] = {}
-
-    def read(self, location: JournalLocation) -> JournalEntry:
-        """The entry at ``location`` (header checked: magic, sequence, sizes; payload: its check).
-
-        Raises:
-            JournalError: the bytes there are not that entry.
-        """
-        fd = self._fds.get(location.segment)
-        if fd is None:
-            try:
-                fd = os.open(self._directory / _SEGMENT_PATTERN.format(location.segment), os.O_RDONLY)
-            except OSError as exc:
-                raise JournalError(f"journal segment cannot be opened: {exc.strerror}") from exc
-            self._fds[location.segment] = fd
-        data = os.pread(fd, location.size, location.offset)
-        if len(data) != location.size:
-            raise JournalError("journal entry is truncated")
-        magic, version, flags, sequence, meta_length, payload_length, _crc, digest = HEADER.unpack_from(data)
-        if (
-            magic != MAGIC
-            or version != VERSION
-            or sequence != location.sequence
-            or HEADER.size + meta_length + payload_length != location.size
-        ):
-            raise JournalError("journal entry does not match its location")
-        view = memoryview(data)
-        meta = bytes(view[HEADER.size : HEADER.size + meta_length])
-        payload = bytes(view[HEADER.size + meta_length :])
-        if not _payload_valid(flags, payload, digest):
-            raise JournalError("journal entry payload does not match its check")
-        return JournalEntry(sequence, meta, payload, _sha256_hex(flags, payload, digest))
-
-    def close(self) -> None:
-        """Close the segment files."""
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()

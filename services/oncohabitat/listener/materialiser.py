@@ -1,58 +1,46 @@
 """Turns journaled instances into Part-10 files and index rows, off the reply path; checkpoints the journal.
 
-An association thread appends a received instance to the :class:`~.journal.IntakeJournal`
-(durable) and answers success, then hands its location and index record to
-:meth:`Materialiser.submit`. A worker *process* (:mod:`.materialiser_worker`) reads the entries
-back, writes the files and commits their index rows in batches; a receiver thread here applies
-its reports. A separate process because that work (inode allocation in the kernel, SQLite,
-Python) would otherwise hold the GIL while an association waits for its reply (measured here:
-~1,000 instead of ~1,250 instances/s on one association before this split).
+An association thread appends a checked instance to the :class:`~.journal.IntakeJournal` (durable)
+and hands its location and index record to :meth:`Materialiser.submit` before it answers success.
+One background thread reads the entries back from the journal (the page cache, usually), computes
+the SHA-256 the index keeps (the journal holds a CRC only), writes the files at their final paths
+and commits their index rows in batches (one transaction per batch). Nothing there fsyncs: the
+checkpoint does.
 
 Until its row is committed an instance is *pending*: the store consults :meth:`pending` for
-duplicates and completion waits while a study has pending instances (:meth:`has_pending`).
+duplicates, and completion waits while a study has pending instances (:meth:`has_pending`).
 
-Intake first: while associations keep submitting, instances are held back (up to ``defer_bytes`` of
-entries) and sent to the worker once intake pauses for ``defer_idle_s`` or the backlog reaches the
-bound; a sustained push beyond the bound materialises concurrently. The worker's CPU then does not
-compete with the reply path during a burst (measured here: 1,443-1,523 instead of 1,329-1,343
-instances/s on one association for a 57 MB push), and PACS traffic comes in bursts (series by
-series). The instances are durable in the journal meanwhile; only their files and rows wait.
+Intake first: while associations keep submitting, instances are held back (up to ``defer_bytes``
+of entries) and materialised once intake pauses for ``defer_idle_s`` or the backlog reaches the
+bound, so that this thread's work does not compete with the reply path during a burst (PACS
+traffic comes series by series). The instances are durable in the journal meanwhile.
 
-Checkpoint: one file-system sync (the worker's files, their directories and the index WAL
-together), then the journal learns through which sequence everything is materialised durably,
-so that segment space can be reused. It runs when a writer waits for journal space, after
-``checkpoint_bytes`` of materialised entries, after ``idle_checkpoint_s`` without new reports, and
-at :meth:`stop`. If the worker dies it is restarted and every pending instance is sent again
-(materialising is idempotent: an indexed instance is reported ``IDENTICAL``, its file untouched).
+Checkpoint: one file-system sync (the files, their directories and the index WAL together), then
+the journal learns through which sequence everything is materialised durably, so that segment
+space can be reused. It runs when a writer waits for journal space, after ``checkpoint_bytes`` of
+materialised entries, after ``idle_checkpoint_s`` without new work, and at :meth:`stop`. A batch
+that fails (disk full, an index error) is logged and retried after ``retry_s``: its entries stay
+in the journal meanwhile, and a stop leaves them to the next start's recovery.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import dataclasses
 import logging
 import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from pathlib import Path
 
 from oncohabitat.common.blobstore import sync_filesystem
 from oncohabitat.listener import metrics
-from oncohabitat.listener.index import AddOutcome, AddResult, InstanceRecord, StudyState
-from oncohabitat.listener.journal import IntakeJournal, JournalLocation
-from oncohabitat.listener.materialiser_worker import DoneItem, WorkerConfig, WorkItem
+from oncohabitat.listener.index import AddResult, InstanceRecord, StudyIndex
+from oncohabitat.listener.journal import IntakeJournal, JournalLocation, JournalReader
 
 _LOG = logging.getLogger(__name__)
-_POLL_S = 0.02
-#: Locations sent to the worker in one message at most (a partial batch goes at the next poll, <= _POLL_S).
-_SEND_BATCH = 32
-_PIPE_BYTES = 1024 * 1024
-_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
 @dataclass(frozen=True)
@@ -68,37 +56,54 @@ class PendingInstance:
 ResultCallback = Callable[[PendingInstance, AddResult], None]
 
 
-def _result(item: DoneItem) -> AddResult:
-    _sequence, outcome, reopened_from, held_in = item
-    return AddResult(
-        AddOutcome(outcome),
-        StudyState(reopened_from) if reopened_from else None,
-        StudyState(held_in) if held_in else None,
-    )
+def write_file(path: Path, data: bytes) -> None:
+    """Write ``data`` at ``path`` (parents created), replacing any previous content; no fsync.
+
+    A write error (e.g. a full disk) deletes the partial file before it is raised: the instance
+    stays in the journal and its batch is retried.
+
+    Raises:
+        OSError: the file could not be written.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError:
+        os.close(fd)
+        with contextlib.suppress(OSError):  # the write error is the one to report
+            path.unlink()
+        raise
+    os.close(fd)
 
 
 class Materialiser:
-    """Worker process + receiver thread (see module doc).
+    """Background thread materialising journaled instances (see module doc).
 
     Args:
         journal: the intake journal the instances were appended to.
-        root: store root (its file system is synced at checkpoints).
-        config: what the worker needs (paths, index settings, batch size).
+        index: the study index the rows go to.
+        root: store root (instance paths are relative to it; its file system is synced at checkpoints).
         on_result: called per materialised instance with its index outcome (late arrivals).
         sync: sync the file system before each checkpoint (False with a non-syncing journal).
         checkpoint_bytes: checkpoint after this many bytes of materialised entries.
-        defer_bytes: most bytes of entries held back while intake is busy (0 = send at once).
-        defer_idle_s: intake pause after which held-back entries are sent, s.
-        idle_checkpoint_s: checkpoint after this long without reports, s.
-        restart_backoff_s: wait before restarting a worker that died, s.
-        start_timeout_s: longest wait for a new worker to report ready, s.
+        defer_bytes: most bytes of entries held back while intake is busy (0 = materialise at once).
+        defer_idle_s: intake pause after which held-back entries are materialised, s.
+        idle_checkpoint_s: checkpoint after this long without new work, s.
+        batch_size: most instances per index transaction.
+        retry_s: wait before a failed batch is tried again, s.
     """
 
     def __init__(
         self,
         journal: IntakeJournal,
+        index: StudyIndex,
         root: Path,
-        config: WorkerConfig,
         on_result: ResultCallback,
         *,
         sync: bool = True,
@@ -106,37 +111,36 @@ class Materialiser:
         defer_bytes: int = 64 * 1024 * 1024,
         defer_idle_s: float = 0.05,
         idle_checkpoint_s: float = 1.0,
-        restart_backoff_s: float = 1.0,
-        start_timeout_s: float = 60.0,
+        batch_size: int = 256,
+        retry_s: float = 1.0,
     ) -> None:
         self._journal = journal
+        self._index = index
         self._root = root
-        self._config = config
+        self._reader = JournalReader(journal.directory)
         self._on_result = on_result
         self._sync = sync
         self._checkpoint_bytes = checkpoint_bytes
         self._defer_bytes = defer_bytes
         self._defer_idle_s = defer_idle_s
         self._idle_checkpoint_s = idle_checkpoint_s
-        self._restart_backoff_s = restart_backoff_s
-        self._start_timeout_s = start_timeout_s
+        self._batch_size = batch_size
+        self._retry_s = retry_s
         self._cond = threading.Condition()
-        self._send_lock = threading.Lock()
         self._checkpoint_lock = threading.Lock()
         self._by_sequence: dict[int, PendingInstance] = {}
         self._by_sop: dict[str, PendingInstance] = {}
         self._pending_studies: dict[str, int] = {}
+        self._queue: list[PendingInstance] = []  # submitted, not yet taken by the thread
+        self._queued_bytes = 0
         self._done: set[int] = set()
         self._materialised_through = journal.last_sequence
         self._bytes_since_checkpoint = 0
+        self._last_work = time.monotonic()
+        self._checkpoint_retry_at = 0.0  # after a failed checkpoint: not before this (monotonic s)
+        self._flushing = 0  # callers of flush() waiting: materialise at once
         self._stopping = False
-        self._process: subprocess.Popen[bytes] | None = None
-        self._to_worker: Connection | None = None
-        self._from_worker: Connection | None = None
-        self._receiver: threading.Thread | None = None
-        self._outgoing: list[WorkItem] = []
-        self._outgoing_bytes = 0
-        self._last_submit = 0.0
+        self._thread: threading.Thread | None = None
 
     # ---- association side ------------------------------------------------------------------
 
@@ -148,12 +152,11 @@ class Materialiser:
             key = item.record.study_key
             self._pending_studies[key] = self._pending_studies.get(key, 0) + 1
             metrics.JOURNAL_PENDING.set(len(self._by_sequence))
-            self._outgoing.append((item.location, item.record, item.study_uid))
-            self._outgoing_bytes += item.location.size
-            self._last_submit = time.monotonic()
-            full = len(self._outgoing) >= _SEND_BATCH and self._outgoing_bytes >= self._defer_bytes
-        if full:
-            self._send_outgoing()
+            self._queue.append(item)
+            self._queued_bytes += item.location.size
+            self._last_work = time.monotonic()
+            if self._queued_bytes >= self._defer_bytes:
+                self._cond.notify_all()
 
     def skip(self, sequence: int) -> None:
         """A journaled entry that will not be materialised (a duplicate): the checkpoint may pass it."""
@@ -172,212 +175,101 @@ class Materialiser:
             return study_key in self._pending_studies
 
     def flush(self, timeout_s: float = 30.0) -> bool:
-        """Wait until every submitted instance is indexed; False on timeout."""
-        self._send_outgoing()
+        """Materialise every submitted instance now and wait until all are indexed; False on timeout."""
         with self._cond:
-            return self._cond.wait_for(lambda: not self._by_sequence, timeout_s)
-
-    def _send_outgoing(self) -> None:
-        """Send the submitted instances not yet sent (the worker batches them further)."""
-        with self._cond:
-            items, self._outgoing = self._outgoing, []
-            self._outgoing_bytes = 0
-        if items:
-            self._send(items)
-
-    def _send(self, items: list[WorkItem]) -> None:
-        """Send work to the worker; a broken pipe is left to the receiver (it restarts and re-sends)."""
-        with self._send_lock:
-            if self._to_worker is None:
-                return
+            self._flushing += 1
+            self._cond.notify_all()
             try:
-                self._to_worker.send(("work", items))
-            except OSError as exc:
-                _LOG.warning("materialiser worker unreachable (%s); it is restarted", exc.strerror or exc)
+                return self._cond.wait_for(lambda: not self._by_sequence, timeout_s)
+            finally:
+                self._flushing -= 1
 
     # ---- life cycle --------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the worker process and the receiver thread (no-op when running)."""
-        if self._receiver is not None:
+        """Start the background thread (no-op when running)."""
+        if self._thread is not None:
             return
         self._stopping = False
-        self._spawn()
-        self._receiver = threading.Thread(target=self._receive_loop, name="listener-materialiser", daemon=True)
-        self._receiver.start()
+        self._thread = threading.Thread(target=self._run, name="listener-materialiser", daemon=True)
+        self._thread.start()
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        """Materialise what is pending, stop the worker and the receiver, checkpoint."""
-        if self._receiver is None:
+        """Materialise what is pending, stop the thread, checkpoint."""
+        if self._thread is None:
             return
         if not self.flush(timeout_s):
             _LOG.error("materialiser stopping with instances pending: they are recovered from the journal at start")
         with self._cond:
             self._stopping = True
-        with self._send_lock:
-            if self._to_worker is not None:
-                with contextlib.suppress(OSError):
-                    self._to_worker.send(("stop",))
-        self._receiver.join(timeout_s)
-        self._receiver = None
-        self._end_worker(timeout_s)
+            self._cond.notify_all()
+        self._thread.join(timeout_s)
+        self._thread = None
         self.checkpoint()
+        self._reader.close()
 
-    def _spawn(self) -> None:
-        """Start a worker process connected by two pipes; return once it reported ready.
+    # ---- the thread ----------------------------------------------------------------------------
 
-        Waiting for its ``("ready",)`` (its imports and index open: ~0.3 s of CPU here) keeps that
-        start-up off the first instances received (one association, measured here: 1,555-1,768
-        instances/s pushed right after the start against 1,882-1,898 once the worker was up), and
-        a worker that cannot start is reported here rather than restarted in a loop.
-
-        Raises:
-            OSError, subprocess.SubprocessError: no pipe or process, or the worker exited or did
-                not report ready within ``start_timeout_s`` (every descriptor is closed again).
-        """
-        to_child_r, to_child_w = os.pipe()
-        try:
-            from_child_r, from_child_w = os.pipe()
-        except OSError:
-            os.close(to_child_r)
-            os.close(to_child_w)
-            raise
-        with contextlib.suppress(OSError):  # a larger pipe: submit() never waits on a busy worker
-            fcntl.fcntl(to_child_w, _F_SETPIPE_SZ, _PIPE_BYTES)
-        try:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "oncohabitat.listener.materialiser_worker",
-                    self._config.to_json(),
-                    str(to_child_r),
-                    str(from_child_w),
-                ],
-                pass_fds=(to_child_r, from_child_w),
-                stdin=subprocess.DEVNULL,
-            )
-        except BaseException:
-            os.close(to_child_w)
-            os.close(from_child_r)
-            raise
-        finally:
-            os.close(to_child_r)
-            os.close(from_child_w)
-        from_worker = Connection(from_child_r, writable=False)
-        ready = False
-        deadline = time.monotonic() + self._start_timeout_s
-        try:  # in slices: a stop() meanwhile ends the wait (a restart then gives up)
-            while not self._stopping and time.monotonic() < deadline:
-                if from_worker.poll(_POLL_S):
-                    ready = from_worker.recv() == ("ready",)
-                    break
-        except (EOFError, OSError):
-            ready = False
-        if not ready:
-            from_worker.close()
-            os.close(to_child_w)
-            if process.poll() is None:
-                process.kill()
-            process.wait()
-            raise subprocess.SubprocessError(f"materialiser worker did not start (exit status {process.returncode})")
-        with self._send_lock:
-            self._process = process
-            self._to_worker = Connection(to_child_w, readable=False)
-        self._from_worker = from_worker
-
-    def _end_worker(self, timeout_s: float) -> None:
-        with self._send_lock:
-            process, self._process = self._process, None
-            if self._to_worker is not None:
-                self._to_worker.close()
-                self._to_worker = None
-        if self._from_worker is not None:
-            self._from_worker.close()
-            self._from_worker = None
-        if process is not None:
-            try:
-                process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-    def _restart(self) -> bool:
-        """Replace a dead worker and send it every pending instance again (in sequence order).
-
-        A worker that cannot be started (no process or pipe: EAGAIN, EMFILE) is retried every
-        ``restart_backoff_s`` until it starts; False when stopping meanwhile.
-        """
-        metrics.JOURNAL_ERRORS.labels(stage="materialise").inc()
-        _LOG.error("materialiser worker exited unexpectedly; restarting it")
-        self._end_worker(5.0)
-        failing = False
+    def _run(self) -> None:
         while True:
-            time.sleep(self._restart_backoff_s)
-            if self._stopping:
-                return False
-            try:
-                self._spawn()
-            except (OSError, subprocess.SubprocessError) as exc:
-                if not failing and not self._stopping:  # once per spell: retried every restart_backoff_s
-                    _LOG.error("materialiser worker cannot be started (%s); retrying", type(exc).__name__)
-                failing = True
-                continue
-            if self._stopping:  # stop() ran while it started: it found no worker to end
-                self._end_worker(5.0)
-                return False
-            break
-        if failing:
-            _LOG.info("materialiser worker started again")
-        with self._cond:
-            pending = [self._by_sequence[s] for s in sorted(self._by_sequence)]
-            self._outgoing = []  # all of them are in ``pending``
-            self._outgoing_bytes = 0
-        if pending:
-            self._send([(item.location, item.record, item.study_uid) for item in pending])
-        return True
-
-    # ---- receiving -------------------------------------------------------------------------
-
-    def _receive_loop(self) -> None:
-        last_report = time.monotonic()
-        while True:
-            if self._journal.space_wanted or time.monotonic() - self._last_submit >= self._defer_idle_s:
-                self._send_outgoing()
-            connection = self._from_worker
-            assert connection is not None
-            try:
-                if connection.poll(_POLL_S):
-                    message = connection.recv()
-                    if message[0] == "done":
-                        self._apply(message[1])
-                        last_report = time.monotonic()
-            except (EOFError, OSError):
-                if self._stopping or not self._restart():
-                    return
-                continue
-            idle = time.monotonic() - last_report >= self._idle_checkpoint_s
-            if (
-                self._journal.space_wanted
-                or self._bytes_since_checkpoint >= self._checkpoint_bytes
-                or (idle and self._materialised_through > self._journal.checkpointed_through)
-            ):
+            batch = self._next_batch()
+            if batch is None:
+                return
+            if batch:
+                self._materialise(batch)
+            if self._checkpoint_due():
                 self.checkpoint()
 
-    def _apply(self, items: list[DoneItem]) -> None:
-        """Record a committed batch: report outcomes, release pending entries, advance the mark."""
+    def _next_batch(self) -> list[PendingInstance] | None:
+        """The next batch to materialise (empty: only check the checkpoint); None once stopping."""
+        with self._cond:
+            while True:
+                if self._stopping:
+                    return None
+                now = time.monotonic()
+                if self._queue and (
+                    self._flushing
+                    or self._journal.space_wanted
+                    or self._queued_bytes >= self._defer_bytes
+                    or now - self._last_work >= self._defer_idle_s
+                ):
+                    batch, self._queue = self._queue[: self._batch_size], self._queue[self._batch_size :]
+                    self._queued_bytes -= sum(item.location.size for item in batch)
+                    return batch
+                if self._checkpoint_due():
+                    return []
+                busy = self._queue or self._materialised_through > self._journal.checkpointed_through
+                self._cond.wait(self._defer_idle_s if busy else self._idle_checkpoint_s)
+
+    def _materialise(self, batch: list[PendingInstance]) -> None:
+        """Write the batch's files and commit its rows (retried until done or stopping), then report."""
         started = time.perf_counter()
-        for done in items:
-            with self._cond:
-                item = self._by_sequence.get(done[0])
-            if item is None:
-                continue  # reported twice (re-sent after a restart)
+        while True:
             try:
-                self._on_result(item, _result(done))
+                items = []
+                for item in batch:
+                    entry = self._reader.read(item.location)
+                    record = dataclasses.replace(item.record, sha256=entry.sha256)
+                    if self._index.get_instance(record.sop_uid) is None:  # never rewrite an indexed file
+                        write_file(self._root / record.path, entry.payload)
+                    items.append((record, item.study_uid))
+                results = self._index.add_instances(items)
+                break
+            except Exception as exc:  # noqa: BLE001 - retried: the entries stay durable in the journal
+                metrics.JOURNAL_ERRORS.labels(stage="materialise").inc()
+                _LOG.error("materialising %d journaled instance(s) failed (retrying): %s", len(batch), exc)
+                with self._cond:
+                    if self._cond.wait_for(lambda: self._stopping, self._retry_s):
+                        return  # left to the next start's recovery
+        for item, result in zip(batch, results, strict=True):
+            try:
+                self._on_result(item, result)
             except Exception:  # noqa: BLE001 - reporting must not stop materialisation
                 _LOG.error("reporting a materialised instance failed", exc_info=True)
-            with self._cond:
-                del self._by_sequence[done[0]]
+        with self._cond:
+            for item in batch:
+                sequence = item.location.sequence
+                del self._by_sequence[sequence]
                 if self._by_sop.get(item.record.sop_uid) is item:
                     del self._by_sop[item.record.sop_uid]
                 key = item.record.study_key
@@ -386,10 +278,10 @@ class Materialiser:
                     self._pending_studies[key] = left
                 else:
                     self._pending_studies.pop(key, None)
-                self._done.add(done[0])
+                self._done.add(sequence)
                 self._bytes_since_checkpoint += item.location.size
-        with self._cond:
             self._advance_mark()
+            self._last_work = time.monotonic()
             metrics.JOURNAL_PENDING.set(len(self._by_sequence))
             self._cond.notify_all()
         metrics.MATERIALISE_SECONDS.observe(time.perf_counter() - started)
@@ -399,6 +291,13 @@ class Materialiser:
         while self._materialised_through + 1 in self._done:
             self._materialised_through += 1
             self._done.discard(self._materialised_through)
+
+    def _checkpoint_due(self) -> bool:
+        if time.monotonic() < self._checkpoint_retry_at:
+            return False
+        behind = self._materialised_through > self._journal.checkpointed_through
+        idle = time.monotonic() - self._last_work >= self._idle_checkpoint_s
+        return behind and (self._journal.space_wanted or self._bytes_since_checkpoint >= self._checkpoint_bytes or idle)
 
     def checkpoint(self) -> None:
         """Sync the file system and advance the journal's checkpoint to what is materialised."""
@@ -416,6 +315,7 @@ class Materialiser:
             except OSError as exc:
                 metrics.JOURNAL_ERRORS.labels(stage="checkpoint").inc()
                 _LOG.error("journal checkpoint failed (will retry): %s", exc.strerror or exc)
+                self._checkpoint_retry_at = time.monotonic() + self._retry_s
                 return
             with self._cond:
                 self._bytes_since_checkpoint -= written

@@ -107,12 +107,6 @@ JOURNAL_ERRORS = Counter(
     " 'checkpoint': retried).",
     ["stage"],
 )
-JOURNAL_QUARANTINED = Counter(
-    "oncohabitat_listener_journal_quarantined_total",
-    "Journal entries recovery kept aside in quarantine instead of storing them: refused by this"
-    " release's checks, with no record that they were refused at intake (by reason code).",
-    ["reason"],
-)
 MATERIALISE_SECONDS = Histogram(
     "oncohabitat_listener_materialise_batch_seconds",
     "Time to apply one batch of instances the materialiser worker indexed (reports, pending release), in seconds.",

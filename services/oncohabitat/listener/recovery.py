@@ -5,13 +5,10 @@ Three repairs, each idempotent (a crash during recovery is repaired by the next 
 * :meth:`StoreRecovery._remove_orphan_temp_files`: temporary files of writes a crash interrupted
   are deleted (they were never acknowledged).
 * :meth:`StoreRecovery._recover`: journal entries past the checkpoint are re-materialised. Every
-  acknowledged instance is in them: an entry is checked again as at intake (with the budgets
-  journaled with it); one named by a refusal record (:mod:`.journal_meta`) was never acknowledged
-  and is not stored; one its checks refuse although no refusal record names it (lost in the crash,
-  or the checks of this release are stricter than those that acknowledged it) is kept in
-  ``quarantine/`` with a JSON note (reason, journal sequence, SOP key, arrival time), never dropped.
-  Metadata of an unknown layout, or checks that fail unexpectedly, stop the start-up
-  (:class:`~.journal.JournalError`): an entry that may be acknowledged is never skipped unread.
+  acknowledged instance is in them, and every entry was checked before it was journaled: its
+  metadata is its index record (:mod:`.journal_meta`), stored as it is, nothing decided again.
+  Metadata of an unknown layout stops the start-up (:class:`~.journal.JournalError`): an entry
+  that may be acknowledged is never skipped unread.
 * :meth:`StoreRecovery.reconcile` (after an unclean stop of the index): instance files without a
   row are indexed if complete (with the index at ``synchronous=NORMAL`` this restores rows a power
   loss dropped) or deleted if not (never acknowledged).
@@ -22,23 +19,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import json
 import logging
 from io import BytesIO
 
-from oncohabitat.dicomio.identifiers import is_valid_uid, uid_key
+from oncohabitat.dicomio.identifiers import uid_key
 from oncohabitat.listener import metrics
 from oncohabitat.listener.checks import inspect_body
 from oncohabitat.listener.duplicates import DuplicatePolicy, StoreDuplicates
 from oncohabitat.listener.errors import InvalidInstanceError
 from oncohabitat.listener.index import AddOutcome, InstanceRecord
 from oncohabitat.listener.journal import JournalEntry, JournalError
-from oncohabitat.listener.journal_meta import IntakeMeta, RecordMeta, RefusalMeta, decode_journal_meta
+from oncohabitat.listener.journal_meta import RecordMeta, decode_journal_meta
 from oncohabitat.listener.spool import TEMP_SUFFIX
 from oncohabitat.listener.store_files import (
     INSTANCES_DIR,
-    QUARANTINE_DIR,
-    instance_path,
     instance_record,
     replacement_path,
     split_part10,
@@ -47,7 +41,7 @@ from oncohabitat.listener.store_files import (
 _LOG = logging.getLogger(__name__)
 
 
-def _journal_meta(entry: JournalEntry) -> IntakeMeta | RefusalMeta | RecordMeta:
+def _journal_meta(entry: JournalEntry) -> RecordMeta:
     """The decoded metadata of a journal entry found at recovery.
 
     Raises:
@@ -58,8 +52,8 @@ def _journal_meta(entry: JournalEntry) -> IntakeMeta | RefusalMeta | RecordMeta:
         return decode_journal_meta(entry.meta)
     except ValueError as exc:
         raise JournalError(
-            f"entry {entry.sequence} has metadata of an unknown layout (a newer release's?); "
-            "not starting, so that it is not lost"
+            f"entry {entry.sequence} has metadata of an unknown layout (another release's: stop the listener"
+            " cleanly before an upgrade or a downgrade); not starting, so that it is not lost"
         ) from exc
 
 
@@ -69,36 +63,19 @@ class StoreRecovery(StoreDuplicates):
     def _recover(self, entries: list[JournalEntry]) -> int:
         """Re-materialise journal entries left by an unclean stop (idempotent); returns how many.
 
-        An entry named by a refusal record (:mod:`.journal_meta`) was refused at intake and is
-        not stored. Every other entry's data set is checked again as at intake
-        (:meth:`_journaled_instance`); one that fails is not stored either but kept in quarantine
-        (:meth:`_quarantine`): its refusal record may have been lost in the crash, or it was
-        acknowledged under less strict checks. An entry whose SOP Instance UID is indexed
-        with the same SHA-256 only gets its file checked (rewritten when missing or different).
-        One indexed with other bytes is a re-sent version whose duplicate handling the stop
-        interrupted (it runs after the reply) or that a later version superseded: under the
-        "replace" policy a version received after the indexed one replaces it now; otherwise the
-        indexed version stays.
+        An entry whose SOP Instance UID is not indexed is stored. One indexed with the same
+        SHA-256 only gets its file checked (rewritten when missing or different). One indexed
+        with other bytes is a re-sent version whose duplicate handling the stop interrupted, or
+        that a later version superseded: under the "replace" policy a version received after the
+        indexed one replaces it now; otherwise the indexed version stays.
+
+        Raises:
+            JournalError: an entry's metadata has an unknown layout.
         """
-        refusals: dict[int, str] = {}
-        instances: list[tuple[JournalEntry, IntakeMeta | RecordMeta]] = []
+        done = 0
         for entry in entries:
-            meta = _journal_meta(entry)
-            if isinstance(meta, RefusalMeta):
-                refusals[meta.refused_sequence] = meta.reason
-            else:
-                instances.append((entry, meta))
-        done = refused = quarantined = 0
-        for entry, meta in instances:
-            if entry.sequence in refusals:  # refused at intake: not even checked again
-                refused += 1
-                continue
-            journaled = self._journaled_instance(entry, meta)
-            if isinstance(journaled, str):
-                self._quarantine(entry, meta, journaled)
-                quarantined += 1
-                continue
-            record, study_uid = journaled
+            journaled, study_uid = _journal_meta(entry)
+            record = dataclasses.replace(journaled, sha256=entry.sha256)
             existing = self.index.get_instance(record.sop_uid)
             if existing is None:
                 self._write_durably(self.root / record.path, entry.payload, fsync=False)
@@ -121,94 +98,7 @@ class StoreRecovery(StoreDuplicates):
                 done += 1
         if done:
             _LOG.warning("intake journal: %d acknowledged instance(s) re-materialised after an unclean stop", done)
-        if refused:
-            _LOG.info("intake journal: %d entries of instances refused at intake not stored", refused)
-        if quarantined:
-            _LOG.warning("intake journal: %d entries kept in %s/ (see the log above)", quarantined, QUARANTINE_DIR)
         return done
-
-    def _journaled_instance(
-        self, entry: JournalEntry, meta: IntakeMeta | RecordMeta
-    ) -> tuple[InstanceRecord, str] | str:
-        """The index record (with its SHA-256) and Study Instance UID of a journaled instance, or
-        the reason code its checks refuse it with.
-
-        Entries are journaled before the checks (see :mod:`.journal_meta`): the data set is
-        checked again here with the budgets journaled with it (not today's settings: the decision
-        at intake is repeated exactly) against its C-STORE's UIDs.
-
-        Raises:
-            JournalError: checks that fail unexpectedly (the store then does not start: an entry
-                that may be acknowledged is never dropped unexplained).
-        """
-        if not isinstance(meta, IntakeMeta):  # first layout: checked before it was journaled
-            record, study_uid = meta
-            return dataclasses.replace(record, sha256=entry.sha256), study_uid
-        sop_key = uid_key(meta.sop_uid) if is_valid_uid(meta.sop_uid) else "?"
-        try:
-            transfer_syntax, offset = split_part10(entry.payload)
-            header = inspect_body(BytesIO(entry.payload[offset:]), transfer_syntax, meta.budgets)
-        except InvalidInstanceError as exc:
-            return exc.reason
-        except Exception as exc:
-            raise JournalError(
-                f"entry {entry.sequence} (instance {sop_key}) cannot be checked ({type(exc).__name__}); not starting"
-            ) from exc
-        if (header.sop_class_uid, header.sop_uid, transfer_syntax) != (
-            meta.sop_class_uid,
-            meta.sop_uid,
-            meta.transfer_syntax,
-        ):
-            return "sop_mismatch"
-        record = instance_record(
-            header, transfer_syntax, instance_path(header), entry.sha256, len(entry.payload), meta.received_at
-        )
-        return record, header.study_uid
-
-    def _quarantine(self, entry: JournalEntry, meta: IntakeMeta | RecordMeta, reason: str) -> None:
-        """Keep a journaled data set its checks refuse, though no refusal record names it, in ``quarantine/``.
-
-        Such an entry was refused at intake and its refusal record lost in the crash, or it was
-        acknowledged by a release whose checks were less strict: it is never dropped. The Part-10
-        file is kept as journaled (a bomb is not inflated), named by journal sequence and SHA-256
-        (never by a UID), with a JSON note beside it: reason code, journal sequence, SOP key,
-        SOP Class UID, transfer syntax, arrival time (epoch s), SHA-256 and size (bytes). Written
-        without fsync: recovery syncs the file system before its checkpoint.
-
-        Raises:
-            JournalError: it cannot be written (the store then does not start; the entry stays).
-        """
-        sop_uid = meta.sop_uid if isinstance(meta, IntakeMeta) else meta[0].sop_uid
-        sop_key = uid_key(sop_uid) if is_valid_uid(sop_uid) else "?"
-        name = f"journal-{entry.sequence:012d}-{entry.sha256[:16]}"
-        note = {
-            "reason": reason,
-            "journal_sequence": entry.sequence,
-            "sop_key": sop_key,
-            "sop_class_uid": meta.sop_class_uid if isinstance(meta, IntakeMeta) else meta[0].sop_class_uid,
-            "transfer_syntax": meta.transfer_syntax if isinstance(meta, IntakeMeta) else meta[0].transfer_syntax,
-            "received_at": meta.received_at if isinstance(meta, IntakeMeta) else meta[0].received_at,
-            "sha256": entry.sha256,
-            "size_bytes": len(entry.payload),
-        }
-        directory = self.root / QUARANTINE_DIR
-        try:
-            self._write_durably(directory / f"{name}.dcm", entry.payload, fsync=False)
-            self._write_durably(directory / f"{name}.json", json.dumps(note, indent=1).encode(), fsync=False)
-        except OSError as exc:
-            raise JournalError(
-                f"entry {entry.sequence} (instance {sop_key}) cannot be quarantined ({exc.strerror}); not starting"
-            ) from exc
-        metrics.JOURNAL_QUARANTINED.labels(reason=reason).inc()
-        _LOG.warning(
-            "intake journal: entry %d (instance %s) is refused by its checks (%s) and no refusal record names"
-            " it; kept in %s/%s.dcm, not stored",
-            entry.sequence,
-            sop_key,
-            reason,
-            QUARANTINE_DIR,
-            name,
-        )
 
     def reconcile(self) -> int:
         """Index instance files that have no row (after an unclean stop); returns how many.
@@ -266,7 +156,7 @@ class StoreRecovery(StoreDuplicates):
     def _remove_orphan_temp_files(self) -> int:
         """Delete temporary files left by a crash mid-write; returns how many were removed."""
         removed = 0
-        for directory in (self._instances_dir, self._incoming_dir, self.root / QUARANTINE_DIR):
+        for directory in (self._instances_dir, self._incoming_dir):
             for temp in directory.rglob(f"*{TEMP_SUFFIX}"):
                 try:
                     temp.unlink()

@@ -6,13 +6,13 @@ expected-series rules are ``pattern[:min_instances]`` separated by ``;``. Sizes 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from oncohabitat.common.polling import DEFAULT_POLL_WINDOW_S
 from oncohabitat.common.settings import ServiceSettings
 from oncohabitat.common.topology import DEFAULT_DICOM_PORT
 from oncohabitat.listener.completion import HandoffPolicy
@@ -20,6 +20,12 @@ from oncohabitat.listener.index import LatePolicy
 from oncohabitat.listener.storage import DuplicatePolicy
 
 MIB = 1024 * 1024
+#: Settings earlier releases had, with why they are gone: set in the environment, the listener refuses to start.
+REMOVED_SETTINGS = {
+    "REACTOR": "every association is served on its own thread now",
+    "SPIN_US": "receives and journal syncs no longer poll",
+    "JOURNAL_DIRECT": "the journal appends through the page cache with a shared fdatasync",
+}
 
 
 class ListenerSettings(ServiceSettings):
@@ -58,16 +64,6 @@ class ListenerSettings(ServiceSettings):
         ge=0,
         description="An established association that has sent no DIMSE message by then is aborted, s (0 = off).",
     )
-    reactor: bool = Field(
-        True, description="Serve plain-TCP data phases on one reactor thread (false: a thread per association)."
-    )
-    spin_us: int = Field(
-        round(DEFAULT_POLL_WINDOW_S * 1e6),
-        ge=0,
-        le=10_000,
-        description="Polling before an association's own thread sleeps (next C-STORE: only with the reactor, journal"
-        " write), us (adaptive; 0 = off).",
-    )
     max_pdu_bytes: int = Field(262_144, ge=4096, le=16 * MIB, description="Largest P-DATA PDU accepted, bytes.")
     max_dataset_mb: int = Field(1024, ge=1, description="Largest data set accepted over the wire, MiB.")
     max_pixel_mb: int = Field(512, ge=1, description="Largest declared pixel data (rows x cols x frames x bits), MiB.")
@@ -77,9 +73,6 @@ class ListenerSettings(ServiceSettings):
     fsync: bool = Field(True, description="Make every instance durable (journal or file fsync) before acknowledging.")
     journal_mb: int = Field(
         256, ge=0, description="Intake journal size, MiB (0 = no journal: fsync each instance file and directory)."
-    )
-    journal_direct: bool = Field(
-        True, description="Journal on a lone association's thread with direct writes that sync themselves (Linux)."
     )
     journal_defer_mb: int = Field(
         64, ge=0, description="Journaled MiB whose files/rows may wait while intake is busy (<= JOURNAL_MB/4)."
@@ -98,6 +91,14 @@ class ListenerSettings(ServiceSettings):
     orchestrator_address: str = Field("127.0.0.1:50050", description="Orchestrator HOST:PORT for hand-offs.")
     handoff_timeout_s: float = Field(30.0, gt=0, description="Deadline of one hand-off call, s.")
     handoff_max_backoff_s: float = Field(300.0, gt=0, description="Cap of the hand-off retry backoff, s.")
+
+    @model_validator(mode="after")
+    def _no_removed_settings(self) -> ListenerSettings:
+        prefix = self.model_config.get("env_prefix", "")
+        found = [f"{prefix}{name} ({why})" for name, why in REMOVED_SETTINGS.items() if f"{prefix}{name}" in os.environ]
+        if found:
+            raise ValueError("removed setting(s) still set, unset them: " + "; ".join(found))
+        return self
 
     @model_validator(mode="after")
     def _per_peer_within_total(self) -> ListenerSettings:

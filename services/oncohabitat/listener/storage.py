@@ -5,10 +5,10 @@ It owns the store root and composes the parts, one job per module:
 
 * :mod:`.store_files`: the layout, Part-10 parsing, durable file writes;
 * :mod:`.duplicates`: the direct path (file, then index row, then success) and the duplicate policy;
-* :mod:`.intake`: the journaled path (journal entry synced, then success; files and rows after the
-  reply, by the :class:`~.materialiser.Materialiser`);
-* :mod:`.recovery`: start-up repairs (orphan temporary files, journal replay and quarantine,
-  re-indexing after an unclean stop).
+* :mod:`.intake`: the journaled path (journal entry synced, then success; files and rows in the
+  background, by the :class:`~.materialiser.Materialiser`);
+* :mod:`.recovery`: start-up repairs (orphan temporary files, journal replay, re-indexing after an
+  unclean stop).
 
 Layout under ``root``::
 
@@ -17,15 +17,14 @@ Layout under ``root``::
     root/journal/                                intake journal (journal.py), when enabled
     root/incoming/<random>.tmp                   large data sets while they arrive (spool.py)
     root/instances/<study_key>/<series_key>/<sop_key>.dcm
-    root/quarantine/journal-<sequence>-<sha16>.dcm (+ .json)   journal entries recovery kept aside
 
 Which path an instance takes: one received in memory goes through the journal
 (``StorePolicy.journal_segments > 0``, the service default) unless it is too large for a journal
 entry or the journal refuses it; everything else takes the direct path. Before anything is
-written, :mod:`.checks` validates the identity UIDs, the deflate budget and the declared pixel
+written (the journal included), :mod:`.checks` validates the identity UIDs, the deflate budget and the declared pixel
 budget, and the :class:`DiskGuard` the free-space watermark.
 
-Contract about "acknowledged": a result with status success is only returned (or settled) once
+Contract about "acknowledged": a result with status success is only returned once
 the instance survives a crash (with ``StorePolicy.fsync``, also an OS crash or power loss): its
 journal entry is synced, or its file and index row are committed. Recovery at the next start
 brings every acknowledged instance back into the index.
@@ -33,14 +32,11 @@ brings every acknowledged instance back into the index.
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import hashlib
 import logging
-import subprocess
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from io import BytesIO
@@ -48,7 +44,6 @@ from pathlib import Path
 from typing import IO
 
 from oncohabitat.common.blobstore import sync_filesystem
-from oncohabitat.common.polling import DEFAULT_POLL_WINDOW_S
 from oncohabitat.listener import metrics, status
 from oncohabitat.listener.checks import Budgets, InstanceHeader, inspect_body
 from oncohabitat.listener.cstore import StoreRequest, StoreResult, refuse
@@ -59,7 +54,6 @@ from oncohabitat.listener.index import InstanceRecord, StudyIndex
 from oncohabitat.listener.intake import StoreIntake
 from oncohabitat.listener.journal import IntakeJournal, JournalError
 from oncohabitat.listener.materialiser import Materialiser
-from oncohabitat.listener.materialiser_worker import WorkerConfig
 from oncohabitat.listener.part10 import file_meta_prefix
 from oncohabitat.listener.recovery import StoreRecovery
 from oncohabitat.listener.spool import TEMP_SUFFIX, DatasetSpool
@@ -69,7 +63,6 @@ from oncohabitat.listener.store_files import (
     INSTANCES_DIR,
     JOURNAL_DIR,
     LOCK_FILE,
-    QUARANTINE_DIR,
     instance_record,
     split_part10,
 )
@@ -80,7 +73,6 @@ __all__ = [
     "INDEX_FILE",
     "INSTANCES_DIR",
     "JOURNAL_DIR",
-    "QUARANTINE_DIR",
     "TEMP_SUFFIX",
     "DuplicatePolicy",
     "InstanceStore",
@@ -106,9 +98,6 @@ class StorePolicy:
         journal_segment_bytes: size of one journal segment (bytes).
         defer_bytes: journaled bytes whose files/rows may wait while intake is busy (capped at a
             quarter of the journal; 0 = materialise at once; see materialiser.py).
-        journal_direct: an instance stored on its association's own thread is journaled with a
-            direct write that syncs itself (see journal_direct.py), where the system allows it.
-        spin_s: how long the wait for such a write polls before it sleeps, s (0 = never).
     """
 
     fsync: bool = True
@@ -119,19 +108,6 @@ class StorePolicy:
     journal_segments: int = 0
     journal_segment_bytes: int = 32 * 1024 * 1024
     defer_bytes: int = 64 * 1024 * 1024
-    journal_direct: bool = True
-    spin_s: float = DEFAULT_POLL_WINDOW_S
-
-
-def _timed(settle: Callable[[], StoreResult], started: float) -> Callable[[], StoreResult]:
-    """``settle`` observing the store time (``started``: ``perf_counter`` when storing began) once durable."""
-
-    def timed() -> StoreResult:
-        result = settle()
-        metrics.STORE_SECONDS.observe(time.perf_counter() - started)
-        return result
-
-    return timed
 
 
 class InstanceStore(StoreIntake, StoreRecovery):
@@ -165,12 +141,6 @@ class InstanceStore(StoreIntake, StoreRecovery):
         self._instances_dir = root / INSTANCES_DIR
         self._incoming_dir = root / INCOMING_DIR
         self._stripes = [threading.Lock() for _ in range(LOCK_STRIPES)]
-        #: Journaled instances per study whose after-reply work has not run yet: neither pending in
-        #: the materialiser nor indexed, yet acknowledged (or about to be). Completion waits for them.
-        self._unresolved: Counter[str] = Counter()
-        self._unresolved_uids: Counter[str] = Counter()  # the same, by SOP Instance UID
-        self._unresolved_lock = threading.Lock()
-        self._closing = threading.Event()
         self._known_dirs: set[Path] = set()
         self._dirs_lock = threading.Lock()
         try:
@@ -203,8 +173,6 @@ class InstanceStore(StoreIntake, StoreRecovery):
                 segment_bytes=self.policy.journal_segment_bytes,
                 segments=self.policy.journal_segments,
                 sync=self.policy.fsync,
-                direct_writes=self.policy.journal_direct,
-                spin_s=self.policy.spin_s,
             )
         except JournalError as exc:
             self.close()
@@ -221,36 +189,23 @@ class InstanceStore(StoreIntake, StoreRecovery):
             journal.checkpoint(journal.last_sequence)
         journal.recovered = []
         self.journal = journal
-        config = WorkerConfig(
-            root=str(self.root),
-            index_path=str(self.index.db_path),
-            journal_dir=str(journal.directory),
-            late_policy=self.index.late_policy.value,
-            synchronous=self.index.synchronous,
-        )
+        segments_bytes = self.policy.journal_segments * self.policy.journal_segment_bytes
         self._materialiser = Materialiser(
             journal,
+            self.index,
             self.root,
-            config,
             self._materialised,
             sync=self.policy.fsync,
-            checkpoint_bytes=max(self.policy.journal_segments * self.policy.journal_segment_bytes // 2, 1),
-            defer_bytes=min(
-                self.policy.defer_bytes, self.policy.journal_segments * self.policy.journal_segment_bytes // 4
-            ),
+            checkpoint_bytes=max(segments_bytes // 2, 1),
+            defer_bytes=min(self.policy.defer_bytes, segments_bytes // 4),
         )
-        try:
-            self._materialiser.start()
-        except (OSError, subprocess.SubprocessError) as exc:
-            self.close()
-            raise StorageWriteError(f"materialiser worker cannot be started: {exc}") from exc
+        self._materialiser.start()
 
     def close(self) -> None:
         """Materialise and checkpoint journaled instances, then release the root's lock.
 
         The index is closed by its owner, after this.
         """
-        self._closing.set()  # pending retries end: their entries stay in the journal
         if self._materialiser is not None:
             self._materialiser.stop()
             self._materialiser = None
@@ -283,20 +238,12 @@ class InstanceStore(StoreIntake, StoreRecovery):
         )
 
     def store_spool(
-        self,
-        spool: DatasetSpool,
-        *,
-        sop_class_uid: str,
-        sop_uid: str,
-        transfer_syntax: str,
-        defer_sync: bool = False,
+        self, spool: DatasetSpool, *, sop_class_uid: str, sop_uid: str, transfer_syntax: str
     ) -> StoreResult:
         """Check and store a completely received data set (never raises for bad input or I/O).
 
         ``sop_class_uid``/``sop_uid`` are the C-STORE request's Affected SOP Class/Instance UIDs.
-        ``defer_sync``: a journaled instance is returned written but not yet durable, with
-        :attr:`StoreResult.settle` to call before replying (the reactor syncs once for all the
-        instances of a round); otherwise this returns once the instance is durable.
+        Returns once the instance is durable (or refused: then nothing was written).
         """
         started = time.perf_counter()
         if spool.overflowed:
@@ -304,37 +251,21 @@ class InstanceStore(StoreIntake, StoreRecovery):
         if not self.accepting():
             spool.discard()
             return refuse("disk_low", status.OUT_OF_RESOURCES)
-        # Journaled before the checks, so that its device write proceeds while they run (only the
-        # sync waits for it); an entry whose instance is then refused is skipped (see _recover).
-        journaled = self._journal_intake(spool, sop_class_uid, sop_uid, transfer_syntax, start_writeback=not defer_sync)
-        refusal = "internal_error"  # an unexpected exception below is answered as a failure too
-        try:
-            checked = self._checked_header(spool, transfer_syntax, sop_class_uid, sop_uid)
-            if isinstance(checked, StoreResult):
-                refusal = checked.reason
-                return checked
-            header = checked
-            if journaled is not None:
-                location, received_at = journaled
-                result = self._commit_journaled(header, transfer_syntax, spool, location, received_at, defer_sync)
-                journaled = None  # its entry is the result's now (acknowledged, or skipped by settle)
-                if result.settle is not None:
-                    return dataclasses.replace(result, settle=_timed(result.settle, started))
-                metrics.STORE_SECONDS.observe(time.perf_counter() - started)
-                return result
-        finally:
-            if journaled is not None:  # refused: never acknowledged
-                self._journal_refusal(journaled[0], refusal)
+        header = self._checked_header(spool, transfer_syntax, sop_class_uid, sop_uid)
+        if isinstance(header, StoreResult):
+            return header
+        result = self._store_journaled(header, transfer_syntax, spool)
+        if result is None:
 
-        def place(final: Path) -> None:
-            if spool.in_memory:
-                self._write_durably(final, spool.getvalue())
-            else:
-                self._move_durably(spool, final)
+            def place(final: Path) -> None:
+                if spool.in_memory:
+                    self._write_durably(final, spool.getvalue())
+                else:
+                    self._move_durably(spool, final)
 
-        self._wait_for_journaled_version(header.sop_uid)
-        result = self._commit(header, transfer_syntax, spool.sha256(), spool.size, place)
-        spool.discard()
+            self._wait_for_journaled_version(header.sop_uid)
+            result = self._commit(header, transfer_syntax, spool.sha256(), spool.size, place)
+            spool.discard()
         if result.outcome is not None:
             metrics.STORE_SECONDS.observe(time.perf_counter() - started)
         return result
@@ -391,12 +322,11 @@ class InstanceStore(StoreIntake, StoreRecovery):
         """Count and log a refused instance; the result to answer."""
         return refuse(reason, dimse_status)
 
-    def handle_store(self, request: StoreRequest, *, defer_sync: bool = False) -> StoreResult:
+    def handle_store(self, request: StoreRequest) -> StoreResult:
         """The :class:`~.cstore.StoreHandler` seam: :meth:`store_spool` of a completely received C-STORE."""
         return self.store_spool(
             request.spool,
             sop_class_uid=request.sop_class_uid,
             sop_uid=request.sop_uid,
             transfer_syntax=request.transfer_syntax,
-            defer_sync=defer_sync,
         )

@@ -46,7 +46,6 @@ INSTANCES_DIR = "instances"
 INCOMING_DIR = "incoming"
 INDEX_FILE = "index.sqlite3"
 JOURNAL_DIR = "journal"
-QUARANTINE_DIR = "quarantine"
 LOCK_FILE = ".lock"
 _META_GROUP = struct.Struct("<HH2sHL")
 
