@@ -1,34 +1,21 @@
 """Checks on a received data set before anything is stored: identity UIDs, deflate and pixel budgets.
 
-Two paths read the header; they give the same answer (tests/unit/test_listener_elements.py runs both).
+The data set is walked once with pydicom's ``data_element_generator`` (raw elements, no ``Dataset``
+built): values longer than :data:`_DEFER_BYTES` (pixel data) are skipped, never read, and only the
+few header attributes checked here are kept, undecoded. The same walk checks that the elements end
+exactly where the data ends (nothing truncated, no trailing bytes). The walk is the same for
+implicit and explicit VR, little and big endian, in memory or spooled to a file. A Deflated
+Explicit VR Little Endian data set is inflated as a stream into a counter (only the first
+:data:`HEADER_PREFIX_BYTES` are kept for parsing) and refused as soon as its inflated size exceeds
+the budget: a "deflate bomb" costs a bounded buffer, never its inflated size. Declared pixel memory
+(Rows x Columns x Frames x Samples x Bits Allocated / 8, in bytes) above the pixel budget is
+refused before any decoder sees it. Cost (``timeit``, one process): ~42 us for a 57 KB MR instance;
+~0.23 s per MiB of zero-length elements, the costliest data per byte.
 
-Fast path (:func:`oncohabitat.listener.elements.header_values`): an in-memory (``BytesIO``) data set
-in Implicit or Explicit VR Little Endian is walked straight from its bytes with ``struct``, values
-skipped without copying, only the few header attributes checked here kept. It exists because this
-runs for every received instance: the pydicom walk below cost ~34 us per 57 KB MR instance in a
-microbenchmark (~60 us in the running server, where pydicom's ``data_element_generator`` was
-resumed ~29 times per instance); the fast path costs ~11 us (``timeit``, one process, instances
-differing by SOP Instance UID). The walker only answers for well-formed data (complete, exactly
-ending at the end of the data, known VRs, even lengths, delimiters where they belong; see its
-module docstring), so an answer means a sound structure and only :func:`check_header` can refuse.
-UIDs are decoded and validated through a small LRU cache: a series repeats all but one of them.
-
-pydicom path (everything else: big endian, deflated, spooled to a file, and any data set the walker
-is not sure about, which is how every structural refusal is reached): the data set is walked once
-with pydicom's ``data_element_generator`` (raw elements, no ``Dataset`` built): values longer than
-:data:`_DEFER_BYTES` (pixel data) are skipped, never read, and only the few header attributes
-checked here are kept. The same walk checks that the elements end exactly where the data ends
-(nothing truncated). A Deflated Explicit VR Little Endian data set is inflated as a stream into a
-counter (only the first :data:`HEADER_PREFIX_BYTES` are kept for parsing) and refused as soon as
-its inflated size exceeds the budget: a "deflate bomb" costs a bounded buffer, never its inflated
-size. Declared pixel memory (Rows x Columns x Frames x Samples x Bits Allocated / 8) above the
-pixel budget is refused before any decoder sees it.
-
-Refusal precedence (unchanged from the former two-pass reader): a parse error among the header
-attributes (tags up to (0028,0100) Bits Allocated) is ``unreadable`` at once, except a header value
-cut before its delimiter, which leaves an empty header as pydicom's ``read_dataset`` does
-(``missing_uid``); then UIDs and the pixel budget are checked; then the structure of the rest
-(truncation, trailing bytes).
+Refusal precedence: a parse error among the header attributes (tags up to (0028,0100) Bits
+Allocated) is ``unreadable`` at once, except a header value cut before its delimiter, which leaves
+an empty header as pydicom's ``read_dataset`` does (``missing_uid``); then UIDs and the pixel
+budget are checked; then the structure of the rest (truncation, trailing bytes).
 """
 
 from __future__ import annotations
@@ -53,7 +40,6 @@ from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 from oncohabitat.dicomio.identifiers import is_valid_uid
 from oncohabitat.listener import status
-from oncohabitat.listener.elements import header_values
 from oncohabitat.listener.errors import InvalidInstanceError
 
 #: Inflated bytes kept from a deflated data set for header parsing.
@@ -63,7 +49,6 @@ _DEFER_BYTES = 1024
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 _LAST_HEADER_TAG = 0x00280100  # Bits Allocated: every attribute read here precedes it
 _MAX_TEXT = 64
-_MAX_CACHED_UID_BYTES = 80  # a valid UID has at most 64 characters, padding included
 _SOP_CLASS, _SOP_INSTANCE, _STUDY, _SERIES = 0x00080016, 0x00080018, 0x0020000D, 0x0020000E
 _REQUIRED_UIDS = (
     ("SOPClassUID", _SOP_CLASS),
@@ -156,7 +141,10 @@ def inflate_prefix(stream: IO[bytes], max_inflated_bytes: int) -> tuple[bytes, b
 
 @lru_cache(maxsize=64)
 def _syntax_flags(transfer_syntax: str) -> tuple[bool, bool, bool]:
-    """(implicit VR, little endian, deflated) of a transfer syntax UID; ValueError for other UIDs."""
+    """(implicit VR, little endian, deflated) of a transfer syntax UID; ValueError for other UIDs.
+
+    Cached: pydicom's ``UID`` properties cost ~4 us, and an association negotiates few syntaxes.
+    """
     syntax = UID(transfer_syntax)
     return syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated
 
@@ -289,7 +277,7 @@ _U16 = {True: struct.Struct("<H").unpack_from, False: struct.Struct(">H").unpack
 
 
 def _us(value: bytes | None, little_endian: bool, default: int) -> int:
-    """An unsigned short (US) value, first of several; ``struct.error`` when shorter than 2 bytes."""
+    """The first unsigned short (US) of a value in the data set's byte order; ``struct.error`` under 2 bytes."""
     if not value:
         return default
     return int(_U16[little_endian](value)[0])
@@ -304,23 +292,9 @@ def _is(value: bytes | None, default: int) -> int:
 
 
 def _uid(value: bytes | None) -> tuple[str, bool]:
-    """A UID's text (see :func:`_text`; ``""`` when absent) and whether it is valid.
-
-    Values up to :data:`_MAX_CACHED_UID_BYTES` go through a cache: the least recently used entries
-    go first, so a series' study, series and SOP class UIDs stay while its SOP instance UIDs come
-    and go. Longer ones (never valid; their length is the peer's choice) are not kept.
-    """
-    if value is not None and len(value) > _MAX_CACHED_UID_BYTES:
-        return _uid_text(value)
-    return _cached_uid_text(value)
-
-
-def _uid_text(value: bytes | None) -> tuple[str, bool]:
-    text = _text(value)
-    return text or "", is_valid_uid(text)
-
-
-_cached_uid_text = lru_cache(maxsize=256)(_uid_text)
+    """A UID's text (see :func:`_text`; ``""`` when absent) and whether it is valid."""
+    text = _text(value) or ""
+    return text, is_valid_uid(text)
 
 
 def check_header(values: Mapping[int, bytes | None], budgets: Budgets, little_endian: bool = True) -> InstanceHeader:
@@ -375,45 +349,6 @@ def check_header(values: Mapping[int, bytes | None], budgets: Budgets, little_en
     )
 
 
-def _pydicom_values(body: BinaryIO, implicit: bool, little: bool, whole: bool) -> tuple[dict[int, bytes | None], bool]:
-    """The pydicom-based path: raw header values (tag -> bytes or None) and whether the structure is sound.
-
-    Raises:
-        InvalidInstanceError: ``unreadable`` for a parse error among the header elements.
-    """
-    wanted, sound = _scan(body, implicit, little, whole)
-    return {tag: _raw_bytes(body, element, little) for tag, element in wanted.items()}, sound
-
-
-def _inspect_pydicom(
-    stream: IO[bytes], implicit: bool, little: bool, deflated: bool, budgets: Budgets
-) -> InstanceHeader:
-    """:func:`inspect_body` through pydicom (the reference behaviour; every structural refusal comes from here)."""
-    whole = True
-    if deflated:
-        inflated, whole = inflate_prefix(stream, budgets.max_inflated_bytes)
-        stream = BytesIO(inflated)
-    # an inflated data set larger than the kept prefix is checked by the inflater only, not walked
-    values, sound = _pydicom_values(cast(BinaryIO, stream), implicit, little, whole)
-    header = check_header(values, budgets, little)
-    if not sound:
-        raise _unreadable("data set is truncated")
-    return header
-
-
-def fast_values(stream: IO[bytes], transfer_syntax: str) -> dict[int, bytes | None] | None:
-    """The raw header values found by the fast walker, or None where :func:`inspect_body` uses pydicom.
-
-    The fast walker answers for an in-memory (``BytesIO``) little-endian, not deflated data set in
-    the well-formed subset of :mod:`oncohabitat.listener.elements`; its answer implies a sound
-    structure. The stream's position is left unchanged.
-    """
-    implicit, little, deflated = _syntax_flags(transfer_syntax)
-    if not little or deflated or not isinstance(stream, BytesIO):
-        return None
-    return header_values(stream.getvalue(), stream.tell(), implicit, _WANTED_TAGS, _LAST_HEADER_TAG)
-
-
 def inspect_body(stream: IO[bytes], transfer_syntax: str, budgets: Budgets) -> InstanceHeader:
     """Run every check on a data set body (``stream`` positioned at its first byte, seekable).
 
@@ -425,8 +360,14 @@ def inspect_body(stream: IO[bytes], transfer_syntax: str, budgets: Budgets) -> I
         ValueError: ``transfer_syntax`` is not a transfer syntax UID.
     """
     implicit, little, deflated = _syntax_flags(transfer_syntax)
-    if little and not deflated and isinstance(stream, BytesIO):
-        values = header_values(stream.getvalue(), stream.tell(), implicit, _WANTED_TAGS, _LAST_HEADER_TAG)
-        if values is not None:  # a sound structure: only the header checks can refuse
-            return check_header(values, budgets, True)
-    return _inspect_pydicom(stream, implicit, little, deflated, budgets)
+    whole = True
+    if deflated:
+        inflated, whole = inflate_prefix(stream, budgets.max_inflated_bytes)
+        stream = BytesIO(inflated)
+    # an inflated data set larger than the kept prefix is checked by the inflater only, not walked
+    body = cast(BinaryIO, stream)
+    wanted, sound = _scan(body, implicit, little, whole)
+    header = check_header({tag: _raw_bytes(body, element, little) for tag, element in wanted.items()}, budgets, little)
+    if not sound:
+        raise _unreadable("data set is truncated")
+    return header

@@ -1,21 +1,16 @@
 """DIMSE command sets of the Storage and Verification SCP (PS3.7 section 9.3).
 
-Requests are decoded without building a ``Dataset``, keeping the raw values of the five fields used.
-A plain command set (implicit VR little endian, complete group-0000 elements of even length, as
-every peer sends) is read by :func:`oncohabitat.listener.elements.command_values` straight from its
-bytes with ``struct``: ~2.8 us per C-STORE-RQ instead of ~8.5 us through pydicom's
-``data_element_generator`` (``timeit``, one process; ~28 us in the running server). Anything else
-(explicit VR, truncation, odd or undefined lengths, other groups) goes through pydicom's walk as
-before, so its quirks and errors stay as they were. Responses are fixed, small command sets; they
-are encoded here with ``struct`` (about 5 us instead of ~120 us through a pydicom ``Dataset``: this
-runs once per received instance). The unit tests decode every response with pynetdicom to prove
-the encoding.
+Requests are decoded without building a ``Dataset``: pydicom's ``data_element_generator`` walks the
+command set and only the raw values of the five fields used are kept, so pydicom's reading quirks
+and errors apply as they do to any data set (~10 us per C-STORE-RQ). Responses are fixed, small
+command sets; they are encoded here with ``struct`` (about 5 us instead of ~120 us through a
+pydicom ``Dataset``: this runs once per received instance). The unit tests decode every response
+with pynetdicom to prove the encoding.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
 from dataclasses import dataclass
 from io import BytesIO
 
@@ -23,7 +18,6 @@ from pydicom import config
 from pydicom.dataset import Dataset
 from pydicom.filereader import _is_implicit_vr, data_element_generator
 
-from oncohabitat.listener.elements import command_values
 from oncohabitat.listener.pdu_io import PduError
 
 C_STORE_RQ = 0x0001
@@ -113,12 +107,10 @@ def decode_command(data: bytes) -> Command:
     Raises:
         PduError: the command set is not decodable or lacks CommandField/MessageID.
     """
-    values: Mapping[int, object] | None = command_values(data, _COMMAND_TAGS)
-    if values is None:  # not a plain command set: pydicom's reading decides
-        try:
-            values = _command_values(data)
-        except _DECODE_ERRORS as exc:
-            raise PduError(f"command set cannot be decoded ({type(exc).__name__})") from exc
+    try:
+        values = _command_values(data)
+    except _DECODE_ERRORS as exc:
+        raise PduError(f"command set cannot be decoded ({type(exc).__name__})") from exc
     get = values.get
     command_field = _raw_us(get(_COMMAND_FIELD))
     message_id = _raw_us(get(_MESSAGE_ID))

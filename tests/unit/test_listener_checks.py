@@ -1,17 +1,16 @@
-"""The single-pass listener checks agree with a plain pydicom reading of the same bytes.
+"""The listener checks and command decoding agree with a plain pydicom reading of the same bytes.
 
-``inspect_body`` walks raw elements once (the struct-based walker of listener/elements.py, or
-pydicom's ``data_element_generator`` where the walker is not sure) and ``decode_command`` keeps raw
-command values; here both are compared with ``pydicom.dcmread``/``read_dataset`` (or
-pynetdicom) on real files: the project's phantom (MR, CT, RTSTRUCT, SEG), pydicom's test files
-(explicit/implicit VR, big endian, deflated, JPEG/RLE/JPEG 2000 encapsulated, multi-frame, SR,
-RT) and re-encodings of them; then truncated and garbage variants must be refused for the right
-reason.
-"""
+``inspect_body`` walks raw elements once with pydicom's ``data_element_generator`` and
+``decode_command`` keeps raw command values; here both are compared with
+``pydicom.dcmread``/``read_dataset`` (or pynetdicom) on real files: the project's phantom (MR, CT,
+RTSTRUCT, SEG), pydicom's test files (explicit/implicit VR, big endian, deflated, JPEG/RLE/JPEG
+2000 encapsulated, multi-frame, SR, RT), the listener benchmark's MR instance and re-encodings of
+them; then truncated and garbage variants must be refused for the right reason."""
 
 from __future__ import annotations
 
 import random
+import struct
 import warnings
 import zlib
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from io import BytesIO
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
@@ -33,20 +33,22 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     MRImageStorage,
+    generate_uid,
 )
 from pynetdicom.dimse_messages import C_ECHO_RQ
 from pynetdicom.dimse_primitives import C_ECHO
 from pynetdicom.dsutils import decode, encode
 
+from benchmarks.bench_listener import mr_instance
 from oncohabitat.dicomio.identifiers import is_valid_uid
 from oncohabitat.listener import status
 from oncohabitat.listener.checks import Budgets, InstanceHeader, inspect_body
-from oncohabitat.listener.dimse import NO_DATASET, decode_command
+from oncohabitat.listener.dimse import C_STORE_RQ, NO_DATASET, Command, decode_command
 from oncohabitat.listener.errors import InvalidInstanceError
 from oncohabitat.listener.pdu_io import PduError
 from oncohabitat.listener.storage import split_part10
 from oncohabitat.phantom import generate_ct_study, generate_study
-from tests.support.dimse_commands import store_command
+from tests.support.dimse_commands import echo_command, store_command
 
 #: pydicom test files (pydicom and pydicom-data), one per encoding or structure worth covering.
 PYDICOM_FILES = (
@@ -321,6 +323,49 @@ def test_pixel_budget_counts_frames_of_a_real_multiframe_file() -> None:
     assert over == ("pixel_budget", status.PIXEL_BUDGET_EXCEEDED)
 
 
+def test_the_benchmark_instance_matches_dcmread() -> None:
+    """The ~57 KB MR instance benchmarks/bench_listener.py pushes (168 x 168 x 16 bit)."""
+    ds = mr_instance(1, generate_uid(), generate_uid(), np.random.default_rng(0))
+    out = BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    raw = out.getvalue()
+    body, transfer_syntax = _split(raw)
+    header = _outcome(body, transfer_syntax)
+    assert header == _expected(pydicom.dcmread(BytesIO(raw)), Budgets())
+    assert isinstance(header, InstanceHeader)
+    assert (header.series_description, header.declared_pixel_bytes) == ("benchmark", 168 * 168 * 2)
+    over = Budgets(max_pixel_bytes=168 * 168 * 2 - 1)
+    assert _outcome(body, transfer_syntax, over) == ("pixel_budget", status.PIXEL_BUDGET_EXCEEDED)
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small_bigendian.dcm", "image_dfl.dcm", "MR_truncated.dcm"])
+def test_a_spooled_file_is_checked_as_the_same_bytes_in_memory(name: str, tmp_path: Path) -> None:
+    body, transfer_syntax = _split(_testdata(name))
+    path = tmp_path / "body"
+    path.write_bytes(body)
+    with path.open("rb") as stream:
+        try:
+            from_file: InstanceHeader | tuple[str, int] = inspect_body(stream, transfer_syntax, Budgets())
+        except InvalidInstanceError as error:
+            from_file = (error.reason, error.status)
+    assert from_file == _outcome(body, transfer_syntax)
+
+
+@pytest.mark.parametrize("vr", [b"ZZ", b"XX"])
+def test_a_character_set_of_unknown_vr_inside_an_item_is_unreadable(vr: bytes) -> None:
+    """pydicom cannot decode it (NotImplementedError): refused as unreadable, not an internal error."""
+    ds = _mr(PixelData=b"\x01\x02" * 64)
+    _undefined_length_sequence(ds, "ReferencedImageSequence")
+    body = encode(ds, False, True)
+    assert body is not None
+    charset = struct.pack("<HH2sH", 0x0008, 0x0005, vr, 10) + b"ISO_IR 100"
+    item_start = body.index(b"\xfe\xff\x00\xe0\xff\xff\xff\xff") + 8  # the first item's first element
+    body = body[:item_start] + charset + body[item_start:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert _outcome(body, ExplicitVRLittleEndian) == UNREADABLE
+
+
 def test_header_failures_come_before_structure_failures() -> None:
     ds = _mr(PixelData=b"\x00" * 128)
     del ds.SeriesInstanceUID
@@ -397,6 +442,14 @@ def test_echo_and_explicit_vr_commands_match_pynetdicom() -> None:
     assert explicit is not None
     with pytest.warns(UserWarning, match="found explicit VR"):  # not conformant, read as pydicom reads it
         assert decode_command(explicit) == decode_command(store_command(3, SOP_UID, False))
+
+
+def test_store_and_echo_commands_decode_to_their_fields() -> None:
+    assert decode_command(store_command(7, "1.2.3")) == Command(C_STORE_RQ, 7, MRImageStorage, "1.2.3", True)
+    assert decode_command(echo_command(5)) == Command(0x0030, 5, "", "", False)
+    data = store_command(1, "1.2.3").replace(b"\x00\x00\x00\x10\x06\x00\x00\x001.2.3\x00", b"")
+    empty_uid = data + struct.pack("<HHL", 0, 0x1000, 0)  # an empty Affected SOP Instance UID
+    assert decode_command(empty_uid).affected_sop_instance_uid == ""
 
 
 def test_garbage_commands_are_protocol_errors() -> None:
