@@ -4,9 +4,8 @@ files against the index and the sources), 0 orphan temporary files, exactly one 
 
 The default run kills twice (CI time); a longer reliability run is
 ``LISTENER_KILL_ROUNDS=20 .venv/bin/pytest -q -s tests/integration/test_listener_kill.py`` (it prints
-its figures). ``LISTENER_KILL_ASSOCIATIONS=1`` pushes over one association instead: the listener then
-serves it on its own thread, whose journal entries are direct writes (``journal_direct.py``), while
-four associations share the reactor's page-cache writes and round syncs. One scenario (fresh store,
+its figures). ``LISTENER_KILL_ASSOCIATIONS=1`` pushes over one association instead (each association
+is served on its own thread; concurrent ones share the journal's group-commit syncs). One scenario (fresh store,
 both studies) allows a few kills before too little is left to interrupt; scenarios repeat until the
 rounds are done.
 """

@@ -45,8 +45,6 @@ def _libc_function(name: str, argtypes: list[type]) -> Callable[..., int] | None
 
 
 _SYNCFS = _libc_function("syncfs", [ctypes.c_int])
-_SYNC_FILE_RANGE = _libc_function("sync_file_range", [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint])
-_SYNC_FILE_RANGE_WRITE = 2
 
 
 def sync_filesystem(path: Path) -> None:
@@ -68,19 +66,6 @@ def sync_filesystem(path: Path) -> None:
             raise OSError(error, os.strerror(error))
     finally:
         os.close(fd)
-
-
-def start_device_write(fd: int, offset: int, length: int) -> bool:
-    """Start writing a file's dirty pages in ``[offset, offset + length)`` (bytes) to the device; no wait.
-
-    ``sync_file_range(SYNC_FILE_RANGE_WRITE)`` (Linux): the device write proceeds while the caller
-    does other work; a later ``fdatasync`` still has to wait for it, flush the device cache and
-    report any error. Nothing is durable because of this call. False where it is unavailable or
-    refused (harmless: the ``fdatasync`` then writes the pages itself).
-    """
-    if _SYNC_FILE_RANGE is None:
-        return False
-    return _SYNC_FILE_RANGE(fd, offset, length, _SYNC_FILE_RANGE_WRITE) == 0
 
 
 def atomic_write(path: Path, data: bytes) -> None:
