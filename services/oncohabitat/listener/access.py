@@ -12,11 +12,7 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def parse_networks(values: Iterable[str]) -> tuple[IPNetwork, ...]:
-    """``"10.0.0.0/8"``, ``"192.168.1.7"``, ``"::1"`` ... as networks.
-
-    Raises:
-        ListenerConfigError: a value is not an address or network.
-    """
+    """``"10.0.0.0/8"``, ``"192.168.1.7"``, ``"::1"`` ... as networks (ListenerConfigError if not one)."""
     networks: list[IPNetwork] = []
     for value in values:
         try:

@@ -1,4 +1,4 @@
-"""One DICOM association as acceptor, on its own thread with blocking reads and explicit timeouts.
+"""One DICOM association as acceptor, served from acceptance to close on its own thread.
 
 Life cycle::
 
@@ -7,22 +7,14 @@ Life cycle::
        network timeout between messages, DIMSE timeout inside one)
     -> A-RELEASE-RQ/RP | A-ABORT | timeout | protocol error (A-ABORT sent) -> socket closed
 
-This module owns the connection: its set-up (TLS handshake, negotiation, refusals), its deadlines
-checked from the acceptor thread (ACSE, idle), the mapping of every failure to an outcome label,
-and its end (socket closed, metrics, audit). Every association, plain TCP or TLS, is served from
-acceptance to close by one thread of its own (the only concurrency mode).
-
-Only the parts of the DICOM Upper Layer protocol an acceptor of Storage and Verification needs
-are implemented; the PDU and command set encodings come from pynetdicom (:mod:`.negotiation`,
-:mod:`.dimse`). Compared to pynetdicom's own acceptor (a reactor thread and an association thread
-per connection, polling queues with 1 ms sleeps), every received byte is handled by one thread
-without polling, PDU lengths are bounded before allocation, and each data set is streamed into
-a bounded :class:`~.spool.DatasetSpool`. No failure of one association can take the process
-down: every exception ends in a logged abort of that association only.
+Blocking reads with explicit timeouts, no polling; the ACSE and idle deadlines are totals checked
+from the acceptor thread. PDU lengths are bounded before allocation (:mod:`.pdu_io`). Every failure
+maps to an outcome label and ends this association only, never the process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -34,23 +26,10 @@ from dataclasses import dataclass
 
 from pynetdicom.presentation import PresentationContext
 
-from oncohabitat.listener import audit, metrics, pdu_io
+from oncohabitat.listener import audit, metrics, negotiation, pdu_io
 from oncohabitat.listener.access import AccessPolicy
 from oncohabitat.listener.cstore import StoreHandler
 from oncohabitat.listener.data_phase import AssociationAbort, DataPhase, Stats
-from oncohabitat.listener.negotiation import (
-    APPLICATION_CONTEXT,
-    REJECT_APPLICATION_CONTEXT,
-    REJECT_BUSY,
-    REJECT_CALLED_AE,
-    REJECT_CALLING_AE,
-    REJECT_NO_RESOURCES,
-    AssociationRequest,
-    decode_request,
-    encode_accept,
-    encode_reject,
-    negotiate_contexts,
-)
 
 _LOG = logging.getLogger(__name__)
 
@@ -69,15 +48,13 @@ class AssociationConfig:
         contexts: presentation contexts we support (abstract syntax + transfer syntaxes).
         max_pdu_bytes: largest P-DATA-TF PDU we accept (announced as Maximum Length Received).
         max_request_bytes: largest A-ASSOCIATE-RQ accepted.
-        acse_timeout_s: TLS handshake and A-ASSOCIATE-RQ together, from the connection's
-            acceptance (a total: a peer trickling bytes cannot stretch it; see
-            :meth:`Association.expire_setup`).
+        acse_timeout_s: TLS handshake and A-ASSOCIATE-RQ together, a total from the connection's
+            acceptance (trickled bytes cannot stretch it; see :meth:`Association.expire_setup`).
         dimse_timeout_s: longest wait for the next fragment once a message has started (also
-            bounds the sending of a reply within a message).
+            bounds the sending of a reply).
         network_timeout_s: longest idle time between messages.
-        idle_timeout_s: an association established this long without a DIMSE message from its
-            peer is aborted (a total from the A-ASSOCIATE-AC: trickled bytes do not stretch it; see
-            :meth:`Association.expire_idle`); 0 = off.
+        idle_timeout_s: an association without a DIMSE message this long after its A-ASSOCIATE-AC
+            is aborted (a total, see :meth:`Association.expire_idle`); 0 = off.
         tls: server TLS context (None = plain TCP).
     """
 
@@ -94,16 +71,11 @@ class AssociationConfig:
 
 
 class Association:
-    """Serves one accepted TCP connection until release, abort or timeout (see module doc).
+    """Serves one accepted TCP connection (``peer``: ``(ip, port)``) until it ends (see module doc).
 
-    Args:
-        sock: the connected socket (TCP_NODELAY set by the server).
-        peer: ``(ip, port)`` of the peer.
-        config: protocol settings.
-        sink: where data sets go.
-        busy_reason: called once the request is decoded; a non-empty reason label refuses the
-            association transiently (``"busy"``: association limit, ``"peer_limit"``: the peer
-            address's limit, ``"disk_low"``: watermark).
+    ``busy_reason`` is called once the request is decoded: a non-empty reason label refuses the
+    association transiently (``"busy"``: association limit, ``"peer_limit"``: the peer address's
+    limit, ``"disk_low"``: watermark). ``on_closed`` is called once, when it has ended.
     """
 
     def __init__(
@@ -132,23 +104,27 @@ class Association:
         self._setting_up = True  # until the A-ASSOCIATE-AC is sent
         self._setup_expired = False
         self._rejection_audited = False
-        #: Until the peer's first DIMSE command: when the association is aborted as idle (set with
-        #: the A-ASSOCIATE-AC; guarded by _setup_lock where it is set or cleared).
+        # abort-as-idle time; under _setup_lock set with the A-ASSOCIATE-AC, cleared by the 1st command
         self._idle_deadline: float | None = None
         self._idle_expired = False  # expire_idle() shut its reading side down
 
-    # ---- entry point ---------------------------------------------------------------------
-
     def run(self) -> None:
-        """Serve the connection on this thread until it ends; never raises.
-
-        The socket is closed and the association accounted for (metrics, audit, ``on_closed``)
-        exactly once, by :meth:`end`.
-        """
+        """Serve the connection on this thread until it ends, then :meth:`end` it; never raises."""
         outcome = "closed"
         try:
             if self._handshake() and self._negotiate():
-                outcome = self._serve()
+                config = self._config
+                self._data = DataPhase(
+                    self._sock,
+                    self._accepted,
+                    self._peer_max_pdu,
+                    self._sink,
+                    max_pdu_bytes=config.max_pdu_bytes,
+                    dimse_timeout_s=config.dimse_timeout_s,
+                    network_timeout_s=config.network_timeout_s,
+                    on_first_command=self._no_longer_idle,
+                )
+                outcome = self._data.serve()
         except Exception as exc:  # noqa: BLE001 - boundary of one association (see outcome_of)
             outcome = self.outcome_of(exc)
         if self._setup_expired:
@@ -158,12 +134,11 @@ class Association:
         self.end(outcome)
 
     def expire_setup(self, now: float) -> bool:
-        """End the association if it is still being set up past its ACSE deadline (another thread).
+        """Interrupt the association if it is still being set up at ``now`` (monotonic s) past its ACSE
+        deadline (another thread); True the first time.
 
-        The socket timeouts bound each wait for bytes, not the whole set-up: a peer sending one
-        byte per timeout would hold an association slot, before any access check, indefinitely.
-        ``now``: ``time.monotonic()``. Interrupts again at every call until the set-up has ended
-        (a TLS wrap may have swapped the socket just then). True the first time it interrupts.
+        Socket timeouts bound each wait, not the set-up: a peer sending one byte per timeout would
+        hold a slot indefinitely. Interrupts again at every call (a TLS wrap may swap the socket).
         """
         with self._setup_lock:
             if not self._setting_up or now < self._setup_deadline:
@@ -173,27 +148,20 @@ class Association:
         self.interrupt()
         return first
 
-    def _idle_passed(self) -> bool:
-        deadline = self._idle_deadline
-        return deadline is not None and time.monotonic() >= deadline
-
     def expire_idle(self, now: float) -> bool:
-        """End the association if it is still idle past its idle deadline (another thread).
+        """Shut the reading side down if the association is still idle (established, no DIMSE command
+        yet) at ``now`` past its idle deadline (another thread); True the first time.
 
-        Idle: established, and no DIMSE command from the peer yet. The reading side of the connection
-        is shut down; the serving thread's blocked read then returns and :meth:`end` sends the
-        A-ABORT (from the thread that owns the connection: a TLS connection cannot be written from
-        two threads) and labels the outcome ``idle_timeout``. True the first time it expires.
+        :meth:`end` then sends the A-ABORT from the serving thread (a TLS connection cannot be
+        written from two threads) and labels the outcome ``idle_timeout``.
         """
         with self._setup_lock:
             deadline = self._idle_deadline
             if deadline is None or now < deadline or self._idle_expired or self._ended:
                 return False
             self._idle_expired = True
-        try:
+        with contextlib.suppress(OSError):  # already closed
             socket.socket.shutdown(self._sock, socket.SHUT_RD)
-        except OSError:  # already closed
-            pass
         return True
 
     def outcome_of(self, exc: BaseException) -> str:
@@ -211,7 +179,8 @@ class Association:
             return "protocol_error"
         if isinstance(exc, TimeoutError):  # a receive or a send outlasted the socket's timeout
             self._send_quietly(pdu_io.encode_abort())
-            return "idle_timeout" if self._idle_passed() else "timeout"
+            idle = self._idle_deadline
+            return "idle_timeout" if idle is not None and time.monotonic() >= idle else "timeout"
         if isinstance(exc, pdu_io.ConnectionClosedError | ConnectionError | ssl.SSLError):
             _LOG.info("connection from %s lost: %s", self._peer_ip, type(exc).__name__)
             return "connection_lost"
@@ -233,31 +202,25 @@ class Association:
                 outcome = "idle_timeout"
             if self._data is not None:
                 self._data.discard()
-            self._close()
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+            self._sock.close()
             if outcome not in ("released", "rejected", "refused"):
                 metrics.ABORTS.labels(reason=outcome).inc()
-            self._audit_closed(outcome)
+            if self._accepted:  # established: its closing audit event
+                stats = self._data.stats if self._data is not None else Stats()
+                audit.emit(
+                    "association_closed",
+                    calling_ae=self._calling_ae,
+                    peer_ip=self._peer_ip,
+                    outcome=outcome,
+                    instances_by_study=json.dumps(dict(stats.stored), sort_keys=True),
+                    duplicates=stats.duplicates,
+                    refused=stats.refused,
+                )
         finally:
             if self._on_closed is not None:
                 self._on_closed()
-
-    def _audit_closed(self, outcome: str) -> None:
-        """The ``association_closed`` audit event of an established association (every instance's
-        final outcome is counted: the after-reply work ran on this thread)."""
-        if not self._accepted:
-            return
-        stats = self._data.stats if self._data is not None else Stats()
-        audit.emit(
-            "association_closed",
-            calling_ae=self._calling_ae,
-            peer_ip=self._peer_ip,
-            outcome=outcome,
-            instances_by_study=json.dumps(dict(stats.stored), sort_keys=True),
-            duplicates=stats.duplicates,
-            refused=stats.refused,
-        )
-
-    # ---- association set-up --------------------------------------------------------------
 
     def _handshake(self) -> bool:
         self._sock.settimeout(self._config.acse_timeout_s)
@@ -274,15 +237,15 @@ class Association:
 
     def _negotiate(self) -> bool:
         pdu = pdu_io.read_pdu(self._sock, {pdu_io.ASSOCIATE_RQ: self._config.max_request_bytes})
-        request = decode_request(pdu.body)
+        request = negotiation.decode_request(pdu.body)
         self._calling_ae = request.calling_ae[:16]
         refusal = self._refusal(request)
         if refusal is not None:
             reason, triple = refusal
             self._reject_audit(reason, request.called_ae)  # recorded before the peer learns it
-            self._sock.sendall(encode_reject(*triple))
+            self._sock.sendall(negotiation.encode_reject(*triple))
             return False
-        results, roles = negotiate_contexts(request, self._config.contexts)
+        results, roles = negotiation.negotiate_contexts(request, self._config.contexts)
         self._accepted = {int(cx.context_id): cx for cx in results if cx.result == 0x00 and cx.context_id is not None}
         self._peer_max_pdu = request.peer_max_pdu
         with self._setup_lock:
@@ -300,20 +263,20 @@ class Association:
             contexts_accepted=len(self._accepted),
             contexts_rejected=len(results) - len(self._accepted),
         )
-        self._sock.sendall(encode_accept(request, results, roles, self._config.max_pdu_bytes))
+        self._sock.sendall(negotiation.encode_accept(request, results, roles, self._config.max_pdu_bytes))
         return True
 
-    def _refusal(self, request: AssociationRequest) -> tuple[str, tuple[int, int, int]] | None:
+    def _refusal(self, request: negotiation.AssociationRequest) -> tuple[str, tuple[int, int, int]] | None:
         access = self._config.access
-        if request.application_context != APPLICATION_CONTEXT:
-            return "application_context", REJECT_APPLICATION_CONTEXT
+        if request.application_context != negotiation.APPLICATION_CONTEXT:
+            return "application_context", negotiation.REJECT_APPLICATION_CONTEXT
         if not access.called_allowed(request.called_ae):
-            return "called_ae_not_recognised", REJECT_CALLED_AE
+            return "called_ae_not_recognised", negotiation.REJECT_CALLED_AE
         if not access.calling_allowed(request.calling_ae):
-            return "calling_ae_not_allowed", REJECT_CALLING_AE
+            return "calling_ae_not_allowed", negotiation.REJECT_CALLING_AE
         busy = self._busy_reason()
         if busy:
-            return busy, REJECT_BUSY if busy in LIMIT_REASONS else REJECT_NO_RESOURCES
+            return busy, negotiation.REJECT_BUSY if busy in LIMIT_REASONS else negotiation.REJECT_NO_RESOURCES
         return None
 
     def _reject_audit(self, reason: str, called_ae: str) -> None:
@@ -327,51 +290,20 @@ class Association:
             reason=reason,
         )
 
-    # ---- data phase ----------------------------------------------------------------------
-
-    def _serve(self) -> str:
-        """The data phase on this thread (:class:`~.data_phase.DataPhase`); its outcome."""
-        config = self._config
-        self._data = DataPhase(
-            self._sock,
-            self._accepted,
-            self._peer_max_pdu,
-            self._sink,
-            max_pdu_bytes=config.max_pdu_bytes,
-            dimse_timeout_s=config.dimse_timeout_s,
-            network_timeout_s=config.network_timeout_s,
-            on_first_command=self._no_longer_idle,
-        )
-        return self._data.serve()
-
     def _no_longer_idle(self) -> None:
         with self._setup_lock:
             self._idle_deadline = None
 
-    # ---- sending -------------------------------------------------------------------------
-
     def _send_quietly(self, data: bytes) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self._sock.settimeout(1.0)
             self._sock.sendall(data)
-        except OSError:
-            pass
 
     def interrupt(self) -> None:
-        """Shut the connection down from another thread (the listener is stopping).
+        """Shut the connection down from another thread, so that the serving thread's read returns.
 
-        The serving thread's blocked read then returns and the association ends. Works on a TLS
-        connection too: the TCP connection is shut down under the TLS layer (``SSLSocket.shutdown``
-        would also drop the TLS state the serving thread is using).
+        The TCP connection is shut down under any TLS layer (``SSLSocket.shutdown`` would also drop
+        the TLS state the serving thread is using).
         """
-        try:
+        with contextlib.suppress(OSError):  # already closed
             socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
-        except OSError:  # already closed
-            pass
-
-    def _close(self) -> None:
-        try:
-            self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self._sock.close()

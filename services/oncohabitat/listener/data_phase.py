@@ -1,14 +1,10 @@
 """The data phase of an established association: P-DATA-TF PDUs -> DIMSE messages -> C-ECHO / C-STORE.
 
-:class:`DataPhase` runs on the association's own thread once the A-ASSOCIATE-AC is sent (see
-:class:`~.association.Association`), with blocking reads bounded by timeouts: the network timeout
-while waiting for the next message, the DIMSE timeout once a message has started. A command's
-fragments are reassembled (at most :data:`~.dimse.MAX_COMMAND_BYTES`), a C-STORE's data set is
-streamed into a bounded :class:`~.spool.DatasetSpool` and, once complete, handed to the
-:class:`~.cstore.StoreHandler`.
-
-"Acknowledged": the handler returns a success only once the instance is durable (see
-:mod:`.cstore`), and only then is the C-STORE-RSP sent.
+Runs on the association's own thread once the A-ASSOCIATE-AC is sent, with blocking reads bounded
+by the network timeout (waiting for the next message) or the DIMSE timeout (within a message). A
+command's fragments are reassembled (at most :data:`~.dimse.MAX_COMMAND_BYTES`); a C-STORE's data
+set is streamed into a bounded :class:`~.spool.DatasetSpool`, then handed to the
+:class:`~.cstore.StoreHandler`, whose success means durable: only then is the C-STORE-RSP sent.
 """
 
 from __future__ import annotations
@@ -22,18 +18,9 @@ from dataclasses import dataclass, field
 from pynetdicom.presentation import PresentationContext
 
 from oncohabitat.dicomio.identifiers import is_valid_uid
-from oncohabitat.listener import pdu_io, status
+from oncohabitat.listener import dimse, pdu_io, status
 from oncohabitat.listener.cstore import StoreHandler, StoreRequest, StoreResult
-from oncohabitat.listener.dimse import (
-    C_ECHO_RQ,
-    C_ECHO_RSP,
-    C_STORE_RQ,
-    C_STORE_RSP,
-    MAX_COMMAND_BYTES,
-    Command,
-    decode_command,
-    encode_response,
-)
+from oncohabitat.listener.dimse import MAX_COMMAND_BYTES, Command, decode_command, encode_response
 from oncohabitat.listener.index import AddOutcome
 from oncohabitat.listener.spool import DatasetSpool
 
@@ -67,7 +54,7 @@ class PendingStore:
 
 @dataclass
 class Stats:
-    """What an association stored, for its closing audit event (final outcomes, after follow-ups)."""
+    """What an association stored, for its closing audit event (final outcomes)."""
 
     stored: Counter[str] = field(default_factory=Counter)  # instances stored per study key
     duplicates: int = 0
@@ -75,17 +62,12 @@ class Stats:
 
 
 class DataPhase:
-    """Serves the DIMSE messages of one established association (see the module doc).
+    """Serves the DIMSE messages of one established association.
 
-    Args:
-        sock: the connection (after any TLS handshake).
-        accepted: the accepted presentation contexts by context ID.
-        peer_max_pdu: the peer's Maximum Length Received, bytes (0: unlimited).
-        sink: what a C-STORE does.
-        max_pdu_bytes: largest P-DATA-TF PDU accepted (the length we announced), bytes.
-        dimse_timeout_s: longest wait for the next fragment once a message has started, s.
-        network_timeout_s: longest wait for the next message, s.
-        on_first_command: called once, when the peer's first DIMSE command is complete.
+    ``sock``: after any TLS handshake; ``accepted``: the accepted presentation contexts by ID;
+    ``peer_max_pdu``: the peer's Maximum Length Received (bytes, 0 = unlimited); ``max_pdu_bytes``
+    and the timeouts (s): see :class:`~.association.AssociationConfig`; ``on_first_command``:
+    called once, when the peer's first DIMSE command is complete.
     """
 
     def __init__(
@@ -126,14 +108,13 @@ class DataPhase:
         """Receive and answer PDUs until release or abort; the outcome (``released``, ``peer_abort``).
 
         Raises:
-            AssociationAbort, PduError, TimeoutError, OSError: the association must end (see
-                :meth:`~.association.Association.outcome_of`).
+            AssociationAbort, PduError, TimeoutError, OSError: the association must end.
         """
         reader = pdu_io.PduReader(self._sock)
         current_timeout: float | None = None
         while True:
             timeout = self._dimse_timeout_s if self.in_message else self._network_timeout_s
-            if timeout != current_timeout:  # a system call: only when it changes (twice per message)
+            if timeout != current_timeout:  # a system call: only when it changes
                 self._sock.settimeout(timeout)
                 current_timeout = timeout
             outcome = self.handle_pdu(reader.read(self._limits))
@@ -147,11 +128,7 @@ class DataPhase:
             pending.spool.discard()
 
     def handle_pdu(self, pdu: pdu_io.Pdu) -> str | None:
-        """Act on one received PDU; the outcome once the association ends (release, peer abort).
-
-        Raises:
-            AssociationAbort, PduError, OSError: the association must end.
-        """
+        """Act on one received PDU; the outcome once the association ends (raises as :meth:`serve`)."""
         if pdu.pdu_type == pdu_io.ABORT:
             return "peer_abort"
         if pdu.pdu_type == pdu_io.RELEASE_RQ:
@@ -183,33 +160,28 @@ class DataPhase:
                 if pending is None or pending.context_id != context_id:
                     raise AssociationAbort("unexpected_dataset")
                 if pending.spool is not None:
-                    self._append(pending, data)
+                    try:
+                        pending.spool.append(data)
+                    except OSError as exc:  # spilling to disk failed: refuse it, stay in step with the peer
+                        _LOG.error("data set spool cannot be written: %s", exc.strerror)
+                        pending.spool = None
+                        pending.early = ("write_error", status.OUT_OF_RESOURCES)
                 if control & pdu_io.CONTROL_LAST:
                     self._current = None
                     self._finish_store(pending)
         return None
 
-    @staticmethod
-    def _append(pending: PendingStore, data: memoryview) -> None:
-        assert pending.spool is not None
-        try:
-            pending.spool.append(data)
-        except OSError as exc:  # spilling to disk failed: refuse this instance, stay in step with the peer
-            _LOG.error("data set spool cannot be written: %s", exc.strerror)
-            pending.spool = None
-            pending.early = ("write_error", status.OUT_OF_RESOURCES)
-
     def _on_command(self, context_id: int, command: Command) -> PendingStore | None:
         context = self._accepted[context_id]
-        if command.command_field == C_ECHO_RQ:
+        if command.command_field == dimse.C_ECHO_RQ:
             if command.has_dataset:
                 raise AssociationAbort("echo_with_dataset")
             verification = str(context.abstract_syntax) == VERIFICATION_SOP_CLASS
             self._respond(
-                context_id, C_ECHO_RSP, command, "", status.SUCCESS if verification else SOP_CLASS_NOT_SUPPORTED
+                context_id, dimse.C_ECHO_RSP, command, status.SUCCESS if verification else SOP_CLASS_NOT_SUPPORTED
             )
             return None
-        if command.command_field != C_STORE_RQ:
+        if command.command_field != dimse.C_STORE_RQ:
             raise AssociationAbort("unsupported_command")
         transfer_syntax = str(context.transfer_syntax[0])
         pending = PendingStore(context_id, command, transfer_syntax, None)
@@ -230,28 +202,14 @@ class DataPhase:
         return pending
 
     def _finish_store(self, pending: PendingStore) -> None:
-        """Store a completely received C-STORE, then answer it.
-
-        Raises:
-            Exception: the reply could not be sent (the association must end).
-        """
+        """Store a completely received C-STORE, then answer it (raises when the reply cannot be sent)."""
         result = self._store(pending)
         self._count(result)
-        command = pending.command
-        self._respond(
-            pending.context_id,
-            C_STORE_RSP,
-            command,
-            command.affected_sop_class_uid,
-            result.status,
-            result.reason if result.status != status.SUCCESS else "",
-        )
+        comment = result.reason if result.status != status.SUCCESS else ""
+        self._respond(pending.context_id, dimse.C_STORE_RSP, pending.command, result.status, comment)
 
     def _store(self, pending: PendingStore) -> StoreResult:
-        """Check and store a completely received C-STORE (never raises); the result to answer.
-
-        A success comes back only once the instance is durable (the handler's contract).
-        """
+        """Store a completely received C-STORE (never raises); the result to answer."""
         command = pending.command
         if pending.early is not None or pending.spool is None:
             reason, code = pending.early or ("internal_error", status.UNEXPECTED_ERROR)
@@ -277,25 +235,13 @@ class DataPhase:
         else:
             self.stats.refused += 1
 
-    def _respond(
-        self, context_id: int, field_: int, command: Command, sop_class: str, code: int, comment: str = ""
-    ) -> None:
-        """Send a response command set, fragmented to the peer's maximum PDU length (waits at most
-        the socket's current timeout, s)."""
+    def _respond(self, context_id: int, field_: int, command: Command, code: int, comment: str = "") -> None:
+        """Send a response command set, fragmented to the peer's maximum PDU length."""
         data = encode_response(
-            field_,
-            command.message_id,
-            sop_class or command.affected_sop_class_uid,
-            command.affected_sop_instance_uid,
-            code,
-            comment,
+            field_, command.message_id, command.affected_sop_class_uid, command.affected_sop_instance_uid, code, comment
         )
         limit = self._peer_max_pdu - 6 if self._peer_max_pdu > 6 else len(data)
         chunks = [data[i : i + limit] for i in range(0, len(data), limit)]
-        control = pdu_io.CONTROL_COMMAND
-        self._sock.sendall(
-            b"".join(
-                pdu_io.encode_pdata(context_id, control | (pdu_io.CONTROL_LAST if i == len(chunks) - 1 else 0), chunk)
-                for i, chunk in enumerate(chunks)
-            )
-        )
+        pdus = [pdu_io.encode_pdata(context_id, pdu_io.CONTROL_COMMAND, chunk) for chunk in chunks[:-1]]
+        pdus.append(pdu_io.encode_pdata(context_id, pdu_io.CONTROL_COMMAND | pdu_io.CONTROL_LAST, chunks[-1]))
+        self._sock.sendall(b"".join(pdus))

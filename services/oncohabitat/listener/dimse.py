@@ -1,11 +1,10 @@
 """DIMSE command sets of the Storage and Verification SCP (PS3.7 section 9.3).
 
 Requests are decoded without building a ``Dataset``: pydicom's ``data_element_generator`` walks the
-command set and only the raw values of the five fields used are kept, so pydicom's reading quirks
-and errors apply as they do to any data set (~10 us per C-STORE-RQ). Responses are fixed, small
-command sets; they are encoded here with ``struct`` (about 5 us instead of ~120 us through a
-pydicom ``Dataset``: this runs once per received instance). The unit tests decode every response
-with pynetdicom to prove the encoding.
+command set and only the raw values of the five fields used are kept (pydicom's reading quirks and
+errors apply as to any data set). Responses are small fixed command sets encoded with ``struct``
+(~5 us instead of ~120 us through a ``Dataset``, once per received instance); the unit tests decode
+them with pynetdicom.
 """
 
 from __future__ import annotations
@@ -52,11 +51,7 @@ def raw_text(ds: Dataset, keyword: str) -> str | None:
     if element is None:
         return None
     value = element.value
-    if isinstance(value, bytes):
-        value = value.decode("ascii", errors="replace")
-    if not isinstance(value, str):
-        return ""
-    return value.rstrip("\x00 ")
+    return value.rstrip("\x00 ") if isinstance(value, str) else _raw_uid(value)
 
 
 _COMMAND_FIELD, _MESSAGE_ID, _DATASET_TYPE = 0x00000100, 0x00000110, 0x00000800
@@ -73,18 +68,15 @@ def _raw_us(value: object) -> int | None:
 
 
 def _raw_uid(value: object) -> str:
-    """A raw text value without padding, as :func:`raw_text`; ``""`` for empty or non-text values."""
+    """A raw text value (bytes) without padding, as :func:`raw_text`; ``""`` for non-bytes values."""
     if not isinstance(value, bytes):
         return ""
     return value.decode("ascii", errors="replace").rstrip("\x00 ")
 
 
 def _command_values(data: bytes) -> dict[int, object]:
-    """Raw values of the command fields used, through pydicom, last occurrence winning (as in a ``Dataset``).
-
-    Like pydicom's ``read_dataset``: the VR encoding is taken from the first element (explicit VR
-    is read with a warning), and an element cut by the end of the data ends the walk (an EOFError
-    outside pydicom's RAISE validation mode).
+    """Raw values of the command fields used, last occurrence winning, read as pydicom's ``read_dataset``
+    does: VR encoding from the first element, an element cut by the end ends the walk (unless RAISE mode).
     """
     stream = BytesIO(data)
     implicit = _is_implicit_vr(stream, True, True, None, is_sequence=False)
@@ -102,64 +94,45 @@ def _command_values(data: bytes) -> dict[int, object]:
 
 
 def decode_command(data: bytes) -> Command:
-    """Decode a complete command set (raw element values: no pydicom value conversion per message).
-
-    Raises:
-        PduError: the command set is not decodable or lacks CommandField/MessageID.
-    """
+    """Decode a complete command set; PduError when it is not decodable or lacks CommandField/MessageID."""
     try:
         values = _command_values(data)
     except _DECODE_ERRORS as exc:
         raise PduError(f"command set cannot be decoded ({type(exc).__name__})") from exc
-    get = values.get
-    command_field = _raw_us(get(_COMMAND_FIELD))
-    message_id = _raw_us(get(_MESSAGE_ID))
-    dataset_type = _raw_us(get(_DATASET_TYPE))
+    command_field, message_id = _raw_us(values.get(_COMMAND_FIELD)), _raw_us(values.get(_MESSAGE_ID))
     if command_field is None or message_id is None:
         raise PduError("command set lacks a CommandField or MessageID")
-    return Command(
-        command_field,
-        message_id,
-        _raw_uid(get(_AFFECTED_SOP_CLASS)),
-        _raw_uid(get(_AFFECTED_SOP_INSTANCE)),
-        dataset_type is not None and dataset_type != NO_DATASET,
-    )
+    dataset_type = _raw_us(values.get(_DATASET_TYPE))
+    sop_class, sop_uid = _raw_uid(values.get(_AFFECTED_SOP_CLASS)), _raw_uid(values.get(_AFFECTED_SOP_INSTANCE))
+    return Command(command_field, message_id, sop_class, sop_uid, dataset_type not in (None, NO_DATASET))
 
 
-def _element(group: int, element: int, value: bytes) -> bytes:
-    return struct.pack("<HHL", group, element, len(value)) + value
+def _element(element: int, value: bytes) -> bytes:
+    """A group 0000 element, implicit VR little endian."""
+    return struct.pack("<HHL", 0x0000, element, len(value)) + value
 
 
-def _uid(value: str) -> bytes:
-    raw = value.encode("ascii", errors="replace")
-    return raw + b"\x00" if len(raw) % 2 else raw
-
-
-def _text(value: str) -> bytes:
-    raw = value.encode("ascii", errors="replace")[:_ERROR_COMMENT_LENGTH]
-    return raw + b" " if len(raw) % 2 else raw
+def _even(value: str, pad: bytes, limit: int | None = None) -> bytes:
+    """ASCII (others as ``?``), cut to ``limit`` characters, padded with ``pad`` to an even length."""
+    raw = value.encode("ascii", errors="replace")[:limit]
+    return raw + pad if len(raw) % 2 else raw
 
 
 def encode_response(
-    command_field: int,
-    message_id: int,
-    sop_class_uid: str,
-    sop_instance_uid: str,
-    status: int,
-    error_comment: str = "",
+    command_field: int, message_id: int, sop_class_uid: str, sop_instance_uid: str, status: int, error_comment: str = ""
 ) -> bytes:
     """A response command set (no data set) in implicit VR little endian, group length first.
 
     ``error_comment`` (at most 64 ASCII characters, never patient data) is sent with failures.
     """
     elements = [
-        _element(0x0000, 0x0002, _uid(sop_class_uid)) if sop_class_uid else b"",
-        _element(0x0000, 0x0100, struct.pack("<H", command_field)),
-        _element(0x0000, 0x0120, struct.pack("<H", message_id & 0xFFFF)),
-        _element(0x0000, 0x0800, struct.pack("<H", NO_DATASET)),
-        _element(0x0000, 0x0900, struct.pack("<H", status)),
-        _element(0x0000, 0x0902, _text(error_comment)) if error_comment else b"",
-        _element(0x0000, 0x1000, _uid(sop_instance_uid)) if sop_instance_uid else b"",
+        _element(0x0002, _even(sop_class_uid, b"\x00")) if sop_class_uid else b"",
+        _element(0x0100, struct.pack("<H", command_field)),
+        _element(0x0120, struct.pack("<H", message_id & 0xFFFF)),
+        _element(0x0800, struct.pack("<H", NO_DATASET)),
+        _element(0x0900, struct.pack("<H", status)),
+        _element(0x0902, _even(error_comment, b" ", _ERROR_COMMENT_LENGTH)) if error_comment else b"",
+        _element(0x1000, _even(sop_instance_uid, b"\x00")) if sop_instance_uid else b"",
     ]
     body = b"".join(elements)
-    return _element(0x0000, 0x0000, struct.pack("<L", len(body))) + body
+    return _element(0x0000, struct.pack("<L", len(body))) + body

@@ -1,9 +1,6 @@
-"""Association negotiation as acceptor, with pynetdicom's PDU classes and context negotiation.
-
-:func:`decode_request` turns an A-ASSOCIATE-RQ body into an :class:`AssociationRequest`;
-:func:`negotiate_contexts` runs pynetdicom's ``negotiate_as_acceptor`` (presentation contexts and
-SCP/SCU role selection); :func:`encode_accept` / :func:`encode_reject` build the answer PDUs.
-Access control (AE titles, peer addresses) is decided by the caller (:mod:`.access`).
+"""Association negotiation as acceptor with pynetdicom's PDU classes: A-ASSOCIATE-RQ decoding,
+presentation context and SCP/SCU role negotiation, A-ASSOCIATE-AC/-RJ encoding. Access control is
+the caller's (:mod:`.access`).
 """
 
 from __future__ import annotations
@@ -41,10 +38,7 @@ _DECODE_ERRORS = (ValueError, TypeError, KeyError, IndexError, struct.error, Uni
 
 @dataclass(frozen=True)
 class AssociationRequest:
-    """A decoded A-ASSOCIATE-RQ.
-
-    ``peer_max_pdu`` is the largest P-DATA-TF variable field the peer accepts (0 = unlimited).
-    """
+    """A decoded A-ASSOCIATE-RQ (``peer_max_pdu``: the peer's Maximum Length Received, 0 = unlimited)."""
 
     calling_ae: str
     called_ae: str
@@ -54,11 +48,7 @@ class AssociationRequest:
 
 
 def decode_request(body: bytes | bytearray) -> AssociationRequest:
-    """Decode an A-ASSOCIATE-RQ body (without its 6-byte header).
-
-    Raises:
-        PduError: the PDU cannot be decoded.
-    """
+    """Decode an A-ASSOCIATE-RQ body (without its 6-byte header); PduError when it cannot be."""
     pdu = A_ASSOCIATE_RQ()
     try:
         pdu.decode(HEADER.pack(ASSOCIATE_RQ, 0, len(body)) + bytes(body))

@@ -1,9 +1,8 @@
 """The Part-10 prefix (preamble, ``DICM``, file meta group) of a received instance (PS3.10 7.1).
 
-Built with ``struct`` (about 3 us) rather than pydicom's ``write_file_meta_info`` (~190 us): it runs
-once per received instance. The meta is a pure function of SOP class, SOP instance and transfer
-syntax (no calling AE, no time), so a byte-identical re-send gives a byte-identical file. The unit
-tests read the result back with pydicom.
+Built with ``struct`` (~3 us instead of ~190 us with pydicom's ``write_file_meta_info``, once per
+instance). A pure function of SOP class, SOP instance and transfer syntax (no calling AE, no time):
+a byte-identical re-send gives a byte-identical file. The unit tests read it back with pydicom.
 """
 
 from __future__ import annotations

@@ -1,20 +1,16 @@
 """Bounded reading and writing of DICOM Upper Layer PDUs on a blocking socket (PS3.8 section 9.3).
 
 Every PDU starts with a 6-byte header: type (1 byte), reserved (1), big-endian length (4) of the
-rest. :func:`read_pdu` checks the announced length against a per-type limit *before* reading or
-allocating anything, so a peer announcing a 4 GiB PDU costs 6 bytes and gets
-:class:`PduTooLargeError` (the caller aborts and closes). pynetdicom's own reader instead appends
-whatever arrives to an unbounded ``bytearray`` (a 4 GiB announcement is read until the peer stops).
-:class:`PduReader` applies the same checks to the data phase through a bounded read-ahead buffer.
-Every receive waits at most the socket's timeout (no polling).
-
-P-DATA-TF bodies are split into presentation data values by :func:`iter_pdvs` without copying
-(``memoryview`` slices); the association-level PDUs (A-ASSOCIATE-RQ/AC/RJ) are encoded and decoded
-with pynetdicom's PDU classes in :mod:`.negotiation`.
+rest. The announced length is checked against a per-type limit *before* the body is read or
+allocated, so a peer announcing a 4 GiB PDU costs 6 bytes and gets :class:`PduTooLargeError`
+(pynetdicom's reader would append whatever arrives to an unbounded ``bytearray``). Every receive
+waits at most the socket's timeout. The association-level PDUs are encoded and decoded with
+pynetdicom's classes in :mod:`.negotiation`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 from collections.abc import Iterator
@@ -29,7 +25,6 @@ P_DATA_TF = 0x04
 RELEASE_RQ = 0x05
 RELEASE_RP = 0x06
 ABORT = 0x07
-KNOWN_TYPES = frozenset(range(0x01, 0x08))
 
 HEADER = struct.Struct(">BBL")
 _PDV_HEADER = struct.Struct(">LBB")
@@ -38,7 +33,6 @@ _PDV_HEADER = struct.Struct(">LBB")
 CONTROL_COMMAND = 0x01
 CONTROL_LAST = 0x02
 
-#: A-RELEASE-RP PDU (always the same 10 bytes).
 RELEASE_RP_PDU = HEADER.pack(RELEASE_RP, 0, 4) + b"\x00\x00\x00\x00"
 
 
@@ -75,66 +69,61 @@ _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 def quick_ack(sock: socket.socket) -> None:
     """Ask the kernel to ACK received data immediately (Linux; it resets itself, so call it per read).
 
-    A peer with Nagle's algorithm on (dcmtk without ``TCP_NODELAY=1``, pynetdicom) holds back the
-    next small segment until its previous one is acknowledged; with delayed ACKs every message
-    would stall ~40 ms. Quick ACKs remove that stall on our side.
+    A peer with Nagle's algorithm on (dcmtk without ``TCP_NODELAY=1``, pynetdicom) holds back its
+    next small segment until the previous one is acknowledged: with delayed ACKs every message
+    would stall ~40 ms.
     """
     if _QUICKACK is not None:
-        try:
+        with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
-        except OSError:
-            pass
 
 
-def recv_exact(sock: socket.socket, size: int) -> bytearray:
-    """Read exactly ``size`` bytes (the caller has bounded ``size``), acknowledging each read at once.
+def _recv_into(sock: socket.socket, view: memoryview, received: int = 0) -> None:
+    """Fill ``view`` from ``received`` on (bytes), acknowledging each read at once.
 
-    Raises:
-        ConnectionClosedError: the peer closed the connection first.
-        TimeoutError: the socket's timeout elapsed while waiting for data.
+    Raises ConnectionClosedError (the peer closed first) or TimeoutError (the socket's timeout).
     """
-    buffer = bytearray(size)
-    view = memoryview(buffer)
-    received = 0
+    size = len(view)
     while received < size:
         count = sock.recv_into(view[received:])
         if count == 0:
             raise ConnectionClosedError(f"connection closed after {received} of {size} bytes")
         received += count
         quick_ack(sock)
-    return buffer
 
 
-def read_pdu(sock: socket.socket, limits: dict[int, int]) -> Pdu:
-    """Read one PDU whose body length must not exceed ``limits[pdu_type]`` bytes.
-
-    Raises:
-        PduError: unknown PDU type (``limits`` lacks it).
-        PduTooLargeError: announced length above the type's limit (nothing more is read).
-        ConnectionClosedError, TimeoutError: see :func:`recv_exact`.
-    """
-    pdu_type, _, length = HEADER.unpack(recv_exact(sock, HEADER.size))
+def _checked_length(header: bytes | bytearray, offset: int, limits: dict[int, int]) -> tuple[int, int]:
+    """``(pdu_type, body length)`` of the header at ``offset``, checked against ``limits`` (bytes by type)."""
+    pdu_type, _, length = HEADER.unpack_from(header, offset)
     limit = limits.get(pdu_type)
     if limit is None:
         raise PduError(f"unexpected PDU type 0x{pdu_type:02X}")
     if length > limit:
         raise PduTooLargeError(pdu_type, length, limit)
-    return Pdu(pdu_type, recv_exact(sock, length))
+    return pdu_type, length
+
+
+def read_pdu(sock: socket.socket, limits: dict[int, int]) -> Pdu:
+    """Read one PDU (exactly its bytes) whose body length must not exceed ``limits[pdu_type]`` bytes.
+
+    Raises:
+        PduError: unknown PDU type (``limits`` lacks it); PduTooLargeError: announced length above
+            the type's limit (nothing more is read); ConnectionClosedError, TimeoutError.
+    """
+    header = bytearray(HEADER.size)
+    _recv_into(sock, memoryview(header))
+    pdu_type, length = _checked_length(header, 0, limits)
+    body = bytearray(length)
+    _recv_into(sock, memoryview(body))
+    return Pdu(pdu_type, body)
 
 
 class PduReader:
-    """Reads PDUs from one blocking socket through a bounded read-ahead buffer.
+    """Reads PDUs from one blocking socket through a read-ahead buffer of ``chunk`` bytes.
 
-    One ``recv`` usually brings a PDU's header with the start of its body (and, for small PDUs,
-    the next PDU too), so an instance costs fewer system calls than :func:`read_pdu`'s two exact
-    reads per PDU. At most ``chunk`` bytes (the read-ahead buffer's size) are read ahead; a body is
-    allocated only after its announced length passed the limit check, and its remainder is
-    received straight into it. Each receive waits at most the socket's timeout (the caller sets
-    it with ``settimeout``, in s).
-
-    Args:
-        sock: the connected socket (blocking, with a timeout).
-        chunk: read-ahead buffer size in bytes.
+    One ``recv`` usually brings a header with the start of its body (and small PDUs after it), so
+    this costs fewer system calls than :func:`read_pdu`. A body is allocated only after its length
+    passed the limit check; its remainder is received straight into it.
     """
 
     def __init__(self, sock: socket.socket, chunk: int = 65_536) -> None:
@@ -144,38 +133,23 @@ class PduReader:
         self._start = 0
         self._end = 0
 
-    def _recv_into(self, view: memoryview) -> int:
-        count = self._sock.recv_into(view)
-        quick_ack(self._sock)
-        return count
-
     def _fill(self) -> None:
         """Read more into the buffer (after moving what is left to its front)."""
         if self._start:
             left = self._end - self._start
             self._view[:left] = self._view[self._start : self._end]
             self._start, self._end = 0, left
-        count = self._recv_into(self._view[self._end :])
+        count = self._sock.recv_into(self._view[self._end :])
+        quick_ack(self._sock)
         if count == 0:
             raise ConnectionClosedError(f"connection closed with {self._end - self._start} bytes of a PDU read")
         self._end += count
 
     def read(self, limits: dict[int, int]) -> Pdu:
-        """The next PDU; as :func:`read_pdu` (same limits, same errors).
-
-        Bytes already received stay buffered when a receive fails.
-
-        Raises:
-            TimeoutError: a receive waited longer than the socket's timeout.
-        """
+        """The next PDU, as :func:`read_pdu`; bytes received stay buffered when a receive fails."""
         while self._end - self._start < HEADER.size:
             self._fill()
-        pdu_type, _, length = HEADER.unpack_from(self._buffer, self._start)
-        limit = limits.get(pdu_type)
-        if limit is None:
-            raise PduError(f"unexpected PDU type 0x{pdu_type:02X}")
-        if length > limit:
-            raise PduTooLargeError(pdu_type, length, limit)
+        pdu_type, length = _checked_length(self._buffer, self._start, limits)
         self._start += HEADER.size
         body = bytearray(length)
         taken = min(length, self._end - self._start)
@@ -183,12 +157,7 @@ class PduReader:
         self._start += taken
         if self._start == self._end:
             self._start = self._end = 0
-        view = memoryview(body)
-        while taken < length:
-            count = self._recv_into(view[taken:])
-            if count == 0:
-                raise ConnectionClosedError(f"connection closed after {taken} of {length} bytes")
-            taken += count
+        _recv_into(self._sock, memoryview(body), taken)
         return Pdu(pdu_type, body)
 
 

@@ -1,20 +1,17 @@
-"""The listener's DICOM Storage + Verification SCP: accept loop, access control and limits.
+"""The listener's DICOM Storage + Verification SCP: accept loop, access control and association limits.
 
-One acceptor thread accepts TCP connections; each connection, plain TCP or TLS, is served by an
-:class:`~.association.Association` on its own daemon thread from acceptance to close (set-up, then
-the data phase: blocking reads with timeouts, each C-STORE answered once the store made it durable).
-Before any byte is read, a peer whose address is not in the allow-list is dropped (audited). At
-most ``maximum_associations`` associations are served at once, at most
-``maximum_associations_per_peer`` of them from one peer address (so that one peer cannot hold every
-slot); the next few requests over either limit are answered with a transient A-ASSOCIATE-RJ ("local
-limit exceeded") and any further connection is closed at once, so a flood cannot exhaust threads. An
-association that sends no DIMSE message within ``idle_timeout_s`` of its acceptance is aborted and
-its slot freed. Below the disk watermark new associations get a transient rejection and
-C-STOREs on open ones 0xA700 (see :mod:`.status`); accepting resumes when space returns.
+One acceptor thread accepts TCP connections; each, plain TCP or TLS, is served by an
+:class:`~.association.Association` on its own daemon thread until it closes. A peer outside the
+address allow-list is dropped (audited) before any byte is read. At most ``maximum_associations``
+are served at once, at most ``maximum_associations_per_peer`` from one address (so one peer cannot
+hold every slot); the next few over either limit get a transient A-ASSOCIATE-RJ ("local limit
+exceeded"), any further connection is closed at once, so a flood cannot exhaust threads. Below the
+disk watermark new associations get a transient rejection and C-STOREs 0xA700 (:mod:`.status`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import ssl
@@ -22,31 +19,11 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
+from functools import partial
 
-from pydicom.uid import (
-    JPEG2000,
-    UID,
-    DeflatedExplicitVRLittleEndian,
-    ExplicitVRBigEndian,
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-    JPEG2000Lossless,
-    JPEGBaseline8Bit,
-    JPEGLosslessSV1,
-    JPEGLSLossless,
-    JPEGLSNearLossless,
-    RLELossless,
-)
-from pydicom.uid import JPEGLossless as JPEGLosslessP14
+from pydicom import uid
 from pynetdicom.presentation import PresentationContext
-from pynetdicom.sop_class import (  # type: ignore[attr-defined]
-    CTImageStorage,
-    EnhancedMRImageStorage,
-    MRImageStorage,
-    RTStructureSetStorage,
-    SegmentationStorage,
-    Verification,
-)
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from oncohabitat.listener import audit, metrics
 from oncohabitat.listener.access import AccessPolicy
@@ -57,29 +34,29 @@ _LOG = logging.getLogger(__name__)
 
 #: Storage SOP classes accepted by default.
 DEFAULT_STORAGE_SOP_CLASSES: tuple[str, ...] = (
-    CTImageStorage,
-    MRImageStorage,
-    EnhancedMRImageStorage,
-    RTStructureSetStorage,
-    SegmentationStorage,
+    uid.CTImageStorage,
+    uid.MRImageStorage,
+    uid.EnhancedMRImageStorage,
+    uid.RTStructureSetStorage,
+    uid.SegmentationStorage,
 )
 #: Transfer syntaxes accepted by default: uncompressed, deflated (size-checked before inflation)
 #: and the compressed syntaxes scanners use, decoded later through pydicom's pixel handlers.
 DEFAULT_TRANSFER_SYNTAXES: tuple[str, ...] = (
-    ExplicitVRLittleEndian,
-    ImplicitVRLittleEndian,
-    DeflatedExplicitVRLittleEndian,
-    ExplicitVRBigEndian,
-    JPEGLosslessSV1,
-    JPEGLosslessP14,
-    JPEGBaseline8Bit,
-    JPEG2000Lossless,
-    JPEG2000,
-    JPEGLSLossless,
-    JPEGLSNearLossless,
-    RLELossless,
+    uid.ExplicitVRLittleEndian,
+    uid.ImplicitVRLittleEndian,
+    uid.DeflatedExplicitVRLittleEndian,
+    uid.ExplicitVRBigEndian,
+    uid.JPEGLosslessSV1,
+    uid.JPEGLossless,
+    uid.JPEGBaseline8Bit,
+    uid.JPEG2000Lossless,
+    uid.JPEG2000,
+    uid.JPEGLSLossless,
+    uid.JPEGLSNearLossless,
+    uid.RLELossless,
 )
-_VERIFICATION_SYNTAXES = (ImplicitVRLittleEndian, ExplicitVRLittleEndian)
+_VERIFICATION_SYNTAXES = (uid.ImplicitVRLittleEndian, uid.ExplicitVRLittleEndian)
 #: Connections over the association limit that still get a polite A-ASSOCIATE-RJ.
 _MAX_REJECTORS = 8
 _ACCEPT_POLL_S = 0.2
@@ -90,8 +67,8 @@ def supported_contexts(sop_classes: Sequence[str], transfer_syntaxes: Sequence[s
     contexts = []
     for abstract, syntaxes in [*((c, transfer_syntaxes) for c in sop_classes), (Verification, _VERIFICATION_SYNTAXES)]:
         context = PresentationContext()
-        context.abstract_syntax = UID(abstract)
-        context.transfer_syntax = [UID(ts) for ts in syntaxes]
+        context.abstract_syntax = uid.UID(abstract)
+        context.transfer_syntax = [uid.UID(ts) for ts in syntaxes]
         contexts.append(context)
     return tuple(contexts)
 
@@ -104,21 +81,12 @@ class ListenerSCP:
         ae_title: this SCP's AE title (1-16 characters).
         host: address to bind, e.g. ``"0.0.0.0"``.
         port: TCP port (0 = any free port; see :attr:`port` after :meth:`start`).
-        sop_classes: storage SOP class UIDs to accept.
-        transfer_syntaxes: transfer syntax UIDs to accept for them.
         require_called_aet: refuse associations whose Called AE title is not ``ae_title``.
-        access: calling-AE and peer-address allow-lists (the called AE check is added from
-            ``require_called_aet``).
+        access: calling-AE and peer-address allow-lists.
         maximum_associations: concurrent associations served.
-        maximum_associations_per_peer: concurrent associations served from one peer address (None:
+        maximum_associations_per_peer: concurrent associations from one peer address (None:
             ``maximum_associations``; never more than that).
-        network_timeout_s: idle time allowed between messages, s.
-        idle_timeout_s: an association without a DIMSE message this long after its acceptance is
-            aborted, s (0 = off).
-        acse_timeout_s: time allowed for TLS handshake and association request, s.
-        dimse_timeout_s: time allowed between fragments of one message, s.
-        max_pdu_bytes: largest P-DATA PDU accepted (announced to peers).
-        tls: server TLS context (DICOM TLS); None = plain TCP.
+        The timeouts (s), ``max_pdu_bytes`` and ``tls``: see :class:`~.association.AssociationConfig`.
     """
 
     def __init__(
@@ -128,8 +96,6 @@ class ListenerSCP:
         ae_title: str = "ONCOHABITAT",
         host: str = "0.0.0.0",
         port: int = 11112,
-        sop_classes: Sequence[str] = DEFAULT_STORAGE_SOP_CLASSES,
-        transfer_syntaxes: Sequence[str] = DEFAULT_TRANSFER_SYNTAXES,
         require_called_aet: bool = False,
         access: AccessPolicy | None = None,
         maximum_associations: int = 10,
@@ -156,7 +122,7 @@ class ListenerSCP:
         self._config = AssociationConfig(
             ae_title=self._ae_title,
             access=policy,
-            contexts=supported_contexts(sop_classes, transfer_syntaxes),
+            contexts=supported_contexts(DEFAULT_STORAGE_SOP_CLASSES, DEFAULT_TRANSFER_SYNTAXES),
             max_pdu_bytes=max_pdu_bytes,
             acse_timeout_s=acse_timeout_s,
             dimse_timeout_s=dimse_timeout_s,
@@ -176,21 +142,11 @@ class ListenerSCP:
         self._threads: set[threading.Thread] = set()
 
     @property
-    def ae_title(self) -> str:
-        """This SCP's AE title."""
-        return self._ae_title
-
-    @property
     def port(self) -> int:
         """The bound TCP port (the requested one before :meth:`start`)."""
         if self._listener is None:
             return self._requested_port
         return int(self._listener.getsockname()[1])
-
-    @property
-    def running(self) -> bool:
-        """True between :meth:`start` and :meth:`stop`."""
-        return self._listener is not None
 
     @property
     def active_associations(self) -> int:
@@ -199,11 +155,7 @@ class ListenerSCP:
             return self._active
 
     def start(self) -> None:
-        """Bind and serve in background threads (returns at once).
-
-        Raises:
-            OSError: the address cannot be bound.
-        """
+        """Bind and serve in background threads (returns at once); OSError when it cannot bind."""
         if self._listener is not None:
             return
         family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
@@ -213,7 +165,7 @@ class ListenerSCP:
         self._stop.clear()
         self._acceptor = threading.Thread(target=self._accept_loop, name="dicom-acceptor", daemon=True)
         self._acceptor.start()
-        _LOG.info("DICOM SCP %s listening on %s:%d", self.ae_title, self._host, self.port)
+        _LOG.info("DICOM SCP %s listening on %s:%d", self._ae_title, self._host, self.port)
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop accepting, close open associations and release the port."""
@@ -229,17 +181,13 @@ class ListenerSCP:
             associations = list(self._associations)
             threads = list(self._threads)
         for conn in connections:  # not yet wrapped in TLS (after wrapping the raw socket is detached)
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         for association in associations:  # plain or TLS
             association.interrupt()
         for thread in threads:
             thread.join(timeout_s)
-        _LOG.info("DICOM SCP %s stopped", self.ae_title)
-
-    # ---- accepting -----------------------------------------------------------------------
+        _LOG.info("DICOM SCP %s stopped", self._ae_title)
 
     def _accept_loop(self) -> None:
         assert self._listener is not None
@@ -258,11 +206,8 @@ class ListenerSCP:
             self._admit(conn, (str(address[0]), int(address[1])))
 
     def _expire_setups_and_idle(self) -> None:
-        """End associations whose set-up (TLS handshake + request) outlasted ``acse_timeout_s``, and
-        those established ``idle_timeout_s`` ago without a DIMSE message.
-
-        Checked every accept poll (:data:`_ACCEPT_POLL_S`, s: the deadlines' precision).
-        """
+        """End associations whose set-up outlasted ``acse_timeout_s`` or that sent no DIMSE message
+        within ``idle_timeout_s``; checked every accept poll (:data:`_ACCEPT_POLL_S`: the precision)."""
         now = time.monotonic()
         with self._lock:
             associations = list(self._associations)
@@ -279,12 +224,9 @@ class ListenerSCP:
             conn.close()
             return
         with self._lock:
-            if self._active_by_peer[peer[0]] >= self.maximum_associations_per_peer:
-                limit = "peer_limit"
-            elif self._active >= self.maximum_associations:
+            limit = "peer_limit" if self._active_by_peer[peer[0]] >= self.maximum_associations_per_peer else ""
+            if not limit and self._active >= self.maximum_associations:
                 limit = "busy"
-            else:
-                limit = ""
             if not limit:
                 self._active += 1
                 self._active_by_peer[peer[0]] += 1
@@ -295,8 +237,7 @@ class ListenerSCP:
                 conn.close()
                 return
             self._connections.add(conn)
-        serving = not limit
-        if serving:
+        if not limit:
             metrics.ACTIVE_ASSOCIATIONS.inc()
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         thread = threading.Thread(target=self._serve, args=(conn, peer, limit), name="dicom-association", daemon=True)
@@ -305,11 +246,7 @@ class ListenerSCP:
         thread.start()
 
     def _busy_reason(self, limit: str) -> str:
-        if limit:
-            return limit
-        if not self._store.accepting():
-            return "disk_low"
-        return ""
+        return limit or ("" if self._store.accepting() else "disk_low")
 
     def _serve(self, conn: socket.socket, peer: tuple[str, int], limit: str) -> None:
         """Serve one connection; ``limit``: the limit that refuses it (``busy``, ``peer_limit``), or ``""``."""
@@ -331,12 +268,7 @@ class ListenerSCP:
         association: Association | None = None
         try:
             association = Association(
-                conn,
-                peer,
-                self._config,
-                self._store,
-                lambda: self._busy_reason(limit),
-                on_closed=closed,
+                conn, peer, self._config, self._store, partial(self._busy_reason, limit), on_closed=closed
             )
             with self._lock:
                 self._associations.add(association)

@@ -1,14 +1,11 @@
 """Bounded collection of one C-STORE data set as its fragments arrive.
 
-The spool starts with the Part-10 prefix (preamble + file meta, known from the C-STORE command and
-the presentation context before the data set arrives) and appends each fragment as it comes: in
-memory up to ``memory_limit`` bytes, then in a temporary file below ``spool_dir``. Beyond
-``max_bytes`` the spool drops what it holds and only counts (``overflowed``): the association
-stays in step with the peer and the instance is refused afterwards. The SHA-256 of the Part-10
-bytes is computed on the way once the data goes to a file (so it is never read back); for data held
-in memory only when asked (:meth:`DatasetSpool.sha256`): a journaled instance needs none before its
-reply (the SHA-256 is computed off the reply path, see :mod:`.journal`), and it costs ~30 us per
-57 KB.
+The spool starts with the Part-10 prefix (preamble + file meta) and appends each fragment: in memory
+up to ``memory_limit`` bytes, then in a temporary file below ``spool_dir``. Beyond ``max_bytes`` it
+drops what it holds and only counts (``overflowed``): the association stays in step with the peer
+and the instance is refused afterwards. The SHA-256 of the Part-10 bytes is computed on the way
+once the data goes to a file (so it is never read back), of in-memory data only when asked
+(:meth:`DatasetSpool.sha256`, off the reply path).
 """
 
 from __future__ import annotations
@@ -42,7 +39,6 @@ class DatasetSpool:
         self._max_bytes = max_bytes
         self._chunks: list[bytes] = [prefix]
         self._hash: hashlib._Hash | None = None  # incremental, once the data is in a file
-        self._digest: str | None = None  # cached :meth:`sha256` of in-memory data
         self._file: IO[bytes] | None = None
         self.path: Path | None = None
         self.dataset_bytes = 0
@@ -64,17 +60,12 @@ class DatasetSpool:
         Raises:
             OSError: the temporary file cannot be written (the spool is discarded).
         """
-        length = len(data)
-        if self.overflowed:
-            self.dataset_bytes += length
-            return
-        if self.dataset_bytes + length > self._max_bytes:
+        self.dataset_bytes += len(data)
+        if self.dataset_bytes > self._max_bytes and not self.overflowed:
             self.discard()
             self.overflowed = True
-            self.dataset_bytes += length
+        if self.overflowed:
             return
-        self.dataset_bytes += length
-        self._digest = None
         if self._file is None and self.size <= self._memory_limit:
             self._chunks.append(bytes(data))
             return
@@ -102,12 +93,7 @@ class DatasetSpool:
         """Hex SHA-256 of the Part-10 bytes received (valid unless :attr:`overflowed`)."""
         if self._hash is not None:
             return self._hash.hexdigest()
-        if self._digest is None:
-            digest = hashlib.sha256()
-            for chunk in self._chunks:
-                digest.update(chunk)
-            self._digest = digest.hexdigest()
-        return self._digest
+        return hashlib.sha256(self.getvalue()).hexdigest()
 
     def getvalue(self) -> bytes:
         """All Part-10 bytes (in-memory spools only)."""
@@ -137,7 +123,6 @@ class DatasetSpool:
         self._file.close()
         self._file = None
         path, self.path = self.path, None
-        self._chunks = []
         return path
 
     def discard(self) -> None:

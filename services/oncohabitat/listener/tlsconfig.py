@@ -24,12 +24,8 @@ class TlsConfig:
 
 
 def server_context(config: TlsConfig) -> ssl.SSLContext:
-    """A TLS 1.2+ server context for ``config``.
-
-    Raises:
-        ListenerConfigError: a file is missing or unusable, or client certificates are required
-            without a CA file.
-    """
+    """A TLS 1.2+ server context for ``config``; ListenerConfigError when a file is missing or
+    unusable, or client certificates are required without a CA file."""
     if config.require_client_cert and config.ca_file is None:
         raise ListenerConfigError("requiring client certificates needs a CA file to verify them")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
