@@ -8,11 +8,11 @@ import hashlib
 import os
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import pytest
 
-from oncohabitat.listener import journal as journal_module
 from oncohabitat.listener import journal_format
 from oncohabitat.listener.index import InstanceRecord
 from oncohabitat.listener.journal import HEADER, IntakeJournal, JournalError, JournalReader
@@ -32,7 +32,7 @@ def sha(data: bytes) -> str:
 
 def append(journal: IntakeJournal, n: int, size: int = 50_000) -> int:
     data = payload(n, size)
-    return journal.append(f"meta-{n}".encode(), data, sha(data)).sequence
+    return journal.append(f"meta-{n}".encode(), data).sequence
 
 
 # ---- journal ---------------------------------------------------------------------------------
@@ -62,7 +62,7 @@ def test_entries_left_behind_a_torn_one_never_continue_a_later_runs_chain(tmp_pa
     exactly where the old entry 2 begins, a later scan must not read on into run 1's entries (one
     could be a refusal record naming a sequence that run 2 acknowledged)."""
     journal = IntakeJournal(tmp_path, segment_bytes=SEGMENT, segments=2)
-    old = [journal.append(b"m", payload(n), sha(payload(n))) for n in range(3)]
+    old = [journal.append(b"m", payload(n)) for n in range(3)]
     journal.close()
     with (tmp_path / "segment-000.log").open("r+b") as handle:  # run 1's crash tore entry 1
         handle.seek(old[0].offset + old[0].size - 10)
@@ -70,7 +70,7 @@ def test_entries_left_behind_a_torn_one_never_continue_a_later_runs_chain(tmp_pa
     second_run = IntakeJournal(tmp_path, segment_bytes=SEGMENT, segments=2)
     assert second_run.recovered == []
     second_run.checkpoint(second_run.last_sequence)
-    new = second_run.append(b"m", payload(7), sha(payload(7)))  # same size: ends where old entry 2 begins
+    new = second_run.append(b"m", payload(7))  # same size: ends where old entry 2 begins
     assert (new.segment, new.offset, new.size) == (old[0].segment, old[0].offset, old[0].size)
     second_run.close()
     recovered = IntakeJournal(tmp_path, segment_bytes=SEGMENT, segments=2).recovered
@@ -79,7 +79,7 @@ def test_entries_left_behind_a_torn_one_never_continue_a_later_runs_chain(tmp_pa
 
 def test_a_torn_entry_ends_recovery_of_its_segment(tmp_path: Path) -> None:
     journal = IntakeJournal(tmp_path, segment_bytes=SEGMENT, segments=2)
-    locations = [journal.append(b"m", payload(n), sha(payload(n))) for n in range(3)]
+    locations = [journal.append(b"m", payload(n)) for n in range(3)]
     journal.close()
     third = locations[2]
     with (tmp_path / "segment-000.log").open("r+b") as handle:  # a write the crash cut short
@@ -91,7 +91,7 @@ def test_a_torn_entry_ends_recovery_of_its_segment(tmp_path: Path) -> None:
 
 def test_a_damaged_header_is_not_trusted(tmp_path: Path) -> None:
     journal = IntakeJournal(tmp_path, segment_bytes=SEGMENT, segments=2)
-    locations = [journal.append(b"meta", payload(n), sha(payload(n))) for n in range(2)]
+    locations = [journal.append(b"meta", payload(n)) for n in range(2)]
     journal.close()
     with (tmp_path / "segment-000.log").open("r+b") as handle:  # metadata byte flipped: header CRC fails
         handle.seek(locations[1].offset + HEADER.size)
@@ -208,23 +208,16 @@ def test_an_entry_is_written_through_to_the_end_of_its_last_block(tmp_path: Path
     assert data[8192:] == b"\xff" * 4096  # nothing beyond the entry's blocks
 
 
-@pytest.mark.parametrize("crc_flag", [journal_format.FLAG_PAYLOAD_CRC32C, journal_format.FLAG_PAYLOAD_CRC32])
-def test_entries_with_a_crc_check_get_their_sha256_on_reading_and_torn_payloads_are_found(
-    tmp_path: Path, crc_flag: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """CRC-32C is written where its C code is installed (here), zlib's CRC-32 elsewhere: both read back."""
-    assert journal_format.WRITE_CRC_FLAG == journal_format.FLAG_PAYLOAD_CRC32C  # google-crc32c's C code
-    monkeypatch.setattr(journal_module, "WRITE_CRC_FLAG", crc_flag)
+def test_entries_get_their_sha256_on_reading_and_torn_payloads_are_found(tmp_path: Path) -> None:
     journal = IntakeJournal(tmp_path, segment_bytes=SEGMENT, segments=2)
-    locations = [journal.append(b"m", payload(n)) for n in range(3)]  # no digest: a CRC check
+    locations = [journal.append(b"m", payload(n)) for n in range(3)]
     with (tmp_path / "segment-000.log").open("rb") as handle:
-        assert HEADER.unpack(handle.read(HEADER.size))[2] & crc_flag  # that CRC's flag
-    journal.append(b"m", payload(3), sha(payload(3)))  # an entry with a SHA-256 check still reads back
+        assert HEADER.unpack(handle.read(HEADER.size))[2] == journal_format.FLAGS  # padded, CRC-32C check
     reader = JournalReader(tmp_path)
     assert [reader.read(loc).sha256 for loc in locations] == [sha(payload(n)) for n in range(3)]
     journal.close()
     recovered = IntakeJournal(tmp_path, segment_bytes=SEGMENT, segments=2).recovered
-    assert [(e.sequence, e.sha256) for e in recovered] == [(n + 1, sha(payload(n))) for n in range(4)]
+    assert [(e.sequence, e.sha256) for e in recovered] == [(n + 1, sha(payload(n))) for n in range(3)]
     second = locations[1]
     with (tmp_path / "segment-000.log").open("r+b") as handle:  # one payload byte lost
         handle.seek(second.offset + second.size - 1)
@@ -233,6 +226,23 @@ def test_entries_with_a_crc_check_get_their_sha256_on_reading_and_torn_payloads_
         JournalReader(tmp_path).read(second)
     reader.close()
     assert [e.sequence for e in IntakeJournal(tmp_path, segment_bytes=SEGMENT, segments=2).recovered] == [1]
+
+
+def test_an_entry_of_an_earlier_release_format_stops_the_start_instead_of_being_skipped(tmp_path: Path) -> None:
+    """An entry with a valid header but a SHA-256 payload check (flags 0x0001, an earlier release's)."""
+    journal = IntakeJournal(tmp_path, segment_bytes=SEGMENT, segments=2)
+    location = journal.append(b"m", payload(1))
+    journal.close()
+    with (tmp_path / "segment-000.log").open("r+b") as handle:
+        raw = bytearray(handle.read(location.size))
+        magic, version, _flags, sequence, meta_length, payload_length, _crc, _check = HEADER.unpack_from(raw)
+        digest = hashlib.sha256(bytes(raw[HEADER.size + meta_length : location.size])).digest()
+        blank = HEADER.pack(magic, version, 0x0001, sequence, meta_length, payload_length, 0, digest)
+        crc = zlib.crc32(bytes(raw[HEADER.size : HEADER.size + meta_length]), zlib.crc32(blank))
+        handle.seek(0)
+        handle.write(HEADER.pack(magic, version, 0x0001, sequence, meta_length, payload_length, crc, digest))
+    with pytest.raises(JournalError, match="earlier release"):
+        IntakeJournal(tmp_path, segment_bytes=SEGMENT, segments=2)
 
 
 def test_a_failed_sync_is_latched_for_every_later_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -263,7 +273,7 @@ def test_oversized_entries_and_damaged_checkpoints_are_refused(tmp_path: Path) -
     journal = IntakeJournal(tmp_path, segment_bytes=SEGMENT, segments=2)
     big = bytes(SEGMENT)
     with pytest.raises(JournalError, match="larger"):
-        journal.append(b"", big, sha(big))
+        journal.append(b"", big)
     append(journal, 1)
     journal.checkpoint(1)
     journal.close()

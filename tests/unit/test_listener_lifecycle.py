@@ -25,6 +25,8 @@ from oncohabitat.listener.servicer import study_summary
 from oncohabitat.listener.storage import INDEX_FILE, InstanceStore
 from oncohabitat.phantom import PhantomStudy, generate_study
 from oncohabitat.v1 import common_pb2
+from tests.unit.test_listener_intake import event_of
+from tests.unit.test_listener_storage import receive
 
 QUIET_S = 5.0
 
@@ -55,7 +57,7 @@ class Node:
     def ingest(self, paths: list[Path]) -> str:
         key = ""
         for path in paths:
-            result = self.store.store_part10(path.read_bytes())
+            result = receive(self.store, event_of(path))  # type: ignore[arg-type]
             assert result.status == status.SUCCESS and result.study_key is not None
             key = result.study_key
         return key

@@ -1,35 +1,28 @@
-"""Intake journal: the durable record of each received instance before its C-STORE success reply.
+"""Intake journal: the durable record of each checked instance before its C-STORE success reply.
 
-Why: a new file per instance made durable costs an inode allocation, a data fsync and a directory
-fsync (0.4-0.8 ms on this project's disks), all on the reply path of a peer that waits for each
-reply before it sends the next instance. Appending to a few pre-allocated files and syncing their
-data costs one ``fdatasync`` (0.15-0.25 ms), and concurrent associations share it (group commit).
-The instance files and index rows are then written in the background, in batches
-(:mod:`.materialiser`), and made durable together by one file-system sync before the journal space
-they used is reused (a *checkpoint*).
+Appending to a pre-written segment and syncing its data costs one ``fdatasync``, shared by the
+associations appending at the same time (group commit); a new file per instance made durable
+costs an inode, a data flush and a directory flush (docs/decisions/0002-listener-intake-tuning.md).
+The instance files and index rows are written in the background (:mod:`.materialiser`) and made
+durable by one file-system sync before the journal space they used is reused (a *checkpoint*).
 
 Layout under ``directory``::
 
     segment-000.log ... segment-NNN.log    fixed-size files, filled in order, reused in a ring
     checkpoint                             sequence number through which entries are materialised
 
-Entries are laid out as :mod:`.journal_format` describes (a header with a CRC, the store's
-metadata, the Part-10 bytes, padding to a 4 KiB block).
+Entries are laid out as :mod:`.journal_format` describes. Sequences increase by one per entry.
+Writers reserve space under a lock (a segment is filled in sequence order), write without it, then
+wait until an ``fdatasync`` that began after every entry up to theirs was written has returned: a
+reply is sent only once every earlier entry is durable too. Recovery therefore scans each segment
+from its start to the first incomplete or invalid entry (or one not numbered above the one before
+it); nothing acknowledged lies behind it. After a restart the numbering jumps by more entries than
+the ring holds, so that entries of an earlier run left behind such an entry never continue a later
+run's chain. Entries above the checkpoint are handed back by :attr:`IntakeJournal.recovered`.
 
-Sequences increase by one per entry. Writers reserve space under a lock (so a segment is filled
-in sequence order), write without the lock, then wait until an ``fdatasync`` that began after
-every entry up to theirs was complete has returned: a reply is sent only once every earlier entry
-is durable too. Recovery therefore scans each segment from its start until the first entry that
-is incomplete or invalid (or not numbered above the one before it); nothing acknowledged can lie
-behind it. After a restart the numbering jumps by more entries than the ring holds, so that valid
-entries of an earlier run left behind such an entry never continue a later run's chain. Entries at or below the
-checkpoint are old (already materialised durably) and skipped; the rest are handed back by
-:attr:`IntakeJournal.recovered` to be materialised again (idempotently).
-
-A segment is reused only when all its entries are at or below the checkpoint. Writers that find
-no reusable segment wait (``space_timeout_s``) for the materialiser to checkpoint; until then the
-association is simply slower, never wrong. Entries larger than :attr:`max_entry_bytes` are not
-journaled (the store writes and fsyncs them directly: for such sizes the per-file cost is small).
+A segment is reused only when all its entries are at or below the checkpoint. Writers that find no
+reusable segment wait up to ``space_timeout_s`` for the materialiser to checkpoint; past it,
+appends fail for ``bypass_s`` and the store writes instances directly.
 """
 
 from __future__ import annotations
@@ -47,17 +40,14 @@ from pathlib import Path
 from oncohabitat.common.blobstore import fsync_directory
 from oncohabitat.listener.journal_format import (
     BLOCK,
-    FLAG_PADDED,
     HEADER,
     SEGMENT_PATTERN,
-    WRITE_CRC_FLAG,
     JournalEntry,
     JournalError,
     JournalLocation,
     JournalReader,
     align_up,
     encode_header,
-    payload_check,
     read_segment,
 )
 
@@ -153,10 +143,7 @@ class IntakeJournal:
                 fsync_directory(directory)
             except OSError as exc:
                 raise JournalError(f"journal directory cannot be synced: {exc.strerror}") from exc
-        # After a restart, numbering jumps by more than the ring can hold: entries of an earlier
-        # run left behind the first invalid one (never acknowledged) then never continue a new
-        # run's chain in a later scan, and fall at or below
-        # the checkpoint that recovery writes.
+        # After a restart, numbering jumps by more than the ring can hold (see module doc).
         gap = segments * segment_bytes // BLOCK if restarted else 0
         self._next_sequence = max(last, self.checkpointed_through) + 1 + gap
         self._state.done_through = self._state.synced_through = self._next_sequence - 1
@@ -183,16 +170,13 @@ class IntakeJournal:
 
     # ---- appending -------------------------------------------------------------------------
 
-    def append(self, meta: bytes, payload: bytes, digest: str | None = None) -> JournalLocation:
+    def append(self, meta: bytes, payload: bytes) -> JournalLocation:
         """Write one entry; returns where it lies once it (and every earlier entry) is durable.
-
-        ``digest``: the hex SHA-256 of ``payload`` when the caller has it (stored as the payload
-        check); None stores a CRC instead (see module doc).
 
         Raises:
             JournalError: too large, no space within ``space_timeout_s``, or an I/O error.
         """
-        location = self.write(meta, payload, digest)
+        location = self.write(meta, payload)
         self.wait_durable(location)
         return location
 
@@ -204,7 +188,7 @@ class IntakeJournal:
         """
         self._wait_durable(location.sequence)
 
-    def write(self, meta: bytes, payload: bytes, digest: str | None = None) -> JournalLocation:
+    def write(self, meta: bytes, payload: bytes) -> JournalLocation:
         """Write one entry to the page cache, without waiting for durability.
 
         The caller calls :meth:`wait_durable` before acknowledging. An entry that is never
@@ -217,15 +201,11 @@ class IntakeJournal:
         size = HEADER.size + len(meta) + len(payload)
         if align_up(size) > self.segment_bytes:
             raise JournalError("entry larger than a journal segment")
-        if digest is None:
-            check, flags = payload_check(payload, WRITE_CRC_FLAG), FLAG_PADDED | WRITE_CRC_FLAG
-        else:
-            check, flags = bytes.fromhex(digest), FLAG_PADDED
         padded = align_up(size)
         sequence, segment, offset = self._reserve(padded)
         failed = True  # every reserved sequence is finished once, or later waiters wait forever
         try:
-            header = encode_header(sequence, meta, len(payload), check, flags)
+            header = encode_header(sequence, meta, payload)
             # The padding is written too: a write ending inside a page the page cache does not hold
             # (after a reboot, or once evicted) would first read that page from the device.
             buffers = [header, meta, payload, _ZEROS[: padded - size]] if padded > size else [header, meta, payload]
@@ -300,9 +280,8 @@ class IntakeJournal:
         """Zero-fill a segment to its full size and sync it (once per segment file, at open).
 
         Written blocks (unlike ``fallocate``'s unwritten extents) make later appends pure data
-        overwrites: their ``fdatasync`` then commits no file-system metadata, which would also
-        carry the materialiser's file creations (measured here: 0.14-0.16 ms per 57 KB append
-        instead of 0.22-0.32 ms while files are being created).
+        overwrites: their ``fdatasync`` then commits no file-system metadata (which would also
+        carry the materialiser's file creations).
 
         Raises:
             JournalError: the segment cannot be written.

@@ -1,21 +1,16 @@
-"""The intake journal's on-disk entry format: header, payload check, reading entries back.
+"""The intake journal's on-disk entry format: encoding an entry, reading entries back.
 
-An entry is a 64-byte header, an opaque metadata block (the store's JSON) and the payload (the
-Part-10 bytes)::
+An entry is a 64-byte header, a metadata block (the store's JSON) and the payload (the Part-10
+bytes), padded with zeros to a multiple of :data:`BLOCK` bytes::
 
     magic "OHJ1" | version u16 | flags u16 | sequence u64 | meta length u32 | payload length u32
     | header CRC-32 u32 (over the header with this field zero, plus the metadata) | pad u32
-    | payload check (32 bytes)
+    | payload check (32 bytes: the payload's CRC-32C, little endian, then zeros)
 
-Flags: 0x0001 (:data:`FLAG_PADDED`): the next entry starts at the following multiple of
-:data:`BLOCK` bytes. 0x0002 (:data:`FLAG_PAYLOAD_CRC32`) / 0x0004 (:data:`FLAG_PAYLOAD_CRC32C`): the
-payload check is the payload's CRC-32 (zlib) / CRC-32C (Castagnoli), 4 bytes then zeros, instead of
-its SHA-256. :meth:`~.journal.IntakeJournal.write` sets :data:`FLAG_PADDED` and a CRC flag unless the caller
-passes the SHA-256: a CRC is enough to find a torn write, and the SHA-256 the index keeps is computed
-by whoever reads the entry back (:class:`JournalReader`, off the reply path; recovery). It uses
-CRC-32C (``google-crc32c``'s C code: 2.4 against 11.4 us for zlib's CRC-32 and 30 us for a SHA-256
-of 57 KB here, on the reply path) and zlib's CRC-32 where that C code is unavailable; both are read.
-
+``flags`` is always :data:`FLAGS` (padded, CRC-32C payload check). A CRC finds a torn write; the
+SHA-256 the index keeps is computed by whoever reads the entry back, off the reply path. An entry
+with a valid header but other flags was written by an earlier release: reading it raises
+:class:`JournalError` (an entry that may be acknowledged is never skipped unread).
 """
 
 from __future__ import annotations
@@ -37,47 +32,20 @@ MAGIC = b"OHJ1"
 VERSION = 1
 HEADER = struct.Struct("<4sHHQIII4x32s")
 SEGMENT_PATTERN = "segment-{:03d}.log"
-#: Entries start on multiples of this (bytes): concurrent writers never share a page, so none waits
-#: for a page still being written back for another's entry (4 associations, measured here: the
-#: append took 0.46 ms of wall time with shared pages).
+#: Entries start on multiples of this (bytes): concurrent writers never share a page.
 BLOCK = 4096
-#: Header flag: the entry is followed by padding up to a multiple of :data:`BLOCK`.
-FLAG_PADDED = 0x0001
-#: Header flag: the payload check is a CRC-32 (little endian, zero-padded to 32 bytes), not a SHA-256.
-FLAG_PAYLOAD_CRC32 = 0x0002
-#: Header flag: the payload check is a CRC-32C (little endian, zero-padded to 32 bytes), not a SHA-256.
-FLAG_PAYLOAD_CRC32C = 0x0004
-_PAYLOAD_CRC = FLAG_PAYLOAD_CRC32 | FLAG_PAYLOAD_CRC32C
-#: The CRC flag :meth:`IntakeJournal.write` uses: CRC-32C where its C implementation is installed.
-WRITE_CRC_FLAG = FLAG_PAYLOAD_CRC32C if google_crc32c.implementation == "c" else FLAG_PAYLOAD_CRC32
-
-
-def align_up(value: int, block: int = BLOCK) -> int:
-    """``value`` rounded up to a multiple of ``block``."""
-    return (value + block - 1) // block * block
+#: Header flags of every entry written: 0x0001 padded to :data:`BLOCK`, 0x0004 CRC-32C payload check.
+FLAGS = 0x0005
 
 
 class JournalError(ListenerError):
     """The journal cannot take an entry (full past its timeout, or an I/O error): refuse the instance."""
 
 
-def payload_check(payload: bytes, flag: int = FLAG_PAYLOAD_CRC32) -> bytes:
-    """The 32-byte payload check of an entry with CRC flag ``flag`` (:data:`FLAG_PAYLOAD_CRC32` or
-    :data:`FLAG_PAYLOAD_CRC32C`)."""
-    crc = google_crc32c.value(payload) if flag == FLAG_PAYLOAD_CRC32C else zlib.crc32(payload)
-    return crc.to_bytes(4, "little") + bytes(28)
-
-
-def payload_valid(flags: int, payload: bytes, check: bytes) -> bool:
-    if flags & _PAYLOAD_CRC:
-        return payload_check(payload, flags & _PAYLOAD_CRC) == check
-    return sha256(payload).digest() == check
-
-
 @dataclass(frozen=True)
 class JournalEntry:
     """One journaled instance: its sequence number, the store's metadata, the Part-10 bytes and
-    their hex SHA-256 (computed on reading for entries written with a CRC check)."""
+    their hex SHA-256 (computed on reading)."""
 
     sequence: int
     meta: bytes
@@ -87,7 +55,7 @@ class JournalEntry:
 
 @dataclass(frozen=True)
 class JournalLocation:
-    """Where an appended entry lies: its sequence, segment number, byte offset and total size."""
+    """Where an appended entry lies: its sequence, segment number, byte offset and size (bytes, unpadded)."""
 
     sequence: int
     segment: int
@@ -95,50 +63,75 @@ class JournalLocation:
     size: int
 
 
-def encode_header(sequence: int, meta: bytes, payload_length: int, digest: bytes, flags: int = 0) -> bytes:
+def align_up(value: int) -> int:
+    """``value`` rounded up to a multiple of :data:`BLOCK`."""
+    return (value + BLOCK - 1) // BLOCK * BLOCK
+
+
+def payload_check(payload: bytes) -> bytes:
+    """The 32-byte payload check of an entry."""
+    return google_crc32c.value(payload).to_bytes(4, "little") + bytes(28)
+
+
+def encode_header(sequence: int, meta: bytes, payload: bytes) -> bytes:
     """The 64-byte header of an entry (see module doc)."""
-    blank = HEADER.pack(MAGIC, VERSION, flags, sequence, len(meta), payload_length, 0, digest)
+    check = payload_check(payload)
+    blank = HEADER.pack(MAGIC, VERSION, FLAGS, sequence, len(meta), len(payload), 0, check)
     crc = zlib.crc32(meta, zlib.crc32(blank))
-    return HEADER.pack(MAGIC, VERSION, flags, sequence, len(meta), payload_length, crc, digest)
+    return HEADER.pack(MAGIC, VERSION, FLAGS, sequence, len(meta), len(payload), crc, check)
+
+
+def _entry(sequence: int, flags: int, meta: bytes, payload: bytes, check: bytes) -> JournalEntry | None:
+    """The entry, or None when its payload does not match its check (a torn write).
+
+    Raises:
+        JournalError: an entry of an earlier release's format.
+    """
+    if flags != FLAGS:
+        raise JournalError(
+            f"entry {sequence} was written by an earlier release (flags {flags:#06x}); not starting, so that it is"
+            " not lost: stop the listener cleanly before an upgrade or a downgrade"
+        )
+    if payload_check(payload) != check:
+        return None
+    return JournalEntry(sequence, meta, payload, sha256(payload).hexdigest())
 
 
 def read_segment(reader: BinaryIO, checkpoint: int) -> Iterator[tuple[int, JournalEntry | None]]:
     """Entries of one segment from its start to the first invalid one: ``(sequence, entry)``;
-    ``entry`` is None for entries at or below ``checkpoint`` (their payload is not read)."""
-    previous = 0
-    start = 0
+    ``entry`` is None for entries at or below ``checkpoint`` (their payload is not read).
+
+    Raises:
+        JournalError: an entry of an earlier release's format past the checkpoint.
+    """
+    previous = start = 0
     while True:
         raw = reader.read(HEADER.size)
         if len(raw) < HEADER.size:
             return
-        magic, version, flags, sequence, meta_length, payload_length, crc, digest = HEADER.unpack(raw)
+        magic, version, flags, sequence, meta_length, payload_length, crc, check = HEADER.unpack(raw)
         if magic != MAGIC or version != VERSION or sequence <= previous:
             return
         meta = reader.read(meta_length)
-        blank = HEADER.pack(MAGIC, VERSION, flags, sequence, meta_length, payload_length, 0, digest)
+        blank = HEADER.pack(MAGIC, VERSION, flags, sequence, meta_length, payload_length, 0, check)
         if len(meta) != meta_length or zlib.crc32(meta, zlib.crc32(blank)) != crc:
             return
         previous = sequence
-        end = start + HEADER.size + meta_length + payload_length
-        start = align_up(end) if flags & FLAG_PADDED else end
+        start = align_up(start + HEADER.size + meta_length + payload_length)
         if sequence <= checkpoint:
             reader.seek(start)
             yield sequence, None
             continue
         payload = reader.read(payload_length)
-        if len(payload) != payload_length or not payload_valid(flags, payload, digest):
+        entry = _entry(sequence, flags, meta, payload, check) if len(payload) == payload_length else None
+        if entry is None:
             return  # torn write: never acknowledged, and nothing acknowledged lies behind it
         reader.seek(start)
-        yield sequence, JournalEntry(sequence, meta, payload, sha256_hex(flags, payload, digest))
-
-
-def sha256_hex(flags: int, payload: bytes, check: bytes) -> str:
-    """Hex SHA-256 of a validated payload (stored, or computed for an entry with a CRC check)."""
-    return sha256(payload).hexdigest() if flags & _PAYLOAD_CRC else check.hex()
+        yield sequence, entry
 
 
 class JournalReader:
-    """Reads entries at known locations (the materialiser worker's side; segment files stay open).
+    """Reads entries at known locations (the materialiser's side; segment files stay open).
 
     Args:
         directory: the journal directory.
@@ -164,20 +157,16 @@ class JournalReader:
         data = os.pread(fd, location.size, location.offset)
         if len(data) != location.size:
             raise JournalError("journal entry is truncated")
-        magic, version, flags, sequence, meta_length, payload_length, _crc, digest = HEADER.unpack_from(data)
-        if (
-            magic != MAGIC
-            or version != VERSION
-            or sequence != location.sequence
-            or HEADER.size + meta_length + payload_length != location.size
+        magic, version, flags, sequence, meta_length, payload_length, _crc, check = HEADER.unpack_from(data)
+        if (magic, version, sequence) != (MAGIC, VERSION, location.sequence) or (
+            HEADER.size + meta_length + payload_length != location.size
         ):
             raise JournalError("journal entry does not match its location")
-        view = memoryview(data)
-        meta = bytes(view[HEADER.size : HEADER.size + meta_length])
-        payload = bytes(view[HEADER.size + meta_length :])
-        if not payload_valid(flags, payload, digest):
+        meta, payload = data[HEADER.size : HEADER.size + meta_length], data[HEADER.size + meta_length :]
+        entry = _entry(sequence, flags, meta, payload, check)
+        if entry is None:
             raise JournalError("journal entry payload does not match its check")
-        return JournalEntry(sequence, meta, payload, sha256_hex(flags, payload, digest))
+        return entry
 
     def close(self) -> None:
         """Close the segment files."""
