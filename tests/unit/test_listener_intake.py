@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import errno
 import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +30,7 @@ from oncohabitat.listener.storage import (
     StorePolicy,
     StoreResult,
 )
-from tests.unit.test_listener_journal import MIB, payload, sha
+from tests.unit.test_listener_journal import MIB, sha
 from tests.unit.test_listener_storage import encode_body, file_body, make_event, metric, receive
 
 
@@ -456,25 +455,3 @@ def test_a_failed_batch_is_retried_and_its_instances_stay_pending_meanwhile(
     uid = str(pydicom.dcmread(ct_series[0], stop_before_pixels=True).SOPInstanceUID)
     record = index.get_instance(uid)
     assert record is not None and sha((store.root / record.path).read_bytes()) == record.sha256
-
-
-def test_a_materialiser_write_error_removes_the_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Journal path: a file the worker cannot finish (disk full) is deleted; the retry writes it whole."""
-    target = tmp_path / "instances" / "study" / "series" / "instance.dcm"
-    data = payload(1, 300_000)
-    real_write = os.write
-    calls = {"n": 0}
-
-    def half_then_full(fd: int, view: bytes | memoryview) -> int:
-        calls["n"] += 1
-        if calls["n"] == 1:
-            return real_write(fd, bytes(view)[: len(view) // 2])
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(materialiser_module.os, "write", half_then_full)
-    with pytest.raises(OSError):
-        materialiser_module.write_file(target, data)
-    assert calls["n"] == 2 and not target.exists()  # a partial file was written, then deleted
-    monkeypatch.setattr(materialiser_module.os, "write", real_write)
-    materialiser_module.write_file(target, data)
-    assert target.read_bytes() == data

@@ -25,10 +25,8 @@ in the journal meanwhile, and a stop leaves them to the next start's recovery.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -54,32 +52,8 @@ class PendingInstance:
 
 #: Receives each materialised instance with its index outcome.
 ResultCallback = Callable[[PendingInstance, AddResult], None]
-
-
-def write_file(path: Path, data: bytes) -> None:
-    """Write ``data`` at ``path`` (parents created), replacing any previous content; no fsync.
-
-    A write error (e.g. a full disk) deletes the partial file before it is raised: the instance
-    stays in the journal and its batch is retried.
-
-    Raises:
-        OSError: the file could not be written.
-    """
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-    except OSError:
-        os.close(fd)
-        with contextlib.suppress(OSError):  # the write error is the one to report
-            path.unlink()
-        raise
-    os.close(fd)
+#: Writes an instance file (path, bytes) without syncing it; a failed write leaves no partial file.
+FileWriter = Callable[[Path, bytes], None]
 
 
 class Materialiser:
@@ -90,6 +64,7 @@ class Materialiser:
         index: the study index the rows go to.
         root: store root (instance paths are relative to it; its file system is synced at checkpoints).
         on_result: called per materialised instance with its index outcome (late arrivals).
+        write_file: writes an instance file (the store's, without fsync).
         sync: sync the file system before each checkpoint (False with a non-syncing journal).
         checkpoint_bytes: checkpoint after this many bytes of materialised entries.
         defer_bytes: most bytes of entries held back while intake is busy (0 = materialise at once).
@@ -105,6 +80,7 @@ class Materialiser:
         index: StudyIndex,
         root: Path,
         on_result: ResultCallback,
+        write_file: FileWriter,
         *,
         sync: bool = True,
         checkpoint_bytes: int = 16 * 1024 * 1024,
@@ -119,6 +95,7 @@ class Materialiser:
         self._root = root
         self._reader = JournalReader(journal.directory)
         self._on_result = on_result
+        self._write_file = write_file
         self._sync = sync
         self._checkpoint_bytes = checkpoint_bytes
         self._defer_bytes = defer_bytes
@@ -251,7 +228,7 @@ class Materialiser:
                     entry = self._reader.read(item.location)
                     record = dataclasses.replace(item.record, sha256=entry.sha256)
                     if self._index.get_instance(record.sop_uid) is None:  # never rewrite an indexed file
-                        write_file(self._root / record.path, entry.payload)
+                        self._write_file(self._root / record.path, entry.payload)
                     items.append((record, item.study_uid))
                 results = self._index.add_instances(items)
                 break

@@ -33,11 +33,13 @@ brings every acknowledged instance back into the index.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from io import BytesIO
 from pathlib import Path
 from typing import IO
 
@@ -193,6 +195,7 @@ class InstanceStore(StoreIntake, StoreRecovery):
             self.index,
             self.root,
             self._materialised,
+            lambda path, data: self._write_durably(path, data, fsync=False),
             sync=self.policy.fsync,
             checkpoint_bytes=max(segments_bytes // 2, 1),
             defer_bytes=min(self.policy.defer_bytes, segments_bytes // 4),
@@ -289,6 +292,32 @@ class InstanceStore(StoreIntake, StoreRecovery):
             spool.discard()
             return refuse("sop_mismatch", status.DATASET_MISMATCH)
         return header
+
+    def store_part10(
+        self,
+        data: bytes,
+        *,
+        expected_sop_class_uid: str | None = None,
+        expected_sop_uid: str | None = None,
+    ) -> StoreResult:
+        """Check and store one Part-10 byte string as it is (never raises for bad input or I/O).
+
+        ``expected_*`` are a C-STORE request's Affected SOP Class/Instance UIDs; a data set
+        disagreeing with them is refused with 0xA900.
+        """
+        if not self.accepting():
+            return refuse("disk_low", status.OUT_OF_RESOURCES)
+        try:
+            transfer_syntax, offset = split_part10(data)
+            header = inspect_body(BytesIO(data[offset:]), transfer_syntax, self.policy.budgets)
+        except InvalidInstanceError as exc:
+            return refuse(exc.reason, exc.status)
+        if (expected_sop_class_uid is not None and header.sop_class_uid != expected_sop_class_uid) or (
+            expected_sop_uid is not None and header.sop_uid != expected_sop_uid
+        ):
+            return refuse("sop_mismatch", status.DATASET_MISMATCH)
+        sha = hashlib.sha256(data).hexdigest()
+        return self._commit(header, transfer_syntax, sha, len(data), lambda final: self._write_durably(final, data))
 
     def refuse(self, reason: str, dimse_status: int) -> StoreResult:
         """Count and log a refused instance; the result to answer."""
