@@ -2,7 +2,7 @@
 instance is written and indexed without the journal.
 
 Direct path (no journal, data sets spooled to disk or too large for a journal segment, re-sent UIDs
-with other bytes, journaled instances whose journal sync failed): the file is written durably
+with other bytes, instances the journal refused): the file is written durably
 (:mod:`.store_files`), then the index row is committed; only then is success (0x0000) answered.
 A crash at any point leaves either nothing acknowledged or a complete, fsynced file with its row;
 a write error removes the partial file at once. A file without a row (crash before the commit) was
@@ -15,8 +15,8 @@ Duplicates (same SOP Instance UID): the same bytes answer success and change not
 bytes answer success, are counted (``studies.conflicts``, metric) and audited; the
 :class:`DuplicatePolicy` keeps the first version (default) or replaces it (the new file gets its
 own name ``<sop_key>-<sha16>.dcm``, the row is switched, then the old file is deleted; a completed
-study is then treated like a late arrival). A version resolved after its reply (journaled) that
-is older than the indexed one is a conflict, never a replacement.
+study is then treated like a late arrival). A version that arrived before the indexed one (two
+associations racing) is a conflict, never a replacement.
 
 Contract: :meth:`StoreDuplicates._commit` returns success only once the file and its row are
 committed (or the UID was already indexed: identical or conflict, which change no file); any
@@ -71,9 +71,8 @@ class StoreDuplicates(StoreFiles):
     ) -> StoreResult:
         """Write and index an instance directly (identical, conflict or replace for a known UID).
 
-        ``received_at``: when this version arrived (epoch s), for one resolved after its reply
-        (journaled): a version older than the indexed one is a conflict, never a replacement (a
-        newer version was acknowledged and indexed meanwhile). None: now.
+        ``received_at``: when this version arrived (epoch s; None: now): a version older than the
+        indexed one is a conflict, never a replacement.
         """
         study_key = uid_key(header.study_uid)
         sop_key = uid_key(header.sop_uid)

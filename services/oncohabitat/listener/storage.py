@@ -18,16 +18,15 @@ Layout under ``root``::
     root/incoming/<random>.tmp                   large data sets while they arrive (spool.py)
     root/instances/<study_key>/<series_key>/<sop_key>.dcm
 
-Which path an instance takes: one received in memory goes through the journal
-(``StorePolicy.journal_segments > 0``, the service default) unless it is too large for a journal
-entry or the journal refuses it; everything else takes the direct path. Before anything is
-written (the journal included), :mod:`.checks` validates the identity UIDs, the deflate budget and the declared pixel
-budget, and the :class:`DiskGuard` the free-space watermark.
+Before anything is written (the journal included), the :class:`DiskGuard` checks the free-space
+watermark and :mod:`.checks` the identity UIDs and the deflate and declared-pixel budgets. Then an
+instance received in memory goes through the journal (``StorePolicy.journal_segments > 0``, the
+service default) unless it is too large for an entry or the journal refuses it; everything else
+takes the direct path.
 
-Contract about "acknowledged": a result with status success is only returned once
-the instance survives a crash (with ``StorePolicy.fsync``, also an OS crash or power loss): its
-journal entry is synced, or its file and index row are committed. Recovery at the next start
-brings every acknowledged instance back into the index.
+Contract about "acknowledged": success is returned only once the instance survives a crash (with
+``StorePolicy.fsync``, also an OS crash or power loss): its journal entry is synced, or its file and
+index row are committed. Recovery at the next start brings every acknowledged instance back.
 """
 
 from __future__ import annotations
