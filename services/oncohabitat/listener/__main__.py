@@ -8,7 +8,6 @@ from __future__ import annotations
 import sys
 
 from oncohabitat.common.errors import InvalidInputError
-from oncohabitat.common.server import ServiceRuntime
 from oncohabitat.common.service_main import ServiceParts, run_service
 from oncohabitat.listener.errors import ListenerError
 from oncohabitat.listener.handoff import GrpcHandoff
@@ -36,19 +35,11 @@ def build(settings: ListenerSettings) -> ServiceParts:
         handoff.close()
         raise
     servicer = ListenerAdminServicer(parts.index, parts.outbox)
-
-    def start(_runtime: ServiceRuntime) -> None:
-        parts.start()
-
-    def stop() -> None:
-        parts.stop()
-        handoff.close()
-
     return ServiceParts(
         registrations=[lambda server: listener_pb2_grpc.add_ListenerAdminServicer_to_server(servicer, server)],
         service_names=["oncohabitat.v1.ListenerAdmin"],
-        on_start=[start],
-        on_stop=[stop],
+        on_start=[lambda _runtime: parts.start()],
+        on_stop=[parts.stop, handoff.close],  # in this order
     )
 
 

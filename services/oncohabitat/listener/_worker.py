@@ -13,10 +13,9 @@ _LOG = logging.getLogger(__name__)
 
 
 class PollingWorker:
-    """Calls ``step()`` at start and then every ``interval_s`` seconds (or on :meth:`wake`).
+    """Calls ``step()`` at start, then every ``interval_s`` s or on :meth:`wake` (a daemon thread).
 
-    Errors raised by ``step`` are logged and the loop goes on (the next step runs after the
-    interval); the thread is a daemon.
+    An error raised by ``step`` is logged and the loop goes on.
     """
 
     def __init__(self, name: str, step: Callable[[], object], interval_s: float) -> None:

@@ -1,10 +1,9 @@
 """Classification of a completed study for the index and the admin API (DCE series and phase roles).
 
 Runs :func:`oncohabitat.dicomio.dce.classify_study_files` on the study's stored files (headers
-only) and keeps its JSON summary, which carries opaque series keys, roles, reasons and phase
-times, never UIDs or patient data; each phase also lists its files relative to the store root (digest-named),
-so that the orchestrator assembles these phases without classifying again
-(:mod:`oncohabitat.dicomio.dce_handoff`).
+only) and keeps its JSON summary: opaque series keys, roles, reasons and phase times, never UIDs or
+patient data; each phase also lists its (store-relative) files, so that the orchestrator assembles
+the phases without classifying again (:mod:`oncohabitat.dicomio.dce_handoff`).
 """
 
 from __future__ import annotations

@@ -2,17 +2,15 @@
 
 A RECEIVING study completes when no new instance arrived for ``quiet_period_s``, or earlier, once
 every :class:`ExpectedSeriesRule` is satisfied and it has been quiet for ``settle_period_s``. At
-completion the study is classified (:mod:`.classify`: DCE series/phase roles and eligibility);
-under :attr:`HandoffPolicy.ELIGIBLE` an ineligible study ends REJECTED with the classification's
-reason code, under :attr:`HandoffPolicy.ALL` (default: the orchestrator also serves CT and
-masked single-series studies) it is handed off with its classification recorded.
+completion the study is classified (:mod:`.classify`); under :attr:`HandoffPolicy.ELIGIBLE` an
+ineligible study ends REJECTED with the classification's reason code, under :attr:`HandoffPolicy.ALL`
+(default: the orchestrator also serves CT and masked single-series studies) it is handed off with
+its classification recorded.
 
 The state lives in the index (epoch-second times), so completion survives a restart. Time the
-listener was down does not count as quiet: a sender cannot send to a stopped listener, and one
-whose push the restart cut off resumes once it is back. So a RECEIVING study completes once
-``quiet_period_s`` passed since its last instance *and* since the monitor started (:meth:`start`);
-otherwise a restart slower than the quiet period would complete and hand off every study whose push
-it interrupted, half-received, and the resumed push would make each a second job (a re-run).
+listener was down is not quiet time (no sender can reach a stopped listener): quiet periods count
+from :meth:`CompletionMonitor.start` at the earliest, so that a slow restart does not complete (and
+hand off, half-received) every study whose push it interrupted.
 """
 
 from __future__ import annotations
@@ -162,9 +160,10 @@ class CompletionMonitor:
         if rule is None or (self._has_pending is not None and self._has_pending(study_key)):
             return False
         verdict = self._classifier(study_key) if self._classifier is not None else None
+        code = verdict.reason_code if verdict is not None else ""
         reject = None
         if verdict is not None and not verdict.eligible and self._policy is HandoffPolicy.ELIGIBLE:
-            reject = f"not eligible: {verdict.reason_code}: {verdict.reason}"
+            reject = f"not eligible: {code}: {verdict.reason}"
         digest = self._index.complete_study(
             study_key,
             last_received_at,
@@ -175,27 +174,21 @@ class CompletionMonitor:
         )
         if digest is None:
             return False  # a new instance arrived meanwhile
-        self._report(study_key, digest, rule, verdict, reject is not None, now)
-        return True
-
-    def _report(
-        self, study_key: str, digest: str, rule: str, verdict: StudyVerdict | None, rejected: bool, now: float
-    ) -> None:
         study = self._index.get_study(study_key)
         instances = study.instance_count if study is not None else 0
         if study is not None:
             metrics.STUDY_COMPLETION_SECONDS.observe(max(now - study.first_received_at, 0.0))
-        code = verdict.reason_code if verdict is not None else ""
-        if rejected:
+        if reject is not None:
             metrics.STUDIES_REJECTED.labels(reason=code).inc()
             audit.emit("study_rejected", study_key=study_key, instances=instances, reason_code=code)
             _LOG.info("study %s not eligible (%s)", study_key, code)
-            return
+            return True
         metrics.STUDIES_COMPLETED.inc()
         audit.emit("study_completed", study_key=study_key, instances=instances, rule=rule, reason_code=code)
         _LOG.info("study %s complete by %s (content digest %s)", study_key, rule, digest[:16])
         if self._on_complete is not None:
             self._on_complete(study_key, digest)
+        return True
 
     def start(self) -> None:
         """Start the background thread (it checks at once, then every poll interval).

@@ -35,6 +35,5 @@ class StudyIndexError(ListenerError):
 class HandoffRejectedError(ListenerError):
     """Raised by a hand-off callable when the receiver refuses the study for good.
 
-    The outbox then marks the study REJECTED with the (curated) message as reason instead of
-    retrying. Any other exception from the hand-off is treated as transient and retried.
+    The outbox then marks the study REJECTED (the curated message is the reason) instead of retrying.
     """

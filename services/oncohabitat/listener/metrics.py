@@ -1,7 +1,6 @@
 """Prometheus metrics of the DICOM listener (default registry).
 
-Labels only carry fixed vocabularies (rejection reasons, duplicate kinds); never study,
-series, instance or patient identifiers.
+Labels only carry fixed vocabularies (rejection reasons, duplicate kinds), never identifiers.
 """
 
 from __future__ import annotations
@@ -109,7 +108,7 @@ JOURNAL_ERRORS = Counter(
 )
 MATERIALISE_SECONDS = Histogram(
     "oncohabitat_listener_materialise_batch_seconds",
-    "Time to apply one batch of instances the materialiser worker indexed (reports, pending release), in seconds.",
+    "Time to materialise one batch of journaled instances (files, index rows, reports), in seconds.",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 CHECKPOINT_SECONDS = Histogram(

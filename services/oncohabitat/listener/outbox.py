@@ -1,8 +1,7 @@
 """Durable outbox: hands COMPLETE studies to the orchestrator, retrying with backoff.
 
 The queue is the index itself (COMPLETE studies with ``next_handoff_at <= now``), so pending
-hand-offs survive a restart. A hand-off is the callable
-``handoff(study_key, content_digest, instance_paths) -> job_id``:
+hand-offs survive a restart. When a hand-off call (:class:`HandoffFn`)
 
 * returns a non-empty job id: the study becomes HANDED_OFF with that ``job_id``;
 * raises :class:`HandoffRejectedError`: the study becomes REJECTED (no retry);
@@ -25,7 +24,7 @@ from typing import Protocol
 from oncohabitat.listener import metrics
 from oncohabitat.listener._worker import PollingWorker
 from oncohabitat.listener.errors import HandoffRejectedError
-from oncohabitat.listener.index import StudyIndex, StudyRecord, StudyState
+from oncohabitat.listener.index import StudyIndex, StudyState
 
 _LOG = logging.getLogger(__name__)
 
@@ -85,8 +84,8 @@ class Outbox:
         """Attempt every due hand-off once; returns the number that succeeded."""
         succeeded = 0
         for study in self._index.studies_due_for_handoff(self._clock()):
-            if self._handoff_one(study.study_key) is not None:
-                succeeded += 1
+            with self._handoff_lock:
+                succeeded += self._handoff_locked(study.study_key) is not None
         metrics.OUTBOX_PENDING.set(self._index.count_in_state(StudyState.COMPLETE))
         return succeeded
 
@@ -117,46 +116,38 @@ class Outbox:
         """Stop the background thread (waits for an in-flight hand-off up to ``timeout_s``)."""
         self._worker.stop(timeout_s)
 
-    def _handoff_one(self, study_key: str) -> str | None:
-        with self._handoff_lock:
-            return self._handoff_locked(study_key)
-
     def _handoff_locked(self, study_key: str, *, rerun: bool = False) -> str | None:
-        """Hand a COMPLETE study off (``_handoff_lock`` held); the job id of a HANDED_OFF one."""
+        """Hand a COMPLETE study off (``_handoff_lock`` held): its job id, None when that failed.
+
+        A study HANDED_OFF meanwhile gives its job id; one otherwise no longer COMPLETE, None.
+        """
         study = self._index.get_study(study_key)
         if study is None or study.state is not StudyState.COMPLETE or study.content_digest is None:
             return study.job_id if study is not None and study.state is StudyState.HANDED_OFF else None
-        return self._attempt(study, study.content_digest, rerun=rerun)
-
-    def _attempt(self, study: StudyRecord, digest: str, *, rerun: bool = False) -> str | None:
-        paths = [self._root / record.path for record in self._index.instances(study.study_key)]
+        digest = study.content_digest
+        paths = [self._root / record.path for record in self._index.instances(study_key)]
         try:
-            job_id = self._handoff(study.study_key, digest, paths, rerun=rerun)
+            job_id = self._handoff(study_key, digest, paths, rerun=rerun)
             if not job_id:
                 raise ValueError("hand-off returned an empty job id")
         except HandoffRejectedError as exc:
             metrics.HANDOFF_FAILURES.labels(kind="rejected").inc()
-            self._index.mark_rejected(study.study_key, f"hand-off rejected: {exc}", digest)
-            _LOG.warning("study %s rejected by the hand-off receiver", study.study_key)
+            self._index.mark_rejected(study_key, f"hand-off rejected: {exc}", digest)
+            _LOG.warning("study %s rejected by the hand-off receiver", study_key)
             return None
         except Exception as exc:  # noqa: BLE001 - any transport error is transient: counted and retried
             metrics.HANDOFF_FAILURES.labels(kind="transient").inc()
             attempts = study.handoff_attempts + 1
             delay = self.backoff_s(attempts)
-            self._index.record_handoff_failure(
-                study.study_key, digest, f"hand-off failed ({type(exc).__name__})", self._clock() + delay
-            )
+            error = type(exc).__name__
+            self._index.record_handoff_failure(study_key, digest, f"hand-off failed ({error})", self._clock() + delay)
             _LOG.warning(
-                "hand-off of study %s failed (%s, attempt %d); retry in %.1f s",
-                study.study_key,
-                type(exc).__name__,
-                attempts,
-                delay,
+                "hand-off of study %s failed (%s, attempt %d); retry in %.1f s", study_key, error, attempts, delay
             )
             return None
-        if self._index.mark_handed_off(study.study_key, digest, job_id, self._clock()):
+        if self._index.mark_handed_off(study_key, digest, job_id, self._clock()):
             metrics.HANDOFFS.inc()
-            _LOG.info("study %s handed off", study.study_key)
+            _LOG.info("study %s handed off", study_key)
         else:
-            _LOG.info("study %s changed during hand-off; it will be handed off again", study.study_key)
+            _LOG.info("study %s changed during hand-off; it will be handed off again", study_key)
         return job_id

@@ -23,37 +23,31 @@ _SOP_CLASS_KINDS = {
 }
 
 
-def _rfc3339(epoch_s: float | None) -> str:
-    if epoch_s is None:
-        return ""
-    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 _PHASE_ROLES = {
     "pre-contrast": common_pb2.PHASE_ROLE_PRE_CONTRAST,
     "post-contrast": common_pb2.PHASE_ROLE_POST_CONTRAST,
 }
 
 
+def _rfc3339(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def _series_by_sop_class(instances: list[InstanceRecord]) -> list[listener_pb2.SeriesSummary]:
     grouped: dict[str, list[InstanceRecord]] = defaultdict(list)
     for record in instances:
         grouped[record.series_key].append(record)
-    summaries = []
-    for series_key, records in sorted(grouped.items()):
-        first = records[0]
-        kind = _SOP_CLASS_KINDS.get(first.sop_class_uid, "image")
-        summaries.append(
-            listener_pb2.SeriesSummary(
-                series_key=series_key,
-                modality=first.modality,
-                sop_class=first.sop_class_uid,
-                instance_count=len(records),
-                classification=kind,
-                reason="by SOP class (not classified yet)",
-            )
+    return [
+        listener_pb2.SeriesSummary(
+            series_key=series_key,
+            modality=records[0].modality,
+            sop_class=records[0].sop_class_uid,
+            instance_count=len(records),
+            classification=_SOP_CLASS_KINDS.get(records[0].sop_class_uid, "image"),
+            reason="by SOP class (not classified yet)",
         )
-    return summaries
+        for series_key, records in sorted(grouped.items())
+    ]
 
 
 def _phase(payload: dict[str, Any]) -> common_pb2.Phase:
@@ -70,20 +64,18 @@ def _phase(payload: dict[str, Any]) -> common_pb2.Phase:
 
 def _series_from_classification(classification: dict[str, Any]) -> list[listener_pb2.SeriesSummary]:
     phases = {int(p["index"]): p for p in classification.get("phases", [])}
-    summaries = []
-    for item in classification.get("series", []):
-        indices = [int(i) for i in item.get("phase_indices", [])]
-        summaries.append(
-            listener_pb2.SeriesSummary(
-                series_key=str(item.get("series_key", "")),
-                modality=str(item.get("modality", "")),
-                sop_class=str(item.get("sop_class_uid", "")),
-                instance_count=int(item.get("instance_count", 0)),
-                classification=str(item.get("role", "")),
-                reason=str(item.get("reason", "")),
-                phases=[_phase(phases[i]) for i in indices if i in phases],
-            )
+    summaries = [
+        listener_pb2.SeriesSummary(
+            series_key=str(item.get("series_key", "")),
+            modality=str(item.get("modality", "")),
+            sop_class=str(item.get("sop_class_uid", "")),
+            instance_count=int(item.get("instance_count", 0)),
+            classification=str(item.get("role", "")),
+            reason=str(item.get("reason", "")),
+            phases=[_phase(phases[int(i)]) for i in item.get("phase_indices", []) if int(i) in phases],
         )
+        for item in classification.get("series", [])
+    ]
     return sorted(summaries, key=lambda s: s.series_key)
 
 

@@ -1,48 +1,25 @@
 """Study life cycle: the states, the transitions the index makes, and what a new instance does to a study.
 
-Pure decisions, no SQL: :mod:`.index` applies them inside its transactions (each transition is
-one committed transaction, so a study is never seen between two states). Times are Unix epoch
-seconds (wall clock) so that quiet periods and hand-off backoff survive a restart. States follow
-``oncohabitat.v1.StudyState``::
+Pure decisions, no SQL: :mod:`.index` applies them, each transition in one committed transaction.
+Times are Unix epoch seconds (wall clock) so that quiet periods and hand-off backoff survive a
+restart. States follow ``oncohabitat.v1.StudyState``; :data:`TRANSITIONS` lists every transition
+with its cause.
 
-    RECEIVING --quiet period, eligible--> COMPLETE --hand-off ok--> HANDED_OFF
-    RECEIVING --quiet period, not eligible--> REJECTED (reason says why)
-                                 COMPLETE --hand-off refused--> REJECTED
-    COMPLETE | HANDED_OFF | REJECTED --new instance, late policy RERUN--> RECEIVING
-    COMPLETE | HANDED_OFF | REJECTED --ResubmitStudy--> COMPLETE
-
-"Study updated" path: a new instance (not a byte-identical re-send) for a COMPLETE, HANDED_OFF or
+A new instance (not a byte-identical re-send, which changes nothing) for a COMPLETE, HANDED_OFF or
 REJECTED study is always stored, counted (``updates``) and audited, then handled by the
-:class:`LatePolicy`:
+:class:`LatePolicy`: ``RERUN`` (default) reopens it to RECEIVING (a new quiet period, a new job for
+the new content digest); ``HOLD`` keeps its state, counts ``late_instances`` and says so in
+``reason``; ``ResubmitStudy`` then re-runs it with everything stored.
 
-* ``RERUN`` (default): the study reopens to RECEIVING, completes again after a new quiet period and
-  is handed off with its new content digest (a new job);
-* ``HOLD``: the study keeps its state; ``late_instances`` counts what was held and ``reason`` says
-  so; ``ResubmitStudy`` re-runs it with everything stored.
-
-A byte-identical re-send changes nothing (no reopen, no new job).
-
-Contract about "acknowledged": an acknowledged instance is never lost to a transition: a study
-only leaves RECEIVING once no acknowledged instance of it is pending (the completion monitor asks
-the store, :meth:`~.storage.InstanceStore.has_pending`), and one that arrives later reopens or is
-held by the late policy, never dropped.
+An acknowledged instance is never lost to a transition: a study leaves RECEIVING only once none of
+its acknowledged instances is pending (:meth:`~.storage.InstanceStore.has_pending`), and one that
+arrives later reopens it or is held, never dropped.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-
-__all__ = [
-    "TRANSITIONS",
-    "AddOutcome",
-    "AddResult",
-    "LateAction",
-    "LatePolicy",
-    "StudyState",
-    "end_of_receiving",
-    "late_action",
-]
 
 
 class StudyState(StrEnum):
@@ -92,7 +69,7 @@ class LateAction(StrEnum):
 
 
 _R, _C, _H, _X = StudyState.RECEIVING, StudyState.COMPLETE, StudyState.HANDED_OFF, StudyState.REJECTED
-#: Every state change the index makes: ``(from, to) -> what causes it`` (see the module doc).
+#: Every state change the index makes: ``(from, to) -> what causes it``.
 TRANSITIONS: dict[tuple[StudyState, StudyState], str] = {
     (_R, _C): "quiet period, eligible (StudyIndex.complete_study)",
     (_R, _X): "quiet period, not eligible (StudyIndex.complete_study)",

@@ -28,25 +28,9 @@ from oncohabitat.listener.settings import MIB, ListenerSettings
 from oncohabitat.listener.storage import INDEX_FILE, InstanceStore, StorePolicy
 from oncohabitat.listener.tlsconfig import TlsConfig, server_context
 
-#: Interpreter switch interval of a listener process, s (CPython's default is 0.005). Association
-#: threads spend most of their time in system calls (receive, journal sync, send); with 4 concurrent
-#: associations a thread back from its sync waited up to 5 ms for the GIL. Measured here, 4 storescu
-#: associations: 1,438-1,512 instances/s at 0.5 ms against 1,309-1,403 at 5 ms.
+#: Interpreter switch interval of a listener process, s (CPython's default is 0.005): association
+#: threads back from a system call (receive, journal sync, send) wait less for the GIL.
 GIL_SWITCH_INTERVAL_S = 0.0005
-
-
-def freeze_startup_heap() -> None:
-    """Move every object alive now out of the cyclic garbage collector's reach (``gc.freeze``).
-
-    Why: a listener process holds ~150,000 long-lived objects once started (pydicom's data
-    dictionaries, gRPC, pydantic models, the settings). Each full (generation-2) collection
-    traversed all of them: 38 ms measured here, during which no association thread ran (the
-    collector holds the GIL; 4 storescu pushes: ~8% of the push time, and the collector was 15% of
-    the listener's CPU in a profile). Objects created later are collected as before; start-up
-    objects that become garbage later are never freed (a one-time, bounded cost).
-    """
-    gc.collect()
-    gc.freeze()
 
 
 @dataclass
@@ -60,13 +44,12 @@ class ListenerParts:
     scp: ListenerSCP
 
     def start(self) -> None:
-        """Start outbox, completion monitor and SCP (in that order).
-
-        Also tunes the process: the GIL switch interval (:data:`GIL_SWITCH_INTERVAL_S`) and the
-        start-up heap frozen (:func:`freeze_startup_heap`).
-        """
+        """Tune the process (GIL switch interval, frozen start-up heap), start outbox, completion, SCP."""
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
-        freeze_startup_heap()
+        # Freeze the start-up heap: full collections (they hold the GIL) no longer traverse its
+        # long-lived objects (pydicom's dictionaries, gRPC, settings); its later garbage is never freed.
+        gc.collect()
+        gc.freeze()
         self.outbox.start()
         self.completion.start()
         self.scp.start()
