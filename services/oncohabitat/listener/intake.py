@@ -1,22 +1,14 @@
 """Journaled intake: a checked instance received in memory is acknowledged once its journal entry is durable.
 
-The store checks a received data set first (:mod:`.checks`; a refused one is never written
-anywhere), then appends its Part-10 bytes with the checked index record (:mod:`.journal_meta`) to
-the :class:`~.journal.IntakeJournal`, which returns once the entry is durable (one ``fdatasync``
-shared by the associations appending at the same time). Then the SOP Instance UID is checked
-against pending and indexed instances: a new instance goes to the
-:class:`~.materialiser.Materialiser`, which writes the file and commits the row in the background
-and checkpoints the journal after a file-system sync; a duplicate takes the direct path
-(:mod:`.duplicates`) and its entry is skipped. Only then is the result returned (and answered).
-
-Contract about "acknowledged": success is answered for a journaled instance only once its entry
-is durable; from then until its row is committed it is pending (:meth:`StoreIntake.has_pending`
-holds back its study's completion) and counts for duplicate detection. If the journal cannot
-take the entry (full past its timeout, an I/O error) the instance takes the direct path instead.
-A crash before the checkpoint is repaired at the next start (:mod:`.recovery`), which stores every
-entry as journaled: an entry whose reply was never sent is stored too (its peer sends it again:
-an identical duplicate). The SHA-256 the index keeps is computed off the reply path (by the
-materialiser worker; the journal entry carries a CRC).
+After the checks (:mod:`.checks`; a refused instance is written nowhere) the Part-10 bytes and the
+checked index record (:mod:`.journal_meta`) are appended to the :class:`~.journal.IntakeJournal`,
+which returns once the entry is durable. Then a new SOP Instance UID goes to the
+:class:`~.materialiser.Materialiser` and a duplicate through the direct path (:mod:`.duplicates`),
+its entry skipped; only then is the result answered. From the acknowledgement until its row is
+committed an instance is pending (:meth:`StoreIntake.has_pending`). An instance the journal cannot
+take (full past its timeout, an I/O error) takes the direct path. After a crash, recovery
+(:mod:`.recovery`) stores every entry as journaled, also one whose reply was never sent (its peer
+sends it again: an identical duplicate).
 """
 
 from __future__ import annotations

@@ -168,8 +168,6 @@ class IntakeJournal:
         with self._cond:
             return self._next_sequence - 1
 
-    # ---- appending -------------------------------------------------------------------------
-
     def append(self, meta: bytes, payload: bytes) -> JournalLocation:
         """Write one entry; returns where it lies once it (and every earlier entry) is durable.
 
@@ -179,14 +177,6 @@ class IntakeJournal:
         location = self.write(meta, payload)
         self.wait_durable(location)
         return location
-
-    def wait_durable(self, location: JournalLocation) -> None:
-        """Return once the entry written by :meth:`write` (and every earlier one) is durable.
-
-        Raises:
-            JournalError: an earlier write failed, or the sync did.
-        """
-        self._wait_durable(location.sequence)
 
     def write(self, meta: bytes, payload: bytes) -> JournalLocation:
         """Write one entry to the page cache, without waiting for durability.
@@ -313,8 +303,14 @@ class IntakeJournal:
                 segment.dirty_through = max(segment.dirty_through, sequence)
             self._cond.notify_all()
 
-    def _wait_durable(self, sequence: int) -> None:
-        """Return once an fdatasync covering every entry <= ``sequence`` has completed (group commit)."""
+    def wait_durable(self, location: JournalLocation) -> None:
+        """Return once an ``fdatasync`` covering the entry written by :meth:`write` and every earlier
+        one has completed (group commit).
+
+        Raises:
+            JournalError: an earlier write failed, or the sync did.
+        """
+        sequence = location.sequence
         if not self.sync:
             with self._cond:
                 self._cond.wait_for(lambda: self._state.done_through >= sequence)
@@ -353,8 +349,6 @@ class IntakeJournal:
                     self._cond.notify_all()
                 if error is not None:
                     raise JournalError(f"journal sync failed: {error.strerror}") from error
-
-    # ---- checkpoints -----------------------------------------------------------------------
 
     def checkpoint(self, through: int) -> None:
         """Declare every entry <= ``through`` materialised durably; their segments become reusable.
@@ -400,8 +394,6 @@ class IntakeJournal:
         if magic != _CHECKPOINT_MAGIC or crc != zlib.crc32(through.to_bytes(8, "little")):
             raise JournalError("journal checkpoint is damaged")
         return int(through)
-
-    # ---- recovery --------------------------------------------------------------------------
 
     def _scan(self) -> tuple[list[JournalEntry], int]:
         """Valid entries above the checkpoint (by sequence) and the highest sequence seen."""

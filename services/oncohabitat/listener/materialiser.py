@@ -1,26 +1,16 @@
 """Turns journaled instances into Part-10 files and index rows, off the reply path; checkpoints the journal.
 
-An association thread appends a checked instance to the :class:`~.journal.IntakeJournal` (durable)
-and hands its location and index record to :meth:`Materialiser.submit` before it answers success.
-One background thread reads the entries back from the journal (the page cache, usually), computes
-the SHA-256 the index keeps (the journal holds a CRC only), writes the files at their final paths
-and commits their index rows in batches (one transaction per batch). Nothing there fsyncs: the
-checkpoint does.
+:meth:`Materialiser.submit` takes a durable journal entry's location and index record. One
+background thread reads entries back (usually from the page cache), computes the SHA-256 the index
+keeps, writes the files and commits their rows in batches, without syncing. Until its row is
+committed an instance is *pending* (:meth:`pending`, :meth:`has_pending`: duplicates and completion
+consult them). While intake keeps submitting, up to ``defer_bytes`` are held back until it pauses
+for ``defer_idle_s``, so that this work does not compete with the reply path during a burst.
 
-Until its row is committed an instance is *pending*: the store consults :meth:`pending` for
-duplicates, and completion waits while a study has pending instances (:meth:`has_pending`).
-
-Intake first: while associations keep submitting, instances are held back (up to ``defer_bytes``
-of entries) and materialised once intake pauses for ``defer_idle_s`` or the backlog reaches the
-bound, so that this thread's work does not compete with the reply path during a burst (PACS
-traffic comes series by series). The instances are durable in the journal meanwhile.
-
-Checkpoint: one file-system sync (the files, their directories and the index WAL together), then
-the journal learns through which sequence everything is materialised durably, so that segment
-space can be reused. It runs when a writer waits for journal space, after ``checkpoint_bytes`` of
-materialised entries, after ``idle_checkpoint_s`` without new work, and at :meth:`stop`. A batch
-that fails (disk full, an index error) is logged and retried after ``retry_s``: its entries stay
-in the journal meanwhile, and a stop leaves them to the next start's recovery.
+Checkpoint: one file-system sync, then the journal learns through which sequence everything is
+materialised durably, so that its space can be reused; it runs when a writer waits for journal
+space, after ``checkpoint_bytes``, after ``idle_checkpoint_s`` without work, and at :meth:`stop`.
+A failed batch is retried after ``retry_s``; its entries stay in the journal meanwhile.
 """
 
 from __future__ import annotations
@@ -119,8 +109,6 @@ class Materialiser:
         self._stopping = False
         self._thread: threading.Thread | None = None
 
-    # ---- association side ------------------------------------------------------------------
-
     def submit(self, item: PendingInstance) -> None:
         """Queue a journaled instance; it is pending from now until its index row is committed."""
         with self._cond:
@@ -161,8 +149,6 @@ class Materialiser:
             finally:
                 self._flushing -= 1
 
-    # ---- life cycle --------------------------------------------------------------------------
-
     def start(self) -> None:
         """Start the background thread (no-op when running)."""
         if self._thread is not None:
@@ -184,8 +170,6 @@ class Materialiser:
         self._thread = None
         self.checkpoint()
         self._reader.close()
-
-    # ---- the thread ----------------------------------------------------------------------------
 
     def _run(self) -> None:
         while True:
