@@ -43,15 +43,12 @@ class AssociationConfig:
     """Protocol settings of the acceptor (times in s, sizes in bytes).
 
     Attributes:
-        ae_title: our AE title.
-        access: who may associate.
-        contexts: presentation contexts we support (abstract syntax + transfer syntaxes).
+        contexts: presentation contexts we support.
         max_pdu_bytes: largest P-DATA-TF PDU we accept (announced as Maximum Length Received).
         max_request_bytes: largest A-ASSOCIATE-RQ accepted.
         acse_timeout_s: TLS handshake and A-ASSOCIATE-RQ together, a total from the connection's
             acceptance (trickled bytes cannot stretch it; see :meth:`Association.expire_setup`).
-        dimse_timeout_s: longest wait for the next fragment once a message has started (also
-            bounds the sending of a reply).
+        dimse_timeout_s: longest wait for the next fragment of a started message, and for sending a reply.
         network_timeout_s: longest idle time between messages.
         idle_timeout_s: an association without a DIMSE message this long after its A-ASSOCIATE-AC
             is aborted (a total, see :meth:`Association.expire_idle`); 0 = off.
@@ -300,10 +297,7 @@ class Association:
             self._sock.sendall(data)
 
     def interrupt(self) -> None:
-        """Shut the connection down from another thread, so that the serving thread's read returns.
-
-        The TCP connection is shut down under any TLS layer (``SSLSocket.shutdown`` would also drop
-        the TLS state the serving thread is using).
-        """
+        """Shut the TCP connection down (from another thread) so that the serving thread's read returns;
+        under any TLS layer, as ``SSLSocket.shutdown`` would drop the TLS state that thread is using."""
         with contextlib.suppress(OSError):  # already closed
             socket.socket.shutdown(self._sock, socket.SHUT_RDWR)

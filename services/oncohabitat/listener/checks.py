@@ -1,21 +1,17 @@
 """Checks on a received data set before anything is stored: identity UIDs, deflate and pixel budgets.
 
-The data set is walked once with pydicom's ``data_element_generator`` (raw elements, no ``Dataset``
-built): values longer than :data:`_DEFER_BYTES` (pixel data) are skipped, never read, and only the
-few header attributes checked here are kept, undecoded. The same walk checks that the elements end
-exactly where the data ends (nothing truncated, no trailing bytes). The walk is the same for
-implicit and explicit VR, little and big endian, in memory or spooled to a file. A Deflated
-Explicit VR Little Endian data set is inflated as a stream into a counter (only the first
-:data:`HEADER_PREFIX_BYTES` are kept for parsing) and refused as soon as its inflated size exceeds
-the budget: a "deflate bomb" costs a bounded buffer, never its inflated size. Declared pixel memory
-(Rows x Columns x Frames x Samples x Bits Allocated / 8, in bytes) above the pixel budget is
-refused before any decoder sees it. Cost (``timeit``, one process): ~42 us for a 57 KB MR instance;
-~0.23 s per MiB of zero-length elements, the costliest data per byte.
+One walk with pydicom's ``data_element_generator`` (raw elements, no ``Dataset``; any VR encoding and
+byte order, in memory or spooled) skips values over :data:`_DEFER_BYTES` unread, keeps the few header
+attributes checked here undecoded, and checks that the elements end exactly where the data ends. A
+deflated data set is inflated as a stream into a counter (the first :data:`HEADER_PREFIX_BYTES` kept)
+and refused once past the inflated budget: a "deflate bomb" costs a bounded buffer. Declared pixel
+memory (Rows x Columns x Frames x Samples x Bits Allocated / 8, bytes) above the pixel budget is
+refused before any decoder sees it.
 
 Refusal precedence: a parse error among the header attributes (tags up to (0028,0100) Bits
 Allocated) is ``unreadable`` at once, except a header value cut before its delimiter, which leaves
 an empty header as pydicom's ``read_dataset`` does (``missing_uid``); then UIDs and the pixel
-budget are checked; then the structure of the rest (truncation, trailing bytes).
+budget; then the structure of the rest (truncation, trailing bytes).
 """
 
 from __future__ import annotations
@@ -62,8 +58,7 @@ _WANTED_TAGS = frozenset(
     {tag for _name, tag in _REQUIRED_UIDS}
     | {_MODALITY, _SERIES_DESCRIPTION, _SERIES_NUMBER, _SAMPLES, _FRAMES, _ROWS, _COLUMNS, _BITS}
 )
-#: NotImplementedError: pydicom cannot decode some values (e.g. a Specific Character Set in an item
-#: whose element VRs are unknown); such a data set is unreadable here as well.
+#: NotImplementedError: values pydicom cannot decode (e.g. a charset in an item of unknown VRs): unreadable.
 _PARSE_ERRORS = (
     InvalidDicomError,
     ValueError,
@@ -141,10 +136,7 @@ def inflate_prefix(stream: IO[bytes], max_inflated_bytes: int) -> tuple[bytes, b
 
 @lru_cache(maxsize=64)
 def _syntax_flags(transfer_syntax: str) -> tuple[bool, bool, bool]:
-    """(implicit VR, little endian, deflated) of a transfer syntax UID; ValueError for other UIDs.
-
-    Cached: pydicom's ``UID`` properties cost ~4 us, and an association negotiates few syntaxes.
-    """
+    """(implicit VR, little endian, deflated) of a transfer syntax UID (cached: ``UID`` is slow); else ValueError."""
     syntax = UID(transfer_syntax)
     return syntax.is_implicit_VR, syntax.is_little_endian, syntax.is_deflated
 
@@ -158,12 +150,10 @@ def _unreadable(message: str = "data set could not be parsed") -> InvalidInstanc
 
 
 def _elements(stream: BinaryIO, implicit: bool, little: bool, whole: bool) -> tuple[Iterator[Element], bool]:
-    """The top-level elements of ``stream`` (values over :data:`_DEFER_BYTES` skipped, left None).
+    """The top-level elements of ``stream`` (values over :data:`_DEFER_BYTES` left None) and the header's VR flag.
 
-    As pydicom's ``read_dataset`` does, the header's VR encoding is taken from its first element
-    (a mismatch with the transfer syntax warns, or raises in pydicom's RAISE validation mode); the
-    elements after the header keep the transfer syntax's encoding. ``whole=False`` stops after
-    the header. Returns the elements and the implicit-VR flag used for the header.
+    The header's (implicit) VR encoding comes from its first element, as in pydicom's ``read_dataset`` (a mismatch
+    warns, or raises in RAISE mode); later elements use the transfer syntax's. ``whole=False``: header only.
     """
     start = stream.tell()
     header_implicit = _is_implicit_vr(stream, implicit, little, _stop_after_header, is_sequence=False)
@@ -179,11 +169,8 @@ def _elements(stream: BinaryIO, implicit: bool, little: bool, whole: bool) -> tu
 
 
 def _fails_in_header(stream: BinaryIO, position: int, implicit: bool, little: bool) -> bool:
-    """Whether the element at ``position`` (whose parsing failed) belongs to the header read.
-
-    It does when its tag is at most Bits Allocated, or when pydicom failed before looking at the
-    tag: a 4-byte explicit-VR length cut short by the end of the data.
-    """
+    """Whether the element at ``position`` (whose parsing failed) belongs to the header: its tag is at most
+    Bits Allocated, or pydicom failed before the tag (a 4-byte explicit-VR length cut by the end of data)."""
     stream.seek(position)
     head = stream.read(12)
     if len(head) < 8:  # pydicom reads a whole tag-VR-length before failing: not expected here
@@ -202,10 +189,8 @@ def _end_of(element: Element | None, position_after: int) -> int:
 
 
 def _scan(stream: BinaryIO, implicit: bool, little: bool, whole: bool) -> tuple[dict[int, Element], bool]:
-    """Walk the data set once: the wanted header elements, and whether the structure is sound.
-
-    The structure is sound when every element parses and the last one ends exactly at the end of
-    the data (a value cut short, or trailing bytes that are no complete element, are not).
+    """Walk the data set once: the wanted header elements, and whether every element parses and the last
+    one ends exactly at the end of the data (no value cut short, no trailing partial element).
 
     Raises:
         InvalidInstanceError: ``unreadable`` for a parse error among the header elements.
@@ -235,8 +220,7 @@ def _scan(stream: BinaryIO, implicit: bool, little: bool, whole: bool) -> tuple[
         if in_header and _fails_in_header(stream, _end_of(last, last_position), header_implicit, little):
             if not isinstance(exc, EOFError) or config.settings.reading_validation_mode == config.RAISE:
                 raise _unreadable() from exc
-            # outside RAISE mode pydicom's read_dataset swallows an EOFError but drops every
-            # top-level element it read: the header is then empty (refused as ``missing_uid``)
+            # outside RAISE mode read_dataset swallows an EOFError, dropping every element: ``missing_uid``
             wanted.clear()
         return wanted, False
     if not whole:
@@ -245,11 +229,8 @@ def _scan(stream: BinaryIO, implicit: bool, little: bool, whole: bool) -> tuple[
 
 
 def _raw_bytes(stream: BinaryIO, element: Element | None, little: bool) -> bytes | None:
-    """The undecoded value of an element (no pydicom conversion: this runs per instance).
-
-    A value skipped by the walk (longer than :data:`_DEFER_BYTES`) is read back from the stream;
-    an empty value gives None, as does a missing element.
-    """
+    """The undecoded value of an element, read back if the walk skipped it; None when empty or missing
+    (no pydicom conversion: this runs per instance)."""
     if element is None:
         return None
     value = element.value

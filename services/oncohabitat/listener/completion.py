@@ -1,16 +1,15 @@
 """Study completion: quiet period, optional expected-series rules, classification, eligibility.
 
 A RECEIVING study completes when no new instance arrived for ``quiet_period_s``, or earlier, once
-every :class:`ExpectedSeriesRule` is satisfied and it has been quiet for ``settle_period_s``. At
-completion the study is classified (:mod:`.classify`); under :attr:`HandoffPolicy.ELIGIBLE` an
-ineligible study ends REJECTED with the classification's reason code, under :attr:`HandoffPolicy.ALL`
-(default: the orchestrator also serves CT and masked single-series studies) it is handed off with
-its classification recorded.
+every :class:`ExpectedSeriesRule` is satisfied and it has been quiet for ``settle_period_s``. It is then
+classified (:mod:`.classify`): an ineligible study ends REJECTED (with the reason code) under
+:attr:`HandoffPolicy.ELIGIBLE` and is handed off under :attr:`HandoffPolicy.ALL` (default: the
+orchestrator also serves CT and masked single-series studies).
 
-The state lives in the index (epoch-second times), so completion survives a restart. Time the
-listener was down is not quiet time (no sender can reach a stopped listener): quiet periods count
-from :meth:`CompletionMonitor.start` at the earliest, so that a slow restart does not complete (and
-hand off, half-received) every study whose push it interrupted.
+State lives in the index (epoch s), so completion survives a restart. Downtime is not quiet time (no
+sender reaches a stopped listener): quiet periods count from :meth:`CompletionMonitor.start` at the
+earliest, so that a slow restart does not complete (and hand off, half-received) every study whose
+push it interrupted.
 """
 
 from __future__ import annotations
@@ -77,20 +76,18 @@ def parse_expected_series(text: str) -> tuple[ExpectedSeriesRule, ...]:
 
 
 class CompletionMonitor:
-    """Completes quiet RECEIVING studies (content digest: :func:`identifiers.content_digest`).
+    """Completes quiet RECEIVING studies (content digest: :func:`identifiers.content_digest`); times in s.
 
     Args:
-        index: the study index.
-        quiet_period_s: seconds without a new instance after which a study is complete (> 0).
-        poll_interval_s: seconds between checks; default ``min(1, quiet_period_s / 4)``.
-        on_complete: optional callback (e.g. ``Outbox.wake``-style) run after each completion.
+        quiet_period_s: without a new instance for this long a study is complete (> 0).
+        poll_interval_s: between checks; default ``min(1, quiet_period_s / 4)``.
+        on_complete: run after each completion (e.g. ``Outbox.wake``).
         clock: wall clock in epoch seconds.
-        expected: expected-series rules allowing completion after ``settle_period_s``.
-        settle_period_s: quiet time required once the expected series are present, s.
+        expected: expected-series rules allowing completion after ``settle_period_s`` of quiet.
         classifier: classifies a study at completion (None: no classification, always eligible).
         handoff_policy: whether ineligible studies are handed off or REJECTED.
-        has_pending: True while a study has acknowledged instances not yet indexed (the store's
-            journal path); such a study is not completed until they are.
+        has_pending: True while a study has acknowledged instances not yet indexed (journal path);
+            such a study is not completed until they are.
     """
 
     def __init__(
@@ -137,8 +134,7 @@ class CompletionMonitor:
     def run_once(self) -> list[str]:
         """Complete every study that is due now; returns their keys (REJECTED ones included).
 
-        A study whose completion fails unexpectedly is logged (its key and the error type only)
-        and tried again at the next poll; the other studies go on.
+        A study whose completion fails is logged (key and error type only) and retried at the next poll.
         """
         now = self._clock()
         ended: list[str] = []
@@ -191,10 +187,7 @@ class CompletionMonitor:
         return True
 
     def start(self) -> None:
-        """Start the background thread (it checks at once, then every poll interval).
-
-        Quiet periods count from now at the earliest (see module doc).
-        """
+        """Start the background thread (checks at once, then per poll); quiet time counts from now at the earliest."""
         if not self._worker.running:
             self._up_since = self._clock()
         self._worker.start()

@@ -1,12 +1,10 @@
 """The seam between the association (protocol) and what a C-STORE does.
 
-The association (:mod:`.association`, :mod:`.data_phase`) speaks the DICOM upper layer and DIMSE;
-per C-STORE it calls one :class:`StoreHandler` (as pynetdicom's ``handle_store(event) -> status``):
-it asks :meth:`StoreHandler.accepting` and :meth:`StoreHandler.open_spool` when the command
-arrives, streams the data set into the spool, and once it is complete calls
-:meth:`StoreHandler.handle_store` with a :class:`StoreRequest`. The :class:`StoreResult` it gets
-carries the DIMSE status to answer. The intake implementation behind it is
-:class:`~.storage.InstanceStore` (:mod:`.intake`, :mod:`.duplicates`, :mod:`.recovery`).
+The association (:mod:`.association`, :mod:`.data_phase`) calls one :class:`StoreHandler` per C-STORE
+(as pynetdicom's ``handle_store(event) -> status``): :meth:`StoreHandler.accepting` and
+:meth:`StoreHandler.open_spool` when the command arrives, :meth:`StoreHandler.handle_store` with a
+:class:`StoreRequest` once the data set is complete; the :class:`StoreResult` carries the DIMSE status
+to answer. The implementation is :class:`~.storage.InstanceStore`.
 
 Contract about "acknowledged" (the handler guarantees, the association honours): a result with
 status success (0x0000) is returned only once the instance is durable (journal entry synced, or

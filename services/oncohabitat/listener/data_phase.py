@@ -1,10 +1,9 @@
 """The data phase of an established association: P-DATA-TF PDUs -> DIMSE messages -> C-ECHO / C-STORE.
 
-Runs on the association's own thread once the A-ASSOCIATE-AC is sent, with blocking reads bounded
-by the network timeout (waiting for the next message) or the DIMSE timeout (within a message). A
-command's fragments are reassembled (at most :data:`~.dimse.MAX_COMMAND_BYTES`); a C-STORE's data
-set is streamed into a bounded :class:`~.spool.DatasetSpool`, then handed to the
-:class:`~.cstore.StoreHandler`, whose success means durable: only then is the C-STORE-RSP sent.
+Runs on the association's thread after the A-ASSOCIATE-AC; blocking reads are bounded by the network
+timeout (between messages) or the DIMSE timeout (within one). A command is reassembled (at most
+:data:`~.dimse.MAX_COMMAND_BYTES`); a C-STORE's data set streams into a bounded :class:`~.spool.DatasetSpool`,
+then goes to the :class:`~.cstore.StoreHandler`, whose success means durable: only then is the C-STORE-RSP sent.
 """
 
 from __future__ import annotations
@@ -62,12 +61,11 @@ class Stats:
 
 
 class DataPhase:
-    """Serves the DIMSE messages of one established association.
+    """Serves the DIMSE messages of one established association (``sock``: after any TLS handshake).
 
-    ``sock``: after any TLS handshake; ``accepted``: the accepted presentation contexts by ID;
-    ``peer_max_pdu``: the peer's Maximum Length Received (bytes, 0 = unlimited); ``max_pdu_bytes``
-    and the timeouts (s): see :class:`~.association.AssociationConfig`; ``on_first_command``:
-    called once, when the peer's first DIMSE command is complete.
+    ``peer_max_pdu``: the peer's Maximum Length Received (bytes, 0 = unlimited); ``max_pdu_bytes`` and the
+    timeouts (s): see :class:`~.association.AssociationConfig`; ``on_first_command``: called once, when the
+    peer's first DIMSE command is complete.
     """
 
     def __init__(

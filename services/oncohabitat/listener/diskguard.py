@@ -25,14 +25,10 @@ def statvfs_free_bytes(path: Path) -> int:
 
 
 class DiskGuard:
-    """Refuses work while the store's free space is below ``min_free_bytes``.
+    """Refuses work while free space on ``path``'s file system is below ``min_free_bytes`` (0: never).
 
-    Args:
-        path: a directory on the store's file system.
-        min_free_bytes: watermark in bytes (0 disables the guard).
-        interval_s: seconds a measurement is reused.
-        probe: free-space function (tests inject one); default :func:`statvfs_free_bytes`.
-        clock: monotonic clock in seconds.
+    A measurement (by ``probe``, default :func:`statvfs_free_bytes`) is reused for ``interval_s``
+    (``clock``: monotonic, s).
     """
 
     def __init__(

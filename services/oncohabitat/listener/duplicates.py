@@ -2,14 +2,11 @@
 instance is written and indexed without the journal.
 
 Direct path (no journal, data sets spooled to disk or too large for a journal segment, re-sent UIDs
-with other bytes, instances the journal refused): the file is written durably
-(:mod:`.store_files`), then the index row is committed; only then is success (0x0000) answered.
-A crash at any point leaves either nothing acknowledged or a complete, fsynced file with its row;
-a write error removes the partial file at once. A file without a row (crash before the commit) was
-never acknowledged: the sender's retry overwrites it, and after an unclean stop
-:meth:`~.recovery.StoreRecovery.reconcile` indexes it if it is complete or deletes it if it is not.
-With ``StorePolicy.fsync=False`` nothing is synced: acknowledged instances then survive a crash of
-the process (they are in the OS page cache) but not of the OS.
+with other bytes, instances the journal refused): the file is written durably (:mod:`.store_files`),
+then the index row is committed; only then is success (0x0000) answered. A file without a row (crash
+before the commit) was never acknowledged: the sender's retry overwrites it, and after an unclean stop
+:meth:`~.recovery.StoreRecovery.reconcile` indexes it if complete or deletes it. With
+``StorePolicy.fsync=False`` acknowledged instances survive a process crash (page cache), not an OS crash.
 
 Duplicates (same SOP Instance UID): the same bytes answer success and change nothing. Different
 bytes answer success, are counted (``studies.conflicts``, metric) and audited; the
@@ -71,8 +68,7 @@ class StoreDuplicates(StoreFiles):
     ) -> StoreResult:
         """Write and index an instance directly (identical, conflict or replace for a known UID).
 
-        ``received_at``: when this version arrived (epoch s; None: now): a version older than the
-        indexed one is a conflict, never a replacement.
+        ``received_at`` (epoch s; None: now): a version older than the indexed one is a conflict, not a replacement.
         """
         study_key = uid_key(header.study_uid)
         sop_key = uid_key(header.sop_uid)

@@ -1,20 +1,17 @@
 """SQLite index of received studies and instances: :class:`StudyIndex`, the one handle every thread uses.
 
-It is the SQL of the study state machine (:mod:`.studies`): every write is one ``BEGIN IMMEDIATE``
-transaction on one locked writer connection (WAL), each transition guarded by the state (and
-content digest) it starts from. Point lookups on the receive path use a pool of read-only
-connections, which read the last commit without waiting for the writer or each other.
+The SQL of the study state machine (:mod:`.studies`): every write is one ``BEGIN IMMEDIATE``
+transaction on one locked writer connection (WAL), each transition guarded by the state (and content
+digest) it starts from; receive-path lookups use a pool of read-only connections that wait for no one.
 
 A committed row survives a crash of the process, with ``synchronous=FULL`` also a power loss. With
 ``NORMAL`` the last commits before a power loss may be lost: a marker file (``<index>`` +
 :data:`CLEAN_SUFFIX`), written by :meth:`StudyIndex.close` after a checkpoint and removed at open,
 makes the store re-index its durable files after an unclean stop (:attr:`StudyIndex.unclean_start`).
 
-A row is committed only once its file was written in full: on the direct path after the file's
-fsync (the committed row is the acknowledgement); journaled instances, acknowledged by their journal
-entry, are indexed by the materialiser after the reply. No patient names, IDs, birth dates or
-accession numbers are stored. Tables, typed rows and migration: :mod:`.index_schema` (its public
-names are re-exported here).
+A row is committed only once its file was written in full (direct path: after its fsync, the row being
+the acknowledgement; journaled instances: by the materialiser after the reply). No patient names, IDs,
+birth dates or accession numbers are stored. Tables, rows, migration: :mod:`.index_schema` (re-exported).
 """
 
 from __future__ import annotations
@@ -76,12 +73,9 @@ _BUSY_TIMEOUT_S = 10.0
 
 
 class StudyIndex:
-    """Durable study/instance index in one SQLite file (created or migrated on open).
+    """Durable study/instance index in one SQLite file (created or migrated on open; its directory must exist).
 
-    Args:
-        db_path: the SQLite file (its directory must exist).
-        late_policy: what a new instance does to a completed study (see :mod:`.studies`).
-        synchronous: ``"FULL"`` (every commit fsynced) or ``"NORMAL"`` (see module doc).
+    ``late_policy``: see :mod:`.studies`; ``synchronous``: ``"FULL"`` (every commit fsynced) or ``"NORMAL"``.
 
     Raises:
         ValueError: ``synchronous`` is neither FULL nor NORMAL.
@@ -170,8 +164,6 @@ class StudyIndex:
                 self._idle_readers.append(reader)
         return row
 
-    # ---- instances -------------------------------------------------------------------------
-
     def indexed_paths(self) -> set[str]:
         """Store-relative paths of every indexed instance file."""
         return {str(row[0]) for row in self._query("SELECT path FROM instances")}
@@ -184,9 +176,8 @@ class StudyIndex:
     def add_instance(self, record: InstanceRecord, study_uid: str) -> AddResult:
         """Commit an instance row (its file must already be durable) and update its study.
 
-        A new instance for a study that is not RECEIVING follows :attr:`late_policy`. An already
-        indexed SOP Instance UID changes nothing (``IDENTICAL``) or, with different bytes, only
-        increments the study's ``conflicts`` counter (``CONFLICT``).
+        A new instance of a study not RECEIVING follows :attr:`late_policy`; an indexed SOP Instance UID
+        changes nothing (``IDENTICAL``) or, with other bytes, only counts a study conflict (``CONFLICT``).
         """
         with self._transaction() as cur:
             return self._add_row(cur, record, study_uid)
@@ -197,10 +188,9 @@ class StudyIndex:
             return [self._add_row(cur, record, study_uid) for record, study_uid in items]
 
     def replace_instance(self, record: InstanceRecord) -> AddResult:
-        """Point an indexed SOP Instance UID at a new file (duplicate policy "replace").
+        """Point an indexed SOP Instance UID at a new file (policy "replace"); ``IDENTICAL`` if bytes are unchanged.
 
-        Counts a conflict, keeps the study's instance count, and treats the study like a late
-        arrival when it already completed. Returns ``IDENTICAL`` when the bytes did not change.
+        Counts a conflict, keeps the instance count, and treats a completed study like a late arrival.
 
         Raises:
             StudyIndexError: the SOP Instance UID is not indexed.
@@ -294,8 +284,6 @@ class StudyIndex:
         )
         return AddResult(outcome, reopened_from=state)
 
-    # ---- studies ---------------------------------------------------------------------------
-
     def _studies(self, clause: str, params: tuple[Any, ...]) -> list[StudyRecord]:
         """The studies selected by ``clause`` (WHERE / ORDER BY / LIMIT)."""
         return [study_from_row(row) for row in self._query(f"SELECT {STUDY_COLUMNS} FROM studies {clause}", params)]
@@ -330,10 +318,9 @@ class StudyIndex:
     ) -> str | None:
         """End a quiet RECEIVING study; returns its content digest.
 
-        Without ``reject_reason`` the study becomes COMPLETE and due for hand-off at ``now``; with
-        one it becomes REJECTED with that (curated) reason. ``classification`` (JSON) and
-        ``eligible`` are stored either way. Returns None (and changes nothing) when the study is
-        not RECEIVING or received an instance after ``cutoff`` (epoch s) in the meantime.
+        COMPLETE and due for hand-off at ``now`` without ``reject_reason``, else REJECTED with that curated
+        reason; ``classification`` (JSON) and ``eligible`` stored either way. None (nothing changed) when
+        the study is not RECEIVING or received an instance after ``cutoff`` (epoch s).
         """
         with self._transaction() as cur:
             row = cur.execute(
@@ -394,11 +381,10 @@ class StudyIndex:
             return cur.rowcount == 1
 
     def requeue(self, study_key: str, now: float) -> str | None:
-        """Queue a COMPLETE, HANDED_OFF or REJECTED study for hand-off again at ``now``.
+        """Queue a COMPLETE, HANDED_OFF or REJECTED study for hand-off at ``now``; its recomputed digest.
 
-        Recomputes the content digest (held late instances included), clears the late-instance
-        count and returns the digest; None when the study is unknown or still RECEIVING (it will
-        be handed off when it completes).
+        Held late instances are included and their count cleared. None when the study is unknown or
+        still RECEIVING (it is handed off when it completes).
         """
         with self._transaction() as cur:
             row = cur.execute("SELECT state FROM studies WHERE study_key = ?", (study_key,)).fetchone()
@@ -413,8 +399,6 @@ class StudyIndex:
             )
         _LOG.info("study %s requeued for hand-off", study_key)
         return digest
-
-    # ---- audit -----------------------------------------------------------------------------
 
     def add_audit(self, at: float, event: str, study_key: str = "", detail: dict[str, Any] | None = None) -> None:
         """Persist an audit event (``detail`` must not hold patient data)."""

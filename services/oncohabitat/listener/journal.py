@@ -1,24 +1,23 @@
 """Intake journal: the durable record of each checked instance before its C-STORE success reply.
 
-Appending to a pre-written segment and syncing its data costs one ``fdatasync``, shared by the
-associations appending at the same time (group commit); a new file per instance made durable
-costs an inode, a data flush and a directory flush (docs/decisions/0002-listener-intake-tuning.md).
-The instance files and index rows are written in the background (:mod:`.materialiser`) and made
-durable by one file-system sync before the journal space they used is reused (a *checkpoint*).
+Appending to a pre-written segment costs one ``fdatasync``, shared by the associations appending at
+the same time (group commit); a file per instance would cost an inode, a data and a directory flush
+(docs/decisions/0002-listener-intake-tuning.md). Instance files and index rows are written in the
+background (:mod:`.materialiser`) and made durable by one file-system sync before the journal space
+they used is reused (a *checkpoint*).
 
 Layout under ``directory``::
 
     segment-000.log ... segment-NNN.log    fixed-size files, filled in order, reused in a ring
     checkpoint                             sequence number through which entries are materialised
 
-Entries are laid out as :mod:`.journal_format` describes. Sequences increase by one per entry.
-Writers reserve space under a lock (a segment is filled in sequence order), write without it, then
-wait until an ``fdatasync`` that began after every entry up to theirs was written has returned: a
-reply is sent only once every earlier entry is durable too. Recovery therefore scans each segment
-from its start to the first incomplete or invalid entry (or one not numbered above the one before
-it); nothing acknowledged lies behind it. After a restart the numbering jumps by more entries than
-the ring holds, so that entries of an earlier run left behind such an entry never continue a later
-run's chain. Entries above the checkpoint are handed back by :attr:`IntakeJournal.recovered`.
+Entry layout: :mod:`.journal_format`; sequences increase by one per entry. Writers reserve space under
+a lock (a segment is filled in sequence order), write without it, then wait until an ``fdatasync``
+that began after every entry up to theirs was written has returned: a reply is sent only once every
+earlier entry is durable too. Recovery therefore scans each segment from its start to the first
+incomplete or invalid entry (or one not numbered above the one before it): nothing acknowledged lies
+behind it. After a restart the numbering jumps by more entries than the ring holds, so that an earlier
+run's entries never continue a later run's chain. :attr:`IntakeJournal.recovered`: entries above the checkpoint.
 
 A segment is reused only when all its entries are at or below the checkpoint. Writers that find no
 reusable segment wait up to ``space_timeout_s`` for the materialiser to checkpoint; past it,
@@ -93,9 +92,8 @@ class IntakeJournal:
         segment_bytes: size of one segment file in bytes (entries never span segments).
         segments: number of segment files (>= 2).
         sync: ``fdatasync`` before an append returns (False: survives a process crash only).
-        space_timeout_s: longest wait for a reusable segment before :class:`JournalError`, s; after
-            such a timeout appends fail at once for ``bypass_s`` (the store then writes directly).
-        bypass_s: how long appends are refused after a space timeout, s.
+        space_timeout_s: longest wait for a reusable segment before :class:`JournalError`, s; appends
+            then fail at once for ``bypass_s`` (s; the store writes directly meanwhile).
 
     Raises:
         JournalError: the directory or a segment cannot be prepared.
@@ -181,9 +179,8 @@ class IntakeJournal:
     def write(self, meta: bytes, payload: bytes) -> JournalLocation:
         """Write one entry to the page cache, without waiting for durability.
 
-        The caller calls :meth:`wait_durable` before acknowledging. An entry that is never
-        acknowledged (the process stops first) is harmless: it was checked before it was written,
-        and recovery stores it like any other (its peer gets no reply and sends it again).
+        The caller calls :meth:`wait_durable` before acknowledging. An entry never acknowledged (the
+        process stops first) is harmless: it was checked, and recovery stores it (its peer sends it again).
 
         Raises:
             JournalError: too large, no space within ``space_timeout_s``, or an I/O error.
@@ -269,9 +266,8 @@ class IntakeJournal:
     def _prepare(self, segment: _Segment) -> None:
         """Zero-fill a segment to its full size and sync it (once per segment file, at open).
 
-        Written blocks (unlike ``fallocate``'s unwritten extents) make later appends pure data
-        overwrites: their ``fdatasync`` then commits no file-system metadata (which would also
-        carry the materialiser's file creations).
+        Written blocks (unlike ``fallocate``'s unwritten extents) make later appends pure data overwrites,
+        whose ``fdatasync`` commits no file-system metadata (which would carry the materialiser's files too).
 
         Raises:
             JournalError: the segment cannot be written.

@@ -7,10 +7,9 @@ bytes), padded with zeros to a multiple of :data:`BLOCK` bytes::
     | header CRC-32 u32 (over the header with this field zero, plus the metadata) | pad u32
     | payload check (32 bytes: the payload's CRC-32C, little endian, then zeros)
 
-``flags`` is always :data:`FLAGS` (padded, CRC-32C payload check). A CRC finds a torn write; the
-SHA-256 the index keeps is computed by whoever reads the entry back, off the reply path. An entry
-with a valid header but other flags was written by an earlier release: reading it raises
-:class:`JournalError` (an entry that may be acknowledged is never skipped unread).
+``flags`` is always :data:`FLAGS`. A CRC finds a torn write (the index's SHA-256 is computed by the
+reader, off the reply path). An entry with a valid header but other flags is an earlier release's:
+reading it raises :class:`JournalError` (an entry that may be acknowledged is never skipped unread).
 """
 
 from __future__ import annotations
@@ -131,11 +130,7 @@ def read_segment(reader: BinaryIO, checkpoint: int) -> Iterator[tuple[int, Journ
 
 
 class JournalReader:
-    """Reads entries at known locations (the materialiser's side; segment files stay open).
-
-    Args:
-        directory: the journal directory.
-    """
+    """Reads entries at known locations in the journal ``directory`` (materialiser side; files stay open)."""
 
     def __init__(self, directory: Path) -> None:
         self._directory = directory

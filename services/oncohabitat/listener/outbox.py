@@ -32,8 +32,7 @@ _LOG = logging.getLogger(__name__)
 class HandoffFn(Protocol):
     """``handoff(study_key, content_digest, instance_paths, rerun=False) -> job_id``; paths are absolute files.
 
-    ``rerun``: an operator's re-submission (:meth:`Outbox.resubmit`): the receiver runs content whose
-    job has finished again, as a new job; otherwise the same content gets the same job.
+    ``rerun`` (:meth:`Outbox.resubmit`): content whose job finished runs again, as a new job; else same job.
     """
 
     def __call__(
@@ -42,16 +41,10 @@ class HandoffFn(Protocol):
 
 
 class Outbox:
-    """Hands COMPLETE studies off through ``handoff`` (see module doc).
+    """Hands COMPLETE studies off through ``handoff`` (see module doc); times in s.
 
-    Args:
-        index: the study index.
-        root: the store root (instance paths in the index are relative to it).
-        handoff: the hand-off callable.
-        base_backoff_s: delay before the first retry, in s (> 0).
-        max_backoff_s: cap of the retry delay, in s.
-        poll_interval_s: seconds between checks for due studies.
-        clock: wall clock in epoch seconds.
+    ``root``: the store root (index paths are relative to it); ``base_backoff_s`` (> 0): the first retry's
+    delay, ``max_backoff_s`` its cap; ``clock``: wall clock, epoch s.
     """
 
     def __init__(
@@ -92,12 +85,10 @@ class Outbox:
     def resubmit(self, study_key: str) -> str | None:
         """Queue a COMPLETE/HANDED_OFF/REJECTED study again and hand it off now as a re-run.
 
-        The receiver runs the study again as a new job even when its content is unchanged (e.g. after
-        a model bundle was added), unless that content's job is still queued or running.
-
-        Returns the job id, or None when the study is unknown, still RECEIVING, or the attempt
-        failed (the study then stays queued and its hand-off is retried with backoff as an ordinary
-        one, which finds the content's newest job: a re-run needs a successful call).
+        The receiver runs it as a new job even with unchanged content (e.g. after a model bundle was
+        added), unless that content's job is still queued or running. Returns the job id, or None when
+        the study is unknown, still RECEIVING, or the attempt failed (it then stays queued, retried with
+        backoff as an ordinary hand-off, which finds the content's newest job: a re-run needs a success).
         """
         with self._handoff_lock:  # the poller must not hand the requeued study off first (without the re-run)
             if self._index.requeue(study_key, self._clock()) is None:
@@ -117,10 +108,8 @@ class Outbox:
         self._worker.stop(timeout_s)
 
     def _handoff_locked(self, study_key: str, *, rerun: bool = False) -> str | None:
-        """Hand a COMPLETE study off (``_handoff_lock`` held): its job id, None when that failed.
-
-        A study HANDED_OFF meanwhile gives its job id; one otherwise no longer COMPLETE, None.
-        """
+        """Hand a COMPLETE study off (``_handoff_lock`` held): its job id, None when that failed; a study
+        HANDED_OFF meanwhile gives its job id, any other no longer COMPLETE gives None."""
         study = self._index.get_study(study_key)
         if study is None or study.state is not StudyState.COMPLETE or study.content_digest is None:
             return study.job_id if study is not None and study.state is StudyState.HANDED_OFF else None

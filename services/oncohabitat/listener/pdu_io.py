@@ -1,11 +1,10 @@
 """Bounded reading and writing of DICOM Upper Layer PDUs on a blocking socket (PS3.8 section 9.3).
 
-Every PDU starts with a 6-byte header: type (1 byte), reserved (1), big-endian length (4) of the
-rest. The announced length is checked against a per-type limit *before* the body is read or
-allocated, so a peer announcing a 4 GiB PDU costs 6 bytes and gets :class:`PduTooLargeError`
-(pynetdicom's reader would append whatever arrives to an unbounded ``bytearray``). Every receive
-waits at most the socket's timeout. The association-level PDUs are encoded and decoded with
-pynetdicom's classes in :mod:`.negotiation`.
+Every PDU starts with a 6-byte header: type (1 byte), reserved (1), big-endian length (4) of the rest.
+The announced length is checked against a per-type limit *before* the body is read or allocated: a
+4 GiB announcement costs 6 bytes and gets :class:`PduTooLargeError` (pynetdicom's reader would grow an
+unbounded ``bytearray``). Every receive waits at most the socket's timeout. Association-level PDUs:
+:mod:`.negotiation` (pynetdicom's classes).
 """
 
 from __future__ import annotations
@@ -67,22 +66,15 @@ _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 
 def quick_ack(sock: socket.socket) -> None:
-    """Ask the kernel to ACK received data immediately (Linux; it resets itself, so call it per read).
-
-    A peer with Nagle's algorithm on (dcmtk without ``TCP_NODELAY=1``, pynetdicom) holds back its
-    next small segment until the previous one is acknowledged: with delayed ACKs every message
-    would stall ~40 ms.
-    """
+    """ACK received data at once (Linux; it resets itself, so call it per read): a peer using Nagle's
+    algorithm (pynetdicom, dcmtk without ``TCP_NODELAY=1``) would stall ~40 ms per message on delayed ACKs."""
     if _QUICKACK is not None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
 
 
 def _recv_into(sock: socket.socket, view: memoryview, received: int = 0) -> None:
-    """Fill ``view`` from ``received`` on (bytes), acknowledging each read at once.
-
-    Raises ConnectionClosedError (the peer closed first) or TimeoutError (the socket's timeout).
-    """
+    """Fill ``view`` from byte ``received`` on; ConnectionClosedError (peer closed first), TimeoutError."""
     size = len(view)
     while received < size:
         count = sock.recv_into(view[received:])
@@ -121,9 +113,8 @@ def read_pdu(sock: socket.socket, limits: dict[int, int]) -> Pdu:
 class PduReader:
     """Reads PDUs from one blocking socket through a read-ahead buffer of ``chunk`` bytes.
 
-    One ``recv`` usually brings a header with the start of its body (and small PDUs after it), so
-    this costs fewer system calls than :func:`read_pdu`. A body is allocated only after its length
-    passed the limit check; its remainder is received straight into it.
+    Fewer system calls than :func:`read_pdu` (one ``recv`` usually brings a header, the start of its
+    body and small PDUs after it); a body is allocated only after its length passed the limit check.
     """
 
     def __init__(self, sock: socket.socket, chunk: int = 65_536) -> None:

@@ -45,8 +45,7 @@ def _journal_meta(entry: JournalEntry) -> RecordMeta:
     """The decoded metadata of a journal entry found at recovery.
 
     Raises:
-        JournalError: a layout this release cannot read (the store then does not start: the
-            entry may be acknowledged and is never skipped unread).
+        JournalError: a layout this release cannot read (not starting: the entry may be acknowledged).
     """
     try:
         return decode_journal_meta(entry.meta)
@@ -63,11 +62,10 @@ class StoreRecovery(StoreDuplicates):
     def _recover(self, entries: list[JournalEntry]) -> int:
         """Re-materialise journal entries left by an unclean stop (idempotent); returns how many.
 
-        An entry whose SOP Instance UID is not indexed is stored. One indexed with the same
-        SHA-256 only gets its file checked (rewritten when missing or different). One indexed
-        with other bytes is a re-sent version whose duplicate handling the stop interrupted, or
-        that a later version superseded: under the "replace" policy a version received after the
-        indexed one replaces it now; otherwise the indexed version stays.
+        An unindexed SOP Instance UID is stored; one indexed with the same SHA-256 only gets its file
+        checked (rewritten when missing or different). One indexed with other bytes (duplicate handling
+        interrupted, or superseded) is replaced now under the "replace" policy if received after the
+        indexed version; otherwise the indexed version stays.
 
         Raises:
             JournalError: an entry's metadata has an unknown layout.
@@ -103,12 +101,10 @@ class StoreRecovery(StoreDuplicates):
     def reconcile(self) -> int:
         """Index instance files that have no row (after an unclean stop); returns how many.
 
-        With ``synchronous=NORMAL`` a power loss can drop the last index commits while their
-        (fsynced) files survive: those acknowledged instances are re-indexed from their headers.
-        Files that fail the checks (a write cut short before it was acknowledged) are deleted.
-        A replacement file (duplicate policy "replace", named ``<uid key>-<sha16>.dcm``) whose
-        commit was lost takes over its UID's row when the row's file is gone (the old file is
-        unlinked right after the commit) or is older than the replacement.
+        With ``synchronous=NORMAL`` a power loss can drop the last commits while their fsynced files
+        survive: those are re-indexed from their headers; files failing the checks (never acknowledged)
+        are deleted. A replacement file (``<uid key>-<sha16>.dcm``) whose commit was lost takes over its
+        UID's row when the row's file is gone (unlinked right after the commit) or older.
         """
         indexed = self.index.indexed_paths()
         added = removed = 0

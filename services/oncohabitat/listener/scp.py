@@ -77,15 +77,11 @@ class ListenerSCP:
     """Storage SCP (CT, MR, Enhanced MR, RT Structure Set, Segmentation) + Verification SCP.
 
     Args:
-        store: where received instances go (usually an InstanceStore).
         ae_title: this SCP's AE title (1-16 characters).
-        host: address to bind, e.g. ``"0.0.0.0"``.
         port: TCP port (0 = any free port; see :attr:`port` after :meth:`start`).
         require_called_aet: refuse associations whose Called AE title is not ``ae_title``.
         access: calling-AE and peer-address allow-lists.
-        maximum_associations: concurrent associations served.
-        maximum_associations_per_peer: concurrent associations from one peer address (None:
-            ``maximum_associations``; never more than that).
+        maximum_associations_per_peer: None = ``maximum_associations``; never more than that.
         The timeouts (s), ``max_pdu_bytes`` and ``tls``: see :class:`~.association.AssociationConfig`.
     """
 

@@ -3,9 +3,8 @@
 The spool starts with the Part-10 prefix (preamble + file meta) and appends each fragment: in memory
 up to ``memory_limit`` bytes, then in a temporary file below ``spool_dir``. Beyond ``max_bytes`` it
 drops what it holds and only counts (``overflowed``): the association stays in step with the peer
-and the instance is refused afterwards. The SHA-256 of the Part-10 bytes is computed on the way
-once the data goes to a file (so it is never read back), of in-memory data only when asked
-(:meth:`DatasetSpool.sha256`, off the reply path).
+and the instance is refused afterwards. The SHA-256 is computed on the way once the data goes to a
+file (never read back), for in-memory data only when asked (:meth:`DatasetSpool.sha256`).
 """
 
 from __future__ import annotations
@@ -23,13 +22,10 @@ TEMP_SUFFIX = ".tmp"
 
 
 class DatasetSpool:
-    """Part-10 bytes of one instance being received (see module doc).
+    """Part-10 bytes of one instance being received (see module doc; sizes in bytes).
 
-    Args:
-        prefix: preamble, ``DICM`` and file meta group.
-        spool_dir: directory for data sets larger than ``memory_limit`` (created if missing).
-        memory_limit: bytes kept in memory before spilling to a file.
-        max_bytes: largest data set accepted (bytes after the prefix).
+    ``prefix``: preamble, ``DICM`` and file meta group; ``spool_dir`` is created if missing;
+    ``max_bytes`` counts the bytes after the prefix.
     """
 
     def __init__(self, prefix: bytes, spool_dir: Path, *, memory_limit: int, max_bytes: int) -> None:

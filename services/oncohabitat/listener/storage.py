@@ -1,14 +1,10 @@
 """Durable instance store: every acknowledged C-STORE is durable before the reply, then filed and indexed.
 
-:class:`InstanceStore` is the :class:`~.cstore.StoreHandler` the associations call per C-STORE.
-It owns the store root and composes the parts, one job per module:
-
-* :mod:`.store_files`: the layout, Part-10 parsing, durable file writes;
-* :mod:`.duplicates`: the direct path (file, then index row, then success) and the duplicate policy;
-* :mod:`.intake`: the journaled path (journal entry synced, then success; files and rows in the
-  background, by the :class:`~.materialiser.Materialiser`);
-* :mod:`.recovery`: start-up repairs (orphan temporary files, journal replay, re-indexing after an
-  unclean stop).
+:class:`InstanceStore` is the :class:`~.cstore.StoreHandler` the associations call per C-STORE. It
+owns the store root and composes :mod:`.store_files` (layout, Part-10 parsing, durable writes),
+:mod:`.duplicates` (direct path: file, index row, then success; duplicate policy), :mod:`.intake`
+(journaled path: journal entry synced, then success; files and rows later, by the
+:class:`~.materialiser.Materialiser`) and :mod:`.recovery` (start-up repairs).
 
 Layout under ``root``::
 
@@ -18,11 +14,10 @@ Layout under ``root``::
     root/incoming/<random>.tmp                   large data sets while they arrive (spool.py)
     root/instances/<study_key>/<series_key>/<sop_key>.dcm
 
-Before anything is written (the journal included), the :class:`DiskGuard` checks the free-space
-watermark and :mod:`.checks` the identity UIDs and the deflate and declared-pixel budgets. Then an
-instance received in memory goes through the journal (``StorePolicy.journal_segments > 0``, the
-service default) unless it is too large for an entry or the journal refuses it; everything else
-takes the direct path.
+Before anything is written (journal included) the :class:`DiskGuard` checks the free-space watermark
+and :mod:`.checks` the UIDs and budgets. An instance received in memory then goes through the journal
+(``StorePolicy.journal_segments > 0``, the service default) unless it is too large for an entry or the
+journal refuses it; everything else takes the direct path.
 
 Contract about "acknowledged": success is returned only once the instance survives a crash (with
 ``StorePolicy.fsync``, also an OS crash or power loss): its journal entry is synced, or its file and
@@ -84,19 +79,17 @@ __all__ = [
 
 @dataclass(frozen=True)
 class StorePolicy:
-    """How instances are stored.
+    """How instances are stored (sizes in bytes).
 
     Attributes:
         fsync: fsync file and directory before acknowledging (survives OS crash / power loss).
         duplicates: policy for a re-sent instance with different bytes.
-        budgets: deflate and pixel budgets (bytes).
         memory_limit_bytes: data sets up to this size are received in memory, larger ones spooled to disk.
-        max_dataset_bytes: largest data set accepted over the wire (bytes; larger ones are refused).
-        journal_segments: number of intake journal segments; 0 = no journal (every instance file is
-            fsynced, with its directory, before the reply).
-        journal_segment_bytes: size of one journal segment (bytes).
-        defer_bytes: journaled bytes whose files/rows may wait while intake is busy (capped at a
-            quarter of the journal; 0 = materialise at once; see materialiser.py).
+        max_dataset_bytes: largest data set accepted over the wire (larger ones are refused).
+        journal_segments: intake journal segments; 0 = no journal (every file and its directory fsynced
+            before the reply).
+        defer_bytes: journaled bytes whose files/rows may wait while intake is busy (at most a quarter
+            of the journal; 0 = materialise at once; see materialiser.py).
     """
 
     fsync: bool = True
@@ -112,12 +105,8 @@ class StorePolicy:
 class InstanceStore(StoreIntake, StoreRecovery):
     """Durable Part-10 file store plus :class:`StudyIndex` rows, safe for concurrent associations.
 
-    Args:
-        root: store root directory (created if missing); one process may use it at a time.
-        index: the study index (usually ``StudyIndex(root / INDEX_FILE)``).
-        policy: durability, duplicates and budgets.
-        disk: free-space watermark; None = never refuse for disk space.
-        clock: wall clock in epoch seconds (tests may inject one).
+    ``root`` is created if missing; one process may use it at a time. ``disk``: None = never refuse for
+    disk space; ``clock``: wall clock, epoch s.
 
     Raises:
         StorageWriteError: the root cannot be created or another process holds its lock.
@@ -202,10 +191,7 @@ class InstanceStore(StoreIntake, StoreRecovery):
         self._materialiser.start()
 
     def close(self) -> None:
-        """Materialise and checkpoint journaled instances, then release the root's lock.
-
-        The index is closed by its owner, after this.
-        """
+        """Materialise and checkpoint journaled instances, then release the root's lock (the owner closes the index)."""
         if self._materialiser is not None:
             self._materialiser.stop()
             self._materialiser = None
@@ -242,8 +228,7 @@ class InstanceStore(StoreIntake, StoreRecovery):
     ) -> StoreResult:
         """Check and store a completely received data set (never raises for bad input or I/O).
 
-        ``sop_class_uid``/``sop_uid`` are the C-STORE request's Affected SOP Class/Instance UIDs.
-        Returns once the instance is durable (or refused: then nothing was written).
+        ``sop_class_uid``/``sop_uid``: the C-STORE's Affected UIDs. Returns once durable (or refused: nothing written).
         """
         started = time.perf_counter()
         if spool.overflowed:
@@ -273,10 +258,8 @@ class InstanceStore(StoreIntake, StoreRecovery):
     def _checked_header(
         self, spool: DatasetSpool, transfer_syntax: str, sop_class_uid: str, sop_uid: str
     ) -> InstanceHeader | StoreResult:
-        """The checked header of a received data set, or the refusal to answer (its spool discarded).
-
-        ``sop_class_uid``/``sop_uid``: the C-STORE request's UIDs, which the data set must carry.
-        """
+        """The checked header of a received data set carrying the C-STORE's UIDs, or the refusal to answer
+        (its spool discarded)."""
         try:
             with spool.open_body() as stream:
                 header = inspect_body(stream, transfer_syntax, self.policy.budgets)
@@ -301,8 +284,7 @@ class InstanceStore(StoreIntake, StoreRecovery):
     ) -> StoreResult:
         """Check and store one Part-10 byte string as it is (never raises for bad input or I/O).
 
-        ``expected_*`` are a C-STORE request's Affected SOP Class/Instance UIDs; a data set
-        disagreeing with them is refused with 0xA900.
+        A data set disagreeing with ``expected_*`` (a C-STORE's Affected UIDs) is refused with 0xA900.
         """
         if not self.accepting():
             return refuse("disk_low", status.OUT_OF_RESOURCES)

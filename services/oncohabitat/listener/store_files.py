@@ -6,15 +6,12 @@ Layout under the store root (see :mod:`.storage`)::
     root/instances/<study_key>/<series_key>/<sop_key>.dcm        first version of an instance
     root/instances/<study_key>/<series_key>/<sop_key>-<sha16>.dcm  a replacement (duplicates.py)
 
-Keys are truncated SHA-256 digests of the validated UIDs (:func:`identifiers.uid_key`): raw
-UIDs never name files.
+Keys are truncated SHA-256 digests of the validated UIDs (:func:`identifiers.uid_key`): raw UIDs never name files.
 
-Contract: :meth:`StoreFiles._write_durably` writes the bytes to a temporary file in the
-destination directory, ``os.replace`` s it into place, then ``fsync`` s the file and the directory
-(unless the policy or the caller says not to); :meth:`StoreFiles._move_durably` does the same for
-a spool file. When they return the file is complete and (if synced) survives a crash; when they
-raise, the temporary or partial file is gone. A file alone is never "acknowledged": that takes
-its index row (direct path, :mod:`.duplicates`) or its synced journal entry (:mod:`.intake`).
+Contract: when :meth:`StoreFiles._write_durably` (bytes) or :meth:`StoreFiles._move_durably` (a spool
+file) returns, the file is complete and (if synced) survives a crash; when they raise, the temporary or
+partial file is gone. A file alone is never "acknowledged": that takes its index row (direct path,
+:mod:`.duplicates`) or its synced journal entry (:mod:`.intake`).
 """
 
 from __future__ import annotations
@@ -141,12 +138,10 @@ class StoreFiles:
     def _write_durably(self, final: Path, data: bytes, *, fsync: bool | None = None) -> None:
         """Temp file in the same directory, atomic rename, fsync the file, fsync the directory.
 
-        ``fsync`` overrides the policy (the materialiser writes without: its checkpoint syncs).
-
-        The rename comes before the file's fsync so that one journal commit carries both (on
-        ext4 the directory fsync then finds nothing left to commit). Until the index row is
-        committed the file is not acknowledged, whatever state a crash leaves it in (start-up
-        reconciliation checks such files and deletes the unusable ones).
+        ``fsync`` overrides the policy (the materialiser writes without: its checkpoint syncs). The rename
+        precedes the file's fsync so that one journal commit carries both (on ext4 the directory fsync then
+        finds nothing left to commit). Until its index row is committed the file is not acknowledged,
+        whatever a crash leaves (start-up reconciliation deletes unusable files).
 
         Raises:
             OSError: any step failed; the temporary or partial file has been removed.

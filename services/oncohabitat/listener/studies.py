@@ -49,11 +49,8 @@ class LatePolicy(StrEnum):
 
 @dataclass(frozen=True)
 class AddResult:
-    """Result of :meth:`~.index.StudyIndex.add_instance`.
-
-    ``reopened_from``: the state the study left (RERUN policy); ``held_in``: the state it kept
-    while holding a late instance (HOLD policy).
-    """
+    """Result of :meth:`~.index.StudyIndex.add_instance`: ``reopened_from`` the state the study left (RERUN),
+    ``held_in`` the state it kept while holding a late instance (HOLD)."""
 
     outcome: AddOutcome
     reopened_from: StudyState | None = None
