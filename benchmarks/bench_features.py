@@ -127,7 +127,8 @@ def worker_main(inputs_path: str, mode: str) -> None:
 
 def _inputs(out_dir: Path) -> Any:
     from oncohabitat.common.phases import select_phases
-    from oncohabitat.features.study import ImageInput, LabelTable, StudyInputs, canonical_regions
+    from oncohabitat.common.volume import Volume
+    from oncohabitat.features.study import LabelTable, StudyInputs, canonical_regions
     from oncohabitat.regions.pipeline import build_regions
     from oncohabitat.regions.profile import RegionProfile
     from tests.unit.test_regions_phantom_support import load_phantom
@@ -135,9 +136,9 @@ def _inputs(out_dir: Path) -> Any:
     phantom = load_phantom(out_dir, "ispy", seed=0)
     profile = RegionProfile.model_validate({"derived_images": ["SM0", "SL0", "M1", "M2", "PE", "SER", "WIS", "WOS"]})
     result = build_regions(select_phases(phantom.phases), phantom.tumour, profile)
-    images = {f"S{phase.index}": ImageInput(phase.array, phase.geometry) for phase in phantom.phases}
+    images = {f"S{phase.index}": Volume(phase.array, phase.geometry) for phase in phantom.phases}
     grid = result.geometry
-    images.update({name: ImageInput(array, grid) for name, array in result.derived_images.items()})
+    images.update({name: Volume(array, grid) for name, array in result.derived_images.items()})
     tables = [LabelTable(m.array, grid, {e.value: e.name for e in m.labels}) for m in result.maps]
     return StudyInputs(images, canonical_regions(tables), dict(result.msi_features), {}, result.parenchyma_s0_mean)
 

@@ -21,8 +21,8 @@ from oncohabitat.common.codec import VolumeCodec
 from oncohabitat.common.errors import error_detail_from
 from oncohabitat.common.server import ServiceRuntime
 from oncohabitat.common.service_main import make_runtime
+from oncohabitat.common.volume import Volume
 from oncohabitat.features.__main__ import build
-from oncohabitat.features.engine import image_input
 from oncohabitat.features.settings import FeaturesSettings
 from oncohabitat.features.study import RegionMask, StudyInputs
 from oncohabitat.v1 import common_pb2, features_pb2, features_pb2_grpc
@@ -194,7 +194,7 @@ def _heavy(codec: VolumeCodec, shared_data: Path) -> tuple[StudyInputs, features
     """A plan of 60 whole-image LoG groups on brain1 copies (about half a second each: ~15 s on 2 workers)."""
     image = sitk.ReadImage(str(shared_data / "pyradiomics" / "brain1_image.nrrd"))
     mask = sitk.GetArrayFromImage(sitk.ReadImage(str(shared_data / "pyradiomics" / "brain1_label.nrrd"))) == 1
-    heavy = image_input(image)
+    heavy = Volume.of(image)
     inputs = StudyInputs(
         images={f"S{k}": heavy for k in range(60)}, regions={"tumour": RegionMask(mask, heavy.geometry)}
     )

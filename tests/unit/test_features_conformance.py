@@ -14,8 +14,8 @@ import SimpleITK as sitk
 from radiomics import featureextractor
 
 from oncohabitat.bundles.plan import ExtractionPlan
-from oncohabitat.common.volume import Geometry
-from oncohabitat.features.engine import extract_plan, image_input
+from oncohabitat.common.volume import Geometry, Volume
+from oncohabitat.features.engine import extract_plan
 from oncohabitat.features.study import RegionMask, StudyInputs
 
 pytestmark = pytest.mark.filterwarnings("ignore:the load_module\\(\\) method is deprecated:DeprecationWarning")
@@ -60,7 +60,7 @@ def conformance(shared_data: Path, case: str) -> tuple[int, dict[str, tuple[floa
     image = sitk.ReadImage(str(shared_data / "pyradiomics" / f"{case}_image.nrrd"))
     label = sitk.ReadImage(str(shared_data / "pyradiomics" / f"{case}_label.nrrd"))
     inputs = StudyInputs(
-        images={"S0": image_input(image)},
+        images={"S0": Volume.of(image)},
         regions={"tumour": RegionMask(sitk.GetArrayFromImage(label) == 1, Geometry.of(label))},
     )
     names = [f"tumour/S0/{name}" for name in expected]

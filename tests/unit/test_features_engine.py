@@ -9,11 +9,11 @@ import SimpleITK as sitk
 from scipy import stats
 
 from oncohabitat.bundles.plan import ExtractionPlan, FixedRangeNormalisation, ParenchymaMeanNormalisation
-from oncohabitat.common.volume import Geometry
+from oncohabitat.common.volume import Geometry, Volume
 from oncohabitat.features.engine import extract_plan
 from oncohabitat.features.errors import FeatureExtractionError
 from oncohabitat.features.normalise import NormalisationError, normalise_image, parenchyma_mean
-from oncohabitat.features.study import ImageInput, RegionMask, StudyInputs
+from oncohabitat.features.study import RegionMask, StudyInputs
 from tests.unit.test_features_support import PhantomInputs, image_of, mask_on, phantom_inputs, reference
 from tests.unit.test_regions_phantom_support import load_phantom
 
@@ -189,12 +189,12 @@ def test_regions_on_a_sub_grid_are_moved_by_whole_voxels() -> None:
     sub = Geometry((1.0, 2.0, 3.0), (11.0, 22.0, 33.0))  # index (x, y, z) = (1, 1, 1)
     mask = np.zeros((2, 2, 2), dtype=bool)
     mask[0, 0, 0] = mask[1, 1, 1] = True
-    inputs = StudyInputs(images={"S0": ImageInput(big, geometry)}, regions={"tumour": RegionMask(mask, sub)})
+    inputs = StudyInputs(images={"S0": Volume(big, geometry)}, regions={"tumour": RegionMask(mask, sub)})
     values = extract_plan(_plan(["tumour/stats/mean_S0"]), inputs).values
     assert values["tumour/stats/mean_S0"] == (big[1, 1, 1] + big[2, 2, 2]) / 2
     shifted = Geometry((1.0, 2.0, 3.0), (11.5, 22.0, 33.0))
     with pytest.raises(FeatureExtractionError):
         extract_plan(
             _plan(["tumour/stats/mean_S0"]),
-            StudyInputs({"S0": ImageInput(big, geometry)}, {"tumour": RegionMask(mask, shifted)}),
+            StudyInputs({"S0": Volume(big, geometry)}, {"tumour": RegionMask(mask, shifted)}),
         )

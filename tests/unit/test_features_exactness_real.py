@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from oncohabitat.common.volume import Geometry
-from oncohabitat.features.engine import InlineRunner, extract_plan, image_input
+from oncohabitat.common.volume import Geometry, Volume
+from oncohabitat.features.engine import InlineRunner, extract_plan
 from oncohabitat.features.passes import GroupResult, GroupTask
 from oncohabitat.features.study import RegionMask, StudyInputs
 from tests.unit.test_features_support import assert_matches, class_features, plan_for, reference
@@ -40,7 +40,7 @@ def _case(shared_data: Path, case: str) -> tuple[sitk.Image, np.ndarray, StudyIn
     image = sitk.ReadImage(str(shared_data / "pyradiomics" / f"{case}_image.nrrd"))
     label = sitk.ReadImage(str(shared_data / "pyradiomics" / f"{case}_label.nrrd"))
     mask = sitk.GetArrayFromImage(label) == 1
-    inputs = StudyInputs(images={"S0": image_input(image)}, regions={"tumour": RegionMask(mask, Geometry.of(label))})
+    inputs = StudyInputs(images={"S0": Volume.of(image)}, regions={"tumour": RegionMask(mask, Geometry.of(label))})
     return image, mask, inputs
 
 

@@ -9,8 +9,8 @@ import pytest
 import SimpleITK as sitk
 
 from oncohabitat.bundles.plan import ExtractionPlan
-from oncohabitat.common.volume import Geometry
-from oncohabitat.features.engine import extract_plan, image_input
+from oncohabitat.common.volume import Geometry, Volume
+from oncohabitat.features.engine import extract_plan
 from oncohabitat.features.study import RegionMask, StudyInputs
 
 pytestmark = pytest.mark.filterwarnings("ignore:the load_module\\(\\) method is deprecated:DeprecationWarning")
@@ -88,7 +88,7 @@ def _values(shared_data: Path, names: list[str]) -> dict[str, float]:
     image = sitk.ReadImage(str(folder / "image" / "phantom.nii.gz"))
     mask = sitk.ReadImage(str(folder / "mask" / "mask.nii.gz"))
     inputs = StudyInputs(
-        images={"S0": image_input(image)},
+        images={"S0": Volume.of(image)},
         regions={"tumour": RegionMask(sitk.GetArrayFromImage(mask) == 1, Geometry.of(mask))},
     )
     plan = ExtractionPlan.model_validate({"features": [f"tumour/S0/{n}" for n in names], "feature_settings": SETTINGS})

@@ -16,10 +16,9 @@ from radiomics import featureextractor, getFeatureClasses
 
 from oncohabitat.bundles.plan import ExtractionPlan
 from oncohabitat.common.phases import select_phases
-from oncohabitat.common.volume import Geometry
+from oncohabitat.common.volume import Geometry, Volume
 from oncohabitat.features.engine import PlanExtraction
 from oncohabitat.features.study import (
-    ImageInput,
     LabelTable,
     RegionMask,
     StudyInputs,
@@ -40,8 +39,8 @@ def class_features(feature_class: str) -> list[str]:
     return [name for name, deprecated in getFeatureClasses()[feature_class].getFeatureNames().items() if not deprecated]
 
 
-def image_of(image: ImageInput) -> sitk.Image:
-    """A SimpleITK image of an :class:`ImageInput`."""
+def image_of(image: Volume) -> sitk.Image:
+    """A SimpleITK image of an :class:`Volume`."""
     return image.geometry.apply(sitk.GetImageFromArray(image.array))
 
 
@@ -108,9 +107,9 @@ def phantom_inputs(phantom: LoadedPhantom, profile: Mapping[str, Any] | None = N
     """BuildRegions (every derived image) on a phantom, turned into engine inputs as the orchestrator does."""
     settings = {"derived_images": ALL_DERIVED, **(profile or {})}
     result = build_regions(select_phases(phantom.phases), phantom.tumour, RegionProfile.model_validate(settings))
-    images = {f"S{phase.index}": ImageInput(phase.array, phase.geometry) for phase in phantom.phases}
+    images = {f"S{phase.index}": Volume(phase.array, phase.geometry) for phase in phantom.phases}
     grid: Geometry = result.geometry
-    images.update({name: ImageInput(array, grid) for name, array in result.derived_images.items()})
+    images.update({name: Volume(array, grid) for name, array in result.derived_images.items()})
     tables = [
         LabelTable(region_map.array, grid, {entry.value: entry.name for entry in region_map.labels})
         for region_map in result.maps

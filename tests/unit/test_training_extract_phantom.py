@@ -14,10 +14,10 @@ import SimpleITK as sitk
 
 from oncohabitat.bundles.canonical import parse_canonical_name
 from oncohabitat.bundles.plan import ExtractionPlan
-from oncohabitat.common.volume import Geometry
+from oncohabitat.common.volume import Geometry, Volume
 from oncohabitat.dicomio import RoiSelection
 from oncohabitat.features.full import full_row
-from oncohabitat.features.study import ImageInput, LabelTable, StudyInputs, canonical_regions
+from oncohabitat.features.study import LabelTable, StudyInputs, canonical_regions
 from oncohabitat.orchestrator.feature_stages import regions_profile
 from oncohabitat.orchestrator.study_loading import load_study
 from oncohabitat.phantom.cohort import generate_cohort
@@ -79,8 +79,8 @@ def _engine_row(case: Path, plan: ExtractionPlan) -> dict[str, float]:
     tumour = map_mask_to_grid(sitk.GetArrayFromImage(mask), Geometry.of(mask), phase_set.shape, phase_set.geometry)
     regions = build_regions(phase_set, tumour, parse_profile(json.dumps(regions_profile(plan))))
     grid = regions.geometry
-    images = {f"S{p.index}": ImageInput(p.array, p.geometry) for p in phases}
-    images |= {name: ImageInput(array, grid) for name, array in regions.derived_images.items()}
+    images = {f"S{p.index}": Volume(p.array, p.geometry) for p in phases}
+    images |= {name: Volume(array, grid) for name, array in regions.derived_images.items()}
     tables = [LabelTable(m.array.astype(np.int64), grid, {e.value: e.name for e in m.labels}) for m in regions.maps]
     inputs = StudyInputs(
         images=images,

@@ -21,20 +21,19 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
-import numpy.typing as npt
 import SimpleITK as sitk
 
 from oncohabitat.bundles.canonical import CanonicalName
 from oncohabitat.bundles.names import FeatureName, parse_feature_name
 from oncohabitat.bundles.plan import ExtractionPlan, NoNormalisation
-from oncohabitat.common.volume import Geometry
+from oncohabitat.common.volume import Geometry, Volume
 from oncohabitat.features import errors, limits
 from oncohabitat.features.errors import FeatureExtractionError
 from oncohabitat.features.families import Missing, kinetic_statistic, msi_value, stats_value
 from oncohabitat.features.grouping import ImageGroup, Key, build_groups, phase_role_images, radiomics_keys
 from oncohabitat.features.normalise import NormalisationError, normalise_image, parenchyma_mean
 from oncohabitat.features.passes import GroupResult, GroupTask, RegionInput, extractor_for, run_group
-from oncohabitat.features.study import ImageInput, PlacedRegion, StudyInputs, region_on_grid
+from oncohabitat.features.study import PlacedRegion, StudyInputs, region_on_grid
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +157,7 @@ def check_plan(plan: ExtractionPlan, inputs: StudyInputs | None = None) -> dict[
 class _Prepared:
     """Normalised images (name -> (array, geometry)) and per-image normalisation failures."""
 
-    images: dict[str, ImageInput] = field(default_factory=dict)
+    images: dict[str, Volume] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
 
 
@@ -194,7 +193,7 @@ def _prepare(plan: ExtractionPlan, inputs: StudyInputs, names: set[str], params:
         except NormalisationError as exc:
             prepared.failed[name] = str(exc)
             continue
-        prepared.images[name] = ImageInput(sitk.GetArrayFromImage(normalised), source.geometry)
+        prepared.images[name] = Volume(sitk.GetArrayFromImage(normalised), source.geometry)
     return prepared
 
 
@@ -403,9 +402,3 @@ def extract_plan(
     passes = sum(len(task.regions) for task in tasks)
     logger.info("plan extracted", extra={"groups": len(tasks), "passes": passes, "missing": len(absent)})
     return PlanExtraction(values, absent, tuple(warnings), groups=len(tasks), passes=passes)
-
-
-def image_input(image: sitk.Image) -> ImageInput:
-    """An :class:`ImageInput` of a SimpleITK image (array copy, geometry)."""
-    array: npt.NDArray[np.generic] = sitk.GetArrayFromImage(image)
-    return ImageInput(array, Geometry.of(image))

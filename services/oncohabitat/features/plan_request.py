@@ -17,8 +17,9 @@ from oncohabitat.bundles.canonical import FeatureNameError, is_image
 from oncohabitat.bundles.plan import ExtractionPlan
 from oncohabitat.common.codec import VolumeCodec
 from oncohabitat.common.errors import InvalidInputError
+from oncohabitat.common.volume import Volume
 from oncohabitat.features import errors, limits
-from oncohabitat.features.study import ImageInput, LabelTable, StudyInputs, canonical_regions
+from oncohabitat.features.study import LabelTable, StudyInputs, canonical_regions
 from oncohabitat.v1 import features_pb2
 
 
@@ -63,7 +64,7 @@ def decode_inputs(request: features_pb2.ExtractPlanRequest, codec: VolumeCodec) 
     """
     if len(request.images) > limits.MAX_IMAGES or len(request.regions) > limits.MAX_IMAGES:
         raise InvalidInputError(errors.IMAGE_INVALID, f"at most {limits.MAX_IMAGES} images and label maps", "images")
-    images: dict[str, ImageInput] = {}
+    images: dict[str, Volume] = {}
     for named in request.images:
         if not is_image(named.name):
             raise InvalidInputError(errors.IMAGE_INVALID, f"unknown image name {named.name!r}", named.name)
@@ -72,7 +73,7 @@ def decode_inputs(request: features_pb2.ExtractPlanRequest, codec: VolumeCodec) 
         array, geometry = codec.decode_array(named.volume)
         if array.size > limits.MAX_VOXELS:
             raise InvalidInputError(errors.IMAGE_INVALID, f"image {named.name!r} exceeds the voxel limit", named.name)
-        images[named.name] = ImageInput(array, geometry)
+        images[named.name] = Volume(array, geometry)
     tables = []
     for label_map in request.regions:
         array, geometry = codec.decode_array(label_map.volume)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from oncohabitat.common.volume import Geometry
+from oncohabitat.common.volume import Geometry, Volume
 from oncohabitat.features import errors
 from oncohabitat.features.errors import FeatureExtractionError
 
@@ -32,14 +32,6 @@ _RING = re.compile(r"^peritumoral_ring_(.+mm)$")
 _BAND = re.compile(r"^stroma_band_(.+mm)$")
 _HABITAT = re.compile(r"^habitat_[1-9]$")
 _PHASE = re.compile(r"^S(0|[1-9][0-9]*)$")
-
-
-@dataclass(frozen=True)
-class ImageInput:
-    """One image: a ``(z, y, x)`` scalar array and its geometry."""
-
-    array: npt.NDArray[np.generic]
-    geometry: Geometry
 
 
 @dataclass(frozen=True)
@@ -73,7 +65,7 @@ class StudyInputs:
             it); None = computed here from the S0 image and the breast / tumour masks delivered.
     """
 
-    images: Mapping[str, ImageInput]
+    images: Mapping[str, Volume]
     regions: Mapping[str, RegionMask]
     msi: Mapping[str, float] = field(default_factory=dict)
     statistics: Mapping[str, float] = field(default_factory=dict)

@@ -30,9 +30,9 @@ import SimpleITK as sitk
 
 from oncohabitat.bundles.plan import ExtractionPlan
 from oncohabitat.common.errors import DomainError
-from oncohabitat.common.volume import Geometry
+from oncohabitat.common.volume import Geometry, Volume
 from oncohabitat.features.full import full_row
-from oncohabitat.features.study import ImageInput, LabelTable, StudyInputs, canonical_regions
+from oncohabitat.features.study import LabelTable, StudyInputs, canonical_regions
 from oncohabitat.orchestrator.feature_stages import regions_profile
 from oncohabitat.regions import (
     FrozenHabitats,
@@ -116,9 +116,9 @@ def _regions(
 
 def study_inputs(phases: list[PhaseInput], regions: RegionsResult) -> StudyInputs:
     """What the features stage sends for these phases and regions (see the module docstring)."""
-    images = {f"S{phase.index}": ImageInput(phase.array, phase.geometry) for phase in phases}
+    images = {f"S{phase.index}": Volume(phase.array, phase.geometry) for phase in phases}
     geometry = regions.geometry
-    images.update({name: ImageInput(array, geometry) for name, array in regions.derived_images.items()})
+    images.update({name: Volume(array, geometry) for name, array in regions.derived_images.items()})
     tables = [
         LabelTable(np.asarray(region_map.array, dtype=np.int64), geometry, {e.value: e.name for e in region_map.labels})
         for region_map in regions.maps
