@@ -8,18 +8,17 @@ from __future__ import annotations
 
 from typing import Final
 
+# The phase-model reasons are the shared phase module's (one definition for every service).
+from oncohabitat.common.phases import GRID_MISMATCH as GRID_MISMATCH
+from oncohabitat.common.phases import PHASE_NOT_FINITE as PHASE_NOT_FINITE
+from oncohabitat.common.phases import PHASES_INVALID as PHASES_INVALID
+
 #: profile_json is not JSON or does not validate against :class:`~oncohabitat.regions.profile.RegionProfile`.
 PROFILE_INVALID: Final = "PROFILE_INVALID"
-#: The study carries no usable phase, a duplicated phase index or an unsupported role combination.
-PHASES_INVALID: Final = "PHASES_INVALID"
-#: Phases (or the mask) are not on one voxel grid.
-GRID_MISMATCH: Final = "GRID_MISMATCH"
 #: A phase the requested maps need is absent (the message names the role and index).
 PHASE_MISSING: Final = "PHASE_MISSING"
 #: Acquisition times do not increase from S0 to S1 to S2.
 PHASE_TIMES_INVALID: Final = "PHASE_TIMES_INVALID"
-#: A phase holds NaN or infinite voxels.
-PHASE_NOT_FINITE: Final = "PHASE_NOT_FINITE"
 #: No tumour mask was sent.
 MASK_MISSING: Final = "MASK_MISSING"
 #: The tumour mask has no voxel.
