@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from oncohabitat.common.errors import InvalidInputError
 from oncohabitat.common.volume import Geometry, Shape, Volume
+from oncohabitat.v1 import common_pb2
 
 if TYPE_CHECKING:
     import SimpleITK as sitk
@@ -81,30 +82,64 @@ def _check_finite(phase: PhaseInput) -> None:
         raise InvalidInputError(PHASE_NOT_FINITE, f"phase {phase.index} holds NaN or infinite voxels", "study.phases")
 
 
+#: Proto phase roles (``common_pb2.PhaseRole``) -> :data:`PhaseRole`; an unset role has none.
+_PROTO_ROLES: Final[dict[int, PhaseRole]] = {
+    common_pb2.PHASE_ROLE_PRE_CONTRAST: "pre",
+    common_pb2.PHASE_ROLE_POST_CONTRAST: "post",
+    common_pb2.PHASE_ROLE_SINGLE: "single",
+    common_pb2.PHASE_ROLE_SUBTRACTION: "subtraction",
+}
+
+
+def phase_role(phase: common_pb2.Phase) -> PhaseRole:
+    """The role of a ``Phase`` message.
+
+    Raises:
+        InvalidInputError: ``PHASES_INVALID`` for a phase without a role.
+    """
+    role = _PROTO_ROLES.get(phase.role)
+    if role is None:
+        raise InvalidInputError(
+            PHASES_INVALID, "every phase needs a role (pre, post, single or subtraction)", "study.phases"
+        )
+    return role
+
+
+def check_layout(layout: Sequence[tuple[PhaseRole, int]]) -> None:
+    """Check the image phases' ``(role, index)`` pairs (subtractions already dropped) against the convention.
+
+    Raises:
+        InvalidInputError: ``PHASES_INVALID``: no phase, a single phase mixed with others, a pre-contrast
+            phase not at index 0, a post-contrast phase below index 1, or a duplicated index.
+    """
+    if not layout:
+        raise InvalidInputError(PHASES_INVALID, "the study carries no image phase", "study.phases")
+    if any(role == "single" for role, _ in layout) and len(layout) > 1:
+        raise InvalidInputError(PHASES_INVALID, "a single-phase study must carry exactly one phase", "study.phases")
+    for role, index in layout:
+        if role == "pre" and index != 0:
+            raise InvalidInputError(
+                PHASES_INVALID, f"the pre-contrast phase must have index 0, got {index}", "study.phases"
+            )
+        if role == "post" and index < 1:
+            raise InvalidInputError(PHASES_INVALID, "post-contrast phases must have index 1..N", "study.phases")
+    indices = [index for _, index in layout]
+    if len(set(indices)) != len(indices):
+        raise InvalidInputError(PHASES_INVALID, f"duplicated phase indices in {sorted(indices)}", "study.phases")
+
+
 def select_phases(phases: Sequence[PhaseInput]) -> PhaseSet:
     """Keep the image phases (subtractions dropped), check indices, roles and the common grid.
 
     Raises:
-        InvalidInputError: ``PHASES_INVALID`` (no phase, duplicated index, role/index disagreement, a single
-            phase mixed with others), ``GRID_MISMATCH`` (phases on different grids) or ``PHASE_NOT_FINITE``.
+        InvalidInputError: ``PHASES_INVALID`` (see :func:`check_layout`; or a phase that is not 3-D),
+            ``GRID_MISMATCH`` (phases on different grids) or ``PHASE_NOT_FINITE``.
     """
     usable = [phase for phase in phases if phase.role != "subtraction"]
-    if not usable:
-        raise InvalidInputError(PHASES_INVALID, "the study carries no image phase", "study.phases")
-    if any(phase.role == "single" for phase in usable) and len(usable) > 1:
-        raise InvalidInputError(PHASES_INVALID, "a single-phase study must carry exactly one phase", "study.phases")
+    check_layout([(phase.role, phase.index) for phase in usable])
     for phase in usable:
-        if phase.role == "pre" and phase.index != 0:
-            raise InvalidInputError(
-                PHASES_INVALID, f"the pre-contrast phase must have index 0, got {phase.index}", "study.phases"
-            )
-        if phase.role == "post" and phase.index < 1:
-            raise InvalidInputError(PHASES_INVALID, "post-contrast phases must have index 1..N", "study.phases")
         if phase.array.ndim != 3:
             raise InvalidInputError(PHASES_INVALID, f"phase {phase.index} is not a 3D volume", "study.phases")
-    indices = [phase.index for phase in usable]
-    if len(set(indices)) != len(indices):
-        raise InvalidInputError(PHASES_INVALID, f"duplicated phase indices in {sorted(indices)}", "study.phases")
     reference = usable[0].volume
     for phase in usable[1:]:
         if not phase.volume.same_grid(reference):

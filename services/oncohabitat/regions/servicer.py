@@ -8,7 +8,7 @@ import grpc
 
 from oncohabitat.common.codec import VolumeCodec
 from oncohabitat.common.errors import InvalidInputError
-from oncohabitat.common.phases import PhaseInput, PhaseRole, select_phases
+from oncohabitat.common.phases import PhaseInput, phase_role, select_phases
 from oncohabitat.common.provenance import make_provenance, volume_sha256
 from oncohabitat.common.volume import Geometry
 from oncohabitat.regions import errors
@@ -18,12 +18,6 @@ from oncohabitat.regions.pipeline import RegionsResult, build_regions
 from oncohabitat.regions.profile import parse_profile
 from oncohabitat.v1 import common_pb2, regions_pb2, regions_pb2_grpc
 
-_ROLES: dict[int, PhaseRole] = {
-    common_pb2.PHASE_ROLE_PRE_CONTRAST: "pre",
-    common_pb2.PHASE_ROLE_POST_CONTRAST: "post",
-    common_pb2.PHASE_ROLE_SINGLE: "single",
-    common_pb2.PHASE_ROLE_SUBTRACTION: "subtraction",
-}
 _EXTRA_DISTRIBUTIONS = ("scipy", "scikit-learn", "pydantic")
 
 
@@ -37,9 +31,7 @@ class RegionsServicer(regions_pb2_grpc.RegionsServicer):
     def _phases(self, study: common_pb2.Study) -> list[PhaseInput]:
         phases = []
         for phase in study.phases:
-            role = _ROLES.get(phase.role)
-            if role is None:
-                raise InvalidInputError(errors.PHASES_INVALID, "every phase needs a role", "study.phases")
+            role = phase_role(phase)
             array, geometry = self._codec.decode_array(phase.volume)
             phases.append(PhaseInput(role, int(phase.index), float(phase.time_offset_s), array, geometry))
         return phases

@@ -11,8 +11,7 @@ import grpc
 import SimpleITK as sitk
 
 from oncohabitat.common.codec import VolumeCodec
-from oncohabitat.common.errors import InvalidInputError
-from oncohabitat.common.phases import LazyPhases, StudyPhases, choose_reference
+from oncohabitat.common.phases import LazyPhases, StudyPhases, check_layout, choose_reference, phase_role
 from oncohabitat.common.provenance import make_provenance, sha256_image
 from oncohabitat.segmentation.quality import Outcome, mean_enhancement_pct
 from oncohabitat.segmentation.segmenter import SegmentationResult, Segmenter
@@ -30,45 +29,19 @@ _OUTCOMES: dict[Outcome, segmentation_pb2.SegmentationOutcome] = {
 }
 
 
-def _phase_index(phase: common_pb2.Phase) -> int:
-    if phase.role == common_pb2.PHASE_ROLE_PRE_CONTRAST:
-        if phase.index != 0:
-            raise InvalidInputError("PHASE_INDEX_INVALID", "the pre-contrast phase must have index 0", "study.phases")
-        return 0
-    if phase.role == common_pb2.PHASE_ROLE_POST_CONTRAST:
-        if phase.index < 1:
-            raise InvalidInputError("PHASE_INDEX_INVALID", "post-contrast phases have indices 1..N", "study.phases")
-        return int(phase.index)
-    if phase.role == common_pb2.PHASE_ROLE_SINGLE:
-        return int(phase.index)
-    raise InvalidInputError("PHASE_ROLE_INVALID", "every phase needs a role (pre, post or single)", "study.phases")
-
-
 def decode_phases(study: common_pb2.Study, codec: VolumeCodec, requested_reference: int | None) -> StudyPhases:
     """Validate the study's phases and expose them lazily on the reference grid.
 
     SUBTRACTION series are ignored (never a phase). A SINGLE phase must be the only one.
 
     Raises:
-        InvalidInputError: no usable phase, a role/index that breaks the convention, duplicate indices, or a
+        InvalidInputError: ``PHASES_INVALID`` (:func:`~oncohabitat.common.phases.check_layout`), or a
             missing reference phase.
     """
-    usable = [p for p in study.phases if p.role != common_pb2.PHASE_ROLE_SUBTRACTION]
-    if not usable:
-        raise InvalidInputError("PHASES_MISSING", "the study has no phase", "study.phases")
-    single = any(p.role == common_pb2.PHASE_ROLE_SINGLE for p in usable)
-    if single and len(usable) > 1:
-        raise InvalidInputError(
-            "PHASE_COUNT_INVALID",
-            f"a single-phase study must have exactly one phase, this one has {len(usable)}",
-            "study.phases",
-        )
-    by_index: dict[int, common_pb2.Phase] = {}
-    for phase in usable:
-        index = _phase_index(phase)
-        if index in by_index:
-            raise InvalidInputError("PHASE_DUPLICATE", f"phase index {index} appears twice", "study.phases")
-        by_index[index] = phase
+    usable = [(phase_role(p), p) for p in study.phases if p.role != common_pb2.PHASE_ROLE_SUBTRACTION]
+    check_layout([(role, int(p.index)) for role, p in usable])
+    by_index = {int(p.index): p for _, p in usable}
+    single = any(role == "single" for role, _ in usable)
     reference = choose_reference(sorted(by_index), single, requested_reference)
     images = LazyPhases(
         sorted(by_index), reference, lambda index: codec.decode_image(by_index[index].volume), same_grid
