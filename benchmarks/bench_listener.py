@@ -67,13 +67,17 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 def dcmtk_tool(name: str) -> str:
     """Path of a dcmtk program (storescu, storescp), or "" when there is none.
 
-    The virtualenv's bin folder is skipped: pynetdicom installs console scripts of the same names
-    (checked here: with ``.venv/bin`` first on PATH, ``storescu`` was pynetdicom's, and the push failed).
+    Python console scripts are skipped: pynetdicom installs some of the same names in every virtualenv
+    that has it (with a virtualenv's ``bin`` first on PATH, ``storescu`` was pynetdicom's, and the push failed).
     """
-    venv_bin = (Path(sys.prefix) / "bin").resolve()
-    folders = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and Path(p).resolve() != venv_bin]
-    search = os.pathsep.join(folders)
-    return shutil.which(name, path=search) or ""
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        path = shutil.which(name, path=folder) if folder else None
+        if path is not None:
+            with open(path, "rb") as handle:
+                first = handle.readline(256)
+            if not (first.startswith(b"#!") and b"python" in first):
+                return path
+    return ""
 
 
 def _free_port() -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import sys
 import threading
 from pathlib import Path
 
@@ -52,14 +51,18 @@ def free_port() -> int:
 def require_tool(name: str) -> str:
     """Path of an external (Debian) tool the test needs; fails (never skips) when it is missing.
 
-    The virtualenv's own bin folder is skipped: pynetdicom installs console scripts named like dcmtk's tools
-    (storescu, storescp, ...), and the tests mean the real dcmtk peers.
+    Python console scripts are skipped: pynetdicom installs some named like dcmtk's tools (storescu,
+    storescp, ...) in every virtualenv that has it, and the tests mean the real dcmtk peers.
     """
-    venv_bin = Path(sys.prefix) / "bin"
-    search = os.pathsep.join(
-        p for p in os.environ.get("PATH", "").split(os.pathsep) if p and Path(p).resolve() != venv_bin.resolve()
-    )
-    path = shutil.which(name, path=search)
-    if path is None:
-        pytest.fail(f"{name} not found on PATH: the test command installs it (scripts/test.sh)")
-    return path
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        path = shutil.which(name, path=folder) if folder else None
+        if path is not None and not _is_python_script(Path(path)):
+            return path
+    pytest.fail(f"{name} not found on PATH: the test command installs it (scripts/test.sh)")
+
+
+def _is_python_script(path: Path) -> bool:
+    """True for a script whose ``#!`` line names a Python interpreter."""
+    with path.open("rb") as handle:
+        first = handle.readline(256)
+    return first.startswith(b"#!") and b"python" in first
