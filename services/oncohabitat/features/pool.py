@@ -46,12 +46,29 @@ def _is_cancelled(token: int) -> bool:
     return table is not None and token in table[:]
 
 
+#: How often a worker checks that the process that started it is still alive, s.
+PARENT_CHECK_S = 1.0
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker once its parent is gone (killed: it never shuts the pool down).
+
+    An idle worker waits on its call queue, whose pipe every worker also holds open: the parent's death
+    alone never ends that wait, and the orphan would keep its memory until the host restarts.
+    """
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(0)
+
+
 def _warm(table: Any = None) -> None:
-    """Worker initialiser: install the shared table of cancelled calls, import pyradiomics, quieten its logger."""
+    """Worker initialiser: install the shared table of cancelled calls, watch the parent, import pyradiomics,
+    quieten its logger."""
     global _table
     if table is not None:
         _table = table
         passes.CANCELLED = _is_cancelled
+        threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True).start()
     import radiomics  # noqa: F401
 
     logging.getLogger("radiomics").setLevel(logging.ERROR)
